@@ -1,0 +1,201 @@
+"""The Envoy REST edge: its static configuration, built here so that every deployment renders the same one."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+EDGE_SERVICES = (
+    "Versions",
+    "LoadBalancers",
+    "Listeners",
+    "Pools",
+    "Members",
+    "HealthMonitors",
+    "L7Policies",
+    "L7Rules",
+    "Quotas",
+    "Providers",
+    "Flavors",
+    "FlavorProfiles",
+    "AvailabilityZones",
+    "AvailabilityZoneProfiles",
+    "Amphorae",
+)
+PACKAGE = "octavia_mesh.lbaas.v2"
+
+
+def lua_source() -> str:
+    return resources.files(__package__).joinpath("octavia.lua").read_text()
+
+
+def descriptor_path() -> Path:
+    """The descriptor set of the edge protos, shipped in the protos distribution."""
+    import octavia_mesh.protos
+
+    return Path(octavia_mesh.protos.__file__).resolve().parent / "lbaas_v2.pb"
+
+
+def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "typed_config": {"@type": type_url, **config}}
+
+
+def envoy_config(
+    listen_host: str, listen_port: int, api_host: str, api_port: int, admin_port: int, descriptor: str, lua: str
+) -> dict[str, Any]:
+    """Envoy's bootstrap: REST and native gRPC on one port, transcoded onto the API service."""
+    fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
+    http_filters = [
+        _typed(
+            "envoy.filters.http.grpc_web", "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb", {}
+        ),
+        _typed(
+            "envoy.filters.http.lua",
+            "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            {"default_source_code": {"inline_string": lua}},
+        ),
+        _typed(
+            "envoy.filters.http.grpc_json_transcoder",
+            "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            {
+                "proto_descriptor": descriptor,
+                "services": [f"{PACKAGE}.{s}" for s in EDGE_SERVICES],
+                "match_incoming_request_route": True,
+                "convert_grpc_status": True,
+                "query_param_unescape_plus": True,
+                "print_options": {"always_print_primitive_fields": True, "preserve_proto_field_names": True},
+                "request_validation_options": {
+                    "reject_unknown_method": True,
+                    "reject_unknown_query_parameters": True,
+                    "reject_binding_body_field_collisions": True,
+                },
+            },
+        ),
+        _typed("envoy.filters.http.router", "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router", {}),
+    ]
+    lua_off = {
+        "envoy.filters.http.lua": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+            "disabled": True,
+        }
+    }
+    manager = {
+        "stat_prefix": "octavia_rest",
+        "codec_type": "AUTO",
+        "generate_request_id": True,
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "octavia",
+                    "domains": ["*"],
+                    "request_headers_to_add": [
+                        {
+                            "header": {"key": "x-forwarded-host", "value": "%REQ(:authority)%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    ],
+                    "routes": [
+                        {
+                            "match": {"prefix": f"/{PACKAGE}."},
+                            "route": {"cluster": "api", "timeout": "60s"},
+                            "typed_per_filter_config": lua_off,
+                        },
+                        {
+                            "match": {"prefix": "/grpc."},
+                            "route": {"cluster": "api", "timeout": "60s"},
+                            "typed_per_filter_config": lua_off,
+                        },
+                        {
+                            "match": {"prefix": "/"},
+                            "route": {"cluster": "api", "timeout": "60s"},
+                            "response_headers_to_add": [
+                                {"header": {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}}
+                            ],
+                        },
+                    ],
+                }
+            ]
+        },
+        "local_reply_config": {
+            "mappers": [
+                {
+                    "filter": {
+                        "status_code_filter": {
+                            "comparison": {"op": "EQ", "value": {"default_value": 404, "runtime_key": "octavia_lr_404"}}
+                        }
+                    },
+                    "body_format_override": {"json_format": {"code": 404, "title": "Not Found", "description": ""}},
+                },
+                {
+                    "filter": {
+                        "status_code_filter": {
+                            "comparison": {"op": "GE", "value": {"default_value": 500, "runtime_key": "octavia_lr_5xx"}}
+                        }
+                    },
+                    "body_format_override": {"json_format": {**fault, "faultcode": "Server"}},
+                },
+                {
+                    "filter": {
+                        "status_code_filter": {
+                            "comparison": {"op": "GE", "value": {"default_value": 400, "runtime_key": "octavia_lr_4xx"}}
+                        }
+                    },
+                    "body_format_override": {"json_format": fault},
+                },
+            ]
+        },
+        "http_filters": http_filters,
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "octavia_rest",
+                    "address": {"socket_address": {"address": listen_host, "port_value": listen_port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                                        "HttpConnectionManager",
+                                        **manager,
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "api",
+                    "type": "STRICT_DNS",
+                    "connect_timeout": "2s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
+                    },
+                    "load_assignment": {
+                        "cluster_name": "api",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {"socket_address": {"address": api_host, "port_value": api_port}}
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    }

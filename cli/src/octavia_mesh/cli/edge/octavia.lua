@@ -1,0 +1,64 @@
+-- Octavia Mesh REST edge: the glue Envoy's gRPC-JSON transcoder needs to speak Octavia's v2 REST.
+--
+-- Request: strip Octavia's optional ".json" suffix; move the whole query string into the single
+-- `query` parameter every edge RPC declares (the API service applies Octavia's filter, sort and
+-- pagination rules to it); pass the REST path on as x-octavia-path for pagination links.
+-- Response: take the REST status from the service's x-http-code, drop gRPC headers, and turn a
+-- gRPC error into Octavia's fault body {"faultcode", "faultstring", "debuginfo"}.
+
+local function percent_encode(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+
+local function json_string_after(body, key)
+  local s, e = body:find('"' .. key .. '"%s*:%s*"')
+  if not s then return nil end
+  local i, n = e + 1, #body
+  while i <= n do
+    local c = body:sub(i, i)
+    if c == "\\" then i = i + 2 elseif c == '"' then return body:sub(e, i) else i = i + 1 end
+  end
+  return nil
+end
+
+function envoy_on_request(handle)
+  local h = handle:headers()
+  local raw = h:get(":path")
+  local path, query = raw:match("^([^?]*)%??(.*)$")
+  local stripped = path:match("^(.+)%.json$")
+  if stripped then path = stripped end
+  h:replace("x-octavia-path", path)
+  if query ~= "" then
+    h:replace(":path", path .. "?query=" .. percent_encode(query))
+  else
+    h:replace(":path", path)
+  end
+end
+
+function envoy_on_response(handle)
+  local h = handle:headers()
+  h:remove("grpc-status")
+  h:remove("grpc-message")
+  h:remove("grpc-accept-encoding")
+  h:remove("grpc-encoding")
+  local code = h:get("x-http-code")
+  if code then
+    h:remove("x-http-code")
+    h:replace(":status", code)
+  end
+  local status = tonumber(h:get(":status")) or 200
+  if status == 204 then
+    h:remove("content-type")
+    handle:body():setBytes("")
+    return
+  end
+  local ct = h:get("content-type") or ""
+  if status >= 400 and ct:sub(1, 16) == "application/json" then
+    local body = handle:body()
+    local raw = body:getBytes(0, body:length())
+    if raw:find('"faultcode"', 1, true) or raw:find('"title"', 1, true) then return end
+    local msg = json_string_after(raw, "message") or '""'
+    body:setBytes('{"faultcode": "' .. (status >= 500 and "Server" or "Client") ..
+                  '", "faultstring": ' .. msg .. ', "debuginfo": null}')
+  end
+end

@@ -1,0 +1,1 @@
+"""Octavia Mesh shared library: what more than one service needs, and nothing service-specific."""

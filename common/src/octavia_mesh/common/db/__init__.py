@@ -1,0 +1,1 @@
+"""The database: models, engine and migrations, shared by the services that own Octavia's data."""

@@ -1,0 +1,64 @@
+"""Async engines for SQLite (embedded default), PostgreSQL and MariaDB/MySQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mysql+aiomysql",
+}
+
+#: Execution option that makes a SQLite transaction take the write lock when it
+#: begins. Without it two writers that both read first deadlock into
+#: ``database is locked``; PostgreSQL and MariaDB use row locks instead.
+WRITE = {"sqlite_begin": "IMMEDIATE"}
+
+
+def async_url(url: str) -> str:
+    """Map a plain database URL (``postgresql://…``) onto its asyncio driver."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if "+" in parsed.drivername or backend not in _ASYNC_DRIVERS:
+        return url
+    return parsed.set(drivername=_ASYNC_DRIVERS[backend]).render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Create the engine for ``url`` with the per-backend settings the services rely on."""
+    url = async_url(url)
+    if make_url(url).get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 10)
+        return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, issue BEGIN, so that `_on_begin` decides its kind.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
+    return engine
+
+
+def session_factories(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]]:
+    """Return ``(read, write)`` session factories; ``write`` sessions lock SQLite up front."""
+    read = async_sessionmaker(engine, expire_on_commit=False)
+    write = async_sessionmaker(engine.execution_options(**WRITE), expire_on_commit=False)
+    return read, write

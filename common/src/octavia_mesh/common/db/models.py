@@ -1,0 +1,312 @@
+"""SQLAlchemy models of Octavia's data.
+
+The schema follows Octavia's own (load balancers keep a ``DELETED`` row until
+housekeeping purges it; children are removed outright), with three additions:
+``tags`` is one table for every taggable resource, ``provider_commands`` is the
+outbox through which the API hands changes to providers, and statistics are
+kept per listener and amphora.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(36)
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, as Octavia stores and prints its timestamps."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Base of every model."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class _Provisioned:
+    """Columns every provisioned object has."""
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    provisioning_status: Mapped[str] = mapped_column(String(16))
+    operating_status: Mapped[str] = mapped_column(String(16))
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class LoadBalancer(_Provisioned, Base):
+    __tablename__ = "load_balancer"
+
+    description: Mapped[str | None] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(64))
+    flavor_id: Mapped[str | None] = mapped_column(ID, ForeignKey("flavor.id"))
+    availability_zone: Mapped[str | None] = mapped_column(String(255), ForeignKey("availability_zone.name"))
+    topology: Mapped[str | None] = mapped_column(String(16))
+    vip_address: Mapped[str | None] = mapped_column(String(64))
+    vip_port_id: Mapped[str | None] = mapped_column(ID)
+    vip_subnet_id: Mapped[str | None] = mapped_column(ID)
+    vip_network_id: Mapped[str | None] = mapped_column(ID)
+    vip_qos_policy_id: Mapped[str | None] = mapped_column(ID)
+    vip_vnic_type: Mapped[str] = mapped_column(String(16), default="normal")
+    vip_sg_ids: Mapped[list[Any]] = mapped_column(default=list)
+    additional_vips: Mapped[list[Any]] = mapped_column(default=list)
+
+    __table_args__ = (Index("ix_load_balancer_status", "provisioning_status"),)
+
+
+class Listener(_Provisioned, Base):
+    __tablename__ = "listener"
+
+    load_balancer_id: Mapped[str] = mapped_column(ID, ForeignKey("load_balancer.id"), index=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    protocol: Mapped[str] = mapped_column(String(16))
+    protocol_port: Mapped[int] = mapped_column(Integer)
+    connection_limit: Mapped[int] = mapped_column(Integer, default=-1)
+    default_pool_id: Mapped[str | None] = mapped_column(ID, ForeignKey("pool.id", use_alter=True))
+    default_tls_container_ref: Mapped[str | None] = mapped_column(String(255))
+    sni_container_refs: Mapped[list[Any]] = mapped_column(default=list)
+    client_authentication: Mapped[str] = mapped_column(String(16), default="NONE")
+    client_ca_tls_container_ref: Mapped[str | None] = mapped_column(String(255))
+    client_crl_container_ref: Mapped[str | None] = mapped_column(String(255))
+    insert_headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timeout_client_data: Mapped[int | None] = mapped_column(Integer)
+    timeout_member_connect: Mapped[int | None] = mapped_column(Integer)
+    timeout_member_data: Mapped[int | None] = mapped_column(Integer)
+    timeout_tcp_inspect: Mapped[int | None] = mapped_column(Integer)
+    allowed_cidrs: Mapped[list[Any]] = mapped_column(default=list)
+    tls_ciphers: Mapped[str | None] = mapped_column(String(2048))
+    tls_versions: Mapped[list[Any] | None] = mapped_column()
+    alpn_protocols: Mapped[list[Any] | None] = mapped_column()
+    hsts_max_age: Mapped[int | None] = mapped_column(Integer)
+    hsts_include_subdomains: Mapped[bool] = mapped_column(Boolean, default=False)
+    hsts_preload: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("load_balancer_id", "protocol", "protocol_port"),)
+
+
+class Pool(_Provisioned, Base):
+    __tablename__ = "pool"
+
+    load_balancer_id: Mapped[str] = mapped_column(ID, ForeignKey("load_balancer.id"), index=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    protocol: Mapped[str] = mapped_column(String(16))
+    lb_algorithm: Mapped[str] = mapped_column(String(32))
+    session_persistence: Mapped[dict[str, Any] | None] = mapped_column()
+    tls_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    tls_container_ref: Mapped[str | None] = mapped_column(String(255))
+    ca_tls_container_ref: Mapped[str | None] = mapped_column(String(255))
+    crl_container_ref: Mapped[str | None] = mapped_column(String(255))
+    tls_ciphers: Mapped[str | None] = mapped_column(String(2048))
+    tls_versions: Mapped[list[Any] | None] = mapped_column()
+    alpn_protocols: Mapped[list[Any] | None] = mapped_column()
+
+
+class Member(_Provisioned, Base):
+    __tablename__ = "member"
+
+    pool_id: Mapped[str] = mapped_column(ID, ForeignKey("pool.id"), index=True)
+    address: Mapped[str] = mapped_column(String(64))
+    protocol_port: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    backup: Mapped[bool] = mapped_column(Boolean, default=False)
+    subnet_id: Mapped[str | None] = mapped_column(ID)
+    monitor_address: Mapped[str | None] = mapped_column(String(64))
+    monitor_port: Mapped[int | None] = mapped_column(Integer)
+    request_sriov: Mapped[bool] = mapped_column(Boolean, default=False)
+    vnic_type: Mapped[str] = mapped_column(String(16), default="normal")
+
+    __table_args__ = (UniqueConstraint("pool_id", "address", "protocol_port"),)
+
+
+class HealthMonitor(_Provisioned, Base):
+    __tablename__ = "health_monitor"
+
+    pool_id: Mapped[str] = mapped_column(ID, ForeignKey("pool.id"), unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    delay: Mapped[int] = mapped_column(Integer)
+    timeout: Mapped[int] = mapped_column(Integer)
+    max_retries: Mapped[int] = mapped_column(Integer)
+    max_retries_down: Mapped[int] = mapped_column(Integer, default=3)
+    http_method: Mapped[str | None] = mapped_column(String(16))
+    url_path: Mapped[str | None] = mapped_column(String(2048))
+    expected_codes: Mapped[str | None] = mapped_column(String(64))
+    http_version: Mapped[float | None] = mapped_column(Float)
+    domain_name: Mapped[str | None] = mapped_column(String(255))
+
+
+class L7Policy(_Provisioned, Base):
+    __tablename__ = "l7policy"
+
+    listener_id: Mapped[str] = mapped_column(ID, ForeignKey("listener.id"), index=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    redirect_pool_id: Mapped[str | None] = mapped_column(ID, ForeignKey("pool.id"))
+    redirect_url: Mapped[str | None] = mapped_column(String(2048))
+    redirect_prefix: Mapped[str | None] = mapped_column(String(2048))
+    redirect_http_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class L7Rule(_Provisioned, Base):
+    __tablename__ = "l7rule"
+
+    l7policy_id: Mapped[str] = mapped_column(ID, ForeignKey("l7policy.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    compare_type: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str | None] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(String(255))
+    invert: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Tag(Base):
+    """A tag on any taggable resource (load balancers, listeners, pools, ...)."""
+
+    __tablename__ = "tag"
+
+    resource_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+    __table_args__ = (Index("ix_tag_tag", "tag"),)
+
+
+class Quota(Base):
+    """A project's limits (``None`` = the deployment default) and what it uses."""
+
+    __tablename__ = "quota"
+
+    project_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    load_balancer: Mapped[int | None] = mapped_column(Integer)
+    listener: Mapped[int | None] = mapped_column(Integer)
+    pool: Mapped[int | None] = mapped_column(Integer)
+    health_monitor: Mapped[int | None] = mapped_column(Integer)
+    member: Mapped[int | None] = mapped_column(Integer)
+    l7policy: Mapped[int | None] = mapped_column(Integer)
+    l7rule: Mapped[int | None] = mapped_column(Integer)
+    in_use_load_balancer: Mapped[int] = mapped_column(Integer, default=0)
+    in_use_listener: Mapped[int] = mapped_column(Integer, default=0)
+    in_use_pool: Mapped[int] = mapped_column(Integer, default=0)
+    in_use_health_monitor: Mapped[int] = mapped_column(Integer, default=0)
+    in_use_member: Mapped[int] = mapped_column(Integer, default=0)
+    in_use_l7policy: Mapped[int] = mapped_column(Integer, default=0)
+    in_use_l7rule: Mapped[int] = mapped_column(Integer, default=0)
+    explicit: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class FlavorProfile(Base):
+    __tablename__ = "flavor_profile"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    provider_name: Mapped[str] = mapped_column(String(255))
+    flavor_data: Mapped[str] = mapped_column(Text)
+
+
+class Flavor(Base):
+    __tablename__ = "flavor"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    flavor_profile_id: Mapped[str] = mapped_column(ID, ForeignKey("flavor_profile.id"))
+
+
+class AvailabilityZoneProfile(Base):
+    __tablename__ = "availability_zone_profile"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    provider_name: Mapped[str] = mapped_column(String(255))
+    availability_zone_data: Mapped[str] = mapped_column(Text)
+
+
+class AvailabilityZone(Base):
+    __tablename__ = "availability_zone"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    availability_zone_profile_id: Mapped[str] = mapped_column(ID, ForeignKey("availability_zone_profile.id"))
+
+
+class Amphora(Base):
+    __tablename__ = "amphora"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    load_balancer_id: Mapped[str | None] = mapped_column(ID, ForeignKey("load_balancer.id"), index=True)
+    compute_id: Mapped[str | None] = mapped_column(String(255))
+    lb_network_ip: Mapped[str | None] = mapped_column(String(64))
+    vrrp_ip: Mapped[str | None] = mapped_column(String(64))
+    ha_ip: Mapped[str | None] = mapped_column(String(64))
+    vrrp_port_id: Mapped[str | None] = mapped_column(ID)
+    ha_port_id: Mapped[str | None] = mapped_column(ID)
+    cert_expiration: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cert_busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    role: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    vrrp_interface: Mapped[str | None] = mapped_column(String(16))
+    vrrp_id: Mapped[int | None] = mapped_column(Integer)
+    vrrp_priority: Mapped[int | None] = mapped_column(Integer)
+    cached_zone: Mapped[str | None] = mapped_column(String(255))
+    image_id: Mapped[str | None] = mapped_column(String(36))
+    compute_flavor: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ListenerStatistics(Base):
+    """Counters one amphora reports for one listener."""
+
+    __tablename__ = "listener_statistics"
+
+    listener_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    amphora_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    active_connections: Mapped[int] = mapped_column(Integer, default=0)
+    total_connections: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ProviderCommand(Base):
+    """Outbox row of a provider command.
+
+    Written in the same transaction as the ``PENDING_*`` state it resolves, so a
+    change is never accepted without its command. The relay publishes rows with
+    ``published_at`` unset; the provider sets ``completed_at`` in the
+    transaction that applies the command, which makes a redelivered command a
+    no-op.
+    """
+
+    __tablename__ = "provider_command"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    load_balancer_id: Mapped[str] = mapped_column(ID, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)

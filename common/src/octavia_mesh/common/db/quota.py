@@ -1,0 +1,70 @@
+"""Quota accounting shared by the API (which reserves) and the providers (which release on delete).
+
+A project's row in ``quota`` holds its limits and ``in_use_*`` counters. A
+reservation locks that row (``SELECT … FOR UPDATE``; SQLite write
+transactions are exclusive from their start, see ``engine.WRITE``), checks the
+limit and bumps the counter in the caller's transaction, so concurrent creates
+can never exceed a quota.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from octavia_mesh.common.db.models import Quota
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+#: Quota resource names, as columns of ``quota`` (``in_use_<name>`` counts them).
+RESOURCES = ("load_balancer", "listener", "pool", "health_monitor", "member", "l7policy", "l7rule")
+UNLIMITED = -1
+
+
+class QuotaMet(Exception):
+    """The project already uses its quota of ``resource``."""
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(resource)
+        self.resource = resource
+
+
+async def ensure_row(session: AsyncSession, project_id: str) -> None:
+    """Create the project's quota row if it is missing (in its own savepoint: racing creators are fine)."""
+    if await session.get(Quota, project_id) is not None:
+        return
+    try:
+        async with session.begin_nested():
+            session.add(Quota(project_id=project_id))
+    except IntegrityError:
+        pass
+
+
+async def reserve(
+    session: AsyncSession, project_id: str, amounts: Mapping[str, int], defaults: Mapping[str, int]
+) -> None:
+    """Count ``amounts`` against the project's quotas, or raise :class:`QuotaMet`."""
+    if not amounts:
+        return
+    await ensure_row(session, project_id)
+    row = (await session.execute(select(Quota).where(Quota.project_id == project_id).with_for_update())).scalar_one()
+    for resource, amount in amounts.items():
+        limit = getattr(row, resource)
+        if limit is None:
+            limit = defaults.get(resource, UNLIMITED)
+        in_use = getattr(row, f"in_use_{resource}")
+        if limit != UNLIMITED and in_use + amount > limit:
+            raise QuotaMet(resource)
+    for resource, amount in amounts.items():
+        setattr(row, f"in_use_{resource}", getattr(row, f"in_use_{resource}") + amount)
+
+
+async def release(session: AsyncSession, project_id: str | None, amounts: Mapping[str, int]) -> None:
+    """Give back what deleted objects used (never below zero)."""
+    if project_id is None or not any(amounts.values()):
+        return
+    row = await session.get(Quota, project_id, with_for_update=True)
+    if row is None:
+        return
+    for resource, amount in amounts.items():
+        setattr(row, f"in_use_{resource}", max(0, getattr(row, f"in_use_{resource}") - amount))

@@ -1,0 +1,54 @@
+"""What every gRPC service of the mesh does the same way: health, reflection, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceHealth:
+    """The ``grpc.health.v1`` servicer of a server, with one switch for every service it names."""
+
+    def __init__(self, server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+        self._servicer = health.aio.HealthServicer()
+        self._names = ["", *service_names]
+        health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in self._names:
+            await self._servicer.set(name, status)
+
+
+def add_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+    """Serve reflection for ``service_names`` and the standard services."""
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+
+
+async def run_until_signalled(
+    server: grpc.aio.Server,
+    health_switch: ServiceHealth,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    grace: float = 5.0,
+) -> None:
+    """Start ``server``, report SERVING, and stop gracefully on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await health_switch.set_serving(True)
+    await stop.wait()
+    logger.info("stopping")
+    await health_switch.set_serving(False)
+    await server.stop(grace)
+    if on_stop is not None:
+        await on_stop()

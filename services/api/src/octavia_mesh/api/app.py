@@ -1,0 +1,52 @@
+"""What a handler works with: the service's settings, database sessions and the command outbox."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from octavia_mesh.api.policy import Caller
+from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.commands import OutboxRelay
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+@dataclass(slots=True)
+class App:
+    """Shared state of the API service, built once in ``server.create_server``."""
+
+    settings: ApiSettings
+    read: async_sessionmaker[AsyncSession]
+    write: async_sessionmaker[AsyncSession]
+    relay: OutboxRelay | None = None
+
+    def commands_committed(self) -> None:
+        """Tell the relay that new outbox rows are committed."""
+        if self.relay is not None:
+            self.relay.wake()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One API call as the handlers see it."""
+
+    caller: Caller
+    query: str = ""
+    body: bytes = b""
+    id: str = ""
+    parent_id: str = ""
+    base_url: str = ""  # scheme://host[/v2 or /v2.0]/..., the collection URL links are built on
+    root_url: str = ""  # scheme://host
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A handler's answer: the REST status and the JSON document (``None`` for 204)."""
+
+    status: int
+    body: Any = None
+
+    def encode(self) -> bytes:
+        return b"" if self.body is None else json.dumps(self.body).encode()

@@ -1,0 +1,82 @@
+"""Binds the handlers to the edge RPCs of ``octavia_mesh.lbaas.v2``.
+
+Every edge RPC has the same shape (ids, raw query, JSON body in, JSON body
+out), so one adapter serves them all: it reads the caller from the metadata,
+runs the handler, sends the REST status as ``x-http-code`` initial metadata
+(the Envoy edge turns it into the HTTP status; native gRPC clients may read
+it too), and maps :class:`ApiError` onto a gRPC status whose message is
+Octavia's ``faultstring``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+import grpc
+from google.api import httpbody_pb2
+from google.protobuf import message_factory
+from octavia_mesh.api.app import App, Call, Reply
+from octavia_mesh.api.errors import ApiError
+from octavia_mesh.api.policy import caller_from_metadata
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[App, Call], Awaitable[Reply]]
+
+#: Header the edge sets to the REST path the client used (without the query), for links.
+ORIGINAL_PATH = "x-octavia-path"
+
+
+def _base_urls(app: App, metadata: Mapping[str, str]) -> tuple[str, str]:
+    host = metadata.get("x-forwarded-host")
+    root = f"{metadata.get('x-forwarded-proto', 'http')}://{host}" if host else app.settings.public_endpoint.rstrip("/")
+    path = metadata.get(ORIGINAL_PATH, "")
+    return root + path.rstrip("/"), root
+
+
+def _adapter(app: App, handler: Handler, method: str) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    async def rpc(request: Any, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        try:
+            base_url, root_url = _base_urls(app, metadata)
+            call = Call(
+                caller=caller_from_metadata(app.settings.auth, metadata),
+                query=getattr(request, "query", ""),
+                body=request.body.data if request.HasField("body") else b"",
+                id=getattr(request, "id", ""),
+                parent_id=getattr(request, "parent_id", ""),
+                base_url=base_url,
+                root_url=root_url,
+            )
+            reply = await handler(app, call)
+        except ApiError as exc:
+            await context.send_initial_metadata((("x-http-code", str(exc.http_status)),))
+            await context.abort(exc.code, exc.message)
+        except Exception:
+            logger.exception("%s failed", method)
+            await context.send_initial_metadata((("x-http-code", "500"),))
+            await context.abort(grpc.StatusCode.INTERNAL, "An unknown exception occurred.")
+        await context.send_initial_metadata((("x-http-code", str(reply.status)),))
+        return httpbody_pb2.HttpBody(content_type="application/json", data=reply.encode())
+
+    return rpc
+
+
+def bind(app: App, module: ModuleType, service: str, handlers: Mapping[str, Handler]) -> grpc.GenericRpcHandler:
+    """A generic handler for ``service`` (declared in the generated ``module``) that dispatches to ``handlers``."""
+    descriptor = module.DESCRIPTOR.services_by_name[service]
+    missing = {m.name for m in descriptor.methods} - set(handlers)
+    if missing:
+        raise RuntimeError(f"{service}: no handler for {sorted(missing)}")
+    rpc_handlers = {}
+    for method in descriptor.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        rpc_handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _adapter(app, handlers[method.name], f"{service}.{method.name}"),
+            request_deserializer=request_class.FromString,
+            response_serializer=httpbody_pb2.HttpBody.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(descriptor.full_name, rpc_handlers)

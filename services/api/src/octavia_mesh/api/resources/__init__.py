@@ -1,0 +1,1 @@
+"""Handlers of the edge RPCs, one module per Octavia resource."""

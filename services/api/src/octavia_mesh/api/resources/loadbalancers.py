@@ -1,0 +1,390 @@
+"""Load balancers: ``/v2/lbaas/loadbalancers``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from octavia_mesh.api import schema as s
+from octavia_mesh.api import store, vip
+from octavia_mesh.api.app import App, Call, Reply
+from octavia_mesh.api.errors import InvalidInput, ValidationFailure
+from octavia_mesh.api.policy import Rule
+from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, parse_query, select_fields
+from octavia_mesh.api.resources import graph
+from octavia_mesh.api.resources.providers import resolve_provider
+from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.models import (
+    AvailabilityZone,
+    Flavor,
+    FlavorProfile,
+    Listener,
+    ListenerStatistics,
+    LoadBalancer,
+    Pool,
+    Tag,
+    utcnow,
+)
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+LABEL = "Load Balancer"
+
+_COMMON = {
+    "name": s.Attr(s.string(255), default=""),
+    "description": s.Attr(s.string(255), default=""),
+    "admin_state_up": s.Attr(s.boolean, default=True),
+    "vip_qos_policy_id": s.Attr(s.uuid_str),
+    "vip_sg_ids": s.Attr(s.string_list(s.uuid_str)),
+    "tags": s.Attr(s.string_list()),
+}
+CREATE = s.Schema(
+    "loadbalancer",
+    "load_balancer",
+    {
+        **_COMMON,
+        "project_id": s.Attr(s.string(36)),
+        "tenant_id": s.Attr(s.string(36)),
+        "vip_address": s.Attr(s.ip_address),
+        "vip_port_id": s.Attr(s.uuid_str),
+        "vip_subnet_id": s.Attr(s.uuid_str),
+        "vip_network_id": s.Attr(s.uuid_str),
+        "additional_vips": s.Attr(s.any_value),
+        "provider": s.Attr(s.string(64)),
+        "flavor_id": s.Attr(s.uuid_str),
+        "availability_zone": s.Attr(s.string(255)),
+        "listeners": s.Attr(s.any_value),
+        "pools": s.Attr(s.any_value),
+    },
+)
+UPDATE = s.Schema("loadbalancer", "load_balancer", _COMMON)
+
+SPEC = ListSpec(
+    collection="loadbalancers",
+    id_column=LoadBalancer.id,
+    created_column=LoadBalancer.created_at,
+    filters={
+        **{
+            name: Filter(getattr(LoadBalancer, name))
+            for name in (
+                "id",
+                "name",
+                "description",
+                "project_id",
+                "provisioning_status",
+                "operating_status",
+                "vip_address",
+                "vip_port_id",
+                "vip_subnet_id",
+                "vip_network_id",
+                "vip_qos_policy_id",
+                "provider",
+                "flavor_id",
+                "availability_zone",
+                "created_at",
+                "updated_at",
+            )
+        },
+        "tenant_id": Filter(LoadBalancer.project_id),
+        "admin_state_up": bool_filter(LoadBalancer.admin_state_up),
+    },
+    sort_keys={
+        name: getattr(LoadBalancer, name)
+        for name in (
+            "id",
+            "name",
+            "description",
+            "project_id",
+            "provisioning_status",
+            "operating_status",
+            "admin_state_up",
+            "vip_address",
+            "vip_port_id",
+            "vip_subnet_id",
+            "vip_network_id",
+            "provider",
+            "flavor_id",
+            "availability_zone",
+            "created_at",
+            "updated_at",
+        )
+    },
+)
+
+
+def view(lb: LoadBalancer, tags: list[str], listener_ids: list[str], pool_ids: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": lb.id,
+        "name": lb.name or "",
+        "description": lb.description or "",
+        "provisioning_status": lb.provisioning_status,
+        "operating_status": lb.operating_status,
+        "admin_state_up": lb.admin_state_up,
+        "project_id": lb.project_id,
+        "created_at": store.timestamp(lb.created_at),
+        "updated_at": store.timestamp(lb.updated_at),
+        "vip_address": lb.vip_address,
+        "vip_port_id": lb.vip_port_id,
+        "vip_subnet_id": lb.vip_subnet_id,
+        "vip_network_id": lb.vip_network_id,
+        "vip_sg_ids": list(lb.vip_sg_ids or []),
+        "additional_vips": list(lb.additional_vips or []),
+        "listeners": [{"id": i} for i in listener_ids],
+        "pools": [{"id": i} for i in pool_ids],
+        "provider": lb.provider,
+        "flavor_id": lb.flavor_id,
+        "vip_qos_policy_id": lb.vip_qos_policy_id,
+        "tags": tags,
+        "availability_zone": lb.availability_zone,
+        "vip_vnic_type": lb.vip_vnic_type,
+        "tenant_id": lb.project_id,
+    }
+    return out
+
+
+async def views(session: AsyncSession, lbs: list[LoadBalancer]) -> list[dict[str, Any]]:
+    """Views of many load balancers with three bulk queries for their children and tags."""
+    ids = [lb.id for lb in lbs]
+    listeners: dict[str, list[str]] = {i: [] for i in ids}
+    pools: dict[str, list[str]] = {i: [] for i in ids}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for lb_id, child in await session.execute(
+            select(Listener.load_balancer_id, Listener.id)
+            .where(Listener.load_balancer_id.in_(chunk))
+            .order_by(Listener.created_at)
+        ):
+            listeners[lb_id].append(child)
+        for lb_id, child in await session.execute(
+            select(Pool.load_balancer_id, Pool.id).where(Pool.load_balancer_id.in_(chunk)).order_by(Pool.created_at)
+        ):
+            pools[lb_id].append(child)
+    tags = await store.tags_of(session, ids)
+    return [view(lb, tags.get(lb.id, []), listeners[lb.id], pools[lb.id]) for lb in lbs]
+
+
+async def load_visible(app: App, call: Call, session: AsyncSession, rule: Rule = Rule.READ) -> LoadBalancer:
+    """The load balancer named by the call, if the caller may see it (404 otherwise, 403 for writes)."""
+    lb = await store.get_or_404(session, LoadBalancer, call.id, LABEL, hide_deleted=True)
+    if not call.caller.allowed(Rule.READ, lb.project_id):
+        raise store.NotFound(LABEL, call.id)
+    call.caller.check(rule, lb.project_id)
+    return lb
+
+
+async def list_(app: App, call: Call) -> Reply:
+    params = parse_query(call.query)
+    call.caller.check(Rule.READ)
+    listing = ListQuery(SPEC, params, app.settings.pagination_max_limit)
+    statement = select(LoadBalancer).where(LoadBalancer.provisioning_status != store.DELETED)
+    if not call.caller.reads_everything:
+        statement = statement.where(LoadBalancer.project_id == call.caller.project_id)
+    async with app.read() as session:
+        page = await listing.page(session, statement, call.base_url)
+        items = await views(session, page.rows)
+    return Reply(
+        200, {"loadbalancers": [select_fields(v, page.fields) for v in items], "loadbalancers_links": page.links}
+    )
+
+
+async def get(app: App, call: Call) -> Reply:
+    fields = ListQuery(SPEC, _only_fields(call.query), app.settings.pagination_max_limit).fields
+    async with app.read() as session:
+        lb = await load_visible(app, call, session)
+        (item,) = await views(session, [lb])
+    return Reply(200, {"loadbalancer": select_fields(item, fields)})
+
+
+def _only_fields(raw: str) -> dict[str, list[str]]:
+    params = parse_query(raw)
+    unknown = sorted(set(params) - {"fields"})
+    if unknown:
+        raise InvalidInput(f"Invalid filter argument: {unknown[0]}")
+    return params
+
+
+async def create(app: App, call: Call) -> Reply:
+    values = CREATE.parse_create(call.body)
+    project_id = values.pop("project_id", None) or values.pop("tenant_id", None) or call.caller.project_id
+    values.pop("tenant_id", None)
+    if not project_id:
+        raise ValidationFailure(
+            "Missing project ID in request where one is required. An administrator should "
+            "check the keystone settings in the Octavia configuration."
+        )
+    call.caller.check(Rule.WRITE, project_id)
+    if not any(values.get(k) for k in ("vip_port_id", "vip_network_id", "vip_subnet_id")):
+        raise ValidationFailure("VIP must contain one of: vip_port_id, vip_network_id, vip_subnet_id.")
+    listeners, pools = values.pop("listeners", None), values.pop("pools", None)
+    tags = values.pop("tags", None) or []
+    lb_id = str(uuid.uuid4())
+    async with app.write() as session, session.begin():
+        provider = await _provider_for(app, session, values)
+        if values.get("availability_zone"):
+            await _check_zone(session, values["availability_zone"])
+        address = vip.allocate(values, lb_id)
+        lb = store.fresh(
+            LoadBalancer,
+            id=lb_id,
+            project_id=project_id,
+            name=values["name"],
+            description=values["description"],
+            admin_state_up=values["admin_state_up"],
+            provider=provider,
+            flavor_id=values.get("flavor_id"),
+            availability_zone=values.get("availability_zone"),
+            vip_qos_policy_id=values.get("vip_qos_policy_id"),
+            vip_sg_ids=values.get("vip_sg_ids") or [],
+            additional_vips=address.additional_vips,
+            vip_address=address.address,
+            vip_port_id=address.port_id,
+            vip_subnet_id=address.subnet_id,
+            vip_network_id=address.network_id,
+        )
+        session.add(lb)
+        await session.flush()
+        await store.set_tags(session, lb_id, tags)
+        counts = {"load_balancer": 1}
+        if listeners or pools:
+            counts.update(await graph.create_tree(app, call, session, lb, listeners or [], pools or []))
+        await store.reserve_quota(app, session, project_id, counts)
+        store.command(session, provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_CREATE, lb_id, lb_id)
+        await session.flush()
+        (item,) = await views(session, [lb])
+        if listeners or pools:
+            item = await graph.full_view(session, lb, item)
+    app.commands_committed()
+    return Reply(201, {"loadbalancer": item})
+
+
+async def _provider_for(app: App, session: AsyncSession, values: dict[str, Any]) -> str:
+    """The provider of a new load balancer: asked for, or the flavor's, or the default."""
+    provider = values.get("provider")
+    flavor_id = values.get("flavor_id")
+    if flavor_id:
+        flavor = await session.get(Flavor, flavor_id)
+        if flavor is None:
+            raise store.NotFound("Flavor", flavor_id)
+        if not flavor.enabled:
+            raise InvalidInput("The selected flavor is not allowed in this deployment: " + flavor_id)
+        profile = await session.get(FlavorProfile, flavor.flavor_profile_id)
+        flavor_provider = profile.provider_name if profile else None
+        if provider and flavor_provider and resolve_provider(app, provider) != resolve_provider(app, flavor_provider):
+            raise InvalidInput(f"Flavor '{flavor_id}' is not compatible with provider '{provider}'")
+        provider = provider or flavor_provider
+    return resolve_provider(app, provider or app.settings.default_provider_driver)
+
+
+async def _check_zone(session: AsyncSession, name: str) -> None:
+    zone = await session.get(AvailabilityZone, name)
+    if zone is None:
+        raise store.NotFound("Availability Zone", name)
+    if not zone.enabled:
+        raise InvalidInput(f"The selected availability_zone is not allowed in this deployment: {name}")
+
+
+async def update_(app: App, call: Call) -> Reply:
+    values = UPDATE.parse_update(call.body)
+    async with app.write() as session, session.begin():
+        lb = await load_visible(app, call, session, Rule.WRITE)
+        await store.lock_load_balancer(session, lb.id, own_change=True)
+        await session.refresh(lb)
+        tags = values.pop("tags", None)
+        for key, value in values.items():
+            if key in ("name", "description") and value is None:
+                value = ""
+            if key == "admin_state_up" and value is None:
+                continue
+            setattr(lb, key, value)
+        if tags is not None or "tags" in values:
+            await store.set_tags(session, lb.id, tags)
+        store.command(session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_UPDATE, lb.id, lb.id)
+        await session.flush()
+        (item,) = await views(session, [lb])
+    app.commands_committed()
+    return Reply(200, {"loadbalancer": item})
+
+
+async def delete_(app: App, call: Call) -> Reply:
+    params = parse_query(call.query)
+    cascade = params.get("cascade", ["false"])[-1].lower() in ("true", "1", "yes")
+    async with app.write() as session, session.begin():
+        lb = await load_visible(app, call, session, Rule.WRITE)
+        if lb.provisioning_status not in (store.ACTIVE, store.ERROR):
+            raise store.PendingState(lb.provisioning_status, "loadbalancer", lb.id)
+        if not cascade:
+            children = (
+                await session.execute(
+                    select(func.count()).select_from(Listener).where(Listener.load_balancer_id == lb.id)
+                )
+            ).scalar_one()
+            children += (
+                await session.execute(select(func.count()).select_from(Pool).where(Pool.load_balancer_id == lb.id))
+            ).scalar_one()
+            if children:
+                raise ValidationFailure(f"Cannot delete Load Balancer {lb.id} - it has children")
+        result = await session.execute(
+            LoadBalancer.__table__.update()
+            .where(LoadBalancer.id == lb.id, LoadBalancer.provisioning_status.in_((store.ACTIVE, store.ERROR)))
+            .values(provisioning_status=store.PENDING_DELETE, updated_at=utcnow())
+        )
+        if result.rowcount != 1:
+            raise store.PendingState(store.PENDING_UPDATE, "loadbalancer", lb.id)
+        store.command(
+            session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_DELETE, lb.id, lb.id, cascade=cascade
+        )
+    app.commands_committed()
+    return Reply(204)
+
+
+async def stats(app: App, call: Call) -> Reply:
+    async with app.read() as session:
+        lb = await load_visible(app, call, session)
+        listener_ids = select(Listener.id).where(Listener.load_balancer_id == lb.id).scalar_subquery()
+        totals = (
+            await session.execute(
+                select(
+                    func.coalesce(func.sum(ListenerStatistics.bytes_in), 0),
+                    func.coalesce(func.sum(ListenerStatistics.bytes_out), 0),
+                    func.coalesce(func.sum(ListenerStatistics.active_connections), 0),
+                    func.coalesce(func.sum(ListenerStatistics.total_connections), 0),
+                    func.coalesce(func.sum(ListenerStatistics.request_errors), 0),
+                ).where(ListenerStatistics.listener_id.in_(listener_ids))
+            )
+        ).one()
+    keys = ("bytes_in", "bytes_out", "active_connections", "total_connections", "request_errors")
+    return Reply(200, {"stats": {k: int(v) for k, v in zip(keys, totals, strict=True)}})
+
+
+async def failover(app: App, call: Call) -> Reply:
+    call.caller.check(Rule.ADMIN)
+    async with app.write() as session, session.begin():
+        lb = await load_visible(app, call, session, Rule.ADMIN)
+        result = await session.execute(
+            LoadBalancer.__table__.update()
+            .where(LoadBalancer.id == lb.id, LoadBalancer.provisioning_status.in_((store.ACTIVE, store.ERROR)))
+            .values(provisioning_status=store.PENDING_UPDATE, updated_at=utcnow())
+        )
+        if result.rowcount != 1:
+            raise store.PendingState(lb.provisioning_status, "loadbalancer", lb.id)
+        store.command(session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_FAILOVER, lb.id, lb.id)
+    app.commands_committed()
+    return Reply(202)
+
+
+async def purge_tags(session: AsyncSession, ids: list[str]) -> None:
+    """Drop the tags of deleted resources."""
+    if ids:
+        await session.execute(delete(Tag).where(Tag.resource_id.in_(ids)))
+
+
+HANDLERS = {
+    "ListLoadBalancers": list_,
+    "CreateLoadBalancer": create,
+    "GetLoadBalancer": get,
+    "UpdateLoadBalancer": update_,
+    "DeleteLoadBalancer": delete_,
+    "GetLoadBalancerStats": stats,
+    "GetLoadBalancerStatus": graph.status_tree,
+    "FailoverLoadBalancer": failover,
+}

@@ -1,0 +1,112 @@
+"""The API service's gRPC server: every edge service, health and reflection."""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+
+import grpc
+from octavia_mesh.api import edge
+from octavia_mesh.api.app import App, Call, Reply
+from octavia_mesh.api.errors import NotImplementedByProvider
+from octavia_mesh.api.resources import loadbalancers, providers, versions
+from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common import commands
+from octavia_mesh.common.db.engine import make_engine, session_factories
+from octavia_mesh.common.grpcserver import ServiceHealth, add_reflection, run_until_signalled
+from octavia_mesh.protos.lbaas.v2 import (
+    amphorae_pb2,
+    availabilityzoneprofiles_pb2,
+    availabilityzones_pb2,
+    flavorprofiles_pb2,
+    flavors_pb2,
+    healthmonitors_pb2,
+    l7policies_pb2,
+    l7rules_pb2,
+    listeners_pb2,
+    loadbalancers_pb2,
+    members_pb2,
+    pools_pb2,
+    providers_pb2,
+    quotas_pb2,
+    versions_pb2,
+)
+
+logger = logging.getLogger(__name__)
+
+
+async def _not_yet(app: App, call: Call) -> Reply:
+    raise NotImplementedByProvider("Not implemented yet.")
+
+
+def _all(module: ModuleType, service: str) -> dict[str, edge.Handler]:
+    return {m.name: _not_yet for m in module.DESCRIPTOR.services_by_name[service].methods}
+
+
+def services(app: App) -> list[tuple[ModuleType, str, dict[str, edge.Handler]]]:
+    """Every edge service with its handlers."""
+    return [
+        (versions_pb2, "Versions", versions.HANDLERS),
+        (loadbalancers_pb2, "LoadBalancers", loadbalancers.HANDLERS),
+        (listeners_pb2, "Listeners", _all(listeners_pb2, "Listeners")),
+        (pools_pb2, "Pools", _all(pools_pb2, "Pools")),
+        (members_pb2, "Members", _all(members_pb2, "Members")),
+        (healthmonitors_pb2, "HealthMonitors", _all(healthmonitors_pb2, "HealthMonitors")),
+        (l7policies_pb2, "L7Policies", _all(l7policies_pb2, "L7Policies")),
+        (l7rules_pb2, "L7Rules", _all(l7rules_pb2, "L7Rules")),
+        (quotas_pb2, "Quotas", _all(quotas_pb2, "Quotas")),
+        (providers_pb2, "Providers", providers.HANDLERS),
+        (flavors_pb2, "Flavors", _all(flavors_pb2, "Flavors")),
+        (flavorprofiles_pb2, "FlavorProfiles", _all(flavorprofiles_pb2, "FlavorProfiles")),
+        (availabilityzones_pb2, "AvailabilityZones", _all(availabilityzones_pb2, "AvailabilityZones")),
+        (
+            availabilityzoneprofiles_pb2,
+            "AvailabilityZoneProfiles",
+            _all(availabilityzoneprofiles_pb2, "AvailabilityZoneProfiles"),
+        ),
+        (amphorae_pb2, "Amphorae", _all(amphorae_pb2, "Amphorae")),
+    ]
+
+
+def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth, int]:
+    """Build the server (not started) and return it with its health switch and bound port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
+    )
+    names = []
+    for module, service, handlers in services(app):
+        server.add_generic_rpc_handlers((edge.bind(app, module, service, handlers),))
+        names.append(module.DESCRIPTOR.services_by_name[service].full_name)
+    health = ServiceHealth(server, names)
+    add_reflection(server, names)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return server, health, port
+
+
+async def serve(settings: ApiSettings) -> None:
+    """Run the API service until SIGTERM/SIGINT."""
+    engine = make_engine(settings.database_url)
+    read, write = session_factories(engine)
+    app = App(settings=settings, read=read, write=write)
+    nats_client = None
+    if settings.nats_url:
+        nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-api")
+        await commands.ensure_stream(js)
+        app.relay = commands.OutboxRelay(write, js)
+        app.relay.start()
+    server, health, port = create_server(app, settings.grpc_listen)
+    logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
+
+    async def on_stop() -> None:
+        if app.relay is not None:
+            await app.relay.stop()
+        if nats_client is not None:
+            await nats_client.drain()
+        await engine.dispose()
+
+    await run_until_signalled(server, health, on_stop)
