@@ -20,10 +20,11 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-from octavia_mesh.common.db.models import ProviderCommand, utcnow
-from octavia_mesh.protos.provider.v1 import commands_pb2
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from octavia_mesh.common.db.models import ProviderCommand, utcnow
+from octavia_mesh.protos.provider.v1 import commands_pb2
 
 logger = logging.getLogger(__name__)
 

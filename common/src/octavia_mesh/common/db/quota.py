@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from octavia_mesh.common.db.models import Quota
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from octavia_mesh.common.db.models import Quota
 
 #: Quota resource names, as columns of ``quota`` (``in_use_<name>`` counts them).
 RESOURCES = ("load_balancer", "listener", "pool", "health_monitor", "member", "l7policy", "l7rule")

@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common.commands import OutboxRelay
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
 @dataclass(slots=True)

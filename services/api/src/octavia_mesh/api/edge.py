@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf import message_factory
+
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import ApiError
 from octavia_mesh.api.policy import caller_from_metadata

@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from octavia_mesh.api.errors import InvalidInput, NotFound
-from octavia_mesh.common.db.models import Tag
 from sqlalchemy import Select, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
+
+from octavia_mesh.api.errors import InvalidInput, NotFound
+from octavia_mesh.common.db.models import Tag
 
 PAGINATION_KEYS = {"limit", "marker", "page_reverse", "sort", "sort_key", "sort_dir", "fields"}
 TAG_KEYS = {"tags", "tags-any", "not-tags", "not-tags-any"}

@@ -6,6 +6,7 @@ import logging
 from types import ModuleType
 
 import grpc
+
 from octavia_mesh.api import edge
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import NotImplementedByProvider

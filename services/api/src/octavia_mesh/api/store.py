@@ -7,13 +7,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from octavia_mesh.api.app import App
 from octavia_mesh.api.errors import Immutable, NotFound, PendingState, QuotaExceeded
 from octavia_mesh.common import commands
 from octavia_mesh.common.db import quota
 from octavia_mesh.common.db.models import LoadBalancer, Tag, utcnow
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 

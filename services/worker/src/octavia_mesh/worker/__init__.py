@@ -1,0 +1,1 @@
+"""The worker: applies provider commands taken from JetStream."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy.engine import Connection
+
 from octavia_mesh.common.db.engine import make_engine
 from octavia_mesh.common.db.models import Base
-from sqlalchemy.engine import Connection
 
 
 def _run(connection: Connection) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import NotImplementedByProvider
 from octavia_mesh.common.db.models import LoadBalancer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def create_tree(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from octavia_mesh.api import schema as s
 from octavia_mesh.api import store, vip
 from octavia_mesh.api.app import App, Call, Reply
@@ -25,8 +28,6 @@ from octavia_mesh.common.db.models import (
     Tag,
     utcnow,
 )
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 LABEL = "Load Balancer"
 

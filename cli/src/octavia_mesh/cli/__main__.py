@@ -1,0 +1,65 @@
+"""``octavia-mesh``: run the mesh on one machine, or render its edge configuration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from octavia_mesh.cli.edge import descriptor_path, envoy_config, lua_source
+from octavia_mesh.cli.mesh import MeshOptions, run_up
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="octavia-mesh", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start NATS, Envoy and every service; Ctrl-C stops them")
+    up.add_argument("--port", type=int, default=9876, help="port of the REST/gRPC edge (default 9876)")
+    up.add_argument("--host", default="127.0.0.1", help="address of the edge (default 127.0.0.1)")
+    up.add_argument("--state-dir", type=Path, default=Path("state"), help="database, JetStream and logs")
+    up.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the state directory)")
+    up.add_argument("--nats-url", help="use this NATS server instead of starting one")
+    up.add_argument("--auth-strategy", choices=("noauth", "trusted_headers"), default="noauth")
+    up.add_argument("--start-timeout", type=float, default=60.0, help="seconds each part may take to start")
+    edge = sub.add_parser("edge-config", help="print the Envoy configuration of the REST edge (JSON)")
+    edge.add_argument("--port", type=int, default=9876)
+    edge.add_argument("--host", default="0.0.0.0")
+    edge.add_argument("--api-host", default="api")
+    edge.add_argument("--api-port", type=int, default=50051)
+    edge.add_argument("--admin-port", type=int, default=9901)
+    edge.add_argument("--descriptor", default=None, help="path of lbaas_v2.pb as the edge will see it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        sys.exit(
+            run_up(
+                MeshOptions(
+                    host=args.host,
+                    port=args.port,
+                    state_dir=args.state_dir,
+                    database_url=args.database_url,
+                    nats_url=args.nats_url,
+                    auth_strategy=args.auth_strategy,
+                    start_timeout=args.start_timeout,
+                )
+            )
+        )
+    config = envoy_config(
+        args.host,
+        args.port,
+        args.api_host,
+        args.api_port,
+        args.admin_port,
+        args.descriptor or str(descriptor_path()),
+        lua_source(),
+    )
+    json.dump(config, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()

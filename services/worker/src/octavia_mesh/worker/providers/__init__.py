@@ -1,0 +1,1 @@
+"""Providers the worker applies commands for, by name."""

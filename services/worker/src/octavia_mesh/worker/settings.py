@@ -1,0 +1,27 @@
+"""The worker's settings, read once from ``OCTAVIA_MESH_WORKER_*`` variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from octavia_mesh.common.settings import from_env
+
+PREFIX = "OCTAVIA_MESH_WORKER_"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Settings of the worker service."""
+
+    grpc_listen: str = field(default="127.0.0.1:50052", metadata={"help": "host:port of the gRPC health endpoint"})
+    database_url: str = field(
+        default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
+    )
+    nats_url: str = field(default="nats://127.0.0.1:4222", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL)"})
+    providers: tuple[str, ...] = field(default=("noop",), metadata={"help": "providers this worker applies"})
+    batch_size: int = field(default=64, metadata={"help": "commands fetched from JetStream at once"})
+    ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> WorkerSettings:
+        return from_env(cls, PREFIX, environ, **overrides)

@@ -1,0 +1,165 @@
+"""Resolving a load balancer's PENDING_* states once its provider has applied them.
+
+The API lets one change per load balancer be in flight (Octavia's
+load-balancer-wide lock), so "settle everything pending under this load
+balancer" is exactly "finish the change": objects in PENDING_CREATE or
+PENDING_UPDATE become ACTIVE, objects in PENDING_DELETE are removed with
+their children, and the quota they used is given back. Settling twice is a
+no-op, which is what makes a redelivered command harmless.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from octavia_mesh.common.db import quota
+from octavia_mesh.common.db.models import (
+    HealthMonitor,
+    L7Policy,
+    L7Rule,
+    Listener,
+    ListenerStatistics,
+    LoadBalancer,
+    Member,
+    Pool,
+    Tag,
+    utcnow,
+)
+
+PENDING = ("PENDING_CREATE", "PENDING_UPDATE")
+
+
+class Tree:
+    """Every object under one load balancer, loaded at once."""
+
+    def __init__(
+        self,
+        lb: LoadBalancer,
+        listeners: list[Listener],
+        pools: list[Pool],
+        members: list[Member],
+        monitors: list[HealthMonitor],
+        policies: list[L7Policy],
+        rules: list[L7Rule],
+    ) -> None:
+        self.lb, self.listeners, self.pools, self.members = lb, listeners, pools, members
+        self.monitors, self.policies, self.rules = monitors, policies, rules
+
+    @classmethod
+    async def load(cls, session: AsyncSession, lb_id: str) -> Tree | None:
+        lb = await session.get(LoadBalancer, lb_id, with_for_update=True)
+        if lb is None:
+            return None
+
+        async def rows(model: Any, *where: Any) -> list[Any]:
+            return list((await session.execute(select(model).where(*where))).scalars())
+
+        listeners = await rows(Listener, Listener.load_balancer_id == lb_id)
+        pools = await rows(Pool, Pool.load_balancer_id == lb_id)
+        pool_ids = [p.id for p in pools]
+        listener_ids = [listener.id for listener in listeners]
+        members = await rows(Member, Member.pool_id.in_(pool_ids)) if pool_ids else []
+        monitors = await rows(HealthMonitor, HealthMonitor.pool_id.in_(pool_ids)) if pool_ids else []
+        policies = await rows(L7Policy, L7Policy.listener_id.in_(listener_ids)) if listener_ids else []
+        policy_ids = [p.id for p in policies]
+        rules = await rows(L7Rule, L7Rule.l7policy_id.in_(policy_ids)) if policy_ids else []
+        return cls(lb, listeners, pools, members, monitors, policies, rules)
+
+
+def _online(obj: Any, *, monitored: bool = True) -> str:
+    if not obj.admin_state_up:
+        return "OFFLINE"
+    return "ONLINE" if monitored else "NO_MONITOR"
+
+
+async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False) -> None:
+    """Finish whatever change is pending under ``lb_id`` (see the module docstring)."""
+    tree = await Tree.load(session, lb_id)
+    if tree is None:
+        return
+    now = utcnow()
+    freed: Counter[str] = Counter()
+    lb_gone = tree.lb.provisioning_status == "PENDING_DELETE"
+    doomed: set[str] = set()
+
+    # Deletions first, from the leaves up, so foreign keys never point at a removed row.
+    def mark(objs: list[Any], parent_attr: str | None = None) -> None:
+        for obj in objs:
+            if (
+                lb_gone
+                or obj.provisioning_status == "PENDING_DELETE"
+                or (parent_attr is not None and getattr(obj, parent_attr) in doomed)
+            ):
+                doomed.add(obj.id)
+
+    mark(tree.listeners)
+    mark(tree.pools)
+    mark(tree.policies, "listener_id")
+    mark(tree.rules, "l7policy_id")
+    mark(tree.members, "pool_id")
+    mark(tree.monitors, "pool_id")
+    for listener in tree.listeners:  # a listener whose default pool goes away keeps living without it
+        if listener.default_pool_id in doomed and listener.id not in doomed:
+            listener.default_pool_id = None
+    for policy in tree.policies:
+        if policy.redirect_pool_id in doomed and policy.id not in doomed:
+            policy.redirect_pool_id = None
+    await session.flush()
+    for model, objs, name in (
+        (L7Rule, tree.rules, "l7rule"),
+        (L7Policy, tree.policies, "l7policy"),
+        (Member, tree.members, "member"),
+        (HealthMonitor, tree.monitors, "health_monitor"),
+    ):
+        gone = [o.id for o in objs if o.id in doomed]
+        if gone:
+            await session.execute(delete(model).where(model.id.in_(gone)))
+            freed[name] += len(gone)
+    gone_listeners = [o.id for o in tree.listeners if o.id in doomed]
+    gone_pools = [o.id for o in tree.pools if o.id in doomed]
+    if gone_listeners:
+        await session.execute(delete(Listener).where(Listener.id.in_(gone_listeners)))
+        await session.execute(delete(ListenerStatistics).where(ListenerStatistics.listener_id.in_(gone_listeners)))
+        freed["listener"] += len(gone_listeners)
+    if gone_pools:
+        await session.execute(delete(Pool).where(Pool.id.in_(gone_pools)))
+        freed["pool"] += len(gone_pools)
+    if doomed:
+        await session.execute(delete(Tag).where(Tag.resource_id.in_(list(doomed))))
+
+    # Then the survivors become ACTIVE, with the operating status a healthy data plane reports.
+    monitored_pools = {m.pool_id for m in tree.monitors if m.id not in doomed}
+    groups: list[tuple[list[Any], Any]] = [
+        (tree.listeners, _online),
+        (tree.pools, _online),
+        (tree.policies, _online),
+        (tree.rules, _online),
+        (tree.monitors, _online),
+    ]
+    for objs, status_of in groups:
+        for obj in objs:
+            if obj.id not in doomed and obj.provisioning_status in PENDING:
+                obj.provisioning_status = "ACTIVE"
+                obj.operating_status = status_of(obj)
+                obj.updated_at = now
+    for member in tree.members:
+        if member.id not in doomed and member.provisioning_status in PENDING:
+            member.provisioning_status = "ACTIVE"
+            member.operating_status = _online(member, monitored=member.pool_id in monitored_pools)
+            member.updated_at = now
+
+    lb = tree.lb
+    if lb_gone:
+        lb.provisioning_status = "DELETED"
+        lb.operating_status = "OFFLINE"
+        await session.execute(delete(Tag).where(Tag.resource_id == lb.id))
+        freed["load_balancer"] += 1
+    elif lb.provisioning_status in PENDING:
+        lb.provisioning_status = "ACTIVE"
+        lb.operating_status = _online(lb)
+    lb.updated_at = now
+    await quota.release(session, lb.project_id, dict(freed))
