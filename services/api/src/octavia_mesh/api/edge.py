@@ -20,7 +20,7 @@ from google.api import httpbody_pb2
 from google.protobuf import message_factory
 
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import ApiError
+from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
 from octavia_mesh.api.policy import caller_from_metadata
 
 logger = logging.getLogger(__name__)
@@ -81,3 +81,12 @@ def bind(app: App, module: ModuleType, service: str, handlers: Mapping[str, Hand
             response_serializer=httpbody_pb2.HttpBody.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(descriptor.full_name, rpc_handlers)
+
+
+async def _not_yet(app: App, call: Call) -> Reply:
+    raise NotImplementedByProvider("Not implemented yet.")
+
+
+def not_yet(module: ModuleType, service: str) -> dict[str, Handler]:
+    """Handlers answering 501 for every method of ``service``, for a resource still to be built."""
+    return {m.name: _not_yet for m in module.DESCRIPTOR.services_by_name[service].methods}

@@ -8,9 +8,24 @@ from types import ModuleType
 import grpc
 
 from octavia_mesh.api import edge
-from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import NotImplementedByProvider
-from octavia_mesh.api.resources import loadbalancers, providers, versions
+from octavia_mesh.api.app import App
+from octavia_mesh.api.resources import (
+    amphorae,
+    availabilityzoneprofiles,
+    availabilityzones,
+    flavorprofiles,
+    flavors,
+    healthmonitors,
+    l7policies,
+    l7rules,
+    listeners,
+    loadbalancers,
+    members,
+    pools,
+    providers,
+    quotas,
+    versions,
+)
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common import commands
 from octavia_mesh.common.db.engine import make_engine, session_factories
@@ -36,36 +51,28 @@ from octavia_mesh.protos.lbaas.v2 import (
 logger = logging.getLogger(__name__)
 
 
-async def _not_yet(app: App, call: Call) -> Reply:
-    raise NotImplementedByProvider("Not implemented yet.")
-
-
-def _all(module: ModuleType, service: str) -> dict[str, edge.Handler]:
-    return {m.name: _not_yet for m in module.DESCRIPTOR.services_by_name[service].methods}
-
-
 def services(app: App) -> list[tuple[ModuleType, str, dict[str, edge.Handler]]]:
     """Every edge service with its handlers."""
     return [
         (versions_pb2, "Versions", versions.HANDLERS),
         (loadbalancers_pb2, "LoadBalancers", loadbalancers.HANDLERS),
-        (listeners_pb2, "Listeners", _all(listeners_pb2, "Listeners")),
-        (pools_pb2, "Pools", _all(pools_pb2, "Pools")),
-        (members_pb2, "Members", _all(members_pb2, "Members")),
-        (healthmonitors_pb2, "HealthMonitors", _all(healthmonitors_pb2, "HealthMonitors")),
-        (l7policies_pb2, "L7Policies", _all(l7policies_pb2, "L7Policies")),
-        (l7rules_pb2, "L7Rules", _all(l7rules_pb2, "L7Rules")),
-        (quotas_pb2, "Quotas", _all(quotas_pb2, "Quotas")),
+        (listeners_pb2, "Listeners", listeners.HANDLERS),
+        (pools_pb2, "Pools", pools.HANDLERS),
+        (members_pb2, "Members", members.HANDLERS),
+        (healthmonitors_pb2, "HealthMonitors", healthmonitors.HANDLERS),
+        (l7policies_pb2, "L7Policies", l7policies.HANDLERS),
+        (l7rules_pb2, "L7Rules", l7rules.HANDLERS),
+        (quotas_pb2, "Quotas", quotas.HANDLERS),
         (providers_pb2, "Providers", providers.HANDLERS),
-        (flavors_pb2, "Flavors", _all(flavors_pb2, "Flavors")),
-        (flavorprofiles_pb2, "FlavorProfiles", _all(flavorprofiles_pb2, "FlavorProfiles")),
-        (availabilityzones_pb2, "AvailabilityZones", _all(availabilityzones_pb2, "AvailabilityZones")),
+        (flavors_pb2, "Flavors", flavors.HANDLERS),
+        (flavorprofiles_pb2, "FlavorProfiles", flavorprofiles.HANDLERS),
+        (availabilityzones_pb2, "AvailabilityZones", availabilityzones.HANDLERS),
         (
             availabilityzoneprofiles_pb2,
             "AvailabilityZoneProfiles",
-            _all(availabilityzoneprofiles_pb2, "AvailabilityZoneProfiles"),
+            availabilityzoneprofiles.HANDLERS,
         ),
-        (amphorae_pb2, "Amphorae", _all(amphorae_pb2, "Amphorae")),
+        (amphorae_pb2, "Amphorae", amphorae.HANDLERS),
     ]
 
 

@@ -1,0 +1,8 @@
+"""Listeners: not implemented yet (answers 501)."""
+
+from __future__ import annotations
+
+from octavia_mesh.api.edge import not_yet
+from octavia_mesh.protos.lbaas.v2 import listeners_pb2
+
+HANDLERS = not_yet(listeners_pb2, "Listeners")

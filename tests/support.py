@@ -1,0 +1,133 @@
+"""Test helpers: a small REST client for the mesh, and per-test databases on PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PROJECT = "e3cd678b11784734bc366148aa37580e"
+SUBNET = "11111111-1111-1111-1111-111111111111"
+
+
+class Rest:
+    """``requests`` against the edge, with Octavia-aware helpers."""
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update(headers or {})
+
+    def as_(self, project: str, *roles: str) -> Rest:
+        """The same edge, called as ``project`` with ``roles`` (trusted-headers mode)."""
+        return Rest(self.base_url, {"X-Project-Id": project, "X-Roles": ",".join(roles)})
+
+    def call(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, **kwargs: Any
+    ) -> requests.Response:
+        data = raw if raw is not None else (None if body is None else requests.compat.json.dumps(body))
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        return self.session.request(method, self.base_url + path, data=data, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        return self.call("POST", path, body, **kwargs)
+
+    def put(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        return self.call("PUT", path, body, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("DELETE", path, **kwargs)
+
+    def ok(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
+        """Call and assert success (or ``status``); returns the decoded body."""
+        response = self.call(method, path, body)
+        expected = status or {"POST": 201, "DELETE": 204}.get(method, 200)
+        assert response.status_code == expected, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json() if response.content else None
+
+    def wait_status(self, path: str, key: str, status: str = "ACTIVE", timeout: float = 15.0) -> dict[str, Any]:
+        """Poll ``path`` until ``provisioning_status`` is ``status`` (404 counts as DELETED)."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            response = self.get(path)
+            if response.status_code == 404 and status == "DELETED":
+                return {}
+            if response.status_code == 200:
+                last = response.json()[key]
+                if last["provisioning_status"] == status:
+                    return last
+            time.sleep(0.02)
+        raise AssertionError(f"{path} did not reach {status}: {last}")
+
+    def create_lb(self, **fields: Any) -> dict[str, Any]:
+        """Create a load balancer and wait until it is ACTIVE."""
+        body = {"vip_subnet_id": SUBNET, "project_id": PROJECT, **fields}
+        lb = self.ok("POST", "/v2/lbaas/loadbalancers", {"loadbalancer": body})["loadbalancer"]
+        return self.wait_status(f"/v2/lbaas/loadbalancers/{lb['id']}", "loadbalancer")
+
+    def wait_lb_active(self, lb_id: str) -> dict[str, Any]:
+        return self.wait_status(f"/v2/lbaas/loadbalancers/{lb_id}", "loadbalancer")
+
+
+def assert_fault(response: requests.Response, status: int, message: str | None = None) -> None:
+    """Octavia's fault body with ``status`` (and ``message`` as faultstring, when given)."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
+    body = response.json()
+    assert set(body) == {"faultcode", "faultstring", "debuginfo"}, body
+    assert body["faultcode"] == ("Server" if status >= 500 else "Client")
+    assert body["debuginfo"] is None
+    if message is not None:
+        assert body["faultstring"] == message, body["faultstring"]
+
+
+def fresh_database(url: str) -> tuple[str, callable]:
+    """A new empty database on the server of ``url`` (PostgreSQL/MariaDB), and its dropper.
+
+    SQLite URLs are returned as they are: the caller gives each mesh its own file.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return url, lambda: None
+    name = f"om_test_{uuid.uuid4().hex[:10]}"
+    sync_driver = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
+    admin_url = parsed.set(drivername=sync_driver[parsed.get_backend_name()])
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+
+    def drop() -> None:
+        with engine.connect() as conn:
+            if parsed.get_backend_name() == "postgresql":
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        engine.dispose()
+
+    return parsed.set(database=name).render_as_string(hide_password=False), drop
+
+
+@contextlib.contextmanager
+def paused(mesh: Any, name: str = "worker") -> Iterator[None]:
+    """Freeze one of the mesh's processes (SIGSTOP), so that changes stay PENDING_* while the block runs.
+
+    The noop provider settles a change in milliseconds; freezing the worker is
+    how a test observes the pending window, as a slow data plane would show it.
+    """
+    (child,) = [c for c in mesh.supervisor.children if c.name == name]
+    os.kill(child.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(child.process.pid, signal.SIGCONT)
