@@ -60,6 +60,12 @@ def secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     yield from _start_mesh(tmp_path_factory, "trusted_headers")
 
 
+@pytest.fixture(scope="module")
+def own_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """A mesh for one test module alone, for tests that kill and restart its processes."""
+    yield from _start_mesh(tmp_path_factory, "noauth")
+
+
 @pytest.fixture(scope="session")
 def rest(mesh: Mesh) -> Rest:
     return Rest(mesh.endpoint)

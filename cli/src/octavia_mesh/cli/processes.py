@@ -84,6 +84,8 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,9 +101,30 @@ class Supervisor:
         merged = {**os.environ, **(env or {})}
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=merged, start_new_session=True)
         log.close()
-        child = Child(name, process, log_path)
+        child = Child(name, process, log_path, list(argv), dict(env or {}))
         self.children.append(child)
         return child
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a child, as a crash would end it."""
+        child = self.child(name)
+        child.process.kill()
+        child.process.wait()
+
+    def restart(self, name: str) -> Child:
+        """Start a child again with its original command and environment (after a crash or a kill)."""
+        old = self.child(name)
+        if old.process.poll() is None:
+            old.process.terminate()
+            old.process.wait()
+        position = self.children.index(old)
+        new = self.start(name, old.argv, old.env)
+        self.children.pop()  # keep the start order, which stop_all reverses
+        self.children[position] = new
+        return new
 
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.process.poll() is not None), None)

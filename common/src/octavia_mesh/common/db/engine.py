@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
-    "mysql": "mysql+aiomysql",
-    "mariadb": "mysql+aiomysql",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
 }
 
 #: Execution option that makes a SQLite transaction take the write lock when it

@@ -26,9 +26,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(36)
+#: Microsecond timestamps everywhere: MariaDB's DATETIME keeps whole seconds unless told otherwise, which
+#: would make the default sort order (created_at, id) differ from SQLite's and PostgreSQL's.
+DateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")  # type: ignore[assignment]
 
 
 def utcnow() -> dt.datetime:
@@ -83,7 +87,7 @@ class Listener(_Provisioned, Base):
     protocol: Mapped[str] = mapped_column(String(16))
     protocol_port: Mapped[int] = mapped_column(Integer)
     connection_limit: Mapped[int] = mapped_column(Integer, default=-1)
-    default_pool_id: Mapped[str | None] = mapped_column(ID, ForeignKey("pool.id", use_alter=True))
+    default_pool_id: Mapped[str | None] = mapped_column(ID, ForeignKey("pool.id"))
     default_tls_container_ref: Mapped[str | None] = mapped_column(String(255))
     sni_container_refs: Mapped[list[Any]] = mapped_column(default=list)
     client_authentication: Mapped[str] = mapped_column(String(16), default="NONE")

@@ -2,11 +2,12 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 23:56:39.432695
+Create Date: 2026-11-26 00:04:16.416887
 """
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "0001"
 down_revision = None
@@ -41,7 +42,11 @@ def upgrade() -> None:
         sa.Column("active_connections", sa.Integer(), nullable=False),
         sa.Column("total_connections", sa.BigInteger(), nullable=False),
         sa.Column("request_errors", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.PrimaryKeyConstraint("listener_id", "amphora_id"),
     )
     op.create_table(
@@ -51,9 +56,21 @@ def upgrade() -> None:
         sa.Column("subject", sa.String(length=255), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("load_balancer_id", sa.String(length=36), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("published_at", sa.DateTime(), nullable=True),
-        sa.Column("completed_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "published_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "completed_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("provider_command", schema=None) as batch_op:
@@ -137,8 +154,16 @@ def upgrade() -> None:
         sa.Column("provisioning_status", sa.String(length=16), nullable=False),
         sa.Column("operating_status", sa.String(length=16), nullable=False),
         sa.Column("admin_state_up", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.ForeignKeyConstraint(
             ["availability_zone"],
             ["availability_zone.name"],
@@ -163,7 +188,11 @@ def upgrade() -> None:
         sa.Column("ha_ip", sa.String(length=64), nullable=True),
         sa.Column("vrrp_port_id", sa.String(length=36), nullable=True),
         sa.Column("ha_port_id", sa.String(length=36), nullable=True),
-        sa.Column("cert_expiration", sa.DateTime(), nullable=True),
+        sa.Column(
+            "cert_expiration",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.Column("cert_busy", sa.Boolean(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -173,8 +202,16 @@ def upgrade() -> None:
         sa.Column("cached_zone", sa.String(length=255), nullable=True),
         sa.Column("image_id", sa.String(length=36), nullable=True),
         sa.Column("compute_flavor", sa.String(length=255), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.ForeignKeyConstraint(
             ["load_balancer_id"],
             ["load_balancer.id"],
@@ -183,6 +220,85 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("amphora", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_amphora_load_balancer_id"), ["load_balancer_id"], unique=False)
+
+    op.create_table(
+        "pool",
+        sa.Column("load_balancer_id", sa.String(length=36), nullable=False),
+        sa.Column("description", sa.String(length=255), nullable=True),
+        sa.Column("protocol", sa.String(length=16), nullable=False),
+        sa.Column("lb_algorithm", sa.String(length=32), nullable=False),
+        sa.Column("session_persistence", sa.JSON(), nullable=True),
+        sa.Column("tls_enabled", sa.Boolean(), nullable=False),
+        sa.Column("tls_container_ref", sa.String(length=255), nullable=True),
+        sa.Column("ca_tls_container_ref", sa.String(length=255), nullable=True),
+        sa.Column("crl_container_ref", sa.String(length=255), nullable=True),
+        sa.Column("tls_ciphers", sa.String(length=2048), nullable=True),
+        sa.Column("tls_versions", sa.JSON(), nullable=True),
+        sa.Column("alpn_protocols", sa.JSON(), nullable=True),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=36), nullable=True),
+        sa.Column("name", sa.String(length=255), nullable=True),
+        sa.Column("provisioning_status", sa.String(length=16), nullable=False),
+        sa.Column("operating_status", sa.String(length=16), nullable=False),
+        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
+        sa.ForeignKeyConstraint(
+            ["load_balancer_id"],
+            ["load_balancer.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("pool", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_pool_load_balancer_id"), ["load_balancer_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_pool_project_id"), ["project_id"], unique=False)
+
+    op.create_table(
+        "health_monitor",
+        sa.Column("pool_id", sa.String(length=36), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("delay", sa.Integer(), nullable=False),
+        sa.Column("timeout", sa.Integer(), nullable=False),
+        sa.Column("max_retries", sa.Integer(), nullable=False),
+        sa.Column("max_retries_down", sa.Integer(), nullable=False),
+        sa.Column("http_method", sa.String(length=16), nullable=True),
+        sa.Column("url_path", sa.String(length=2048), nullable=True),
+        sa.Column("expected_codes", sa.String(length=64), nullable=True),
+        sa.Column("http_version", sa.Float(), nullable=True),
+        sa.Column("domain_name", sa.String(length=255), nullable=True),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=36), nullable=True),
+        sa.Column("name", sa.String(length=255), nullable=True),
+        sa.Column("provisioning_status", sa.String(length=16), nullable=False),
+        sa.Column("operating_status", sa.String(length=16), nullable=False),
+        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
+        sa.ForeignKeyConstraint(
+            ["pool_id"],
+            ["pool.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("pool_id"),
+    )
+    with op.batch_alter_table("health_monitor", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_health_monitor_project_id"), ["project_id"], unique=False)
 
     op.create_table(
         "listener",
@@ -215,9 +331,20 @@ def upgrade() -> None:
         sa.Column("provisioning_status", sa.String(length=16), nullable=False),
         sa.Column("operating_status", sa.String(length=16), nullable=False),
         sa.Column("admin_state_up", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["default_pool_id"], ["pool.id"], use_alter=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
+        sa.ForeignKeyConstraint(
+            ["default_pool_id"],
+            ["pool.id"],
+        ),
         sa.ForeignKeyConstraint(
             ["load_balancer_id"],
             ["load_balancer.id"],
@@ -228,101 +355,6 @@ def upgrade() -> None:
     with op.batch_alter_table("listener", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_listener_load_balancer_id"), ["load_balancer_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_listener_project_id"), ["project_id"], unique=False)
-
-    op.create_table(
-        "pool",
-        sa.Column("load_balancer_id", sa.String(length=36), nullable=False),
-        sa.Column("description", sa.String(length=255), nullable=True),
-        sa.Column("protocol", sa.String(length=16), nullable=False),
-        sa.Column("lb_algorithm", sa.String(length=32), nullable=False),
-        sa.Column("session_persistence", sa.JSON(), nullable=True),
-        sa.Column("tls_enabled", sa.Boolean(), nullable=False),
-        sa.Column("tls_container_ref", sa.String(length=255), nullable=True),
-        sa.Column("ca_tls_container_ref", sa.String(length=255), nullable=True),
-        sa.Column("crl_container_ref", sa.String(length=255), nullable=True),
-        sa.Column("tls_ciphers", sa.String(length=2048), nullable=True),
-        sa.Column("tls_versions", sa.JSON(), nullable=True),
-        sa.Column("alpn_protocols", sa.JSON(), nullable=True),
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("project_id", sa.String(length=36), nullable=True),
-        sa.Column("name", sa.String(length=255), nullable=True),
-        sa.Column("provisioning_status", sa.String(length=16), nullable=False),
-        sa.Column("operating_status", sa.String(length=16), nullable=False),
-        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["load_balancer_id"],
-            ["load_balancer.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    with op.batch_alter_table("pool", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_pool_load_balancer_id"), ["load_balancer_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_pool_project_id"), ["project_id"], unique=False)
-
-    op.create_table(
-        "health_monitor",
-        sa.Column("pool_id", sa.String(length=36), nullable=False),
-        sa.Column("type", sa.String(length=16), nullable=False),
-        sa.Column("delay", sa.Integer(), nullable=False),
-        sa.Column("timeout", sa.Integer(), nullable=False),
-        sa.Column("max_retries", sa.Integer(), nullable=False),
-        sa.Column("max_retries_down", sa.Integer(), nullable=False),
-        sa.Column("http_method", sa.String(length=16), nullable=True),
-        sa.Column("url_path", sa.String(length=2048), nullable=True),
-        sa.Column("expected_codes", sa.String(length=64), nullable=True),
-        sa.Column("http_version", sa.Float(), nullable=True),
-        sa.Column("domain_name", sa.String(length=255), nullable=True),
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("project_id", sa.String(length=36), nullable=True),
-        sa.Column("name", sa.String(length=255), nullable=True),
-        sa.Column("provisioning_status", sa.String(length=16), nullable=False),
-        sa.Column("operating_status", sa.String(length=16), nullable=False),
-        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["pool_id"],
-            ["pool.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("pool_id"),
-    )
-    with op.batch_alter_table("health_monitor", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_health_monitor_project_id"), ["project_id"], unique=False)
-
-    op.create_table(
-        "l7policy",
-        sa.Column("listener_id", sa.String(length=36), nullable=False),
-        sa.Column("description", sa.String(length=255), nullable=True),
-        sa.Column("action", sa.String(length=32), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("redirect_pool_id", sa.String(length=36), nullable=True),
-        sa.Column("redirect_url", sa.String(length=2048), nullable=True),
-        sa.Column("redirect_prefix", sa.String(length=2048), nullable=True),
-        sa.Column("redirect_http_code", sa.Integer(), nullable=True),
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("project_id", sa.String(length=36), nullable=True),
-        sa.Column("name", sa.String(length=255), nullable=True),
-        sa.Column("provisioning_status", sa.String(length=16), nullable=False),
-        sa.Column("operating_status", sa.String(length=16), nullable=False),
-        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["listener_id"],
-            ["listener.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["redirect_pool_id"],
-            ["pool.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    with op.batch_alter_table("l7policy", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_l7policy_listener_id"), ["listener_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_l7policy_project_id"), ["project_id"], unique=False)
 
     op.create_table(
         "member",
@@ -342,8 +374,16 @@ def upgrade() -> None:
         sa.Column("provisioning_status", sa.String(length=16), nullable=False),
         sa.Column("operating_status", sa.String(length=16), nullable=False),
         sa.Column("admin_state_up", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.ForeignKeyConstraint(
             ["pool_id"],
             ["pool.id"],
@@ -354,6 +394,46 @@ def upgrade() -> None:
     with op.batch_alter_table("member", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_member_pool_id"), ["pool_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_member_project_id"), ["project_id"], unique=False)
+
+    op.create_table(
+        "l7policy",
+        sa.Column("listener_id", sa.String(length=36), nullable=False),
+        sa.Column("description", sa.String(length=255), nullable=True),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("redirect_pool_id", sa.String(length=36), nullable=True),
+        sa.Column("redirect_url", sa.String(length=2048), nullable=True),
+        sa.Column("redirect_prefix", sa.String(length=2048), nullable=True),
+        sa.Column("redirect_http_code", sa.Integer(), nullable=True),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=36), nullable=True),
+        sa.Column("name", sa.String(length=255), nullable=True),
+        sa.Column("provisioning_status", sa.String(length=16), nullable=False),
+        sa.Column("operating_status", sa.String(length=16), nullable=False),
+        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
+        sa.ForeignKeyConstraint(
+            ["listener_id"],
+            ["listener.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["redirect_pool_id"],
+            ["pool.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("l7policy", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_l7policy_listener_id"), ["listener_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_l7policy_project_id"), ["project_id"], unique=False)
 
     op.create_table(
         "l7rule",
@@ -369,8 +449,16 @@ def upgrade() -> None:
         sa.Column("provisioning_status", sa.String(length=16), nullable=False),
         sa.Column("operating_status", sa.String(length=16), nullable=False),
         sa.Column("admin_state_up", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mariadb").with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.ForeignKeyConstraint(
             ["l7policy_id"],
             ["l7policy.id"],
@@ -391,16 +479,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_l7rule_l7policy_id"))
 
     op.drop_table("l7rule")
-    with op.batch_alter_table("member", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_member_project_id"))
-        batch_op.drop_index(batch_op.f("ix_member_pool_id"))
-
-    op.drop_table("member")
     with op.batch_alter_table("l7policy", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_l7policy_project_id"))
         batch_op.drop_index(batch_op.f("ix_l7policy_listener_id"))
 
     op.drop_table("l7policy")
+    with op.batch_alter_table("member", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_member_project_id"))
+        batch_op.drop_index(batch_op.f("ix_member_pool_id"))
+
+    op.drop_table("member")
+    with op.batch_alter_table("listener", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_listener_project_id"))
+        batch_op.drop_index(batch_op.f("ix_listener_load_balancer_id"))
+
+    op.drop_table("listener")
     with op.batch_alter_table("health_monitor", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_health_monitor_project_id"))
 
@@ -410,11 +503,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_pool_load_balancer_id"))
 
     op.drop_table("pool")
-    with op.batch_alter_table("listener", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_listener_project_id"))
-        batch_op.drop_index(batch_op.f("ix_listener_load_balancer_id"))
-
-    op.drop_table("listener")
     with op.batch_alter_table("amphora", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_amphora_load_balancer_id"))
 

@@ -1,0 +1,30 @@
+# Octavia Mesh: `make up` runs the whole mesh on embedded defaults; `make test` runs every check CI runs.
+# Both install what they need (uv, then the locked workspace) on a fresh machine with Python 3.11+.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+PORT ?= 9876
+STATE ?= state
+
+.PHONY: up test sync bootstrap protos lint bench
+
+bootstrap:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+
+sync: bootstrap
+	@$(UV) sync --frozen --quiet
+
+up: sync
+	$(UV) run octavia-mesh up --port $(PORT) --state-dir $(STATE)
+
+test: sync
+	./scripts/test.sh
+
+protos: sync
+	$(UV) run python scripts/gen_protos.py
+
+lint: sync
+	$(UV) run ruff check . && $(UV) run ruff format --check .
+
+bench: sync
+	$(UV) run python bench/api_bench.py
