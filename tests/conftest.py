@@ -22,7 +22,7 @@ from octavia_mesh.cli.mesh import Mesh, MeshOptions  # noqa: E402
 from octavia_mesh.cli.processes import free_port  # noqa: E402
 
 
-def _start_mesh(tmp_path_factory: pytest.TempPathFactory, auth: str) -> Iterator[Mesh]:
+def _start_mesh(tmp_path_factory: pytest.TempPathFactory, auth: str, default_project: str = "") -> Iterator[Mesh]:
     state = tmp_path_factory.mktemp(f"mesh-{auth}")
     url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")
     drop = None
@@ -37,6 +37,7 @@ def _start_mesh(tmp_path_factory: pytest.TempPathFactory, auth: str) -> Iterator
             nats_url=None,
             auth_strategy=auth,
             start_timeout=60.0,
+            default_project=default_project,
         )
     )
     mesh.start()

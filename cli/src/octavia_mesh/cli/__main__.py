@@ -21,6 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the state directory)")
     up.add_argument("--nats-url", help="use this NATS server instead of starting one")
     up.add_argument("--auth-strategy", choices=("noauth", "trusted_headers"), default="noauth")
+    up.add_argument(
+        "--default-project",
+        default="",
+        help="noauth: project of calls that name none, so that `openstack loadbalancer create` works "
+        "without Keystone (default: none, and such calls get Octavia's 400)",
+    )
     up.add_argument("--start-timeout", type=float, default=60.0, help="seconds each part may take to start")
     edge = sub.add_parser("edge-config", help="print the Envoy configuration of the REST edge (JSON)")
     edge.add_argument("--port", type=int, default=9876)

@@ -41,6 +41,7 @@ class MeshOptions:
     nats_url: str | None
     auth_strategy: str
     start_timeout: float
+    default_project: str = ""
 
 
 def grpc_serving(target: str) -> bool:
@@ -131,6 +132,7 @@ class Mesh:
                     **shared,
                     "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{api_port}",
                     "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
+                    "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
                     "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
                 },
             )

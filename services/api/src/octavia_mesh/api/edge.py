@@ -44,7 +44,7 @@ def _adapter(app: App, handler: Handler, method: str) -> Callable[[Any, grpc.aio
         try:
             base_url, root_url = _base_urls(app, metadata)
             call = Call(
-                caller=caller_from_metadata(app.settings.auth, metadata),
+                caller=caller_from_metadata(app.settings.auth, metadata, app.settings.noauth_default_project),
                 query=getattr(request, "query", ""),
                 body=request.body.data if request.HasField("body") else b"",
                 id=getattr(request, "id", ""),

@@ -85,11 +85,11 @@ class Caller:
             raise Forbidden()
 
 
-def caller_from_metadata(strategy: AuthStrategy, metadata: Mapping[str, str]) -> Caller:
+def caller_from_metadata(strategy: AuthStrategy, metadata: Mapping[str, str], default_project: str = "") -> Caller:
     """Build the caller from the request's headers (gRPC metadata keys are lower case)."""
     project = metadata.get("x-project-id") or None
     if strategy is AuthStrategy.NOAUTH:
-        return Caller(project_id=project, roles=frozenset({"admin"}), noauth=True)
+        return Caller(project_id=project or default_project or None, roles=frozenset({"admin"}), noauth=True)
     if project is None:
         raise Unauthorized("The request you have made requires authentication.")
     roles = frozenset(r.strip().lower() for r in metadata.get("x-roles", "").split(",") if r.strip())

@@ -54,7 +54,7 @@ class Schema:
             if name in values:
                 continue
             if attr.required:
-                raise InvalidField(name, "Unset", "Mandatory field missing.")
+                raise InvalidField(name, None, "Mandatory field missing.")
             if attr.default is not MISSING:
                 values[name] = attr.default() if callable(attr.default) else attr.default
         return values
@@ -63,9 +63,9 @@ class Schema:
         """Validate an update body; only the attributes present come back."""
         body = self._unwrap(raw)
         frozen = {n for n, a in self.attrs.items() if a.create_only} | set(create_only)
-        for name in body:
-            if name in frozen:
-                raise InvalidInput(f"Unknown attribute for argument {self.argument}.{self.wrapper}: {name}")
+        refused = [name for name in body if name in frozen]
+        if refused:
+            raise unknown_attributes(f"{self.argument}.{self.wrapper}", refused)
         return self._values(body)
 
     def parse_embedded(self, body: Any, path: str) -> dict[str, Any]:
@@ -91,10 +91,12 @@ class Schema:
     def _values(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = [k for k in body if k not in self.attrs]
         if unknown:
-            raise InvalidInput(f"Unknown attribute for argument {self.argument}.{self.wrapper}: {', '.join(unknown)}")
+            raise unknown_attributes(f"{self.argument}.{self.wrapper}", unknown)
         values: dict[str, Any] = {}
-        for name, value in body.items():
-            attr = self.attrs[name]
+        for name, attr in self.attrs.items():  # in the schema's order, as WSME checks them
+            if name not in body:
+                continue
+            value = body[name]
             if value is None:
                 if attr.required and not attr.nullable:
                     raise InvalidField(name, None, "Mandatory field missing.")
@@ -102,6 +104,12 @@ class Schema:
                 continue
             values[name] = attr.check(name, value)
         return values
+
+
+def unknown_attributes(argument: str, names: list[str]) -> InvalidInput:
+    """WSME's message for attributes a body may not carry (create-only ones on update included)."""
+    plural = "s" if len(names) > 1 else ""
+    return InvalidInput(f"Unknown attribute{plural} for argument {argument}: {', '.join(names)}")
 
 
 def load_json(raw: bytes) -> Any:
@@ -115,8 +123,17 @@ def load_json(raw: bytes) -> Any:
 # --- checks: each returns the cleaned value or raises InvalidField ---------
 
 
+_TYPE_WORDS = {
+    str: "Value should be string",
+    int: "Value should be integer",
+    list: "Value not a valid list",
+    dict: "Value should be an object",
+    bool: "Value not an unambiguous boolean",
+}
+
+
 def _wrong_type(name: str, value: Any, expected: type) -> InvalidField:
-    return InvalidField(name, value, f"Wrong type. Expected '{expected}', got '{type(value)}'")
+    return InvalidField(name, value, _TYPE_WORDS.get(expected, f"Value should be {expected.__name__}"))
 
 
 def string(max_length: int = 255, min_length: int = 0, control_ok: bool = True) -> Check:

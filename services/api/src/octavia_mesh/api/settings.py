@@ -22,6 +22,9 @@ class ApiSettings:
     auth_strategy: str = field(
         default=AuthStrategy.NOAUTH.value, metadata={"help": "noauth or trusted_headers (X-Project-Id and X-Roles)"}
     )
+    noauth_default_project: str = field(
+        default="", metadata={"help": "noauth mode: project of calls that name none (empty: Octavia's 400)"}
+    )
     public_endpoint: str = field(
         default="http://127.0.0.1:9876",
         metadata={"help": "REST base URL used in links when a call has no forwarded host"},

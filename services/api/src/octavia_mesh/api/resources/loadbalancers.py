@@ -216,6 +216,10 @@ async def create(app: App, call: Call) -> Reply:
     call.caller.check(Rule.WRITE, project_id)
     if not any(values.get(k) for k in ("vip_port_id", "vip_network_id", "vip_subnet_id")):
         raise ValidationFailure("VIP must contain one of: vip_port_id, vip_network_id, vip_subnet_id.")
+    if values.get("admin_state_up") is None:
+        values["admin_state_up"] = "admin_state_up" not in values  # null means false, as WSME reads it
+    values["name"] = values.get("name") or ""
+    values["description"] = values.get("description") or ""
     listeners, pools = values.pop("listeners", None), values.pop("pools", None)
     tags = values.pop("tags", None) or []
     lb_id = str(uuid.uuid4())
@@ -295,7 +299,7 @@ async def update_(app: App, call: Call) -> Reply:
             if key in ("name", "description") and value is None:
                 value = ""
             if key == "admin_state_up" and value is None:
-                continue
+                value = False  # WSME turns a null boolean into false
             setattr(lb, key, value)
         if tags is not None or "tags" in values:
             await store.set_tags(session, lb.id, tags)
