@@ -37,6 +37,12 @@ def descriptor_path() -> Path:
     return Path(octavia_mesh.protos.__file__).resolve().parent / "lbaas_v2.pb"
 
 
+def _status_is(op: str, code: int) -> dict[str, Any]:
+    """An access-log filter on the response status, for local_reply_config mappers."""
+    value = {"default_value": code, "runtime_key": f"octavia_edge_status_{op.lower()}_{code}"}
+    return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
+
+
 def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "typed_config": {"@type": type_url, **config}}
 
@@ -119,30 +125,18 @@ def envoy_config(
         },
         "local_reply_config": {
             "mappers": [
+                # The Lua filter answers 405 and 415 in Octavia's shape already: keep those bodies.
+                {"filter": _status_is("EQ", 405)},
+                {"filter": _status_is("EQ", 415)},
                 {
-                    "filter": {
-                        "status_code_filter": {
-                            "comparison": {"op": "EQ", "value": {"default_value": 404, "runtime_key": "octavia_lr_404"}}
-                        }
-                    },
+                    "filter": _status_is("EQ", 404),
                     "body_format_override": {"json_format": {"code": 404, "title": "Not Found", "description": ""}},
                 },
                 {
-                    "filter": {
-                        "status_code_filter": {
-                            "comparison": {"op": "GE", "value": {"default_value": 500, "runtime_key": "octavia_lr_5xx"}}
-                        }
-                    },
+                    "filter": _status_is("GE", 500),
                     "body_format_override": {"json_format": {**fault, "faultcode": "Server"}},
                 },
-                {
-                    "filter": {
-                        "status_code_filter": {
-                            "comparison": {"op": "GE", "value": {"default_value": 400, "runtime_key": "octavia_lr_4xx"}}
-                        }
-                    },
-                    "body_format_override": {"json_format": fault},
-                },
+                {"filter": _status_is("GE", 400), "body_format_override": {"json_format": fault}},
             ]
         },
         "http_filters": http_filters,

@@ -21,8 +21,30 @@ local function json_string_after(body, key)
   return nil
 end
 
+local ALLOWED = {GET = true, HEAD = true, POST = true, PUT = true, DELETE = true, OPTIONS = true}
+
+local function reply(handle, status, body)
+  handle:respond({[":status"] = status, ["content-type"] = "application/json"}, body)
+end
+
 function envoy_on_request(handle)
   local h = handle:headers()
+  local method = h:get(":method")
+  if not ALLOWED[method] then
+    reply(handle, "405", '{"code": 405, "title": "Method Not Allowed", "description": ""}')
+    return
+  end
+  -- Octavia only reads JSON bodies: anything else is 415, as its API answers.
+  local length = tonumber(h:get("content-length") or "0") or 0
+  if (method == "POST" or method == "PUT") and length > 0 then
+    local ct = h:get("content-type") or ""
+    if not ct:lower():find("^application/json") then
+      local shown = ct:gsub('[%c"\\]', "")
+      reply(handle, "415", '{"faultcode": "Client", "faultstring": "Unknown mimetype: ' .. shown ..
+                           '", "debuginfo": null}')
+      return
+    end
+  end
   local raw = h:get(":path")
   local path, query = raw:match("^([^?]*)%??(.*)$")
   local stripped = path:match("^(.+)%.json$")
