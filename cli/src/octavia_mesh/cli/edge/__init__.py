@@ -24,6 +24,7 @@ EDGE_SERVICES = (
     "Amphorae",
 )
 PACKAGE = "octavia_mesh.lbaas.v2"
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
 def lua_source() -> str:
@@ -154,8 +155,7 @@ def envoy_config(
                                 {
                                     "name": "envoy.filters.network.http_connection_manager",
                                     "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-                                        "HttpConnectionManager",
+                                        "@type": HCM_TYPE,
                                         **manager,
                                     },
                                 }
