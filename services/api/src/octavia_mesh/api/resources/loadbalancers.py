@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -144,24 +145,27 @@ def view(lb: LoadBalancer, tags: list[str], listener_ids: list[str], pool_ids: l
 
 
 async def views(session: AsyncSession, lbs: list[LoadBalancer]) -> list[dict[str, Any]]:
-    """Views of many load balancers with three bulk queries for their children and tags."""
+    """Views of many load balancers; their listeners, pools and tags come in one query."""
     ids = [lb.id for lb in lbs]
     listeners: dict[str, list[str]] = {i: [] for i in ids}
     pools: dict[str, list[str]] = {i: [] for i in ids}
+    tags: dict[str, list[str]] = {i: [] for i in ids}
+    into = {"l": listeners, "p": pools, "t": tags}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for lb_id, child in await session.execute(
-            select(Listener.load_balancer_id, Listener.id)
-            .where(Listener.load_balancer_id.in_(chunk))
-            .order_by(Listener.created_at)
-        ):
-            listeners[lb_id].append(child)
-        for lb_id, child in await session.execute(
-            select(Pool.load_balancer_id, Pool.id).where(Pool.load_balancer_id.in_(chunk)).order_by(Pool.created_at)
-        ):
-            pools[lb_id].append(child)
-    tags = await store.tags_of(session, ids)
-    return [view(lb, tags.get(lb.id, []), listeners[lb.id], pools[lb.id]) for lb in lbs]
+        children = union_all(
+            select(literal("l"), Listener.load_balancer_id, Listener.id, Listener.created_at).where(
+                Listener.load_balancer_id.in_(chunk)
+            ),
+            select(literal("p"), Pool.load_balancer_id, Pool.id, Pool.created_at).where(
+                Pool.load_balancer_id.in_(chunk)
+            ),
+            select(literal("t"), Tag.resource_id, Tag.tag, literal(None)).where(Tag.resource_id.in_(chunk)),
+        )
+        rows = sorted((await session.execute(children)).all(), key=lambda r: (r[0], r[3] or dt.datetime.min, r[2]))
+        for kind, lb_id, value, _ in rows:
+            into[kind][lb_id].append(value)
+    return [view(lb, tags[lb.id], listeners[lb.id], pools[lb.id]) for lb in lbs]
 
 
 async def load_visible(app: App, call: Call, session: AsyncSession, rule: Rule = Rule.READ) -> LoadBalancer:
