@@ -131,26 +131,18 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False) ->
     if doomed:
         await session.execute(delete(Tag).where(Tag.resource_id.in_(list(doomed))))
 
-    # Then the survivors become ACTIVE, with the operating status a healthy data plane reports.
+    # Then the survivors become ACTIVE. With no data plane to report health, every survivor shows what a
+    # healthy one would: ONLINE when enabled (members: NO_MONITOR unless their pool has a health monitor).
     monitored_pools = {m.pool_id for m in tree.monitors if m.id not in doomed}
-    groups: list[tuple[list[Any], Any]] = [
-        (tree.listeners, _online),
-        (tree.pools, _online),
-        (tree.policies, _online),
-        (tree.rules, _online),
-        (tree.monitors, _online),
-    ]
-    for objs, status_of in groups:
+    for objs in (tree.listeners, tree.pools, tree.policies, tree.rules, tree.monitors, tree.members):
         for obj in objs:
-            if obj.id not in doomed and obj.provisioning_status in PENDING:
+            if obj.id in doomed:
+                continue
+            if obj.provisioning_status in PENDING:
                 obj.provisioning_status = "ACTIVE"
-                obj.operating_status = status_of(obj)
                 obj.updated_at = now
-    for member in tree.members:
-        if member.id not in doomed and member.provisioning_status in PENDING:
-            member.provisioning_status = "ACTIVE"
-            member.operating_status = _online(member, monitored=member.pool_id in monitored_pools)
-            member.updated_at = now
+            monitored = not isinstance(obj, Member) or obj.pool_id in monitored_pools
+            obj.operating_status = _online(obj, monitored=monitored)
 
     lb = tree.lb
     if lb_gone:
