@@ -21,7 +21,7 @@ from google.protobuf import message_factory
 
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
-from octavia_mesh.api.policy import caller_from_metadata
+from octavia_mesh.api.policy import Caller, caller_from_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,20 @@ def _base_urls(app: App, metadata: Mapping[str, str]) -> tuple[str, str]:
     return root + path.rstrip("/"), root
 
 
-def _adapter(app: App, handler: Handler, method: str) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+ANONYMOUS = Caller(project_id=None, roles=frozenset())
+
+
+def _adapter(
+    app: App, handler: Handler, method: str, public: bool
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
             base_url, root_url = _base_urls(app, metadata)
             call = Call(
-                caller=caller_from_metadata(app.settings.auth, metadata, app.settings.noauth_default_project),
+                caller=ANONYMOUS
+                if public
+                else caller_from_metadata(app.settings.auth, metadata, app.settings.noauth_default_project),
                 query=getattr(request, "query", ""),
                 body=request.body.data if request.HasField("body") else b"",
                 id=getattr(request, "id", ""),
@@ -66,8 +73,13 @@ def _adapter(app: App, handler: Handler, method: str) -> Callable[[Any, grpc.aio
     return rpc
 
 
-def bind(app: App, module: ModuleType, service: str, handlers: Mapping[str, Handler]) -> grpc.GenericRpcHandler:
-    """A generic handler for ``service`` (declared in the generated ``module``) that dispatches to ``handlers``."""
+def bind(
+    app: App, module: ModuleType, service: str, handlers: Mapping[str, Handler], public: bool = False
+) -> grpc.GenericRpcHandler:
+    """A generic handler for ``service`` (declared in the generated ``module``) that dispatches to ``handlers``.
+
+    ``public`` services (version discovery) answer callers without an identity.
+    """
     descriptor = module.DESCRIPTOR.services_by_name[service]
     missing = {m.name for m in descriptor.methods} - set(handlers)
     if missing:
@@ -76,7 +88,7 @@ def bind(app: App, module: ModuleType, service: str, handlers: Mapping[str, Hand
     for method in descriptor.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         rpc_handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _adapter(app, handlers[method.name], f"{service}.{method.name}"),
+            _adapter(app, handlers[method.name], f"{service}.{method.name}", public),
             request_deserializer=request_class.FromString,
             response_serializer=httpbody_pb2.HttpBody.SerializeToString,
         )

@@ -86,7 +86,8 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
     )
     names = []
     for module, service, handlers in services(app):
-        server.add_generic_rpc_handlers((edge.bind(app, module, service, handlers),))
+        public = module is versions_pb2
+        server.add_generic_rpc_handlers((edge.bind(app, module, service, handlers, public),))
         names.append(module.DESCRIPTOR.services_by_name[service].full_name)
     health = ServiceHealth(server, names)
     add_reflection(server, names)
