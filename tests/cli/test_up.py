@@ -1,0 +1,106 @@
+"""`octavia-mesh up` as a user runs it: a real subprocess that starts everything, and stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from octavia_mesh.cli.processes import LaunchError, find_binary, free_port
+
+OCTAVIA_MESH = str(Path(sys.executable).parent / "octavia-mesh")
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [OCTAVIA_MESH, "up", "--port", str(port), "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"octavia-mesh exited: {proc.stderr.read()}"
+            banner.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        text = "".join(banner)
+        assert f"http://127.0.0.1:{port}" in text and "load_balancer_endpoint_override" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.status == 200
+        children = _children_of(proc.pid)
+        assert len(children) == 4  # nats, api, worker, envoy
+        assert {p.name for p in (tmp_path / "logs").iterdir()} == {"nats.log", "api.log", "worker.log", "envoy.log"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_taken_port_is_reported(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [OCTAVIA_MESH, "up", "--port", str(port), "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert f"port {port} on 127.0.0.1 is taken" in done.stderr
+    assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+def test_missing_binary_is_named() -> None:
+    with pytest.raises(LaunchError, match="no-such-server is not installed: install it"):
+        find_binary("no-such-server", "install it")
+
+
+def test_edge_config_renders() -> None:
+    done = subprocess.run(
+        [OCTAVIA_MESH, "edge-config", "--api-host", "api", "--api-port", "50051"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert '"octavia_mesh.lbaas.v2.LoadBalancers"' in done.stdout
+    assert os.path.basename(done.stdout.split('"proto_descriptor": "')[1].split('"')[0]) == "lbaas_v2.pb"
