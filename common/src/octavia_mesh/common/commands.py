@@ -10,6 +10,7 @@ command id as ``Nats-Msg-Id``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
@@ -156,6 +157,7 @@ class OutboxRelay:
                 if loop.time() - last_redrive >= self._redrive_after_s:
                     last_redrive = loop.time()
                     await self.redrive_stale()
+                    await self.forget_completed()
             except asyncio.CancelledError:
                 raise
             except Exception:  # NATS or the database is down: the next sweep retries.
@@ -200,6 +202,12 @@ class OutboxRelay:
         if stale:
             logger.info("re-publishing %d provider commands not completed in %.0fs", len(stale), self._redrive_after_s)
             await self._publish(stale)
+
+    async def forget_completed(self, keep_s: float = 3600.0) -> None:
+        """Drop outbox rows completed over ``keep_s`` ago: JetStream's duplicate window is long past."""
+        cutoff = utcnow() - dt.timedelta(seconds=keep_s)
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(ProviderCommand).where(ProviderCommand.completed_at < cutoff))
 
     async def _publish(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
         acks = [await self._js.publish(subj, payload, headers={"Nats-Msg-Id": cid}) for cid, subj, payload in rows]
