@@ -1,8 +1,225 @@
-"""Amphorae: not implemented yet (answers 501)."""
+"""Amphorae: ``/v2/octavia/amphorae`` (admin only).
+
+Amphora rows belong to providers that run amphorae; these calls show them,
+and hand failover, agent-configuration and delete requests to the provider of
+the amphora's load balancer through the command outbox, in the transaction
+that records the request.
+"""
 
 from __future__ import annotations
 
-from octavia_mesh.api.edge import not_yet
-from octavia_mesh.protos.lbaas.v2 import amphorae_pb2
+import datetime as dt
+from typing import Any
 
-HANDLERS = not_yet(amphorae_pb2, "Amphorae")
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from octavia_mesh.api import store
+from octavia_mesh.api.app import App, Call, Reply
+from octavia_mesh.api.errors import Immutable, InvalidInput, NotFound
+from octavia_mesh.api.policy import Rule
+from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, int_filter, parse_query, select_fields
+from octavia_mesh.api.resources.providers import show_fields
+from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.models import Amphora, ListenerStatistics, LoadBalancer, utcnow
+
+LABEL = "Amphora"
+DELETED = "DELETED"
+
+_TEXT_COLUMNS = (
+    "id",
+    "compute_id",
+    "lb_network_ip",
+    "vrrp_ip",
+    "ha_ip",
+    "vrrp_port_id",
+    "ha_port_id",
+    "role",
+    "status",
+    "vrrp_interface",
+    "cached_zone",
+    "image_id",
+    "compute_flavor",
+)
+_TIME_COLUMNS = ("cert_expiration", "created_at", "updated_at")
+
+
+def _time_filter(column: Any) -> Filter:
+    """A timestamp filter; a value that is no ISO 8601 time is a 400, not a database error."""
+
+    def convert(name: str, value: str) -> dt.datetime:
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(f"Invalid input for field/attribute {name}. Value: '{value}'.") from None
+
+    return Filter(column, convert)
+
+
+SPEC = ListSpec(
+    collection="amphorae",
+    id_column=Amphora.id,
+    created_column=Amphora.created_at,
+    filters={
+        **{name: Filter(getattr(Amphora, name)) for name in _TEXT_COLUMNS},
+        **{name: _time_filter(getattr(Amphora, name)) for name in _TIME_COLUMNS},
+        "loadbalancer_id": Filter(Amphora.load_balancer_id),
+        "load_balancer_id": Filter(Amphora.load_balancer_id),
+        "cert_busy": bool_filter(Amphora.cert_busy),
+        "vrrp_id": int_filter(Amphora.vrrp_id),
+        "vrrp_priority": int_filter(Amphora.vrrp_priority),
+        # Octavia filters amphorae by the project of their load balancer (joined in list_).
+        "project_id": Filter(LoadBalancer.project_id),
+    },
+    sort_keys={
+        **{name: getattr(Amphora, name) for name in _TEXT_COLUMNS + _TIME_COLUMNS},
+        "loadbalancer_id": Amphora.load_balancer_id,
+        "load_balancer_id": Amphora.load_balancer_id,
+        "cert_busy": Amphora.cert_busy,
+        "vrrp_id": Amphora.vrrp_id,
+        "vrrp_priority": Amphora.vrrp_priority,
+    },
+    taggable=False,
+)
+
+
+def view(amp: Amphora) -> dict[str, Any]:
+    """Octavia's amphora document, in its order."""
+    return {
+        "id": amp.id,
+        "loadbalancer_id": amp.load_balancer_id,
+        "compute_id": amp.compute_id,
+        "lb_network_ip": amp.lb_network_ip,
+        "vrrp_ip": amp.vrrp_ip,
+        "ha_ip": amp.ha_ip,
+        "vrrp_port_id": amp.vrrp_port_id,
+        "ha_port_id": amp.ha_port_id,
+        "cert_expiration": store.timestamp(amp.cert_expiration),
+        "cert_busy": bool(amp.cert_busy),
+        "role": amp.role,
+        "status": amp.status,
+        "vrrp_interface": amp.vrrp_interface,
+        "vrrp_id": amp.vrrp_id,
+        "vrrp_priority": amp.vrrp_priority,
+        "cached_zone": amp.cached_zone,
+        "created_at": store.timestamp(amp.created_at),
+        "updated_at": store.timestamp(amp.updated_at),
+        "image_id": amp.image_id,
+        "compute_flavor": amp.compute_flavor,
+    }
+
+
+async def _load(session: AsyncSession, amp_id: str, *, lock: bool = False) -> Amphora:
+    """The amphora, unless missing or deleted (404)."""
+    amp = await session.get(Amphora, amp_id, with_for_update=lock) if amp_id else None
+    if amp is None or amp.status == DELETED:
+        raise NotFound(LABEL, amp_id)
+    return amp
+
+
+async def list_(app: App, call: Call) -> Reply:
+    call.caller.check(Rule.ADMIN)
+    listing = ListQuery(SPEC, parse_query(call.query), app.settings.pagination_max_limit)
+    statement = (
+        select(Amphora)
+        .outerjoin(LoadBalancer, Amphora.load_balancer_id == LoadBalancer.id)
+        .where(Amphora.status != DELETED)
+    )
+    async with app.read() as session:
+        page = await listing.page(session, statement, call.base_url)
+    items = [select_fields(view(amp), page.fields) for amp in page.rows]
+    return Reply(200, {"amphorae": items, "amphorae_links": page.links})
+
+
+async def get(app: App, call: Call) -> Reply:
+    call.caller.check(Rule.ADMIN)
+    fields = show_fields(call.query)
+    async with app.read() as session:
+        amp = await _load(session, call.id)
+    return Reply(200, {"amphora": select_fields(view(amp), fields)})
+
+
+async def stats(app: App, call: Call) -> Reply:
+    """One entry per listener the amphora reports counters for."""
+    call.caller.check(Rule.ADMIN)
+    async with app.read() as session:
+        rows = (
+            await session.execute(
+                select(ListenerStatistics, Amphora.load_balancer_id)
+                .join(Amphora, ListenerStatistics.amphora_id == Amphora.id)
+                .where(ListenerStatistics.amphora_id == call.id)
+                .order_by(ListenerStatistics.listener_id)
+            )
+        ).all()
+    if not rows:
+        raise NotFound("Amphora stats for", call.id)
+    items = [
+        {
+            "active_connections": stat.active_connections,
+            "bytes_in": stat.bytes_in,
+            "bytes_out": stat.bytes_out,
+            "id": stat.amphora_id,
+            "listener_id": stat.listener_id,
+            "loadbalancer_id": lb_id,
+            "request_errors": stat.request_errors,
+            "total_connections": stat.total_connections,
+        }
+        for stat, lb_id in rows
+    ]
+    return Reply(200, {"amphora_stats": items})
+
+
+async def configure(app: App, call: Call) -> Reply:
+    """Ask the provider to push the amphora agent's configuration again."""
+    call.caller.check(Rule.ADMIN)
+    async with app.write() as session, session.begin():
+        amp = await _load(session, call.id)
+        lb = await session.get(LoadBalancer, amp.load_balancer_id) if amp.load_balancer_id else None
+        # An amphora without a load balancer has no provider to tell; there is nothing to configure.
+        if lb is not None:
+            store.command(session, lb.provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_UPDATE, amp.id, lb.id)
+    app.commands_committed()
+    return Reply(202)
+
+
+async def failover(app: App, call: Call) -> Reply:
+    """Replace the amphora: its load balancer goes PENDING_UPDATE until the provider is done."""
+    call.caller.check(Rule.ADMIN)
+    async with app.write() as session, session.begin():
+        amp = await _load(session, call.id)
+        if amp.load_balancer_id is None:  # a spare: no provider owns it here
+            raise Immutable("amphora", amp.id)
+        # Octavia 19.0.0 takes the load balancer lock here: ACTIVE only, else 409 "immutable".
+        await store.lock_load_balancer(session, amp.load_balancer_id)
+        lb = await session.get(LoadBalancer, amp.load_balancer_id)
+        store.command(session, lb.provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, amp.id, lb.id)
+    app.commands_committed()
+    return Reply(202)
+
+
+async def delete_(app: App, call: Call) -> Reply:
+    """Delete a failed amphora (Octavia accepts only amphorae in ERROR)."""
+    call.caller.check(Rule.ADMIN)
+    async with app.write() as session, session.begin():
+        amp = await _load(session, call.id, lock=True)
+        if amp.status != store.ERROR:
+            raise Immutable("amphora", amp.id)
+        amp.status = store.PENDING_DELETE
+        amp.updated_at = utcnow()
+        lb = await session.get(LoadBalancer, amp.load_balancer_id) if amp.load_balancer_id else None
+        provider = lb.provider if lb is not None else app.settings.default_provider_driver
+        store.command(
+            session, provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_DELETE, amp.id, lb.id if lb is not None else ""
+        )
+    app.commands_committed()
+    return Reply(204)
+
+
+HANDLERS = {
+    "ListAmphorae": list_,
+    "GetAmphora": get,
+    "GetAmphoraStats": stats,
+    "ConfigureAmphora": configure,
+    "FailoverAmphora": failover,
+    "DeleteAmphora": delete_,
+}

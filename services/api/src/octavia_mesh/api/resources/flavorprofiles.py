@@ -1,8 +1,197 @@
-"""FlavorProfiles: not implemented yet (answers 501)."""
+"""Flavor profiles: ``/v2/lbaas/flavorprofiles`` (admin only).
+
+A profile is a provider name and a JSON string of provider options; the
+options are checked against the provider's capabilities (providers.py)
+before anything is written. Availability-zone profiles work the same way,
+so :class:`Profiles` serves both (availabilityzoneprofiles.py instantiates it).
+"""
 
 from __future__ import annotations
 
-from octavia_mesh.api.edge import not_yet
-from octavia_mesh.protos.lbaas.v2 import flavorprofiles_pb2
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
-HANDLERS = not_yet(flavorprofiles_pb2, "FlavorProfiles")
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from octavia_mesh.api.app import App, Call, Reply
+from octavia_mesh.api.errors import Conflict, InvalidInput, NotFound
+from octavia_mesh.api.policy import Rule
+from octavia_mesh.api.query import Filter, ListQuery, ListSpec, parse_query, select_fields
+from octavia_mesh.api.resources.providers import (
+    Body,
+    Field,
+    check_profile_data,
+    load_profile_data,
+    show_fields,
+)
+from octavia_mesh.common.db.models import Flavor, FlavorProfile
+
+
+class ObjectInUse(Conflict):
+    def __init__(self, label: str, ident: str) -> None:
+        super().__init__(f"{label} {ident} is in use and cannot be modified.")
+
+
+@dataclass(frozen=True, slots=True)
+class Profiles:
+    """One kind of provider profile and its five calls."""
+
+    model: Any  # FlavorProfile or AvailabilityZoneProfile
+    data: str  # the data attribute: "flavor_data" / "availability_zone_data"
+    wrapper: str  # "flavorprofile" / "availability_zone_profile"
+    argument: str  # the Octavia controller's argument name, as its messages print it
+    collection: str  # the URL segment: "flavorprofiles"
+    list_key: str
+    links_key: str  # Octavia's singular spelling: "flavorprofile_links"
+    label: str  # "Flavor Profile": 404 of show and update
+    delete_label: str  # "Flavor profile": 404 of delete and the 409 when in use
+    zone: bool
+    user_column: Any  # the column of the objects that use a profile (Flavor.flavor_profile_id)
+    put_data_option: str  # the option Octavia names when an update's data is not JSON
+
+    @property
+    def create_body(self) -> Body:
+        return Body(
+            self.argument,
+            self.wrapper,
+            (
+                Field("name", "string", mandatory=True),
+                Field("provider_name", "string", mandatory=True),
+                Field(self.data, "string", max_length=4096, mandatory=True),
+            ),
+        )
+
+    @property
+    def update_body(self) -> Body:
+        return Body(
+            self.argument,
+            self.wrapper,
+            (Field("name", "string"), Field("provider_name", "string"), Field(self.data, "string", max_length=4096)),
+        )
+
+    @property
+    def spec(self) -> ListSpec:
+        columns = ("id", "name", "provider_name", self.data)
+        return ListSpec(
+            collection=self.collection,
+            id_column=self.model.id,
+            created_column=None,
+            filters={c: Filter(getattr(self.model, c)) for c in columns},
+            sort_keys={c: getattr(self.model, c) for c in columns},
+            taggable=False,
+        )
+
+    def view(self, row: Any) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "name": row.name or "",
+            "provider_name": row.provider_name,
+            self.data: getattr(row, self.data),
+        }
+
+    async def _in_use(self, session: AsyncSession, profile_id: str) -> bool:
+        count = select(func.count()).select_from(self.user_column.class_).where(self.user_column == profile_id)
+        return (await session.execute(count)).scalar_one() > 0
+
+    # --- handlers ---------------------------------------------------------------------
+
+    async def list_(self, app: App, call: Call) -> Reply:
+        call.caller.check(Rule.ADMIN)
+        listing = ListQuery(self.spec, parse_query(call.query), app.settings.pagination_max_limit)
+        async with app.read() as session:
+            page = await listing.page(session, select(self.model), call.base_url)
+        items = [select_fields(self.view(row), page.fields) for row in page.rows]
+        return Reply(200, {self.list_key: items, self.links_key: page.links})
+
+    async def get(self, app: App, call: Call) -> Reply:
+        call.caller.check(Rule.ADMIN)
+        fields = show_fields(call.query)
+        async with app.read() as session:
+            row = await session.get(self.model, call.id)
+        if row is None:
+            raise NotFound(self.label, call.id)
+        return Reply(200, {self.wrapper: select_fields(self.view(row), fields)})
+
+    async def create(self, app: App, call: Call) -> Reply:
+        call.caller.check(Rule.ADMIN)
+        values = self.create_body.parse(call.body, create=True)
+        data = load_profile_data(values[self.data], self.data)
+        # A null provider is the default one, as Octavia's driver factory reads it.
+        provider_name = values["provider_name"] or app.settings.default_provider_driver
+        check_profile_data(app, provider_name, data, zone=self.zone)
+        row = self.model(id=str(uuid.uuid4()), name=values["name"] or "", provider_name=provider_name)
+        setattr(row, self.data, values[self.data])
+        async with app.write() as session, session.begin():
+            session.add(row)
+        return Reply(201, {self.wrapper: self.view(row)})
+
+    async def update_(self, app: App, call: Call) -> Reply:
+        call.caller.check(Rule.ADMIN)
+        values = self.update_body.parse(call.body, create=False)
+        for key in ("name", "provider_name", self.data):
+            if key in values and values[key] is None:
+                raise InvalidInput(f"None is not a valid option for {key}")
+        data = load_profile_data(values[self.data], self.put_data_option) if self.data in values else None
+        options_change = self.data in values or "provider_name" in values
+        async with app.write() as session, session.begin():
+            # Locked first, so that no flavor / zone can start using it while we decide.
+            row = await session.get(self.model, call.id, with_for_update=True)
+            if options_change and row is not None and await self._in_use(session, row.id):
+                raise ObjectInUse(self.delete_label, call.id)
+            if row is None:
+                raise NotFound(self.label, call.id)
+            if options_change:
+                provider_name = values.get("provider_name", row.provider_name)
+                if self.data not in values:
+                    data = load_profile_data(getattr(row, self.data), self.put_data_option)
+                check_profile_data(app, provider_name, data, zone=self.zone)
+            for key, value in values.items():
+                setattr(row, key, value)
+            await session.flush()
+            item = self.view(row)
+        return Reply(200, {self.wrapper: item})
+
+    async def delete_(self, app: App, call: Call) -> Reply:
+        call.caller.check(Rule.ADMIN)
+        try:
+            async with app.write() as session, session.begin():
+                row = await session.get(self.model, call.id, with_for_update=True)
+                if row is not None and await self._in_use(session, row.id):
+                    raise ObjectInUse(self.delete_label, call.id)
+                if row is None:
+                    raise NotFound(self.delete_label, call.id)
+                await session.delete(row)
+                await session.flush()
+        except IntegrityError:  # a user appeared between the check and the delete
+            raise ObjectInUse(self.delete_label, call.id) from None
+        return Reply(204)
+
+    def handlers(self, prefix: str) -> dict[str, Any]:
+        return {
+            f"List{prefix}s": self.list_,
+            f"Create{prefix}": self.create,
+            f"Get{prefix}": self.get,
+            f"Update{prefix}": self.update_,
+            f"Delete{prefix}": self.delete_,
+        }
+
+
+PROFILES = Profiles(
+    model=FlavorProfile,
+    data="flavor_data",
+    wrapper="flavorprofile",
+    argument="flavor_profile_",
+    collection="flavorprofiles",
+    list_key="flavorprofiles",
+    links_key="flavorprofile_links",
+    label="Flavor Profile",
+    delete_label="Flavor profile",
+    zone=False,
+    user_column=Flavor.flavor_profile_id,
+    put_data_option="flavor_data",
+)
+
+HANDLERS = PROFILES.handlers("FlavorProfile")
