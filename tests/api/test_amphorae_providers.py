@@ -8,6 +8,7 @@ documented exception to testing through the API only).
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 from support import Rest, assert_fault, paused
 
+from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common.db.models import Amphora, ListenerStatistics, ProviderCommand
 
 PROVIDERS = "/v2/lbaas/providers"
@@ -273,7 +275,7 @@ def test_config_and_failover(mesh, rest: Rest, db: Engine) -> None:
         assert_fault(rest.put(f"{AMPS}/{missing}/{method}"), 404, f"Amphora {missing} not found.")
 
 
-def test_delete(rest: Rest, db: Engine) -> None:
+def test_delete(mesh: Mesh, rest: Rest, db: Engine) -> None:
     lb = rest.create_lb(name="amp-delete")
     healthy = _amphora(db, lb["id"])
     broken = _amphora(db, lb["id"], status="ERROR")
@@ -281,12 +283,18 @@ def test_delete(rest: Rest, db: Engine) -> None:
         rest.delete(f"{AMPS}/{healthy['id']}"), 409, f"amphora {healthy['id']} is immutable and cannot be updated."
     )
     assert rest.ok("GET", f"{AMPS}/{healthy['id']}")["amphora"]["status"] == "ALLOCATED"
-    assert rest.delete(f"{AMPS}/{broken['id']}").status_code == 204
-    assert rest.ok("GET", f"{AMPS}/{broken['id']}")["amphora"]["status"] == "PENDING_DELETE"
-    assert _commands(db, broken["id"]) == ["octavia.provider.v1.noop.amphora.delete"]
-    assert_fault(
-        rest.delete(f"{AMPS}/{broken['id']}"), 409, f"amphora {broken['id']} is immutable and cannot be updated."
-    )
+    with paused(mesh):
+        assert rest.delete(f"{AMPS}/{broken['id']}").status_code == 204
+        assert rest.ok("GET", f"{AMPS}/{broken['id']}")["amphora"]["status"] == "PENDING_DELETE"
+        assert _commands(db, broken["id"]) == ["octavia.provider.v1.noop.amphora.delete"]
+        assert_fault(
+            rest.delete(f"{AMPS}/{broken['id']}"), 409, f"amphora {broken['id']} is immutable and cannot be updated."
+        )
+    # The provider retires it: gone from the API like every deleted amphora.
+    deadline = time.monotonic() + 15
+    while rest.get(f"{AMPS}/{broken['id']}").status_code != 404:
+        assert time.monotonic() < deadline, "the amphora delete was never applied"
+        time.sleep(0.05)
     missing = str(uuid.uuid4())
     assert_fault(rest.delete(f"{AMPS}/{missing}"), 404, f"Amphora {missing} not found.")
 

@@ -62,6 +62,11 @@ class Caller:
         """Admins and global observers list every project's objects."""
         return self.is_admin or bool(self.roles & _GLOBAL_READER_ROLES)
 
+    @property
+    def reads_all_quotas(self) -> bool:
+        """Admins, global observers and quota admins see every project's quotas."""
+        return self.is_admin or bool(self.roles & (_GLOBAL_READER_ROLES | _QUOTA_ADMIN_ROLES))
+
     def allowed(self, rule: Rule, project_id: str | None = None) -> bool:
         """Whether this caller passes ``rule`` on an object owned by ``project_id``."""
         if self.is_admin:

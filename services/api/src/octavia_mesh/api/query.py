@@ -7,6 +7,7 @@ into SQL and ``*_links``.
 
 from __future__ import annotations
 
+import datetime as dt
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,18 @@ class Filter:
 
     column: InstrumentedAttribute[Any]
     convert: Callable[[str, str], Any] = lambda _n, v: v
+
+
+def time_filter(column: InstrumentedAttribute[Any]) -> Filter:
+    """A timestamp filter; a value that is no ISO 8601 time is a 400, not a database error."""
+
+    def convert(name: str, value: str) -> dt.datetime:
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(f"Invalid input for field/attribute {name}. Value: '{value}'.") from None
+
+    return Filter(column, convert)
 
 
 def bool_filter(column: InstrumentedAttribute[Any]) -> Filter:
@@ -216,7 +229,8 @@ class ListQuery:
         url = f"{base_url}/{self.spec.collection}" if not base_url.endswith(self.spec.collection) else base_url
         links = []
         limit_param = [("limit", str(self.limit))] if self.limit is not None and "limit" in self.params else []
-        first_id, last_id = _row_id(rows[0]), _row_id(rows[-1])
+        key = self.spec.id_column.key
+        first_id, last_id = getattr(rows[0], key), getattr(rows[-1], key)
         forward = not self.page_reverse
         has_next = more if forward else bool(self.marker)
         has_prev = bool(self.marker) if forward else more
@@ -227,10 +241,6 @@ class ListQuery:
             query = urllib.parse.urlencode([*limit_param, *keep, ("marker", first_id), ("page_reverse", "True")])
             links.append({"href": f"{url}?{query}", "rel": "previous"})
         return links
-
-
-def _row_id(row: Any) -> str:
-    return row.name if hasattr(row, "name") and not hasattr(row, "id") else row.id
 
 
 def _after(order: list[tuple[InstrumentedAttribute[Any], bool]], marker: list[Any], forward: bool) -> Any:

@@ -8,7 +8,6 @@ that records the request.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
@@ -16,9 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Immutable, InvalidInput, NotFound
+from octavia_mesh.api.errors import Immutable, NotFound
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, int_filter, parse_query, select_fields
+from octavia_mesh.api.query import (
+    Filter,
+    ListQuery,
+    ListSpec,
+    bool_filter,
+    int_filter,
+    parse_query,
+    select_fields,
+    time_filter,
+)
 from octavia_mesh.api.resources.providers import show_fields
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, ListenerStatistics, LoadBalancer, utcnow
@@ -44,25 +52,13 @@ _TEXT_COLUMNS = (
 _TIME_COLUMNS = ("cert_expiration", "created_at", "updated_at")
 
 
-def _time_filter(column: Any) -> Filter:
-    """A timestamp filter; a value that is no ISO 8601 time is a 400, not a database error."""
-
-    def convert(name: str, value: str) -> dt.datetime:
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidInput(f"Invalid input for field/attribute {name}. Value: '{value}'.") from None
-
-    return Filter(column, convert)
-
-
 SPEC = ListSpec(
     collection="amphorae",
     id_column=Amphora.id,
     created_column=Amphora.created_at,
     filters={
         **{name: Filter(getattr(Amphora, name)) for name in _TEXT_COLUMNS},
-        **{name: _time_filter(getattr(Amphora, name)) for name in _TIME_COLUMNS},
+        **{name: time_filter(getattr(Amphora, name)) for name in _TIME_COLUMNS},
         "loadbalancer_id": Filter(Amphora.load_balancer_id),
         "load_balancer_id": Filter(Amphora.load_balancer_id),
         "cert_busy": bool_filter(Amphora.cert_busy),

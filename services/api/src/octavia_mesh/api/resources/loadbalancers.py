@@ -14,7 +14,7 @@ from octavia_mesh.api import store, vip
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, parse_query, select_fields
+from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, parse_query, select_fields, time_filter
 from octavia_mesh.api.resources import graph
 from octavia_mesh.api.resources.providers import resolve_provider
 from octavia_mesh.common.commands import Kind, Op
@@ -83,10 +83,10 @@ SPEC = ListSpec(
                 "provider",
                 "flavor_id",
                 "availability_zone",
-                "created_at",
-                "updated_at",
             )
         },
+        "created_at": time_filter(LoadBalancer.created_at),
+        "updated_at": time_filter(LoadBalancer.updated_at),
         "tenant_id": Filter(LoadBalancer.project_id),
         "admin_state_up": bool_filter(LoadBalancer.admin_state_up),
     },

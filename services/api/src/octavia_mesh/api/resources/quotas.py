@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidField, NotFound
-from octavia_mesh.api.policy import Caller, Rule
+from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import Filter, ListQuery, ListSpec, int_filter, parse_query
 from octavia_mesh.api.resources.providers import Body, Field
 from octavia_mesh.common.db import quota as quota_db
@@ -72,18 +72,6 @@ SPEC = ListSpec(
 )
 
 
-class _Marker:
-    """What ``ListQuery`` builds links from: quota rows are keyed by project, not by ``id``."""
-
-    def __init__(self, row: Quota) -> None:
-        self.id = row.project_id
-
-
-class _QuotaListQuery(ListQuery):
-    def _links(self, base_url: str, rows: Any, more: bool) -> list[dict[str, str]]:
-        return super()._links(base_url, [_Marker(r) for r in rows], more)
-
-
 def view(project_id: str, limits: dict[str, int]) -> dict[str, Any]:
     """Octavia's quota document: both spellings of the renamed quotas, in its order."""
     return {
@@ -120,17 +108,11 @@ def _project(call: Call) -> str:
     return project_id
 
 
-def _reads_all(caller: Caller) -> bool:
-    """Whether the caller may read every project's quotas (admins, global observers, quota admins)."""
-    # A project id no caller can have: passing the rule for it means passing it for any project.
-    return caller.allowed(Rule.READ_QUOTA, "\x00any-other-project")
-
-
 async def list_(app: App, call: Call) -> Reply:
     params = parse_query(call.query)
-    listing = _QuotaListQuery(SPEC, params, app.settings.pagination_max_limit)
+    listing = ListQuery(SPEC, params, app.settings.pagination_max_limit)
     statement = select(Quota).where(Quota.explicit.is_(True))
-    if not _reads_all(call.caller):
+    if not call.caller.reads_all_quotas:
         wanted = (params.get("project_id") or params.get("tenant_id") or [call.caller.project_id])[-1]
         call.caller.check(Rule.READ_QUOTA, wanted)
         statement = statement.where(Quota.project_id == wanted)

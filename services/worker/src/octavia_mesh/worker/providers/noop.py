@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.worker.settle import settle
 
 
 class NoopProvider:
-    """Applies a command by settling its load balancer."""
+    """Applies a command by settling its load balancer (and, for an amphora delete, retiring the amphora)."""
 
     name = "noop"
 
     async def apply(self, session: AsyncSession, command: commands_pb2.ProviderCommand) -> None:
-        await settle(session, command.load_balancer_id, cascade=command.cascade)
+        if command.kind == Kind.RESOURCE_KIND_AMPHORA and command.operation == Op.OPERATION_DELETE:
+            await session.execute(
+                update(Amphora).where(Amphora.id == command.resource_id).values(status="DELETED", updated_at=utcnow())
+            )
+        if command.load_balancer_id:
+            await settle(session, command.load_balancer_id, cascade=command.cascade)
