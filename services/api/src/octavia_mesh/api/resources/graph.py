@@ -2,27 +2,223 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import NotFound, NotImplementedByProvider
+from octavia_mesh.api.errors import InvalidField, NotFound, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.common.db.models import HealthMonitor, L7Policy, Listener, LoadBalancer, Member, Pool
+from octavia_mesh.api.resources import healthmonitors, l7policies, l7rules, listeners, members, pools
+from octavia_mesh.common.db.models import HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool
+
+# Objects embedded in a load balancer take their load balancer and project from it (Octavia's *SingleCreate types).
+_PARENT_KEYS = ("loadbalancer_id", "listener_id", "project_id", "tenant_id")
+_LB_ARG = "load_balancer.loadbalancer"
+
+
+def _embedded(schema: s.Schema, wrapper: str, argument: str) -> s.Schema:
+    return s.Schema(wrapper, argument, {k: v for k, v in schema.attrs.items() if k not in _PARENT_KEYS})
+
+
+_LISTENER = _embedded(listeners.CREATE, "listeners", _LB_ARG)
+_POOL = _embedded(pools.CREATE, "pools", _LB_ARG)
+_DEFAULT_POOL = _embedded(pools.CREATE, "default_pool", f"{_LB_ARG}.listeners")
+_MEMBER = _embedded(members.EMBEDDED, "members", f"{_LB_ARG}.pools")
+_MONITOR = _embedded(healthmonitors.EMBEDDED, "healthmonitor", f"{_LB_ARG}.pools")
+
+
+def _as_list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidField(name, value, f"Value not a valid list: {value}")
+    return value
+
+
+def _as_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidField(name, value, "Value should be an object")
+    return value
+
+
+def _is_reference(pool: dict[str, Any]) -> bool:
+    """``{"name": "web"}`` names a pool defined elsewhere in the same request."""
+    return set(pool) == {"name"}
+
+
+class _Pools:
+    """The pools of one request: full definitions (created once) and references to them by name."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, dict[str, Any]] = {}
+        self.definitions: list[dict[str, Any]] = []
+        self.rows: dict[int, Pool] = {}
+
+    def define(self, raw: Any, name: str) -> dict[str, Any]:
+        pool = _as_object(raw, name)
+        if _is_reference(pool):
+            return pool
+        if pool.get("name"):
+            if pool["name"] in self.by_name:
+                raise ValidationFailure(f"Pool '{pool['name']}' was defined more than once.")
+            self.by_name[pool["name"]] = pool
+        self.definitions.append(pool)
+        return pool
+
+    def row_for(self, pool: dict[str, Any]) -> Pool:
+        if _is_reference(pool):
+            full = self.by_name.get(pool["name"])
+            if full is None:
+                raise ValidationFailure(f"Pool '{pool['name']}' was referenced but no full definition was found.")
+            pool = full
+        return self.rows[id(pool)]
 
 
 async def create_tree(
-    app: App, call: Call, session: AsyncSession, lb: LoadBalancer, listeners: list[Any], pools: list[Any]
+    app: App, call: Call, session: AsyncSession, lb: LoadBalancer, listener_bodies: Any, pool_bodies: Any
 ) -> dict[str, int]:
-    raise NotImplementedByProvider("single-call create is not implemented yet")
+    """Add a whole tree under a new ``lb`` in the caller's transaction; returns what it uses of the quotas.
+
+    Every object is validated before the transaction commits (the caller's), so a bad object anywhere leaves
+    nothing behind. Pools are created first: listeners and L7 policies refer to them by name.
+    """
+    counts: Counter[str] = Counter()
+    known = _Pools()
+    for raw in _as_list(pool_bodies, "pools"):
+        known.define(raw, "pools")
+    plans = []
+    for raw in _as_list(listener_bodies, "listeners"):
+        body = dict(_as_object(raw, "listeners"))
+        default = body.pop("default_pool", None)
+        policies = _as_list(body.pop("l7policies", None), "l7policies")
+        plans.append(
+            (
+                body,
+                None if default is None else known.define(default, "default_pool"),
+                [dict(_as_object(p, "l7policies")) for p in policies],
+            )
+        )
+        for policy in plans[-1][2]:
+            if policy.get("redirect_pool") is not None:
+                policy["redirect_pool"] = known.define(policy["redirect_pool"], "redirect_pool")
+
+    for definition in known.definitions:
+        body = dict(definition)
+        member_bodies = _as_list(body.pop("members", None), "members")
+        monitor_body = body.pop("healthmonitor", None)
+        schema = _POOL if any(definition is d for d in _as_list(pool_bodies, "pools")) else _DEFAULT_POOL
+        pool = await pools.insert(app, call, session, lb, pools.parse_inner(schema, body, create=True))
+        known.rows[id(definition)] = pool
+        counts["pool"] += 1
+        if monitor_body is not None:
+            values = pools.parse_inner(_MONITOR, _as_object(monitor_body, "healthmonitor"), create=True)
+            await healthmonitors.insert(app, call, session, lb, pool, values)
+            counts["health_monitor"] += 1
+        for raw in member_bodies:
+            values = pools.parse_inner(_MEMBER, _as_object(raw, "members"), create=True)
+            await members.insert(app, call, session, lb, pool, values, monitored=monitor_body is not None)
+            counts["member"] += 1
+    await session.flush()
+
+    for body, default, policy_bodies in plans:
+        values = pools.parse_inner(_LISTENER, body, create=True)
+        if default is not None:
+            values["default_pool_id"] = known.row_for(default).id
+        listener = await listeners.insert(app, call, session, lb, values)
+        counts["listener"] += 1
+        await session.flush()
+        for raw in policy_bodies:
+            target = raw.pop("redirect_pool", None)
+            values = l7policies.SINGLE_CREATE.parse_embedded(raw, f"{_LB_ARG}.listeners.l7policies")
+            values.pop("redirect_pool", None)
+            if target is not None:
+                values["redirect_pool_id"] = known.row_for(target).id
+            counts["l7rule"] += len(values.get("rules") or [])
+            await l7policies.insert(app, call, session, lb, listener, values)
+            counts["l7policy"] += 1
+            await session.flush()
+    return dict(counts)
 
 
 async def full_view(session: AsyncSession, lb: LoadBalancer, item: dict[str, Any]) -> dict[str, Any]:
-    return item
+    """The 201 body of a single-call create: every object in full, nested as Octavia nests them."""
+    listener_rows = list(
+        (
+            await session.execute(
+                select(Listener).where(Listener.load_balancer_id == lb.id).order_by(Listener.created_at, Listener.id)
+            )
+        ).scalars()
+    )
+    pool_rows = list(
+        (
+            await session.execute(select(Pool).where(Pool.load_balancer_id == lb.id).order_by(Pool.created_at, Pool.id))
+        ).scalars()
+    )
+    pool_ids = [p.id for p in pool_rows]
+    member_rows = list(
+        (
+            await session.execute(
+                select(Member).where(Member.pool_id.in_(pool_ids)).order_by(Member.created_at, Member.id)
+            )
+        ).scalars()
+    )
+    monitor_rows = list(
+        (await session.execute(select(HealthMonitor).where(HealthMonitor.pool_id.in_(pool_ids)))).scalars()
+    )
+    policy_rows = list(
+        (
+            await session.execute(
+                select(L7Policy)
+                .where(L7Policy.listener_id.in_([x.id for x in listener_rows]))
+                .order_by(L7Policy.position)
+            )
+        ).scalars()
+    )
+    rule_rows = list(
+        (
+            await session.execute(
+                select(L7Rule)
+                .where(L7Rule.l7policy_id.in_([x.id for x in policy_rows]))
+                .order_by(L7Rule.created_at, L7Rule.id)
+            )
+        ).scalars()
+    )
+
+    rules_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row, rule in zip(rule_rows, await l7rules.views(session, rule_rows), strict=True):
+        rules_of[row.l7policy_id].append(rule)
+    policies_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row, policy in zip(policy_rows, await l7policies.views(session, policy_rows), strict=True):
+        policies_of[row.listener_id].append({"rules": rules_of[row.id], **_without(policy, "rules")})
+    members_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row, member in zip(member_rows, await members.views(session, member_rows), strict=True):
+        members_of[row.pool_id].append(member)
+    monitor_of = {
+        row.pool_id: _without(hm, "pools")
+        for row, hm in zip(monitor_rows, await healthmonitors.views(session, monitor_rows), strict=True)
+    }
+    listener_views = [
+        {"l7policies": policies_of[row.id], **_without(v, "l7policies", "loadbalancers")}
+        for row, v in zip(listener_rows, await listeners.views(session, listener_rows), strict=True)
+    ]
+    pool_views = [
+        {
+            "members": members_of[row.id],
+            "healthmonitor": monitor_of.get(row.id),
+            **_without(v, "members", "loadbalancers", "healthmonitor_id"),
+        }
+        for row, v in zip(pool_rows, await pools.views(session, pool_rows), strict=True)
+    ]
+    return {"listeners": listener_views, "pools": pool_views, **_without(item, "listeners", "pools")}
+
+
+def _without(view: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in view.items() if k not in keys}
 
 
 async def status_tree(app: App, call: Call) -> Reply:
