@@ -14,6 +14,9 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from octavia_mesh.cli.mesh import grpc_serving
+from octavia_mesh.worker.server import CONSUMING
+
 PROJECT = "e3cd678b11784734bc366148aa37580e"
 SUBNET = "11111111-1111-1111-1111-111111111111"
 
@@ -92,6 +95,27 @@ def assert_fault(response: requests.Response, status: int, message: str | None =
         assert body["faultstring"] == message, body["faultstring"]
 
 
+SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
+
+
+def sync_url(url: str) -> Any:
+    """``url`` with a synchronous driver, for tests that read or plant rows directly."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    return parsed.set(drivername=SYNC_DRIVERS.get(backend, "sqlite" if backend == "sqlite" else parsed.drivername))
+
+
+def mesh_engine(mesh: Any) -> Any:
+    """A synchronous engine on a running mesh's own database.
+
+    Only for what the API cannot do yet: planting rows no provider creates (amphorae, statistics) and
+    counting outbox rows. Everything else goes through the API.
+    """
+    url = mesh.options.database_url or f"sqlite:///{mesh.state / 'octavia-mesh.db'}"
+    parsed = sync_url(url)
+    return create_engine(parsed, connect_args={"timeout": 30} if parsed.get_backend_name() == "sqlite" else {})
+
+
 def fresh_database(url: str) -> tuple[str, callable]:
     """A new empty database on the server of ``url`` (PostgreSQL/MariaDB), and its dropper.
 
@@ -101,9 +125,7 @@ def fresh_database(url: str) -> tuple[str, callable]:
     if parsed.get_backend_name() == "sqlite":
         return url, lambda: None
     name = f"om_test_{uuid.uuid4().hex[:10]}"
-    sync_driver = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
-    admin_url = parsed.set(drivername=sync_driver[parsed.get_backend_name()])
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    engine = create_engine(sync_url(url), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
 
@@ -119,15 +141,21 @@ def fresh_database(url: str) -> tuple[str, callable]:
 
 
 @contextlib.contextmanager
-def paused(mesh: Any, name: str = "worker") -> Iterator[None]:
-    """Freeze one of the mesh's processes (SIGSTOP), so that changes stay PENDING_* while the block runs.
+def paused(mesh: Any, timeout: float = 10.0) -> Iterator[None]:
+    """Pause the worker (SIGUSR1), so that changes stay PENDING_* while the block runs; resume after (SIGUSR2).
 
-    The noop provider settles a change in milliseconds; freezing the worker is
-    how a test observes the pending window, as a slow data plane would show it.
+    The noop provider settles a change in milliseconds; pausing the worker is how a test observes the pending
+    window, as a slow data plane would show it. The worker reports NOT_SERVING on its ``Consuming`` health
+    service only once the commands in hand are applied, so no transaction of its is open inside the block.
     """
-    (child,) = [c for c in mesh.supervisor.children if c.name == name]
-    os.kill(child.process.pid, signal.SIGSTOP)
+    worker = mesh.supervisor.child("worker")
+    target = mesh.grpc_targets["worker"]
+    os.kill(worker.process.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while grpc_serving(target, CONSUMING):
+        assert time.monotonic() < deadline, "the worker did not pause"
+        time.sleep(0.01)
     try:
         yield
     finally:
-        os.kill(child.process.pid, signal.SIGCONT)
+        os.kill(worker.process.pid, signal.SIGUSR2)

@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from support import Rest, assert_fault, paused
+from support import Rest, assert_fault, mesh_engine, paused
 
 from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common.db.models import Amphora, ListenerStatistics, ProviderCommand
@@ -97,12 +97,7 @@ def test_provider_rbac(secure_rest: Rest) -> None:
 @pytest.fixture(scope="module")
 def db(mesh) -> Iterator[Engine]:
     """A synchronous engine on the mesh's own database."""
-    url = make_url(mesh.options.database_url or f"sqlite:///{mesh.state / 'octavia-mesh.db'}")
-    drivers = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
-    backend = url.get_backend_name()
-    if backend in drivers:
-        url = url.set(drivername=drivers[backend])
-    engine = create_engine(url, connect_args={"timeout": 30} if backend == "sqlite" else {})
+    engine = mesh_engine(mesh)
     yield engine
     engine.dispose()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from support import PROJECT, Rest, assert_fault, paused
+from sqlalchemy import text
+from support import PROJECT, Rest, assert_fault, mesh_engine, paused
 
 LBS = "/v2/lbaas/loadbalancers"
 LISTENERS = "/v2/lbaas/listeners"
@@ -120,11 +119,7 @@ def clean(env: Env) -> Any:
 
 
 def engine_of(mesh: Any) -> Any:
-    """A synchronous engine on the mesh's database (to plant states the API cannot produce)."""
-    url = make_url(mesh.options.database_url or f"sqlite:///{mesh.state / 'octavia-mesh.db'}")
-    sync = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
-    backend = url.get_backend_name()
-    return create_engine(url.set(drivername=sync.get(backend, "sqlite" if backend == "sqlite" else url.drivername)))
+    return mesh_engine(mesh)
 
 
 # --- policies -------------------------------------------------------------------

@@ -7,9 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from support import PROJECT, Rest, assert_fault, paused
+from sqlalchemy import text
+from support import PROJECT, Rest, assert_fault, mesh_engine, paused
 
 LISTENERS = "/v2/lbaas/listeners"
 POOLS = "/v2/lbaas/pools"
@@ -59,15 +58,7 @@ KEYS = [
 
 
 def engine_of(mesh: Any) -> Any:
-    """A synchronous engine on the mesh's database (to plant rows the API cannot create)."""
-    url = mesh.options.database_url or f"sqlite:///{mesh.state / 'octavia-mesh.db'}"
-    parsed = make_url(url)
-    sync = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
-    if parsed.get_backend_name() in sync:
-        parsed = parsed.set(drivername=sync[parsed.get_backend_name()])
-    elif parsed.get_backend_name() == "sqlite":
-        parsed = parsed.set(drivername="sqlite")
-    return create_engine(parsed)
+    return mesh_engine(mesh)
 
 
 def new_listener(rest: Rest, lb_id: str, port: int, protocol: str = "HTTP", **fields: Any) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from support import PROJECT, SUBNET, Rest, assert_fault, paused
+from sqlalchemy import text
+from support import PROJECT, SUBNET, Rest, assert_fault, mesh_engine, paused
 
 LBS = "/v2/lbaas/loadbalancers"
 POOLS = "/v2/lbaas/pools"
@@ -61,8 +61,7 @@ def pool_missing(response: Any, pool_id: str) -> None:
 
 
 def commands(mesh: Any, lb_id: str, subject: str) -> int:
-    url = mesh.options.database_url or f"sqlite:///{mesh.state / 'octavia-mesh.db'}"
-    engine = create_engine(url)
+    engine = mesh_engine(mesh)
     try:
         with engine.connect() as conn:
             return conn.execute(

@@ -33,8 +33,11 @@ def test_reader_reads_but_cannot_write(secure_rest: Rest, alice_lb: dict) -> Non
     reader = secure_rest.as_(ALICE, "reader")
     assert reader.ok("GET", f"{LBS}/{alice_lb['id']}")["loadbalancer"]["id"] == alice_lb["id"]
     assert [lb["id"] for lb in reader.ok("GET", LBS)["loadbalancers"]] == [alice_lb["id"]]
-    assert_fault(reader.put(f"{LBS}/{alice_lb['id']}", {"loadbalancer": {"name": "x"}}), 403,
-                 "Policy does not allow this request to be performed.")
+    assert_fault(
+        reader.put(f"{LBS}/{alice_lb['id']}", {"loadbalancer": {"name": "x"}}),
+        403,
+        "Policy does not allow this request to be performed.",
+    )
     assert_fault(reader.post(LBS, {"loadbalancer": {"vip_subnet_id": SUBNET}}), 403)
     assert_fault(reader.delete(f"{LBS}/{alice_lb['id']}"), 403)
 

@@ -6,8 +6,8 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from support import fresh_database
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import fresh_database
 
 from octavia_mesh.common.db.engine import make_engine
 from octavia_mesh.common.db.migrate import upgrade

@@ -44,10 +44,11 @@ class MeshOptions:
     default_project: str = ""
 
 
-def grpc_serving(target: str) -> bool:
+def grpc_serving(target: str, service: str = "") -> bool:
+    """Whether ``target`` reports ``service`` (default: the whole server) SERVING on grpc.health.v1."""
     with grpc.insecure_channel(target) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
         except grpc.RpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -77,6 +78,8 @@ class Mesh:
         self.logs = self.state / "logs"
         self.supervisor = Supervisor(self.logs)
         self.endpoint = f"http://{options.host}:{options.port}"
+        #: gRPC address of each service, once started (for health checks).
+        self.grpc_targets: dict[str, str] = {}
 
     def start(self) -> None:
         opts = self.options
@@ -141,6 +144,7 @@ class Mesh:
                 [sys.executable, "-m", "octavia_mesh.worker"],
                 {**shared, "OCTAVIA_MESH_WORKER_GRPC_LISTEN": f"127.0.0.1:{worker_port}"},
             )
+            self.grpc_targets = {"api": f"127.0.0.1:{api_port}", "worker": f"127.0.0.1:{worker_port}"}
             wait_until(lambda: grpc_serving(f"127.0.0.1:{api_port}"), opts.start_timeout, "the API service", api)
             wait_until(lambda: grpc_serving(f"127.0.0.1:{worker_port}"), opts.start_timeout, "the worker", worker)
             config_path = self.state / "envoy.json"

@@ -36,9 +36,14 @@ def async_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the engine for ``url`` with the per-backend settings the services rely on."""
     url = async_url(url)
-    if make_url(url).get_backend_name() != "sqlite":
+    backend = make_url(url).get_backend_name()
+    if backend != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("pool_size", 10)
+        if backend in ("mysql", "mariadb"):
+            # REPEATABLE READ's gap locks turn concurrent inserts under one parent into deadlocks; the
+            # services lock the rows they depend on explicitly, so READ COMMITTED is all they need.
+            kwargs.setdefault("isolation_level", "READ COMMITTED")
         return create_async_engine(url, **kwargs)
     engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 

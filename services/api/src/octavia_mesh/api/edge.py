@@ -10,7 +10,9 @@ Octavia's ``faultstring``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -22,6 +24,7 @@ from google.protobuf import message_factory
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
 from octavia_mesh.api.policy import Caller, caller_from_metadata
+from octavia_mesh.common.db.retry import is_retryable
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,21 @@ def _base_urls(app: App, metadata: Mapping[str, str]) -> tuple[str, str]:
 
 
 ANONYMOUS = Caller(project_id=None, roles=frozenset())
+#: How often a call whose transaction lost a deadlock is run again before it fails.
+DEADLOCK_RETRIES = 8
+
+
+async def _with_retries(handler: Handler, app: App, call: Call) -> Reply:
+    """Run ``handler``, again when the database rolled its transaction back to break a deadlock."""
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return await handler(app, call)
+        except Exception as exc:
+            if not is_retryable(exc) or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            logger.info("transaction rolled back (%s); retrying", type(exc.__cause__ or exc).__name__)
+            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _adapter(
@@ -59,7 +77,7 @@ def _adapter(
                 base_url=base_url,
                 root_url=root_url,
             )
-            reply = await handler(app, call)
+            reply = await _with_retries(handler, app, call)
         except ApiError as exc:
             await context.send_initial_metadata((("x-http-code", str(exc.http_status)),))
             await context.abort(exc.code, exc.message)

@@ -39,6 +39,9 @@ class Provider(Protocol):
 class CommandConsumer:
     """One durable pull consumer per provider on the ``PROVIDER_COMMANDS`` stream."""
 
+    #: How long one pull waits for commands; also the longest a pause waits for the pull in flight.
+    FETCH_WAIT_S = 0.2
+
     def __init__(
         self,
         js: JetStreamContext,
@@ -53,6 +56,18 @@ class CommandConsumer:
         self._batch_size = batch_size
         self._ack_wait_s = ack_wait_s
         self._task: asyncio.Task[None] | None = None
+        self._consuming = asyncio.Event()
+        self._consuming.set()
+        self._busy = asyncio.Lock()  # held while a fetched batch is applied
+
+    async def pause(self) -> None:
+        """Stop taking commands; returns once the batch in hand is applied (commands wait in JetStream)."""
+        self._consuming.clear()
+        async with self._busy:
+            pass
+
+    def resume(self) -> None:
+        self._consuming.set()
 
     async def start(self) -> None:
         durable = f"provider-{self._provider.name}"
@@ -73,18 +88,25 @@ class CommandConsumer:
 
     async def _run(self) -> None:
         while True:
-            try:
-                messages = await self._subscription.fetch(self._batch_size, timeout=1.0)
-            except TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("fetch from JetStream failed; retrying", exc_info=True)
-                await asyncio.sleep(0.5)
-                continue
-            for message in messages:
-                await self._handle(message)
+            await self._consuming.wait()
+            async with self._busy:  # pause() waits for this: no command is in hand once it returns
+                if not self._consuming.is_set():
+                    continue
+                try:
+                    messages = await self._subscription.fetch(self._batch_size, timeout=self.FETCH_WAIT_S)
+                except TimeoutError:
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("fetch from JetStream failed; retrying", exc_info=True)
+                    await asyncio.sleep(0.5)
+                    continue
+                for message in messages:
+                    if self._consuming.is_set():
+                        await self._handle(message)
+                    else:  # paused mid-batch: hand the rest back to JetStream
+                        await message.nak()
 
     async def _handle(self, message: Msg) -> None:
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 import grpc
 
@@ -16,6 +18,33 @@ from octavia_mesh.worker.settings import WorkerSettings
 logger = logging.getLogger(__name__)
 
 PROVIDERS: dict[str, type[Provider]] = {"noop": NoopProvider}
+
+
+#: Health-check service name that reports whether the worker is taking commands (NOT_SERVING while paused).
+CONSUMING = "octavia_mesh.worker.Consuming"
+
+
+def _pause_on_signals(consumers: list[CommandConsumer], health: ServiceHealth) -> None:
+    """SIGUSR1 pauses taking commands (for maintenance: they wait in JetStream), SIGUSR2 resumes.
+
+    Health service ``CONSUMING`` turns NOT_SERVING only once the commands in hand are applied, so whoever
+    paused the worker can tell when nothing is in flight any more.
+    """
+    loop = asyncio.get_running_loop()
+
+    async def pause() -> None:
+        await asyncio.gather(*(c.pause() for c in consumers))
+        await health.set_status(CONSUMING, serving=False)
+        logger.info("paused: commands wait in JetStream")
+
+    async def resume() -> None:
+        for consumer in consumers:
+            consumer.resume()
+        await health.set_status(CONSUMING, serving=True)
+        logger.info("resumed")
+
+    loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(pause()))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(resume()))
 
 
 async def serve(settings: WorkerSettings) -> None:
@@ -34,8 +63,9 @@ async def serve(settings: WorkerSettings) -> None:
     for consumer in consumers:
         await consumer.start()
     server = grpc.aio.server()
-    health = ServiceHealth(server, ["octavia_mesh.worker"])
+    health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
+    _pause_on_signals(consumers, health)
     logger.info("worker applying %s; health on %s", ", ".join(settings.providers), settings.grpc_listen)
 
     async def on_stop() -> None:
