@@ -86,3 +86,85 @@ def test_create_show_list_set_delete(cli_env: dict[str, str]) -> None:
         timeout=60,
     )
     assert openstack(cli_env, "list", "--name", "cli-lb") == []
+
+
+def test_children_and_status(cli_env: dict[str, str]) -> None:
+    lb = openstack(cli_env, "create", "--name", "cli-tree", "--vip-subnet-id", SUBNET, "--wait")
+    listener = openstack(
+        cli_env,
+        "listener",
+        "create",
+        "--name",
+        "cli-l",
+        "--protocol",
+        "HTTP",
+        "--protocol-port",
+        "80",
+        "--wait",
+        lb["id"],
+    )
+    pool = openstack(
+        cli_env,
+        "pool",
+        "create",
+        "--name",
+        "cli-p",
+        "--protocol",
+        "HTTP",
+        "--lb-algorithm",
+        "ROUND_ROBIN",
+        "--listener",
+        listener["id"],
+        "--wait",
+    )
+    member = openstack(
+        cli_env,
+        "member",
+        "create",
+        "--address",
+        "192.0.2.10",
+        "--protocol-port",
+        "8080",
+        "--subnet-id",
+        SUBNET,
+        "--wait",
+        pool["id"],
+    )
+    openstack(
+        cli_env,
+        "healthmonitor",
+        "create",
+        "--delay",
+        "5",
+        "--timeout",
+        "3",
+        "--max-retries",
+        "3",
+        "--type",
+        "HTTP",
+        "--url-path",
+        "/healthz",
+        "--wait",
+        pool["id"],
+    )
+    shown = subprocess.run(
+        [OPENSTACK, "loadbalancer", "status", "show", lb["id"]],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    tree = json.loads(shown.stdout)["loadbalancer"]  # the command prints JSON itself
+    (pool_status,) = tree["listeners"][0]["pools"]
+    assert pool_status["members"][0]["id"] == member["id"]
+    assert pool_status["health_monitor"]["provisioning_status"] == "ACTIVE"
+    failure = openstack_fails(cli_env, "listener", "create", "--protocol", "HTTP", "--protocol-port", "80", lb["id"])
+    assert "already using protocol HTTP and protocol_port 80" in failure and "409" in failure
+    subprocess.run(
+        [OPENSTACK, "loadbalancer", "delete", "--cascade", "--wait", lb["id"]],
+        env=cli_env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
