@@ -314,3 +314,30 @@ class ProviderCommand(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+
+
+class FlowProgress(Base):
+    """How far a provider flow got, so that a worker that dies mid-flow resumes or reverts it on restart.
+
+    Keyed by the provider command that started the flow; ``store`` holds what the completed tasks produced
+    (ids of created instances, allocated addresses) for the tasks after them and for reverts.
+    """
+
+    __tablename__ = "flow_progress"
+
+    command_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))  # RUNNING, REVERTING, DONE, REVERTED
+    done_steps: Mapped[int] = mapped_column(Integer, default=0)
+    store: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VipAllocation(Base):
+    """An address handed out from a local VIP subnet; the primary key makes a double allocation impossible."""
+
+    __tablename__ = "vip_allocation"
+
+    subnet_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    load_balancer_id: Mapped[str] = mapped_column(ID, index=True)

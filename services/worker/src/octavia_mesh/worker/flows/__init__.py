@@ -1,0 +1,1 @@
+"""Provider flows: tasks with compensating reverts, run by a small engine that persists its progress."""

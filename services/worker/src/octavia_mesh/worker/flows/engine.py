@@ -1,0 +1,129 @@
+"""A small flow engine whose progress survives the worker.
+
+Why not TaskFlow: Octavia's engine keeps progress durable only with a
+jobboard (Redis or ZooKeeper, off by default), which is exactly why a worker
+crash leaves Octavia objects stuck in PENDING_*. Our commands already live in
+JetStream until acknowledged, so all a flow needs is its position: this engine
+stores, in the same database as the objects, how many tasks of a command's
+flow have completed and what they produced. A redelivered command resumes
+after the last completed task (every task is idempotent, so re-running the one
+that was in flight is safe), and a failed task reverts the completed ones in
+reverse order, also durably.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from octavia_mesh.common.db.models import FlowProgress, utcnow
+
+logger = logging.getLogger(__name__)
+
+RUNNING, REVERTING, DONE, REVERTED = "RUNNING", "REVERTING", "DONE", "REVERTED"
+
+
+@dataclass(slots=True)
+class FlowContext:
+    """What tasks share: the command's identifiers and the values earlier tasks produced."""
+
+    command_id: str
+    load_balancer_id: str
+    resource_id: str
+    store: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    """One idempotent step: ``execute`` may run again after a crash; ``revert`` undoes it (also idempotent)."""
+
+    name: str
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any] | None:
+        """Do the step; the returned values are merged into ``ctx.store`` and persisted."""
+        ...
+
+    async def revert(self, ctx: FlowContext) -> None:
+        """Undo the step as far as it got."""
+        ...
+
+
+class FlowFailed(Exception):
+    """A task failed and the flow was reverted; ``__cause__`` is the task's error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    name: str
+    tasks: Sequence[Task]
+
+
+class FlowEngine:
+    """Runs flows, persisting progress after every task in ``flow_progress``."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def run(self, flow: Flow, ctx: FlowContext) -> None:
+        """Run (or resume) ``flow`` for ``ctx.command_id``; on failure revert it and raise :class:`FlowFailed`."""
+        progress = await self._load(flow, ctx)
+        if progress.state == DONE:
+            return
+        ctx.store.update(progress.store)
+        if progress.state == REVERTING:  # the worker died while reverting: finish the job
+            await self._revert(flow, ctx, progress.done_steps)
+            raise FlowFailed(f"{flow.name} was reverted after a restart")
+        if progress.state == REVERTED:
+            raise FlowFailed(f"{flow.name} was reverted before")
+        done = progress.done_steps
+        for index in range(done, len(flow.tasks)):
+            task = flow.tasks[index]
+            try:
+                produced = await task.execute(ctx)
+            except Exception as exc:
+                logger.warning("%s: %s failed (%s); reverting", flow.name, task.name, exc)
+                await self._save(ctx, state=REVERTING, done_steps=index + 1)
+                await self._revert(flow, ctx, index + 1)
+                raise FlowFailed(f"{flow.name}: {task.name} failed: {exc}") from exc
+            if produced:
+                ctx.store.update(produced)
+            await self._save(ctx, state=RUNNING if index + 1 < len(flow.tasks) else DONE, done_steps=index + 1)
+
+    async def _revert(self, flow: Flow, ctx: FlowContext, upto: int) -> None:
+        for index in range(upto - 1, -1, -1):
+            task = flow.tasks[index]
+            try:
+                await task.revert(ctx)
+            except Exception:  # a revert must not stop the others; the object ends in ERROR either way
+                logger.exception("%s: revert of %s failed", flow.name, task.name)
+            await self._save(ctx, state=REVERTING if index else REVERTED, done_steps=index)
+
+    async def _load(self, flow: Flow, ctx: FlowContext) -> FlowProgress:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(FlowProgress, ctx.command_id)
+            if row is None:
+                row = FlowProgress(
+                    command_id=ctx.command_id,
+                    flow=flow.name,
+                    state=RUNNING,
+                    done_steps=0,
+                    store={},
+                    updated_at=utcnow(),
+                )
+                session.add(row)
+            return FlowProgress(
+                command_id=row.command_id,
+                flow=row.flow,
+                state=row.state,
+                done_steps=row.done_steps,
+                store=dict(row.store or {}),
+            )
+
+    async def _save(self, ctx: FlowContext, *, state: str, done_steps: int) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(FlowProgress, ctx.command_id)
+            assert row is not None
+            row.state, row.done_steps, row.store, row.updated_at = state, done_steps, dict(ctx.store), utcnow()
