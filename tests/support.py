@@ -10,11 +10,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from octavia_mesh.cli.mesh import grpc_serving
+from octavia_mesh.cli.mesh import Mesh, MeshOptions, grpc_serving
+from octavia_mesh.cli.processes import free_port
 from octavia_mesh.worker.server import CONSUMING
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
@@ -159,3 +161,31 @@ def paused(mesh: Any, timeout: float = 10.0) -> Iterator[None]:
         yield
     finally:
         os.kill(worker.process.pid, signal.SIGUSR2)
+
+
+def start_mesh(tmp_path_factory: pytest.TempPathFactory, auth: str, default_project: str = "") -> Iterator[Mesh]:
+    """Start the whole mesh (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server); stop it after."""
+    state = tmp_path_factory.mktemp(f"mesh-{auth}")
+    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")
+    drop = None
+    if url:
+        url, drop = fresh_database(url)
+    mesh = Mesh(
+        MeshOptions(
+            host="127.0.0.1",
+            port=free_port(),
+            state_dir=state,
+            database_url=url,
+            nats_url=None,
+            auth_strategy=auth,
+            start_timeout=60.0,
+            default_project=default_project,
+        )
+    )
+    mesh.start()
+    try:
+        yield mesh
+    finally:
+        mesh.stop()
+        if drop is not None:
+            drop()

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import _start_mesh
 from fake_neutron import running
-from support import SUBNET
+from support import SUBNET, start_mesh
 
 from octavia_mesh.cli.mesh import Mesh
 
@@ -26,7 +25,7 @@ OPENSTACK = str(Path(sys.executable).parent / "openstack")
 @pytest.fixture(scope="module")
 def cli_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     """Without Keystone the CLI cannot name a project, so this mesh gives calls a default one."""
-    yield from _start_mesh(tmp_path_factory, "noauth", default_project="cli-project")
+    yield from start_mesh(tmp_path_factory, "noauth", default_project="cli-project")
 
 
 @pytest.fixture(scope="module")
