@@ -1,0 +1,95 @@
+"""The agent process: a mutual-TLS grpc.aio server in front of :class:`Agent`, stopped gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from octavia_mesh.amphora_agent.agent import Agent
+from octavia_mesh.amphora_agent.auth import ControllerOnly
+from octavia_mesh.amphora_agent.haproxy import HaproxyOptions
+from octavia_mesh.amphora_agent.reaper import ChildReaper
+from octavia_mesh.amphora_agent.servicer import AmphoraAgentServicer
+from octavia_mesh.amphora_agent.settings import AgentSettings
+from octavia_mesh.amphora_agent.store import Store
+from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AmphoraAgent"].full_name
+
+
+def server_credentials(settings: AgentSettings) -> grpc.ServerCredentials:
+    """The agent's certificate, and the CA a client certificate must be signed by (and must be presented)."""
+    return grpc.ssl_server_credentials(
+        [(Path(settings.server_key).read_bytes(), Path(settings.server_cert).read_bytes())],
+        root_certificates=Path(settings.client_ca).read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def haproxy_options(settings: AgentSettings) -> HaproxyOptions:
+    return HaproxyOptions(
+        binary=settings.haproxy_binary,
+        hard_stop_after_s=settings.hard_stop_after_s,
+        start_timeout_s=settings.start_timeout_s,
+        stop_timeout_s=settings.stop_timeout_s,
+        reload_timeout_s=settings.reload_timeout_s,
+        restart_backoff_max_s=settings.restart_backoff_max_s,
+    )
+
+
+def create_server(settings: AgentSettings, agent: Agent) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Build the server (not started); the port it bound, for ``listen`` ending in ``:0``."""
+    server = grpc.aio.server(interceptors=[ControllerOnly(settings.controller_identities)])
+    agent_pb2_grpc.add_AmphoraAgentServicer_to_server(AmphoraAgentServicer(agent, settings.amphora_id), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_secure_port(settings.listen, server_credentials(settings))
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    return server, port, health_servicer
+
+
+async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", SERVICE_NAME):
+        await servicer.set(name, status)
+
+
+async def serve(settings: AgentSettings) -> None:
+    """Run the agent until SIGTERM or SIGINT, then stop the server, every HAProxy and every child."""
+    # Sockets, configurations and keys are the agent's alone.
+    os.umask(0o077)
+    reaper = ChildReaper()
+    reaper.install()
+    agent = Agent(Store(settings.state_path), reaper, haproxy_options(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        # Load balancers that ran before this agent (re)started serve again before the controller
+        # can see the agent, so GetStatus never reports a transient STOPPED.
+        await agent.start()
+        server, port, health_servicer = create_server(settings, agent)
+        await server.start()
+        await _set_health(health_servicer, True)
+        host = settings.listen.rsplit(":", 1)[0]
+        logger.info(
+            "amphora %s agent listening on %s:%d (HAProxy %s)", settings.amphora_id, host, port, agent.haproxy_version
+        )
+        await stop.wait()
+        logger.info("stopping")
+        await _set_health(health_servicer, False)
+        await server.stop(settings.grace_s)
+    finally:
+        await agent.shutdown()
+        reaper.close()
+    logger.info("stopped")
