@@ -32,7 +32,7 @@ async def test_redelivered_command_applies_once(engine: AsyncEngine) -> None:
         )
         row = commands.new_command(session, "noop", Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_DELETE, lb_id, lb_id)
     command = commands_pb2.ProviderCommand.FromString(row.payload)
-    consumer = CommandConsumer(js=None, sessions=write, provider=NoopProvider())  # type: ignore[arg-type]
+    consumer = CommandConsumer(js=None, sessions=write, provider=NoopProvider(write))  # type: ignore[arg-type]
 
     assert await consumer.apply(command) is True
     assert await consumer.apply(command) is False  # the redelivery is a no-op

@@ -8,7 +8,9 @@ snippet, and stops everything on Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -57,6 +59,35 @@ def grpc_serving(target: str, service: str = "") -> bool:
 def rest_ready(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
         return response.status == 200
+
+
+def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
+    """Stop the local amphorae the worker started (they run in their own sessions, like VMs would)."""
+    pointer = directory.parent / f"{directory.name}.location"
+    if pointer.exists():
+        directory = Path(pointer.read_text().strip())
+    pids = []
+    for pid_file in directory.glob("*/agent.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            os.killpg(pid, signal.SIGTERM)
+            pids.append(pid)
+        except (OSError, ValueError):
+            continue
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
 
 
 def clouds_yaml(endpoint: str) -> str:
@@ -142,7 +173,11 @@ class Mesh:
             worker = self.supervisor.start(
                 "worker",
                 [sys.executable, "-m", "octavia_mesh.worker"],
-                {**shared, "OCTAVIA_MESH_WORKER_GRPC_LISTEN": f"127.0.0.1:{worker_port}"},
+                {
+                    **shared,
+                    "OCTAVIA_MESH_WORKER_GRPC_LISTEN": f"127.0.0.1:{worker_port}",
+                    "OCTAVIA_MESH_WORKER_STATE_DIR": str(self.state / "worker"),
+                },
             )
             self.grpc_targets = {"api": f"127.0.0.1:{api_port}", "worker": f"127.0.0.1:{worker_port}"}
             wait_until(lambda: grpc_serving(f"127.0.0.1:{api_port}"), opts.start_timeout, "the API service", api)
@@ -177,6 +212,7 @@ class Mesh:
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+        stop_amphorae(self.state / "worker" / "amphorae")
 
     def banner(self) -> str:
         return (

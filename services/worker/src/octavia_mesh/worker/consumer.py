@@ -31,8 +31,12 @@ class Provider(Protocol):
 
     name: str
 
-    async def apply(self, session: AsyncSession, command: commands_pb2.ProviderCommand) -> None:
-        """Apply ``command`` inside ``session``'s transaction."""
+    async def apply(self, command: commands_pb2.ProviderCommand) -> None:
+        """Apply ``command`` to completion: its objects end ACTIVE, removed or in ERROR, never PENDING_*.
+
+        It may run again for the same command (after a crash, before the command was stamped completed),
+        so it must be idempotent.
+        """
         ...
 
 
@@ -102,11 +106,9 @@ class CommandConsumer:
                     logger.warning("fetch from JetStream failed; retrying", exc_info=True)
                     await asyncio.sleep(0.5)
                     continue
-                for message in messages:
-                    if self._consuming.is_set():
-                        await self._handle(message)
-                    else:  # paused mid-batch: hand the rest back to JetStream
-                        await message.nak()
+                # Commands of one batch run side by side: the API lets one change per load balancer be in
+                # flight, so they never touch the same objects.
+                await asyncio.gather(*(self._handle(m) if self._consuming.is_set() else m.nak() for m in messages))
 
     async def _handle(self, message: Msg) -> None:
         try:
@@ -115,6 +117,7 @@ class CommandConsumer:
             logger.error("dropping malformed command on %s", message.subject)
             await message.term()
             return
+        keepalive = asyncio.create_task(self._keep_in_progress(message))
         try:
             await self.apply(command)
         except asyncio.CancelledError:
@@ -124,20 +127,28 @@ class CommandConsumer:
             logger.warning("command %s failed (delivery %d); will retry", command.command_id, delivered, exc_info=True)
             await message.nak(delay=min(30.0, 0.5 * 2 ** min(delivered, 6)))
             return
+        finally:
+            keepalive.cancel()
         await message.ack()
 
+    async def _keep_in_progress(self, message: Msg) -> None:
+        """Tell JetStream a long flow is still being worked on, so it does not redeliver it meanwhile."""
+        while True:
+            await asyncio.sleep(self._ack_wait_s / 3)
+            await message.in_progress()
+
     async def apply(self, command: commands_pb2.ProviderCommand) -> bool:
-        """Apply ``command`` unless it was applied before; returns whether it ran now."""
+        """Apply ``command`` unless it was completed before; returns whether it ran now."""
+        async with self._sessions() as session:
+            done = await session.get(ProviderCommand, command.command_id)
+        if done is None or done.completed_at is not None:
+            logger.debug("command %s already applied (or unknown)", command.command_id)
+            return False
+        await self._provider.apply(command)
         async with self._sessions() as session, session.begin():
-            done = await session.execute(
-                update(ProviderCommand)
-                .where(ProviderCommand.id == command.command_id, ProviderCommand.completed_at.is_(None))
-                .values(completed_at=utcnow())
+            await session.execute(
+                update(ProviderCommand).where(ProviderCommand.id == command.command_id).values(completed_at=utcnow())
             )
-            if done.rowcount != 1:
-                logger.debug("command %s already applied", command.command_id)
-                return False
-            await self._provider.apply(session, command)
         logger.info(
             "applied %s %s %s",
             commands.Kind.Name(command.kind),

@@ -5,19 +5,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
+from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
+from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
+from octavia_mesh.worker.drivers.compute import LocalComputeDriver, NoopComputeDriver
+from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
+from octavia_mesh.worker.haproxy.view import connection_cap
+from octavia_mesh.worker.providers.amphora import AmphoraDeps, AmphoraProvider
 from octavia_mesh.worker.providers.noop import NoopProvider
 from octavia_mesh.worker.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
-PROVIDERS: dict[str, type[Provider]] = {"noop": NoopProvider}
+
+def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[AsyncSession]) -> AmphoraProvider:
+    state = Path(settings.state_dir).resolve()
+    certificates = LocalCertificateDriver(state / "ca")
+    compute = LocalComputeDriver(state / "amphorae") if settings.compute_driver == "local" else NoopComputeDriver()
+    amphora = (
+        GrpcAmphoraDriver(certificates.controller_certificate())
+        if settings.amphora_driver == "grpc"
+        else NoopAmphoraDriver()
+    )
+    return AmphoraProvider(
+        AmphoraDeps(
+            sessions=sessions,
+            compute=compute,
+            amphora=amphora,
+            certificates=certificates,
+            renderer=HaproxyRenderer(create_environment()),
+            max_connections=connection_cap(),
+            agent_timeout_s=settings.agent_timeout_s,
+        )
+    )
+
+
+def build_providers(settings: WorkerSettings, sessions: async_sessionmaker[AsyncSession]) -> list[Provider]:
+    """The providers this worker applies, with their drivers."""
+    factories = {"noop": lambda: NoopProvider(sessions), "amphora": lambda: _amphora_provider(settings, sessions)}
+    unknown = [p for p in settings.providers if p not in factories]
+    if unknown:
+        raise SystemExit(f"octavia-mesh-worker: unknown providers {unknown}; known: {sorted(factories)}")
+    return [factories[name]() for name in settings.providers]
 
 
 #: Health-check service name that reports whether the worker is taking commands (NOT_SERVING while paused).
@@ -49,16 +86,13 @@ def _pause_on_signals(consumers: list[CommandConsumer], health: ServiceHealth) -
 
 async def serve(settings: WorkerSettings) -> None:
     """Run the worker until SIGTERM/SIGINT."""
-    unknown = [p for p in settings.providers if p not in PROVIDERS]
-    if unknown:
-        raise SystemExit(f"octavia-mesh-worker: unknown providers {unknown}; known: {sorted(PROVIDERS)}")
     engine = make_engine(settings.database_url)
     _, write = session_factories(engine)
     nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-worker")
     await commands.ensure_stream(js)
     consumers = [
-        CommandConsumer(js, write, PROVIDERS[name](), settings.batch_size, settings.ack_wait_s)
-        for name in settings.providers
+        CommandConsumer(js, write, provider, settings.batch_size, settings.ack_wait_s)
+        for provider in build_providers(settings, write)
     ]
     for consumer in consumers:
         await consumer.start()

@@ -18,7 +18,13 @@ class WorkerSettings:
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )
     nats_url: str = field(default="nats://127.0.0.1:4222", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL)"})
-    providers: tuple[str, ...] = field(default=("noop",), metadata={"help": "providers this worker applies"})
+    providers: tuple[str, ...] = field(default=("noop", "amphora"), metadata={"help": "providers this worker applies"})
+    state_dir: str = field(
+        default="worker-state", metadata={"help": "where the controller CA and the local amphorae live"}
+    )
+    compute_driver: str = field(default="local", metadata={"help": "amphora instances: local (processes) or noop"})
+    amphora_driver: str = field(default="grpc", metadata={"help": "talking to agents: grpc (mutual TLS) or noop"})
+    agent_timeout_s: float = field(default=60.0, metadata={"help": "how long a new amphora's agent may take to answer"})
     batch_size: int = field(default=64, metadata={"help": "commands fetched from JetStream at once"})
     ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from octavia_mesh.common.db import quota
+from octavia_mesh.common.db import quota, vips
 from octavia_mesh.common.db.models import (
     HealthMonitor,
     L7Policy,
@@ -31,6 +31,29 @@ from octavia_mesh.common.db.models import (
 )
 
 PENDING = ("PENDING_CREATE", "PENDING_UPDATE")
+
+
+def doomed_ids(tree: Tree) -> set[str]:
+    """Ids of the objects the pending change removes: PENDING_DELETE ones and everything under them."""
+    lb_gone = tree.lb.provisioning_status == "PENDING_DELETE"
+    doomed: set[str] = set()
+
+    def mark(objs: list[Any], parent_attr: str | None = None) -> None:
+        for obj in objs:
+            if (
+                lb_gone
+                or obj.provisioning_status == "PENDING_DELETE"
+                or (parent_attr is not None and getattr(obj, parent_attr) in doomed)
+            ):
+                doomed.add(obj.id)
+
+    mark(tree.listeners)
+    mark(tree.pools)
+    mark(tree.policies, "listener_id")
+    mark(tree.rules, "l7policy_id")
+    mark(tree.members, "pool_id")
+    mark(tree.monitors, "pool_id")
+    return doomed
 
 
 class Tree:
@@ -50,8 +73,8 @@ class Tree:
         self.monitors, self.policies, self.rules = monitors, policies, rules
 
     @classmethod
-    async def load(cls, session: AsyncSession, lb_id: str) -> Tree | None:
-        lb = await session.get(LoadBalancer, lb_id, with_for_update=True)
+    async def load(cls, session: AsyncSession, lb_id: str, *, lock: bool = True) -> Tree | None:
+        lb = await session.get(LoadBalancer, lb_id, with_for_update=lock)
         if lb is None:
             return None
 
@@ -84,24 +107,8 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False) ->
     now = utcnow()
     freed: Counter[str] = Counter()
     lb_gone = tree.lb.provisioning_status == "PENDING_DELETE"
-    doomed: set[str] = set()
+    doomed = doomed_ids(tree)
 
-    # Deletions first, from the leaves up, so foreign keys never point at a removed row.
-    def mark(objs: list[Any], parent_attr: str | None = None) -> None:
-        for obj in objs:
-            if (
-                lb_gone
-                or obj.provisioning_status == "PENDING_DELETE"
-                or (parent_attr is not None and getattr(obj, parent_attr) in doomed)
-            ):
-                doomed.add(obj.id)
-
-    mark(tree.listeners)
-    mark(tree.pools)
-    mark(tree.policies, "listener_id")
-    mark(tree.rules, "l7policy_id")
-    mark(tree.members, "pool_id")
-    mark(tree.monitors, "pool_id")
     for listener in tree.listeners:  # a listener whose default pool goes away keeps living without it
         if listener.default_pool_id in doomed and listener.id not in doomed:
             listener.default_pool_id = None
@@ -149,9 +156,32 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False) ->
         lb.provisioning_status = "DELETED"
         lb.operating_status = "OFFLINE"
         await session.execute(delete(Tag).where(Tag.resource_id == lb.id))
+        await vips.release(session, lb.id)
         freed["load_balancer"] += 1
     elif lb.provisioning_status in PENDING:
         lb.provisioning_status = "ACTIVE"
         lb.operating_status = _online(lb)
     lb.updated_at = now
     await quota.release(session, lb.project_id, dict(freed))
+
+
+async def fail(session: AsyncSession, lb_id: str) -> None:
+    """The provider could not apply the pending change: every pending object goes to ERROR.
+
+    A load balancer that was being created or deleted goes to ERROR too (it may only be deleted then, as in
+    Octavia); one whose child change failed returns to ACTIVE, so the child can be fixed or deleted.
+    """
+    tree = await Tree.load(session, lb_id)
+    if tree is None:
+        return
+    now = utcnow()
+    for objs in (tree.listeners, tree.pools, tree.policies, tree.rules, tree.monitors, tree.members):
+        for obj in objs:
+            if obj.provisioning_status.startswith("PENDING_"):
+                obj.provisioning_status, obj.updated_at = "ERROR", now
+    lb = tree.lb
+    if lb.provisioning_status in ("PENDING_CREATE", "PENDING_DELETE"):
+        lb.provisioning_status, lb.operating_status = "ERROR", "ERROR"
+    elif lb.provisioning_status == "PENDING_UPDATE":
+        lb.provisioning_status = "ACTIVE"
+    lb.updated_at = now

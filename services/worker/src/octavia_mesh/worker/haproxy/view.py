@@ -202,8 +202,8 @@ class Backend:
 @dataclass(frozen=True, slots=True)
 class Globals:
     maxconn: int
-    stats_socket: str
-    server_state_file: str
+    stats_socket: str | None  # None: the agent's own global fragment provides the stats socket
+    server_state_file: str | None
     hard_stop_after_s: int | None  # None: left to another config file (the agent's fragment)
     log_target: str | None = None
 
@@ -250,6 +250,7 @@ def build(
     additional_vip_addresses: Sequence[str] = (),
     hard_stop_after_s: int | None = 60,
     log_target: str | None = None,
+    own_stats_socket: bool = True,
 ) -> LoadBalancerView:
     """The view of ``lb``'s HAProxy configuration from its rows (other load balancers' rows are ignored).
 
@@ -289,8 +290,10 @@ def build(
         id=lb.id,
         globals=Globals(
             maxconn=max_connections,
-            stats_socket=f"{runtime_dir}/haproxy.sock",
-            server_state_file=f"{runtime_dir}/servers.state",
+            # An agent that brings its own stats socket (its unix-socket paths are short; these may not be)
+            # passes own_stats_socket=False.
+            stats_socket=f"{runtime_dir}/haproxy.sock" if own_stats_socket else None,
+            server_state_file=f"{runtime_dir}/servers.state" if own_stats_socket else None,
             hard_stop_after_s=hard_stop_after_s,
             log_target=log_target,
         ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
@@ -16,10 +16,16 @@ class NoopProvider:
 
     name = "noop"
 
-    async def apply(self, session: AsyncSession, command: commands_pb2.ProviderCommand) -> None:
-        if command.kind == Kind.RESOURCE_KIND_AMPHORA and command.operation == Op.OPERATION_DELETE:
-            await session.execute(
-                update(Amphora).where(Amphora.id == command.resource_id).values(status="DELETED", updated_at=utcnow())
-            )
-        if command.load_balancer_id:
-            await settle(session, command.load_balancer_id, cascade=command.cascade)
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def apply(self, command: commands_pb2.ProviderCommand) -> None:
+        async with self._sessions() as session, session.begin():
+            if command.kind == Kind.RESOURCE_KIND_AMPHORA and command.operation == Op.OPERATION_DELETE:
+                await session.execute(
+                    update(Amphora)
+                    .where(Amphora.id == command.resource_id)
+                    .values(status="DELETED", updated_at=utcnow())
+                )
+            if command.load_balancer_id:
+                await settle(session, command.load_balancer_id, cascade=command.cascade)

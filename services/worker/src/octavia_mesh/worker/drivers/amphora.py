@@ -1,0 +1,125 @@
+"""Talking to amphora agents: the controller's side of ``octavia_mesh.agent.v1`` over mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+
+from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
+from octavia_mesh.worker.drivers.certificates import CertBundle, amphora_identity
+
+
+class AmphoraError(Exception):
+    """An agent refused a call or could not be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEndpoint:
+    """Where an amphora's agent listens, and who it must prove to be."""
+
+    address: str
+    amphora_id: str
+
+
+class AmphoraDriver(Protocol):
+    """The calls the flows make on an amphora."""
+
+    async def wait_until_reachable(self, endpoint: AgentEndpoint, timeout_s: float) -> None: ...
+
+    async def put_certificate(self, endpoint: AgentEndpoint, lb_id: str, name: str, pem: bytes) -> str: ...
+
+    async def put_config(self, endpoint: AgentEndpoint, lb_id: str, config: str) -> None: ...
+
+    async def activate(self, endpoint: AgentEndpoint, lb_id: str) -> None: ...
+
+    async def delete_load_balancer(self, endpoint: AgentEndpoint, lb_id: str) -> None: ...
+
+
+@dataclass
+class GrpcAmphoraDriver:
+    """Calls agents with the controller's client certificate, checking each agent's own identity."""
+
+    identity: CertBundle
+    timeout_s: float = 30.0
+    _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+
+    def _stub(self, endpoint: AgentEndpoint) -> agent_pb2_grpc.AmphoraAgentStub:
+        key = f"{endpoint.address}/{endpoint.amphora_id}"
+        channel = self._channels.get(key)
+        if channel is None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=self.identity.ca_certificate,
+                private_key=self.identity.private_key,
+                certificate_chain=self.identity.certificate,
+            )
+            # The agent's certificate names the amphora, not the address it happens to listen on.
+            options = [("grpc.ssl_target_name_override", amphora_identity(endpoint.amphora_id))]
+            channel = self._channels[key] = grpc.aio.secure_channel(endpoint.address, credentials, options=options)
+        return agent_pb2_grpc.AmphoraAgentStub(channel)
+
+    async def _call(self, endpoint: AgentEndpoint, method: str, request: object) -> object:
+        try:
+            return await getattr(self._stub(endpoint), method)(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise AmphoraError(f"amphora {endpoint.amphora_id}: {method}: {exc.code().name}: {exc.details()}") from exc
+
+    async def wait_until_reachable(self, endpoint: AgentEndpoint, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                info = await self._stub(endpoint).GetInfo(agent_pb2.GetInfoRequest(), timeout=2.0)
+            except grpc.aio.AioRpcError as exc:
+                if loop.time() >= deadline:
+                    raise AmphoraError(f"amphora {endpoint.amphora_id} unreachable: {exc.details()}") from exc
+                await asyncio.sleep(0.05)
+                continue
+            if info.amphora_id != endpoint.amphora_id:
+                raise AmphoraError(f"{endpoint.address} answers as amphora {info.amphora_id}")
+            return
+
+    async def put_certificate(self, endpoint: AgentEndpoint, lb_id: str, name: str, pem: bytes) -> str:
+        reply = await self._call(
+            endpoint, "PutCertificate", agent_pb2.PutCertificateRequest(load_balancer_id=lb_id, name=name, pem=pem)
+        )
+        return reply.path  # type: ignore[attr-defined]
+
+    async def put_config(self, endpoint: AgentEndpoint, lb_id: str, config: str) -> None:
+        await self._call(endpoint, "PutConfig", agent_pb2.PutConfigRequest(load_balancer_id=lb_id, config=config))
+
+    async def activate(self, endpoint: AgentEndpoint, lb_id: str) -> None:
+        await self._call(endpoint, "Activate", agent_pb2.ActivateRequest(load_balancer_id=lb_id))
+
+    async def delete_load_balancer(self, endpoint: AgentEndpoint, lb_id: str) -> None:
+        await self._call(
+            endpoint,
+            "DeleteLoadBalancer",
+            agent_pb2.DeleteLoadBalancerRequest(load_balancer_id=lb_id, allow_missing=True),
+        )
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+class NoopAmphoraDriver:
+    """Accepts every call and does nothing (Octavia's no-op amphora driver)."""
+
+    async def wait_until_reachable(self, endpoint: AgentEndpoint, timeout_s: float) -> None:
+        return None
+
+    async def put_certificate(self, endpoint: AgentEndpoint, lb_id: str, name: str, pem: bytes) -> str:
+        return f"/noop/{lb_id}/{name}"
+
+    async def put_config(self, endpoint: AgentEndpoint, lb_id: str, config: str) -> None:
+        return None
+
+    async def activate(self, endpoint: AgentEndpoint, lb_id: str) -> None:
+        return None
+
+    async def delete_load_balancer(self, endpoint: AgentEndpoint, lb_id: str) -> None:
+        return None

@@ -1,0 +1,331 @@
+"""The amphora provider: load balancers served by amphorae (an agent beside HAProxy), built by flows.
+
+Flows by command:
+
+* load balancer create: create the amphora row, boot an instance with a fresh identity, wait for its agent,
+  push the configuration of any listeners the call created with it, settle;
+* load balancer delete: remove the configuration, delete the instances, settle (which gives the VIP back);
+* load balancer and amphora failover: boot a replacement, configure it, retire the old one, settle;
+* every other change: render the load balancer's whole configuration again, push it to every amphora and
+  activate it with a hitless reload, settle.
+
+Every task is idempotent and has a revert; the engine persists progress, so a worker killed at any step
+resumes or reverts the flow when JetStream redelivers the command, and nothing stays PENDING_*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraDriver
+from octavia_mesh.worker.drivers.certificates import CertificateDriver
+from octavia_mesh.worker.drivers.compute import ComputeDriver, InstanceSpec
+from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
+from octavia_mesh.worker.haproxy.render import HaproxyRenderer
+from octavia_mesh.worker.haproxy.view import build
+from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
+
+logger = logging.getLogger(__name__)
+
+LIVE = ("PENDING_CREATE", "BOOTING", "ALLOCATED")
+
+
+@dataclass(frozen=True, slots=True)
+class AmphoraDeps:
+    """What the amphora provider's tasks use, injected once at start-up."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    compute: ComputeDriver
+    amphora: AmphoraDriver
+    certificates: CertificateDriver
+    renderer: HaproxyRenderer
+    max_connections: int
+    cert_validity: dt.timedelta = dt.timedelta(days=30)
+    agent_timeout_s: float = 60.0
+
+
+async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> list[AgentEndpoint]:
+    async with deps.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Amphora.id, Amphora.compute_id).where(
+                    Amphora.load_balancer_id == lb_id, Amphora.status == "ALLOCATED"
+                )
+            )
+        ).all()
+    out = []
+    for amphora_id, compute_id in rows:
+        if only is not None and amphora_id != only:
+            continue
+        instance = await deps.compute.get_instance(compute_id or amphora_id)
+        if instance is not None:
+            out.append(AgentEndpoint(instance.management_address, amphora_id))
+    return out
+
+
+class CreateAmphora:
+    """Adds the amphora row (PENDING_CREATE) that the next tasks boot and allocate."""
+
+    name = "create-amphora"
+
+    def __init__(self, deps: AmphoraDeps, key: str = "amphora_id") -> None:
+        self.deps, self.key = deps, key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        amphora_id = ctx.store.get(self.key) or str(uuid.uuid4())
+        async with self.deps.sessions() as session, session.begin():
+            if await session.get(Amphora, amphora_id) is None:
+                session.add(
+                    Amphora(
+                        id=amphora_id,
+                        load_balancer_id=ctx.load_balancer_id,
+                        status="PENDING_CREATE",
+                        role="STANDALONE",
+                        vrrp_id=1,
+                        created_at=utcnow(),
+                    )
+                )
+        return {self.key: amphora_id}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        if self.key in ctx.store:
+            await _set_amphora(self.deps, ctx.store[self.key], status="DELETED")
+
+
+class BootAmphora:
+    """Issues the amphora's identity and starts its instance."""
+
+    name = "boot-amphora"
+
+    def __init__(self, deps: AmphoraDeps, key: str = "amphora_id") -> None:
+        self.deps, self.key = deps, key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        amphora_id = ctx.store[self.key]
+        identity = self.deps.certificates.issue_amphora_certificate(amphora_id, self.deps.cert_validity)
+        instance = await self.deps.compute.create_instance(InstanceSpec(amphora_id, identity))
+        await _set_amphora(
+            self.deps,
+            amphora_id,
+            status="BOOTING",
+            compute_id=instance.compute_id,
+            lb_network_ip=instance.management_address.rsplit(":", 1)[0],
+            cert_expiration=identity.expires_at,
+        )
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        if self.key in ctx.store:
+            await self.deps.compute.delete_instance(ctx.store[self.key])
+
+
+class WaitForAgent:
+    """Waits until the new amphora's agent answers over mutual TLS, then marks the amphora ALLOCATED."""
+
+    name = "wait-for-agent"
+
+    def __init__(self, deps: AmphoraDeps, key: str = "amphora_id") -> None:
+        self.deps, self.key = deps, key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        amphora_id = ctx.store[self.key]
+        instance = await self.deps.compute.get_instance(amphora_id)
+        if instance is None:
+            raise RuntimeError(f"amphora {amphora_id} has no running instance")
+        await self.deps.amphora.wait_until_reachable(
+            AgentEndpoint(instance.management_address, amphora_id), self.deps.agent_timeout_s
+        )
+        await _set_amphora(self.deps, amphora_id, status="ALLOCATED")
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class Configure:
+    """Renders the load balancer's whole configuration and activates it on its amphorae (hitless reload).
+
+    Objects the pending change deletes are left out; with no listener left, HAProxy is stopped instead.
+    """
+
+    name = "configure"
+
+    def __init__(self, deps: AmphoraDeps, only_key: str | None = None) -> None:
+        self.deps, self.only_key = deps, only_key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        only = ctx.store.get(self.only_key) if self.only_key else None
+        endpoints = await _endpoints(self.deps, ctx.load_balancer_id, only)
+        async with self.deps.sessions() as session:
+            tree = await Tree.load(session, ctx.load_balancer_id, lock=False)
+        if tree is None:
+            return {}
+        doomed = doomed_ids(tree)
+
+        def keep(objs: list[Any]) -> list[Any]:
+            return [o for o in objs if o.id not in doomed]
+
+        listeners = keep(tree.listeners)
+        if not listeners:
+            for endpoint in endpoints:
+                await self.deps.amphora.delete_load_balancer(endpoint, ctx.load_balancer_id)
+            return {}
+        view = build(
+            tree.lb,
+            listeners,
+            keep(tree.pools),
+            keep(tree.members),
+            keep(tree.monitors),
+            keep(tree.policies),
+            keep(tree.rules),
+            vip_address=tree.lb.vip_address or "127.0.0.1",
+            tls_files={},
+            runtime_dir="/nonexistent",
+            max_connections=self.deps.max_connections,
+            hard_stop_after_s=None,
+            own_stats_socket=False,
+        )
+        rendered = self.deps.renderer.render(view)
+        for endpoint in endpoints:
+            await self.deps.amphora.put_config(endpoint, ctx.load_balancer_id, rendered.config)
+            await self.deps.amphora.activate(endpoint, ctx.load_balancer_id)
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None  # the previous configuration keeps running: the agent refuses a bad one before swapping
+
+
+class Unconfigure:
+    """Stops serving the load balancer on every amphora (unreachable ones are deleted next anyway)."""
+
+    name = "unconfigure"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        for endpoint in await _endpoints(self.deps, ctx.load_balancer_id):
+            try:
+                await self.deps.amphora.delete_load_balancer(endpoint, ctx.load_balancer_id)
+            except Exception as exc:
+                logger.warning("could not unconfigure amphora %s: %s", endpoint.amphora_id, exc)
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class RetireAmphorae:
+    """Deletes the instances of the load balancer's amphorae (all, or all but the new one) and their rows."""
+
+    name = "retire-amphorae"
+
+    def __init__(self, deps: AmphoraDeps, keep_key: str | None = None, only_key: str | None = None) -> None:
+        self.deps, self.keep_key, self.only_key = deps, keep_key, only_key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        keep = ctx.store.get(self.keep_key) if self.keep_key else None
+        only = ctx.store.get(self.only_key) if self.only_key else None
+        async with self.deps.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Amphora.id, Amphora.compute_id).where(
+                        Amphora.load_balancer_id == ctx.load_balancer_id, Amphora.status != "DELETED"
+                    )
+                )
+            ).all()
+        for amphora_id, compute_id in rows:
+            if amphora_id == keep or (only is not None and amphora_id != only):
+                continue
+            await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
+            await self.deps.compute.delete_instance(compute_id or amphora_id)
+            await _set_amphora(self.deps, amphora_id, status="DELETED")
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class Settle:
+    """Marks the change done: objects ACTIVE (or removed), quotas and VIP given back."""
+
+    name = "settle"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        async with self.deps.sessions() as session, session.begin():
+            await settle(session, ctx.load_balancer_id)
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+async def _set_amphora(deps: AmphoraDeps, amphora_id: str, **values: Any) -> None:
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(Amphora).where(Amphora.id == amphora_id).values(updated_at=utcnow(), **values))
+
+
+class AmphoraProvider:
+    """Applies provider commands for ``amphora`` load balancers through durable flows."""
+
+    name = "amphora"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+        self.engine = FlowEngine(deps.sessions)
+
+    def flow_for(self, command: commands_pb2.ProviderCommand) -> Flow:
+        d = self.deps
+        kind, op = command.kind, command.operation
+        if kind == Kind.RESOURCE_KIND_LOAD_BALANCER and op == Op.OPERATION_CREATE:
+            return Flow(
+                "create-load-balancer", [CreateAmphora(d), BootAmphora(d), WaitForAgent(d), Configure(d), Settle(d)]
+            )
+        if kind == Kind.RESOURCE_KIND_LOAD_BALANCER and op == Op.OPERATION_DELETE:
+            return Flow("delete-load-balancer", [Unconfigure(d), RetireAmphorae(d), Settle(d)])
+        if op == Op.OPERATION_FAILOVER:
+            only = "old_amphora_id" if kind == Kind.RESOURCE_KIND_AMPHORA else None
+            return Flow(
+                "failover",
+                [
+                    CreateAmphora(d, "new_amphora_id"),
+                    BootAmphora(d, "new_amphora_id"),
+                    WaitForAgent(d, "new_amphora_id"),
+                    Configure(d, "new_amphora_id"),
+                    RetireAmphorae(d, keep_key="new_amphora_id", only_key=only),
+                    Settle(d),
+                ],
+            )
+        if kind == Kind.RESOURCE_KIND_AMPHORA and op == Op.OPERATION_DELETE:
+            return Flow("delete-amphora", [RetireAmphorae(d, only_key="old_amphora_id"), Settle(d)])
+        return Flow("configure", [Configure(d), Settle(d)])
+
+    async def apply(self, command: commands_pb2.ProviderCommand) -> None:
+        ctx = FlowContext(
+            command_id=command.command_id, load_balancer_id=command.load_balancer_id, resource_id=command.resource_id
+        )
+        if command.kind == Kind.RESOURCE_KIND_AMPHORA:
+            ctx.store["old_amphora_id"] = command.resource_id
+        if not command.load_balancer_id:  # a spare amphora: nothing to settle
+            await self.deps.compute.delete_instance(command.resource_id)
+            await _set_amphora(self.deps, command.resource_id, status="DELETED")
+            return
+        try:
+            await self.engine.run(self.flow_for(command), ctx)
+        except FlowFailed:
+            logger.exception("%s of %s failed", commands_pb2.Operation.Name(command.operation), command.resource_id)
+            async with self.deps.sessions() as session, session.begin():
+                await fail(session, command.load_balancer_id)
