@@ -221,6 +221,7 @@ def main() -> None:
                 nats_url=None,
                 auth_strategy="noauth",
                 start_timeout=60.0,
+                default_provider="noop",  # the API's own speed: Octavia's peer also runs no-op drivers
             )
         )
         mesh.start()

@@ -163,7 +163,9 @@ def paused(mesh: Any, timeout: float = 10.0) -> Iterator[None]:
         os.kill(worker.process.pid, signal.SIGUSR2)
 
 
-def start_mesh(tmp_path_factory: pytest.TempPathFactory, auth: str, default_project: str = "") -> Iterator[Mesh]:
+def start_mesh(
+    tmp_path_factory: pytest.TempPathFactory, auth: str, default_project: str = "", default_provider: str = "noop"
+) -> Iterator[Mesh]:
     """Start the whole mesh (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server); stop it after."""
     state = tmp_path_factory.mktemp(f"mesh-{auth}")
     url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")
@@ -180,6 +182,7 @@ def start_mesh(tmp_path_factory: pytest.TempPathFactory, auth: str, default_proj
             auth_strategy=auth,
             start_timeout=60.0,
             default_project=default_project,
+            default_provider=default_provider,
         )
     )
     mesh.start()

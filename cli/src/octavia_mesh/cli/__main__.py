@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
         help="noauth: project of calls that name none, so that `openstack loadbalancer create` works "
         "without Keystone (default: none, and such calls get Octavia's 400)",
     )
+    up.add_argument(
+        "--provider",
+        choices=("amphora", "noop"),
+        default="amphora",
+        help="provider of load balancers that name none: amphora (HAProxy on this machine, the default) "
+        "or noop (no data plane: every change completes at once)",
+    )
     up.add_argument("--start-timeout", type=float, default=60.0, help="seconds each part may take to start")
     edge = sub.add_parser("edge-config", help="print the Envoy configuration of the REST edge (JSON)")
     edge.add_argument("--port", type=int, default=9876)
@@ -51,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
                     nats_url=args.nats_url,
                     auth_strategy=args.auth_strategy,
                     start_timeout=args.start_timeout,
+                    default_project=args.default_project,
+                    default_provider=args.provider,
                 )
             )
         )

@@ -44,6 +44,7 @@ class MeshOptions:
     auth_strategy: str
     start_timeout: float
     default_project: str = ""
+    default_provider: str = "amphora"
 
 
 def grpc_serving(target: str, service: str = "") -> bool:
@@ -167,6 +168,7 @@ class Mesh:
                     "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{api_port}",
                     "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
                     "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
+                    "OCTAVIA_MESH_API_DEFAULT_PROVIDER_DRIVER": opts.default_provider,
                     "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
                 },
             )
