@@ -31,10 +31,21 @@ class ApiSettings:
     )
     pagination_max_limit: int = field(default=1000, metadata={"help": "largest page; 0 or less: unlimited"})
     enabled_provider_drivers: tuple[str, ...] = field(
-        default=("noop:The no-op driver: every change completes at once, no data plane",),
+        default=(
+            "amphora:The Octavia Mesh amphora driver: HAProxy amphorae built by the worker",
+            "noop:The no-op driver: every change completes at once, no data plane",
+        ),
         metadata={"help": "comma-separated name:description pairs of the providers users may choose"},
     )
-    default_provider_driver: str = field(default="noop", metadata={"help": "provider used when a call names none"})
+    default_provider_driver: str = field(default="amphora", metadata={"help": "provider used when a call names none"})
+    local_vip_subnet_id: str = field(
+        default="7a9d3c2e-5b1f-4e8a-9c6d-0f2b4a6e8d10",
+        metadata={"help": "id of the local VIP subnet (addresses on loopback, for amphorae on this machine)"},
+    )
+    local_vip_network_id: str = field(
+        default="0c5b7e3a-9d2f-4b6e-8a1c-3e5f7a9b1d20", metadata={"help": "id of the local VIP subnet's network"}
+    )
+    local_vip_cidr: str = field(default="127.226.0.0/16", metadata={"help": "addresses of the local VIP subnet"})
     quota_load_balancer: int = field(default=-1, metadata={"help": "default load-balancer quota (-1 unlimited)"})
     quota_listener: int = field(default=-1, metadata={"help": "default listener quota"})
     quota_pool: int = field(default=-1, metadata={"help": "default pool quota"})
