@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,13 @@ class App:
         """Tell the relay that new outbox rows are committed."""
         if self.relay is not None:
             self.relay.wake()
+
+    @contextlib.asynccontextmanager
+    async def change(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction whose provider commands the relay sends as soon as it has committed."""
+        async with self.write() as session, session.begin():
+            yield session
+        self.commands_committed()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,8 @@ class InvalidField(InvalidInput):
     """WSME's wording for a value of the wrong type, range or form."""
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__(f"Invalid input for field/attribute {field}. Value: '{_show(value)}'. {reason}")
+        super().__init__(f"Invalid input for field/attribute {field}. Value: '{value}'. {reason}")
+        self.reason = reason
 
 
 class ValidationFailure(InvalidInput):
@@ -95,11 +96,3 @@ class NotImplementedByProvider(ApiError):
 class Unavailable(ApiError):
     http_status = 503
     code = grpc.StatusCode.UNAVAILABLE
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "None"
-    if isinstance(value, bool):
-        return str(value)
-    return str(value)

@@ -1,23 +1,31 @@
-"""Octavia's list semantics: filters, tags, sorting, ``limit``/``marker`` pagination, links and ``fields``.
+"""Octavia's query strings: list filters, tags, sorting, ``limit``/``marker`` pagination, links and ``fields``.
 
 The edge forwards a REST call's raw query string; :func:`parse_query` splits
 it the way Octavia's pecan controllers see it, and :class:`ListQuery` turns it
-into SQL and ``*_links``.
+into SQL and ``*_links``. :func:`list_query` and :func:`page_reply` are the
+list handlers' common steps; :func:`show_fields` and :func:`refuse_query_args`
+serve show and write calls.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, not_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidInput, NotFound
+from octavia_mesh.api.schema import FALSE_WORDS, TRUE_WORDS
 from octavia_mesh.common.db.models import Tag
+
+#: Views of many rows, built with the session (bulk queries for their relations).
+Views = Callable[[AsyncSession, list[Any]], Awaitable[list[dict[str, Any]]]]
 
 PAGINATION_KEYS = {"limit", "marker", "page_reverse", "sort", "sort_key", "sort_dir", "fields"}
 TAG_KEYS = {"tags", "tags-any", "not-tags", "not-tags-any"}
@@ -31,13 +39,96 @@ def parse_query(raw: str) -> dict[str, list[str]]:
         raise InvalidInput("Invalid query string") from None
 
 
-def _bool(name: str, value: str) -> bool:
+def refuse_query_args(raw: str, allowed: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """WSME refuses the query parameters a create, update or delete does not declare."""
+    params = parse_query(raw)
+    for key in params:
+        if key not in allowed:
+            raise InvalidInput(f'Unknown argument: "{key}"')
+    return params
+
+
+def show_fields(raw: str, *, comma_separated: bool = True) -> list[str] | None:
+    """The ``fields`` of a show call; Octavia ignores every other parameter there.
+
+    Octavia itself does not split ``fields=a,b`` on commas (``comma_separated=False``); most of our resources do.
+    """
+    return _fields_of(parse_query(raw), comma_separated)
+
+
+def _fields_of(params: Mapping[str, list[str]], comma_separated: bool) -> list[str] | None:
+    values = params.get("fields", [])
+    if comma_separated:
+        values = [v for raw in values for v in raw.split(",") if v]
+    return list(values) or None
+
+
+def _invalid_value(name: str, value: str, reason: str = "") -> InvalidInput:
+    return InvalidInput(f"Invalid input for field/attribute {name}. Value: '{value}'.{reason}")
+
+
+# Converters of query values into column values: ``convert(name, value)``. The strict ones answer a 400 for a
+# value that cannot match; Octavia itself checks no filter value, and the lenient ones answer as it does, with an
+# empty match. Resources differ (tests pin both), so each filter names its own.
+
+
+def as_text(_name: str, value: str) -> str:
+    return value
+
+
+def strict_bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
-    if lowered in ("true", "1", "t", "yes", "y", "on"):
+    if lowered in TRUE_WORDS:
         return True
-    if lowered in ("false", "0", "f", "no", "n", "off"):
+    if lowered in FALSE_WORDS:
         return False
-    raise InvalidInput(f"Invalid input for field/attribute {name}. Value: '{value}'. Value should be a boolean")
+    raise _invalid_value(name, value, " Value should be a boolean")
+
+
+def strict_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise _invalid_value(name, value) from None
+
+
+def strict_time(name: str, value: str) -> dt.datetime:
+    """An ISO 8601 time; anything else is a 400, not a database error."""
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise _invalid_value(name, value) from None
+
+
+def lenient_bool(_name: str, value: str) -> bool:
+    """oslo's ``bool_from_string``: anything but a true word is false (``backup=maybe`` lists non-backups)."""
+    return value.strip().lower() in TRUE_WORDS
+
+
+def lenient_int(_name: str, value: str) -> int:
+    """An integer, or one no column holds (text matches nothing, as in Octavia)."""
+    try:
+        return int(value)
+    except ValueError:
+        return -(2**31)
+
+
+def lenient_float(_name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return -1.0
+
+
+def lenient_time(_name: str, value: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return dt.datetime(1, 1, 1)
+
+
+#: How a query value becomes a column value: ``convert(name, value)``.
+Convert = Callable[[str, str], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,33 +136,20 @@ class Filter:
     """A filterable attribute: its column and how a query value becomes a column value."""
 
     column: InstrumentedAttribute[Any]
-    convert: Callable[[str, str], Any] = lambda _n, v: v
-
-
-def time_filter(column: InstrumentedAttribute[Any]) -> Filter:
-    """A timestamp filter; a value that is no ISO 8601 time is a 400, not a database error."""
-
-    def convert(name: str, value: str) -> dt.datetime:
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidInput(f"Invalid input for field/attribute {name}. Value: '{value}'.") from None
-
-    return Filter(column, convert)
+    convert: Convert = as_text
 
 
 def bool_filter(column: InstrumentedAttribute[Any]) -> Filter:
-    return Filter(column, _bool)
+    return Filter(column, strict_bool)
 
 
 def int_filter(column: InstrumentedAttribute[Any]) -> Filter:
-    def convert(name: str, value: str) -> int:
-        try:
-            return int(value)
-        except ValueError:
-            raise InvalidInput(f"Invalid input for field/attribute {name}. Value: '{value}'.") from None
+    return Filter(column, strict_int)
 
-    return Filter(column, convert)
+
+def words(text: str) -> tuple[str, ...]:
+    """``"a b c"`` as ``("a", "b", "c")``: long lists of column names, written compactly."""
+    return tuple(text.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +163,35 @@ class ListSpec:
     sort_keys: Mapping[str, InstrumentedAttribute[Any]]
     taggable: bool = True
     ignored: frozenset[str] = field(default_factory=frozenset)  # accepted and ignored, as Octavia does
+    #: Split ``fields=a,b`` on commas (Octavia does not: members and health monitors follow it).
+    comma_separated_fields: bool = True
+
+
+def list_spec(
+    collection: str,
+    model: Any,
+    columns: Mapping[Convert, Iterable[str]],
+    *,
+    aliases: Mapping[str, Filter] | None = None,
+    unsortable: Iterable[str] = (),
+    **options: Any,
+) -> ListSpec:
+    """The :class:`ListSpec` of a table keyed by ``id``, listed in creation order unless sorted.
+
+    ``columns`` names the columns filters may name, grouped by how a query value converts; ``aliases`` are
+    filters under other names (``tenant_id``). Every filter but ``unsortable`` is a sort key too.
+    """
+    filters = {name: Filter(getattr(model, name), convert) for convert, names in columns.items() for name in names}
+    filters.update(aliases or {})
+    skip = set(unsortable)
+    return ListSpec(
+        collection=collection,
+        id_column=model.id,
+        created_column=model.created_at,
+        filters=filters,
+        sort_keys={name: f.column for name, f in filters.items() if name not in skip},
+        **options,
+    )
 
 
 @dataclass(slots=True)
@@ -98,32 +205,21 @@ class ListQuery:
     """One list request, parsed and checked against a :class:`ListSpec`."""
 
     def __init__(self, spec: ListSpec, params: Mapping[str, list[str]], max_limit: int) -> None:
+        known = spec.filters.keys() | PAGINATION_KEYS | TAG_KEYS | spec.ignored
+        if any(key not in known for key in params):
+            # Octavia's PaginationHelper wording for a filter that is not an attribute of the resource.
+            raise InvalidInput("One or more arguments are either duplicate or invalid")
         self.spec = spec
         self.params = params
-        self.fields = self._fields()
+        self.fields = _fields_of(params, spec.comma_separated_fields)
         self.limit = self._limit(max_limit)
         self.marker = self._last("marker")
-        self.page_reverse = _bool("page_reverse", self._last("page_reverse") or "false")
+        self.page_reverse = strict_bool("page_reverse", self._last("page_reverse") or "false")
         self.sort = self._sort()
-        unknown = [
-            k
-            for k in params
-            if k not in spec.filters and k not in PAGINATION_KEYS and k not in TAG_KEYS and k not in spec.ignored
-        ]
-        if unknown:
-            raise InvalidInput(
-                f"Invalid filter argument(s): {', '.join(sorted(unknown))}"
-                if len(unknown) > 1
-                else f"Invalid filter argument: {unknown[0]}"
-            )
 
     def _last(self, key: str) -> str | None:
         values = self.params.get(key)
         return values[-1] if values else None
-
-    def _fields(self) -> list[str] | None:
-        values = [v for raw in self.params.get("fields", []) for v in raw.split(",") if v]
-        return values or None
 
     def _limit(self, max_limit: int) -> int | None:
         raw = self._last("limit")
@@ -261,3 +357,34 @@ def select_fields(view: dict[str, Any], fields: list[str] | None) -> dict[str, A
     if not fields:
         return view
     return {k: v for k, v in view.items() if k in fields}
+
+
+def list_query(app: App, call: Call, spec: ListSpec) -> ListQuery:
+    """The list call's query string, parsed and checked against ``spec``."""
+    return ListQuery(spec, parse_query(call.query), app.settings.pagination_max_limit)
+
+
+async def page_reply(
+    session: AsyncSession,
+    call: Call,
+    listing: ListQuery,
+    statement: Select[Any],
+    views: Views,
+    *,
+    key: str | None = None,
+    links_key: str | None = None,
+) -> Reply:
+    """Run a list and answer Octavia's ``{"<collection>": [...], "<collection>_links": [...]}``."""
+    page = await listing.page(session, statement, call.base_url)
+    items = await views(session, page.rows)
+    key = key or listing.spec.collection
+    return Reply(200, {key: [select_fields(v, page.fields) for v in items], links_key or f"{key}_links": page.links})
+
+
+def views_of(view: Callable[[Any], dict[str, Any]]) -> Views:
+    """:data:`Views` for a resource whose view needs nothing but its row."""
+
+    async def views(_session: AsyncSession, rows: list[Any]) -> list[dict[str, Any]]:
+        return [view(row) for row in rows]
+
+    return views

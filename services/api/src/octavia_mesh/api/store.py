@@ -1,20 +1,23 @@
-"""Database steps the resource handlers share: lookups, the load-balancer lock, tags, quotas, commands."""
+"""Database steps the resource handlers share: lookups, visibility, locks and states, tags, quotas, commands."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from octavia_mesh.api.app import App
-from octavia_mesh.api.errors import Immutable, NotFound, PendingState, QuotaExceeded
+from octavia_mesh.api.app import App, Call, Reply
+from octavia_mesh.api.errors import Conflict, Immutable, NotFound, PendingState, QuotaExceeded
+from octavia_mesh.api.policy import Rule
+from octavia_mesh.api.query import ListSpec, Views, list_query, page_reply, select_fields, show_fields
 from octavia_mesh.common import commands
 from octavia_mesh.common.db import quota
-from octavia_mesh.common.db.models import LoadBalancer, Tag, utcnow
+from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, LoadBalancer, Pool, Tag, utcnow
 
 T = TypeVar("T")
 
@@ -53,6 +56,90 @@ async def get_or_404(
     return row
 
 
+async def load_visible(
+    session: AsyncSession,
+    call: Call,
+    model: type[T],
+    ident: str | None,
+    label: str,
+    rule: Rule = Rule.READ,
+    *,
+    hide_deleted: bool = False,
+) -> T:
+    """``model`` ``ident`` if the caller may see it.
+
+    Octavia hides what a caller may not read: that is a 404 (``label``), like a missing object. An object the
+    caller may read but not change under ``rule`` is a 403.
+    """
+    row: Any = await session.get(model, ident) if ident else None
+    if (
+        row is None
+        or (hide_deleted and row.provisioning_status == DELETED)
+        or not call.caller.allowed(Rule.READ, row.project_id)
+    ):
+        raise NotFound(label, ident)
+    call.caller.check(rule, row.project_id)
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectCollection:
+    """A top-level collection of project-owned objects: its list and show handlers."""
+
+    model: Any
+    label: str  # the 404's: "Pool"
+    key: str  # the key of one shown object: "pool"
+    spec: ListSpec
+    views: Views
+    hide_deleted: bool = False  # load balancers keep their DELETED rows a while; nobody sees them
+
+    async def list_(self, app: App, call: Call) -> Reply:
+        """Callers see their own project's objects; admins and global observers see every project's."""
+        call.caller.check(Rule.READ)
+        listing = list_query(app, call, self.spec)
+        statement = select(self.model)
+        if self.hide_deleted:
+            statement = statement.where(self.model.provisioning_status != DELETED)
+        if not call.caller.reads_everything:
+            statement = statement.where(self.model.project_id == call.caller.project_id)
+        async with app.read() as session:
+            return await page_reply(session, call, listing, statement, self.views)
+
+    async def get(self, app: App, call: Call) -> Reply:
+        fields = show_fields(call.query, comma_separated=self.spec.comma_separated_fields)
+        async with app.read() as session:
+            row = await load_visible(session, call, self.model, call.id, self.label, hide_deleted=self.hide_deleted)
+            (item,) = await self.views(session, [row])
+        return Reply(200, {self.key: select_fields(item, fields)})
+
+
+async def view_reply(session: AsyncSession, status: int, key: str, row: Any, views: Views) -> Reply:
+    """A write's answer: ``row`` as this transaction leaves it (Octavia shows the PENDING_* state)."""
+    await session.flush()
+    (item,) = await views(session, [row])
+    return Reply(status, {key: item})
+
+
+def check_state(row: Any, kind: str, *, deleting: bool = False) -> None:
+    """An object in ERROR may only be deleted; any other non-ACTIVE object is busy (409)."""
+    allowed = (ACTIVE, ERROR) if deleting else (ACTIVE,)
+    if row.provisioning_status not in allowed:
+        raise Conflict(f"Invalid state {row.provisioning_status} of {kind} resource {row.id}")
+
+
+async def reload(session: AsyncSession, row: Any, label: str) -> None:
+    """Re-read ``row`` after the load-balancer lock (a 404 if it went away in between, never a crash)."""
+    if await session.get(type(row), row.id, populate_existing=True) is None:
+        raise NotFound(label, row.id)
+
+
+def mark_pending_update(now: dt.datetime, *rows: Any) -> None:
+    """Parents of a changed object show PENDING_UPDATE until the provider is done, as in Octavia."""
+    for row in rows:
+        row.provisioning_status = PENDING_UPDATE
+        row.updated_at = now
+
+
 async def lock_load_balancer(session: AsyncSession, lb_id: str, *, own_change: bool = False) -> None:
     """Move an ACTIVE load balancer to PENDING_UPDATE, or answer 409.
 
@@ -77,6 +164,24 @@ async def lock_load_balancer(session: AsyncSession, lb_id: str, *, own_change: b
     raise Immutable("Load Balancer", lb_id)
 
 
+async def listeners_using_pool(session: AsyncSession, pool_id: str) -> list[Listener]:
+    """Listeners that use the pool: as default pool, or through a REDIRECT_TO_POOL policy with rules."""
+    with_rules = select(L7Rule.id).where(L7Rule.l7policy_id == L7Policy.id).exists()
+    via_policy = select(L7Policy.listener_id).where(L7Policy.redirect_pool_id == pool_id, with_rules)
+    rows = await session.execute(
+        select(Listener).where(or_(Listener.default_pool_id == pool_id, Listener.id.in_(via_policy)))
+    )
+    return list(rows.scalars())
+
+
+async def lock_pool(session: AsyncSession, pool: Pool) -> None:
+    """Octavia's lock for a change under a pool: pool ACTIVE, then the load balancer, then mark the parents."""
+    if pool.provisioning_status != ACTIVE:
+        raise Immutable("Pool", pool.id)
+    await lock_load_balancer(session, pool.load_balancer_id)
+    mark_pending_update(utcnow(), pool, *await listeners_using_pool(session, pool.id))
+
+
 async def tags_of(session: AsyncSession, ids: Iterable[str]) -> dict[str, list[str]]:
     """Tags of many resources in one query."""
     ids = list(ids)
@@ -89,6 +194,16 @@ async def tags_of(session: AsyncSession, ids: Iterable[str]) -> dict[str, list[s
         for resource_id, tag in rows:
             out[resource_id].append(tag)
     return out
+
+
+def tagged_views(view: Callable[[Any, list[str]], dict[str, Any]]) -> Views:
+    """:data:`Views` for a resource whose view needs its row and tags only (one query for all the tags)."""
+
+    async def views(session: AsyncSession, rows: list[Any]) -> list[dict[str, Any]]:
+        tags = await tags_of(session, [row.id for row in rows])
+        return [view(row, tags.get(row.id, [])) for row in rows]
+
+    return views
 
 
 async def set_tags(session: AsyncSession, resource_id: str, tags: Iterable[str] | None) -> None:
@@ -121,31 +236,20 @@ async def reserve_quota(app: App, session: AsyncSession, project_id: str | None,
         raise QuotaExceeded(QUOTA_LABELS[exc.resource]) from None
 
 
-def command(
-    session: AsyncSession,
-    provider: str,
-    kind: int,
-    operation: int,
-    resource_id: str,
-    load_balancer_id: str,
-    cascade: bool = False,
-) -> None:
-    """Queue the provider command that resolves this transaction's PENDING_* state."""
-    commands.new_command(session, provider, kind, operation, resource_id, load_balancer_id, cascade)
+#: Queue the provider command that resolves this transaction's PENDING_* state: its outbox row commits with the
+#: change, so a change is never without its command nor a command without its change.
+command = commands.new_command
 
 
-def view_base(row: Any, tags: list[str] | None = None) -> dict[str, Any]:
-    """Fields every provisioned object prints, in Octavia's order."""
+def status_view(row: Any) -> dict[str, Any]:
+    """How Octavia's documents of load balancers, listeners, pools and L7 policies begin, in its order."""
     return {
         "id": row.id,
         "name": row.name or "",
+        "description": row.description or "",
         "provisioning_status": row.provisioning_status,
         "operating_status": row.operating_status,
         "admin_state_up": row.admin_state_up,
-        "project_id": row.project_id,
-        "created_at": timestamp(row.created_at),
-        "updated_at": timestamp(row.updated_at),
-        "tags": tags if tags is not None else [],
     }
 
 

@@ -19,62 +19,41 @@ from octavia_mesh.api.errors import Immutable, NotFound
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import (
     Filter,
-    ListQuery,
-    ListSpec,
-    bool_filter,
-    int_filter,
-    parse_query,
+    as_text,
+    list_query,
+    list_spec,
+    page_reply,
     select_fields,
-    time_filter,
+    show_fields,
+    strict_bool,
+    strict_int,
+    strict_time,
+    views_of,
+    words,
 )
-from octavia_mesh.api.resources.providers import show_fields
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, ListenerStatistics, LoadBalancer, utcnow
 
 LABEL = "Amphora"
 DELETED = "DELETED"
 
-_TEXT_COLUMNS = (
-    "id",
-    "compute_id",
-    "lb_network_ip",
-    "vrrp_ip",
-    "ha_ip",
-    "vrrp_port_id",
-    "ha_port_id",
-    "role",
-    "status",
-    "vrrp_interface",
-    "cached_zone",
-    "image_id",
-    "compute_flavor",
+_TEXT_COLUMNS = words(
+    "id compute_id lb_network_ip vrrp_ip ha_ip vrrp_port_id ha_port_id role status vrrp_interface cached_zone "
+    "image_id compute_flavor"
 )
 _TIME_COLUMNS = ("cert_expiration", "created_at", "updated_at")
-
-
-SPEC = ListSpec(
-    collection="amphorae",
-    id_column=Amphora.id,
-    created_column=Amphora.created_at,
-    filters={
-        **{name: Filter(getattr(Amphora, name)) for name in _TEXT_COLUMNS},
-        **{name: time_filter(getattr(Amphora, name)) for name in _TIME_COLUMNS},
+_INT_COLUMNS = ("vrrp_id", "vrrp_priority")
+SPEC = list_spec(
+    "amphorae",
+    Amphora,
+    {as_text: _TEXT_COLUMNS, strict_time: _TIME_COLUMNS, strict_int: _INT_COLUMNS, strict_bool: ("cert_busy",)},
+    aliases={
         "loadbalancer_id": Filter(Amphora.load_balancer_id),
         "load_balancer_id": Filter(Amphora.load_balancer_id),
-        "cert_busy": bool_filter(Amphora.cert_busy),
-        "vrrp_id": int_filter(Amphora.vrrp_id),
-        "vrrp_priority": int_filter(Amphora.vrrp_priority),
         # Octavia filters amphorae by the project of their load balancer (joined in list_).
         "project_id": Filter(LoadBalancer.project_id),
     },
-    sort_keys={
-        **{name: getattr(Amphora, name) for name in _TEXT_COLUMNS + _TIME_COLUMNS},
-        "loadbalancer_id": Amphora.load_balancer_id,
-        "load_balancer_id": Amphora.load_balancer_id,
-        "cert_busy": Amphora.cert_busy,
-        "vrrp_id": Amphora.vrrp_id,
-        "vrrp_priority": Amphora.vrrp_priority,
-    },
+    unsortable=("project_id",),
     taggable=False,
 )
 
@@ -115,16 +94,14 @@ async def _load(session: AsyncSession, amp_id: str, *, lock: bool = False) -> Am
 
 async def list_(app: App, call: Call) -> Reply:
     call.caller.check(Rule.ADMIN)
-    listing = ListQuery(SPEC, parse_query(call.query), app.settings.pagination_max_limit)
+    listing = list_query(app, call, SPEC)
     statement = (
         select(Amphora)
         .outerjoin(LoadBalancer, Amphora.load_balancer_id == LoadBalancer.id)
         .where(Amphora.status != DELETED)
     )
     async with app.read() as session:
-        page = await listing.page(session, statement, call.base_url)
-    items = [select_fields(view(amp), page.fields) for amp in page.rows]
-    return Reply(200, {"amphorae": items, "amphorae_links": page.links})
+        return await page_reply(session, call, listing, statement, views_of(view))
 
 
 async def get(app: App, call: Call) -> Reply:
@@ -168,20 +145,19 @@ async def stats(app: App, call: Call) -> Reply:
 async def configure(app: App, call: Call) -> Reply:
     """Ask the provider to push the amphora agent's configuration again."""
     call.caller.check(Rule.ADMIN)
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         amp = await _load(session, call.id)
         lb = await session.get(LoadBalancer, amp.load_balancer_id) if amp.load_balancer_id else None
         # An amphora without a load balancer has no provider to tell; there is nothing to configure.
         if lb is not None:
             store.command(session, lb.provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_UPDATE, amp.id, lb.id)
-    app.commands_committed()
     return Reply(202)
 
 
 async def failover(app: App, call: Call) -> Reply:
     """Replace the amphora: its load balancer goes PENDING_UPDATE until the provider is done."""
     call.caller.check(Rule.ADMIN)
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         amp = await _load(session, call.id)
         if amp.load_balancer_id is None:  # a spare: no provider owns it here
             raise Immutable("amphora", amp.id)
@@ -189,14 +165,13 @@ async def failover(app: App, call: Call) -> Reply:
         await store.lock_load_balancer(session, amp.load_balancer_id)
         lb = await session.get(LoadBalancer, amp.load_balancer_id)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, amp.id, lb.id)
-    app.commands_committed()
     return Reply(202)
 
 
 async def delete_(app: App, call: Call) -> Reply:
     """Delete a failed amphora (Octavia accepts only amphorae in ERROR)."""
     call.caller.check(Rule.ADMIN)
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         amp = await _load(session, call.id, lock=True)
         if amp.status != store.ERROR:
             raise Immutable("amphora", amp.id)
@@ -207,7 +182,6 @@ async def delete_(app: App, call: Call) -> Reply:
         store.command(
             session, provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_DELETE, amp.id, lb.id if lb is not None else ""
         )
-    app.commands_committed()
     return Reply(204)
 
 

@@ -19,7 +19,6 @@ CATALOG = Catalog(
     argument="availability_zone_",
     collection="availabilityzones",
     list_key="availability_zones",
-    links_key="availability_zones_links",
     label="Availability Zone",
     duplicate_label="availability zone",
     lb_column=LoadBalancer.availability_zone,

@@ -10,66 +10,45 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.api import schema as s
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Conflict, InvalidInput, NotFound
+from octavia_mesh.api.errors import InvalidInput, NotFound
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, parse_query, select_fields
-from octavia_mesh.api.resources.providers import (
-    Body,
-    Field,
-    check_profile_data,
-    load_profile_data,
-    show_fields,
-)
+from octavia_mesh.api.query import Filter, ListSpec
+from octavia_mesh.api.resources.admin import AdminResource, ObjectInUse
+from octavia_mesh.api.resources.providers import check_profile_data, load_profile_data
 from octavia_mesh.common.db.models import Flavor, FlavorProfile
 
 
-class ObjectInUse(Conflict):
-    def __init__(self, label: str, ident: str) -> None:
-        super().__init__(f"{label} {ident} is in use and cannot be modified.")
-
-
-@dataclass(frozen=True, slots=True)
-class Profiles:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profiles(AdminResource):
     """One kind of provider profile and its five calls."""
 
-    model: Any  # FlavorProfile or AvailabilityZoneProfile
+    read_rule: ClassVar[Rule] = Rule.ADMIN
+
     data: str  # the data attribute: "flavor_data" / "availability_zone_data"
-    wrapper: str  # "flavorprofile" / "availability_zone_profile"
-    argument: str  # the Octavia controller's argument name, as its messages print it
-    collection: str  # the URL segment: "flavorprofiles"
-    list_key: str
-    links_key: str  # Octavia's singular spelling: "flavorprofile_links"
-    label: str  # "Flavor Profile": 404 of show and update
     delete_label: str  # "Flavor profile": 404 of delete and the 409 when in use
     zone: bool
     user_column: Any  # the column of the objects that use a profile (Flavor.flavor_profile_id)
     put_data_option: str  # the option Octavia names when an update's data is not JSON
 
     @property
-    def create_body(self) -> Body:
-        return Body(
-            self.argument,
+    def body(self) -> s.Schema:
+        """The POST type (all mandatory); the PUT type has the same attributes."""
+        return s.Schema(
             self.wrapper,
-            (
-                Field("name", "string", mandatory=True),
-                Field("provider_name", "string", mandatory=True),
-                Field(self.data, "string", max_length=4096, mandatory=True),
-            ),
-        )
-
-    @property
-    def update_body(self) -> Body:
-        return Body(
             self.argument,
-            self.wrapper,
-            (Field("name", "string"), Field("provider_name", "string"), Field(self.data, "string", max_length=4096)),
+            {
+                "name": s.Attr(s.text(255), required=True),
+                "provider_name": s.Attr(s.text(255), required=True),
+                self.data: s.Attr(s.text(4096), required=True),
+            },
         )
 
     @property
@@ -98,26 +77,9 @@ class Profiles:
 
     # --- handlers ---------------------------------------------------------------------
 
-    async def list_(self, app: App, call: Call) -> Reply:
-        call.caller.check(Rule.ADMIN)
-        listing = ListQuery(self.spec, parse_query(call.query), app.settings.pagination_max_limit)
-        async with app.read() as session:
-            page = await listing.page(session, select(self.model), call.base_url)
-        items = [select_fields(self.view(row), page.fields) for row in page.rows]
-        return Reply(200, {self.list_key: items, self.links_key: page.links})
-
-    async def get(self, app: App, call: Call) -> Reply:
-        call.caller.check(Rule.ADMIN)
-        fields = show_fields(call.query)
-        async with app.read() as session:
-            row = await session.get(self.model, call.id)
-        if row is None:
-            raise NotFound(self.label, call.id)
-        return Reply(200, {self.wrapper: select_fields(self.view(row), fields)})
-
     async def create(self, app: App, call: Call) -> Reply:
         call.caller.check(Rule.ADMIN)
-        values = self.create_body.parse(call.body, create=True)
+        values = self.body.parse_create(call.body)
         data = load_profile_data(values[self.data], self.data)
         # A null provider is the default one, as Octavia's driver factory reads it.
         provider_name = values["provider_name"] or app.settings.default_provider_driver
@@ -130,7 +92,7 @@ class Profiles:
 
     async def update_(self, app: App, call: Call) -> Reply:
         call.caller.check(Rule.ADMIN)
-        values = self.update_body.parse(call.body, create=False)
+        values = self.body.parse_update(call.body)
         for key in ("name", "provider_name", self.data):
             if key in values and values[key] is None:
                 raise InvalidInput(f"None is not a valid option for {key}")
@@ -148,10 +110,7 @@ class Profiles:
                 if self.data not in values:
                     data = load_profile_data(getattr(row, self.data), self.put_data_option)
                 check_profile_data(app, provider_name, data, zone=self.zone)
-            for key, value in values.items():
-                setattr(row, key, value)
-            await session.flush()
-            item = self.view(row)
+            item = await self.applied(session, row, values)
         return Reply(200, {self.wrapper: item})
 
     async def delete_(self, app: App, call: Call) -> Reply:
@@ -168,15 +127,6 @@ class Profiles:
         except IntegrityError:  # a user appeared between the check and the delete
             raise ObjectInUse(self.delete_label, call.id) from None
         return Reply(204)
-
-    def handlers(self, prefix: str) -> dict[str, Any]:
-        return {
-            f"List{prefix}s": self.list_,
-            f"Create{prefix}": self.create,
-            f"Get{prefix}": self.get,
-            f"Update{prefix}": self.update_,
-            f"Delete{prefix}": self.delete_,
-        }
 
 
 PROFILES = Profiles(

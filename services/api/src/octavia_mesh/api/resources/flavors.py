@@ -15,31 +15,24 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotFound
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, parse_query, select_fields
-from octavia_mesh.api.resources.flavorprofiles import ObjectInUse
-from octavia_mesh.api.resources.providers import Body, Field, show_fields
+from octavia_mesh.api.query import Filter, ListSpec, bool_filter
+from octavia_mesh.api.resources.admin import AdminResource, ObjectInUse
 from octavia_mesh.common.db.models import Flavor, FlavorProfile, LoadBalancer
 
 
-@dataclass(frozen=True, slots=True)
-class Catalog:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Catalog(AdminResource):
     """Flavors or availability zones: a named, switchable reference to a provider profile."""
 
-    model: Any  # Flavor or AvailabilityZone
     keyed_by_name: bool  # availability zones have no id: their name is the key
     profile_model: Any
     profile_field: str  # "flavor_profile_id"
     profile_label: str  # "Flavor Profile": the 404 of a missing profile
-    wrapper: str  # "flavor"
-    argument: str  # the Octavia controller's argument name, as its messages print it
-    collection: str  # the URL segment
-    list_key: str
-    links_key: str
-    label: str  # "Flavor": 404 and in-use messages
     duplicate_label: str  # "flavor": "A flavor of small already exists."
     lb_column: Any  # LoadBalancer.flavor_id / LoadBalancer.availability_zone
     updatable: tuple[str, ...]
@@ -49,22 +42,19 @@ class Catalog:
         return self.model.name if self.keyed_by_name else self.model.id
 
     @property
-    def create_body(self) -> Body:
-        return Body(
-            self.argument,
+    def body(self) -> s.Schema:
+        """The POST type; the PUT type keeps only the ``updatable`` attributes."""
+        attrs = {
+            "name": s.Attr(s.text(255), required=True),
+            "description": s.Attr(s.text(255)),
+            "enabled": s.Attr(s.boolean, default=True),
+            self.profile_field: s.Attr(s.uuid_value, required=True),
+        }
+        return s.Schema(
             self.wrapper,
-            (
-                Field("name", "string", mandatory=True),
-                Field("description", "string"),
-                Field("enabled", "bool", default=True),
-                Field(self.profile_field, "uuid", mandatory=True),
-            ),
+            self.argument,
+            {n: s.Attr(a.check, a.default, a.required, n not in self.updatable) for n, a in attrs.items()},
         )
-
-    @property
-    def update_body(self) -> Body:
-        kinds = {"name": "string", "description": "string", "enabled": "bool"}
-        return Body(self.argument, self.wrapper, tuple(Field(n, kinds[n]) for n in self.updatable))
 
     @property
     def spec(self) -> ListSpec:
@@ -101,26 +91,9 @@ class Catalog:
 
     # --- handlers ---------------------------------------------------------------------
 
-    async def list_(self, app: App, call: Call) -> Reply:
-        call.caller.check(Rule.READ)
-        listing = ListQuery(self.spec, parse_query(call.query), app.settings.pagination_max_limit)
-        async with app.read() as session:
-            page = await listing.page(session, select(self.model), call.base_url)
-        items = [select_fields(self.view(row), page.fields) for row in page.rows]
-        return Reply(200, {self.list_key: items, self.links_key: page.links})
-
-    async def get(self, app: App, call: Call) -> Reply:
-        call.caller.check(Rule.READ)
-        fields = show_fields(call.query)
-        async with app.read() as session:
-            row = await session.get(self.model, call.id)
-        if row is None:
-            raise NotFound(self.label, call.id)
-        return Reply(200, {self.wrapper: select_fields(self.view(row), fields)})
-
     async def create(self, app: App, call: Call) -> Reply:
         call.caller.check(Rule.ADMIN)
-        values = self.create_body.parse(call.body, create=True)
+        values = self.body.parse_create(call.body)
         profile_id = values[self.profile_field]
         if profile_id is None:
             raise InvalidField(self.profile_field, None, "Mandatory field missing.")
@@ -153,7 +126,7 @@ class Catalog:
 
     async def update_(self, app: App, call: Call) -> Reply:
         call.caller.check(Rule.ADMIN)
-        values = self.update_body.parse(call.body, create=False)
+        values = self.body.parse_update(call.body)
         if "enabled" in values and values["enabled"] is None:
             raise InvalidInput("None is not a valid option for enabled")
         if "name" in values and values["name"] is None:
@@ -166,10 +139,7 @@ class Catalog:
                 name = values.get("name")
                 if name is not None and name != row.name and await self._name_taken(session, name, call.id):
                     raise Conflict(f"A {self.duplicate_label} of {name} already exists.")
-                for key, value in values.items():
-                    setattr(row, key, value)
-                await session.flush()
-                item = self.view(row)
+                item = await self.applied(session, row, values)
         except IntegrityError:
             raise Conflict(f"A {self.duplicate_label} of {values.get('name')} already exists.") from None
         return Reply(200, {self.wrapper: item})
@@ -198,15 +168,6 @@ class Catalog:
             raise ObjectInUse(self.label, call.id) from None
         return Reply(204)
 
-    def handlers(self, prefix: str, plural: str | None = None) -> dict[str, Any]:
-        return {
-            f"List{plural or prefix + 's'}": self.list_,
-            f"Create{prefix}": self.create,
-            f"Get{prefix}": self.get,
-            f"Update{prefix}": self.update_,
-            f"Delete{prefix}": self.delete_,
-        }
-
 
 CATALOG = Catalog(
     model=Flavor,
@@ -218,7 +179,6 @@ CATALOG = Catalog(
     argument="flavor_",
     collection="flavors",
     list_key="flavors",
-    links_key="flavors_links",
     label="Flavor",
     duplicate_label="flavor",
     lb_column=LoadBalancer.flavor_id,

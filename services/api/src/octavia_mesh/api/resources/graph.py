@@ -18,25 +18,26 @@ from octavia_mesh.common.db.models import HealthMonitor, L7Policy, L7Rule, Liste
 
 # Objects embedded in a load balancer take their load balancer and project from it (Octavia's *SingleCreate types).
 _PARENT_KEYS = ("loadbalancer_id", "listener_id", "project_id", "tenant_id")
-_LB_ARG = "load_balancer.loadbalancer"
+_LB_ARGUMENT = "load_balancer"
+_LB_ARG = f"{_LB_ARGUMENT}.loadbalancer"
 
 
 def _embedded(schema: s.Schema, wrapper: str, argument: str) -> s.Schema:
-    return s.Schema(wrapper, argument, {k: v for k, v in schema.attrs.items() if k not in _PARENT_KEYS})
+    return schema.derive(wrapper=wrapper, argument=argument, drop=_PARENT_KEYS)
 
 
-_LISTENER = _embedded(listeners.CREATE, "listeners", _LB_ARG)
-_POOL = _embedded(pools.CREATE, "pools", _LB_ARG)
-_DEFAULT_POOL = _embedded(pools.CREATE, "default_pool", f"{_LB_ARG}.listeners")
+_LISTENER = _embedded(listeners.BODY, "listeners", _LB_ARG)
+_POOL = _embedded(pools.BODY, "pools", _LB_ARG)
+_DEFAULT_POOL = _embedded(pools.BODY, "default_pool", f"{_LB_ARG}.listeners")
 _MEMBER = _embedded(members.EMBEDDED, "members", f"{_LB_ARG}.pools")
 _MONITOR = _embedded(healthmonitors.EMBEDDED, "healthmonitor", f"{_LB_ARG}.pools")
 
 
-def _as_list(value: Any, name: str) -> list[Any]:
+def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise InvalidField(name, value, f"Value not a valid list: {value}")
+        raise s.BodyLevelError(f"Value not a valid list: {value}")
     return value
 
 
@@ -85,17 +86,27 @@ async def create_tree(
     """Add a whole tree under a new ``lb`` in the caller's transaction; returns what it uses of the quotas.
 
     Every object is validated before the transaction commits (the caller's), so a bad object anywhere leaves
-    nothing behind. Pools are created first: listeners and L7 policies refer to them by name.
+    nothing behind. A value WSME cannot convert is reported as Octavia does, on the whole load balancer body.
     """
+    try:
+        return await _create_tree(app, call, session, lb, listener_bodies, pool_bodies)
+    except s.BodyLevelError as exc:
+        raise exc.on(_LB_ARGUMENT, s.load_json(call.body)) from None
+
+
+async def _create_tree(
+    app: App, call: Call, session: AsyncSession, lb: LoadBalancer, listener_bodies: Any, pool_bodies: Any
+) -> dict[str, int]:
+    """Pools are created first: listeners and L7 policies refer to them by name."""
     counts: Counter[str] = Counter()
     known = _Pools()
-    for raw in _as_list(pool_bodies, "pools"):
+    for raw in _as_list(pool_bodies):
         known.define(raw, "pools")
     plans = []
-    for raw in _as_list(listener_bodies, "listeners"):
+    for raw in _as_list(listener_bodies):
         body = dict(_as_object(raw, "listeners"))
         default = body.pop("default_pool", None)
-        policies = _as_list(body.pop("l7policies", None), "l7policies")
+        policies = _as_list(body.pop("l7policies", None))
         plans.append(
             (
                 body,
@@ -109,24 +120,24 @@ async def create_tree(
 
     for definition in known.definitions:
         body = dict(definition)
-        member_bodies = _as_list(body.pop("members", None), "members")
+        member_bodies = _as_list(body.pop("members", None))
         monitor_body = body.pop("healthmonitor", None)
-        schema = _POOL if any(definition is d for d in _as_list(pool_bodies, "pools")) else _DEFAULT_POOL
-        pool = await pools.insert(app, call, session, lb, pools.parse_inner(schema, body, create=True))
+        schema = _POOL if any(definition is d for d in _as_list(pool_bodies)) else _DEFAULT_POOL
+        pool = await pools.insert(app, call, session, lb, schema.parse_object(body, create=True))
         known.rows[id(definition)] = pool
         counts["pool"] += 1
         if monitor_body is not None:
-            values = pools.parse_inner(_MONITOR, _as_object(monitor_body, "healthmonitor"), create=True)
+            values = _MONITOR.parse_embedded(monitor_body)
             await healthmonitors.insert(app, call, session, lb, pool, values)
             counts["health_monitor"] += 1
         for raw in member_bodies:
-            values = pools.parse_inner(_MEMBER, _as_object(raw, "members"), create=True)
+            values = _MEMBER.parse_embedded(raw)
             await members.insert(app, call, session, lb, pool, values, monitored=monitor_body is not None)
             counts["member"] += 1
     await session.flush()
 
     for body, default, policy_bodies in plans:
-        values = pools.parse_inner(_LISTENER, body, create=True)
+        values = _LISTENER.parse_object(body, create=True)
         if default is not None:
             values["default_pool_id"] = known.row_for(default).id
         listener = await listeners.insert(app, call, session, lb, values)

@@ -25,20 +25,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotFound, ValidationFailure
+from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListSpec, select_fields
-from octavia_mesh.api.resources.members import (
-    boolean,
+from octavia_mesh.api.query import (
+    Filter,
+    as_text,
     lenient_bool,
+    lenient_float,
     lenient_int,
     lenient_time,
-    list_page,
-    lock_pool,
-    no_args,
-    show_fields,
+    list_spec,
+    refuse_query_args,
+    words,
 )
-from octavia_mesh.api.resources.pools import BodyError, enum, integer, listof, parse, text, uuid_check
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import HealthMonitor, LoadBalancer, Pool, utcnow
 
@@ -55,7 +54,6 @@ EXPECTED_CODES_PATTERN = r"^(\d{3}(\s*,\s*\d{3})*)$|^(\d{3}-\d{3})$"
 _EXPECTED_CODES = re.compile(r"[0-9]{3}( *, *[0-9]{3})*|[0-9]{3}-[0-9]{3}")
 DOMAIN_NAME_PATTERN = r"^(?=.{1,253}\.?$)(?:(?!-|[^.]+_)[A-Za-z0-9-_]{1,63}(?<!-)(?:\.|$))+$"
 _DOMAIN_NAME = re.compile(DOMAIN_NAME_PATTERN)
-_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 # --- checks ------------------------------------------------------------------------
@@ -69,24 +67,24 @@ def url_path(name: str, value: Any) -> str:
         isinstance(value, str)
         and value.startswith("/")
         and not value.startswith("//")  # "//host/..." is a network-path reference
-        and not _UNSAFE.search(value)
+        and not s.has_space_or_control(value)
     ):
         return value
     raise InvalidField(name, value, "Value must be a valid URL Path string")
 
 
 def expected_codes(name: str, value: Any) -> str:
-    text(64)(name, value)
+    s.text(64)(name, value)
     if not _EXPECTED_CODES.fullmatch(value):
         raise InvalidField(name, value, f"Value should match the pattern {EXPECTED_CODES_PATTERN}")
     return value
 
 
 def domain_name(name: str, value: Any) -> str:
-    text(255)(name, value)
+    s.text(255)(name, value)
     if not value:
         raise InvalidField(name, value, "Value should have a minimum character requirement of 1")
-    if not _DOMAIN_NAME.fullmatch(value) or _UNSAFE.search(value):
+    if not _DOMAIN_NAME.fullmatch(value) or s.has_space_or_control(value):
         raise InvalidField(name, value, f"Value should match the pattern {DOMAIN_NAME_PATTERN}")
     return value
 
@@ -99,46 +97,41 @@ def http_version(name: str, value: Any) -> float:
         try:
             number = float(value)
         except ValueError:
-            raise BodyError(f"could not convert string to float: {value!r}") from None
+            raise s.BodyLevelError(f"could not convert string to float: {value!r}") from None
     else:
-        raise BodyError(f"float() argument must be a string or a real number, not '{type(value).__name__}'")
+        raise s.BodyLevelError(f"float() argument must be a string or a real number, not '{type(value).__name__}'")
     if number not in (1.0, 1.1):
         raise InvalidField(name, number, "Value should be one of: 1.0, 1.1")
     return number
 
 
-_RETRIES = integer(1, 10)
-CREATE = s.Schema(
+_RETRIES = s.integer(1, 10)
+#: HealthMonitorPOST in its declaration order (WSME reports the first bad attribute in it);
+#: HealthMonitorPUT is the same without the create-only attributes.
+BODY = s.Schema(
     "healthmonitor",
     "health_monitor_",
-    {  # HealthMonitorPOST's attribute order: WSME reports the first bad attribute in this order
-        "name": s.Attr(text(255)),
-        "type": s.Attr(enum(*TYPES), required=True, create_only=True),
-        "delay": s.Attr(integer(0, INT32), required=True),
-        "timeout": s.Attr(integer(0, INT32), required=True),
+    {
+        "name": s.Attr(s.text(255)),
+        "type": s.Attr(s.enum(*TYPES), required=True, create_only=True),
+        "delay": s.Attr(s.integer(0, INT32), required=True),
+        "timeout": s.Attr(s.integer(0, INT32), required=True),
         "max_retries_down": s.Attr(_RETRIES, default=3),
         "max_retries": s.Attr(_RETRIES, required=True),
-        "http_method": s.Attr(enum(*HTTP_METHODS)),
+        "http_method": s.Attr(s.enum(*HTTP_METHODS)),
         "url_path": s.Attr(url_path),
         "expected_codes": s.Attr(expected_codes),
-        "admin_state_up": s.Attr(boolean, default=True),
-        "project_id": s.Attr(text(36), create_only=True),
-        "tenant_id": s.Attr(text(36), create_only=True),
-        "pool_id": s.Attr(uuid_check, required=True, create_only=True),
-        "tags": s.Attr(listof(text(255))),
+        "admin_state_up": s.Attr(s.boolean, default=True),
+        "project_id": s.Attr(s.text(36), create_only=True),
+        "tenant_id": s.Attr(s.text(36), create_only=True),
+        "pool_id": s.Attr(s.uuid_value, required=True, create_only=True),
+        "tags": s.Attr(s.tag_list),
         "http_version": s.Attr(http_version),
         "domain_name": s.Attr(domain_name),
     },
 )
 #: A monitor inside a single-call create (Octavia's HealthMonitorSingleCreate: no pool or project ids).
-EMBEDDED = s.Schema(
-    "healthmonitor",
-    "health_monitor_",
-    {n: a for n, a in CREATE.attrs.items() if n not in ("pool_id", "project_id", "tenant_id")},
-)
-UPDATE = s.Schema(
-    "healthmonitor", "health_monitor_", {n: s.Attr(a.check) for n, a in CREATE.attrs.items() if not a.create_only}
-)
+EMBEDDED = BODY.derive(drop=("pool_id", "project_id", "tenant_id"))
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -276,116 +269,67 @@ def view(hm: HealthMonitor, tags: list[str]) -> dict[str, Any]:
     }
 
 
-async def views(session: AsyncSession, monitors: list[HealthMonitor]) -> list[dict[str, Any]]:
-    tags = await store.tags_of(session, [m.id for m in monitors])
-    return [view(m, tags.get(m.id, [])) for m in monitors]
+views = store.tagged_views(view)
 
 
-def _lenient_float(_name: str, value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return -1.0
-
-
-_TEXT = (
-    "id",
-    "name",
-    "project_id",
-    "pool_id",
-    "type",
-    "http_method",
-    "url_path",
-    "expected_codes",
-    "domain_name",
-    "provisioning_status",
-    "operating_status",
+_TEXT = words(
+    "id name project_id pool_id type http_method url_path expected_codes domain_name provisioning_status "
+    "operating_status"
 )
 _INTS = ("delay", "timeout", "max_retries", "max_retries_down")
-SPEC = ListSpec(
-    collection="healthmonitors",
-    id_column=HealthMonitor.id,
-    created_column=HealthMonitor.created_at,
-    filters={
-        **{n: Filter(getattr(HealthMonitor, n)) for n in _TEXT},
-        **{n: Filter(getattr(HealthMonitor, n), lenient_int) for n in _INTS},
-        "http_version": Filter(HealthMonitor.http_version, _lenient_float),
-        "admin_state_up": Filter(HealthMonitor.admin_state_up, lenient_bool),
-        # Octavia's data-model names are filters too.
+_TIMES = ("created_at", "updated_at")
+SPEC = list_spec(
+    "healthmonitors",
+    HealthMonitor,
+    # Lenient, as Octavia's: a value that cannot match matches nothing.
+    {
+        as_text: _TEXT,
+        lenient_int: _INTS,
+        lenient_time: _TIMES,
+        lenient_float: ("http_version",),
+        lenient_bool: ("admin_state_up",),
+    },
+    aliases={  # Octavia's data-model names are filters too
         "enabled": Filter(HealthMonitor.admin_state_up, lenient_bool),
         "rise_threshold": Filter(HealthMonitor.max_retries, lenient_int),
         "fall_threshold": Filter(HealthMonitor.max_retries_down, lenient_int),
-        **{n: Filter(getattr(HealthMonitor, n), lenient_time) for n in ("created_at", "updated_at")},
     },
-    sort_keys={
-        n: getattr(HealthMonitor, n)
-        for n in (*_TEXT, *_INTS, "http_version", "admin_state_up", "created_at", "updated_at")
-    },
+    unsortable=("enabled", "rise_threshold", "fall_threshold"),
+    comma_separated_fields=False,  # as Octavia: ``fields=a,b`` names one field "a,b"
 )
 
 
 # --- handlers ----------------------------------------------------------------------------------
 
 
-async def load_visible(call: Call, session: AsyncSession, rule: Rule = Rule.READ) -> HealthMonitor:
-    """The monitor named by the call, if the caller may see it (404 otherwise, 403 for writes)."""
-    hm = await session.get(HealthMonitor, call.id) if call.id else None
-    if hm is None or not call.caller.allowed(Rule.READ, hm.project_id):
-        raise NotFound(LABEL, call.id)
-    call.caller.check(rule, hm.project_id)
-    return hm
-
-
-async def list_(app: App, call: Call) -> Reply:
-    call.caller.check(Rule.READ)
-    statement = select(HealthMonitor)
-    if not call.caller.reads_everything:
-        statement = statement.where(HealthMonitor.project_id == call.caller.project_id)
-    async with app.read() as session:
-        rows, links, fields = await list_page(app, call, session, SPEC, statement)
-        items = await views(session, rows)
-    return Reply(200, {"healthmonitors": [select_fields(v, fields) for v in items], "healthmonitors_links": links})
-
-
-async def get(app: App, call: Call) -> Reply:
-    fields = show_fields(call.query)
-    async with app.read() as session:
-        (item,) = await views(session, [await load_visible(call, session)])
-    return Reply(200, {"healthmonitor": select_fields(item, fields)})
+COLLECTION = store.ProjectCollection(HealthMonitor, LABEL, "healthmonitor", SPEC, views)
 
 
 async def create(app: App, call: Call) -> Reply:
-    no_args(call.query)
-    values = parse(CREATE, call.body, create=True)
-    async with app.write() as session, session.begin():
-        pool_id = values.get("pool_id")
-        pool = await session.get(Pool, pool_id) if pool_id else None
-        if pool is None or not call.caller.allowed(Rule.READ, pool.project_id):
-            raise NotFound("Pool", str(pool_id))
-        call.caller.check(Rule.WRITE, pool.project_id)
+    refuse_query_args(call.query)
+    values = BODY.parse_create(call.body)
+    async with app.change() as session:
+        pool = await store.load_visible(session, call, Pool, values.get("pool_id"), "Pool", Rule.WRITE)
         lb = await session.get(LoadBalancer, pool.load_balancer_id)
         check_pool_type(pool.protocol, values.get("type"), values.get("delay"))
         await store.reserve_quota(app, session, lb.project_id, {"health_monitor": 1})
-        await lock_pool(session, pool)
+        await store.lock_pool(session, pool)
         hm = await insert(app, call, session, lb, pool, values)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_HEALTH_MONITOR, Op.OPERATION_CREATE, hm.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [hm])
-    app.commands_committed()
-    return Reply(201, {"healthmonitor": item})
+        return await store.view_reply(session, 201, "healthmonitor", hm, views)
 
 
 async def update_(app: App, call: Call) -> Reply:
-    no_args(call.query)
-    values = parse(UPDATE, call.body, create=False)
-    async with app.write() as session, session.begin():
-        hm = await load_visible(call, session, Rule.WRITE)
+    refuse_query_args(call.query)
+    values = BODY.parse_update(call.body)
+    async with app.change() as session:
+        hm = await store.load_visible(session, call, HealthMonitor, call.id, LABEL, Rule.WRITE)
         pool = await session.get(Pool, hm.pool_id)
         lb = await session.get(LoadBalancer, pool.load_balancer_id)
         check_update(hm, values)
         if pool.protocol in ("UDP", "SCTP"):
             check_pool_type(pool.protocol, hm.type, values.get("delay"))
-        await lock_pool(session, pool)
+        await store.lock_pool(session, pool)
         tags = values.pop("tags", None)
         for key, value in values.items():
             if key == "admin_state_up" and value is None:
@@ -396,30 +340,26 @@ async def update_(app: App, call: Call) -> Reply:
         hm.provisioning_status = store.PENDING_UPDATE
         hm.updated_at = utcnow()
         store.command(session, lb.provider, Kind.RESOURCE_KIND_HEALTH_MONITOR, Op.OPERATION_UPDATE, hm.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [hm])
-    app.commands_committed()
-    return Reply(200, {"healthmonitor": item})
+        return await store.view_reply(session, 200, "healthmonitor", hm, views)
 
 
 async def delete_(app: App, call: Call) -> Reply:
-    no_args(call.query)
-    async with app.write() as session, session.begin():
-        hm = await load_visible(call, session, Rule.WRITE)
+    refuse_query_args(call.query)
+    async with app.change() as session:
+        hm = await store.load_visible(session, call, HealthMonitor, call.id, LABEL, Rule.WRITE)
         pool = await session.get(Pool, hm.pool_id)
         lb = await session.get(LoadBalancer, pool.load_balancer_id)
-        await lock_pool(session, pool)
+        await store.lock_pool(session, pool)
         hm.provisioning_status = store.PENDING_DELETE
         hm.updated_at = utcnow()
         store.command(session, lb.provider, Kind.RESOURCE_KIND_HEALTH_MONITOR, Op.OPERATION_DELETE, hm.id, lb.id)
-    app.commands_committed()
     return Reply(204)
 
 
 HANDLERS: dict[str, Callable[[App, Call], Awaitable[Reply]]] = {
-    "ListHealthMonitors": list_,
+    "ListHealthMonitors": COLLECTION.list_,
     "CreateHealthMonitor": create,
-    "GetHealthMonitor": get,
+    "GetHealthMonitor": COLLECTION.get,
     "UpdateHealthMonitor": update_,
     "DeleteHealthMonitor": delete_,
 }

@@ -16,31 +16,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import (
-    Conflict,
-    Immutable,
-    InvalidField,
-    InvalidInput,
-    NotFound,
-    NotImplementedByProvider,
-    ValidationFailure,
-)
+from octavia_mesh.api.errors import Conflict, Immutable, InvalidField, InvalidInput, NotFound, NotImplementedByProvider
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, int_filter, parse_query, select_fields
+from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, strict_int, words
 from octavia_mesh.api.resources import l7rules
-from octavia_mesh.api.resources.l7rules import (
-    Body,
-    Field,
-    boolean,
-    choice,
-    int_choice,
-    integer,
-    tag_list,
-    text,
-    uuid_value,
-)
+from octavia_mesh.api.resources.protocols import check_protocols
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, LoadBalancer, Pool, utcnow
 
@@ -50,17 +33,6 @@ ACTIONS = (PREFIX, TO_URL, REJECT, TO_POOL)  # the order real Octavia prints the
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 MAX_POSITION = 2147483647
 URL_MAX_LENGTH = 2048  # the column's size
-
-#: Listener protocol -> pool protocols a policy may redirect to (Octavia's VALID_LISTENER_POOL_PROTOCOL_MAP).
-POOL_PROTOCOLS = {
-    "TCP": ("HTTP", "HTTPS", "PROXY", "PROXYV2", "TCP"),
-    "HTTP": ("HTTP", "PROXY", "PROXYV2"),
-    "HTTPS": ("HTTPS", "PROXY", "PROXYV2", "TCP"),
-    "TERMINATED_HTTPS": ("HTTP", "PROXY", "PROXYV2"),
-    "UDP": ("UDP",),
-    "SCTP": ("SCTP",),
-    "PROMETHEUS": (),
-}
 #: Listeners whose data plane evaluates L7 policies (Octavia's amphora driver refuses the others with a 501).
 L7_LISTENER_PROTOCOLS = ("HTTP", "TERMINATED_HTTPS")
 
@@ -82,36 +54,37 @@ def url(name: str, value: Any) -> str:
     return value
 
 
-def _fields(create: bool, single: bool = False) -> dict[str, Field]:
-    """L7PolicyPOST / L7PolicyPUT / L7PolicySingleCreate (``single``), in their declaration order."""
-    out: dict[str, Field] = {
-        "name": Field(text(255)),
-        "description": Field(text(255)),
-        "admin_state_up": Field(boolean, default=True if create else l7rules.MISSING),
+def _attrs(*, single: bool = False) -> dict[str, s.Attr]:
+    """L7PolicyPOST / L7PolicySingleCreate (``single``) in their declaration order.
+
+    L7PolicyPUT is L7PolicyPOST without the create-only attributes.
+    """
+    out = {
+        "name": s.Attr(s.text(255)),
+        "description": s.Attr(s.text(255)),
+        "admin_state_up": s.Attr(s.boolean, default=True),
     }
-    if create and not single:
-        out["project_id"] = Field(text(36))
-    out["action"] = Field(choice(*ACTIONS), mandatory=create)
+    if not single:
+        out["project_id"] = s.Attr(s.text(36), create_only=True)
+    out["action"] = s.Attr(s.enum(*ACTIONS), required=True)
     if single:  # a pool of the same tree, by name; the single-call create resolves it into redirect_pool_id
-        out["redirect_pool"] = Field(lambda _name, value: value)
+        out["redirect_pool"] = s.Attr(s.anything)
     else:
-        out["redirect_pool_id"] = Field(uuid_value)
-    out["redirect_url"] = Field(url)
-    out["redirect_prefix"] = Field(url)
-    out["position"] = Field(integer(1, MAX_POSITION))
-    if create and not single:
-        out["listener_id"] = Field(uuid_value, mandatory=True)
-    if create:
-        out["rules"] = Field(l7rules.parse_rules)
-    out["tags"] = Field(tag_list)
-    out["redirect_http_code"] = Field(int_choice(*REDIRECT_CODES))
+        out["redirect_pool_id"] = s.Attr(s.uuid_value)
+    out["redirect_url"] = s.Attr(url)
+    out["redirect_prefix"] = s.Attr(url)
+    out["position"] = s.Attr(s.integer(1, MAX_POSITION))
+    if not single:
+        out["listener_id"] = s.Attr(s.uuid_value, required=True, create_only=True)
+    out["rules"] = s.Attr(l7rules.parse_rules, create_only=True)
+    out["tags"] = s.Attr(s.tag_list)
+    out["redirect_http_code"] = s.Attr(s.int_choice(*REDIRECT_CODES))
     return out
 
 
-CREATE = Body("l7policy", "l7policy_", _fields(create=True))
-UPDATE = Body("l7policy", "l7policy_", _fields(create=False))
+BODY = s.Schema("l7policy", "l7policy_", _attrs())
 #: A policy inside a listener of the single-call load balancer create (use ``parse_embedded``).
-SINGLE_CREATE = Body("l7policies", "load_balancer", _fields(create=True, single=True))
+SINGLE_CREATE = s.Schema("l7policies", "load_balancer", _attrs(single=True))
 
 
 def _args(message: str) -> InvalidInput:
@@ -192,10 +165,7 @@ async def check_target(session: AsyncSession, listener: Listener, values: dict[s
         raise InvalidInput("Protocol PROMETHEUS listeners cannot have child objects.")
     if values.get("redirect_pool_id"):
         pool = await store.get_or_404(session, Pool, values["redirect_pool_id"], "Pool")
-        if pool.protocol not in POOL_PROTOCOLS.get(listener.protocol, ()):
-            raise ValidationFailure(
-                f"The pool protocol '{pool.protocol}' is invalid while the listener protocol is '{listener.protocol}'."
-            )
+        check_protocols(listener.protocol, pool.protocol)
 
 
 async def _check_pool_owner(session: AsyncSession, lb: LoadBalancer, pool_id: str | None) -> None:
@@ -249,12 +219,7 @@ def _place(ordered: list[L7Policy], policy: L7Policy, position: int | None) -> N
 
 def view(policy: L7Policy, tags: list[str], rule_ids: list[str], position: int) -> dict[str, Any]:
     return {
-        "id": policy.id,
-        "name": policy.name or "",
-        "description": policy.description or "",
-        "provisioning_status": policy.provisioning_status,
-        "operating_status": policy.operating_status,
-        "admin_state_up": policy.admin_state_up,
+        **store.status_view(policy),
         "project_id": policy.project_id,
         "action": policy.action,
         "listener_id": policy.listener_id,
@@ -305,24 +270,17 @@ async def views(session: AsyncSession, policies: list[L7Policy]) -> list[dict[st
     return [view(p, tags.get(p.id, []), rules[p.id], ranks.get(p.id, p.position)) for p in policies]
 
 
-_COLUMNS = tuple(
+_COLUMNS = words(
     "id name description project_id provisioning_status operating_status action listener_id redirect_pool_id "
-    "redirect_url redirect_prefix created_at updated_at".split()
+    "redirect_url redirect_prefix created_at updated_at"
 )
-SPEC = ListSpec(
-    collection="l7policies",
-    id_column=L7Policy.id,
-    created_column=L7Policy.created_at,
-    filters={
-        **{name: Filter(getattr(L7Policy, name)) for name in _COLUMNS},
-        "tenant_id": Filter(L7Policy.project_id),
-        "admin_state_up": bool_filter(L7Policy.admin_state_up),
-        "position": int_filter(L7Policy.position),
-        "redirect_http_code": int_filter(L7Policy.redirect_http_code),
-    },
-    sort_keys={
-        name: getattr(L7Policy, name) for name in (*_COLUMNS, "admin_state_up", "position", "redirect_http_code")
-    },
+_INT_COLUMNS = ("position", "redirect_http_code")
+SPEC = list_spec(
+    "l7policies",
+    L7Policy,
+    {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: ("admin_state_up",)},
+    aliases={"tenant_id": Filter(L7Policy.project_id)},
+    unsortable=("tenant_id",),
 )
 
 
@@ -334,7 +292,7 @@ async def insert(
 ) -> L7Policy:
     """Validate and add a policy (with its embedded rules) under ``listener``; returns the row.
 
-    ``values`` is a parsed :data:`CREATE` body, or a :data:`SINGLE_CREATE` one whose ``redirect_pool`` the caller
+    ``values`` is a parsed :data:`BODY` create, or a :data:`SINGLE_CREATE` one whose ``redirect_pool`` the caller
     has replaced by the new pool's ``redirect_pool_id`` (``listener_id`` is not used). Relations are checked here;
     RBAC, quota (``l7policy`` 1 + ``l7rule`` per rule), the load-balancer lock and the provider command are the
     caller's. New rows must be flushed before (a redirect pool made in the same transaction is fine).
@@ -374,65 +332,31 @@ async def insert(
 # --- handlers -----------------------------------------------------------------
 
 
-async def load_visible(session: AsyncSession, call: Call, rule: Rule = Rule.READ) -> L7Policy:
-    policy = await session.get(L7Policy, call.id) if call.id else None
-    if policy is None or not call.caller.allowed(Rule.READ, policy.project_id):
-        raise NotFound(LABEL, call.id)
-    call.caller.check(rule, policy.project_id)
-    return policy
-
-
-async def list_(app: App, call: Call) -> Reply:
-    params = parse_query(call.query)
-    call.caller.check(Rule.READ)
-    listing = ListQuery(SPEC, params, app.settings.pagination_max_limit)
-    statement = select(L7Policy)
-    if not call.caller.reads_everything:
-        statement = statement.where(L7Policy.project_id == call.caller.project_id)
-    async with app.read() as session:
-        page = await listing.page(session, statement, call.base_url)
-        items = await views(session, page.rows)
-    return Reply(200, {"l7policies": [select_fields(v, page.fields) for v in items], "l7policies_links": page.links})
-
-
-async def get(app: App, call: Call) -> Reply:
-    fields = [v for item in parse_query(call.query).get("fields", []) for v in item.split(",") if v] or None
-    async with app.read() as session:
-        (item,) = await views(session, [await load_visible(session, call)])
-    return Reply(200, {"l7policy": select_fields(item, fields)})
+COLLECTION = store.ProjectCollection(L7Policy, LABEL, "l7policy", SPEC, views)
 
 
 async def create(app: App, call: Call) -> Reply:
-    values = CREATE.parse_create(call.body)
+    values = BODY.parse_create(call.body)
     values.pop("project_id", None)  # deprecated; a policy takes its load balancer's project
-    async with app.write() as session, session.begin():
-        listener_id = values.get("listener_id")
-        listener = await session.get(Listener, listener_id) if listener_id else None
-        if listener is None:
-            raise NotFound("Listener", str(listener_id))
+    async with app.change() as session:
+        listener = await store.load_visible(session, call, Listener, values.get("listener_id"), "Listener", Rule.WRITE)
         lb = await store.get_or_404(session, LoadBalancer, listener.load_balancer_id, "Load Balancer")
-        if not call.caller.allowed(Rule.READ, lb.project_id):
-            raise NotFound("Listener", listener.id)
-        call.caller.check(Rule.WRITE, lb.project_id)
         await check_target(session, listener, values)
         rules = values.get("rules") or []
         await store.reserve_quota(app, session, lb.project_id, {"l7policy": 1, "l7rule": len(rules)})
         values = prepare(values)  # Octavia validates the arguments and rules before taking the lock
         await store.lock_load_balancer(session, lb.id)
-        await l7rules.reload(session, listener, "Listener")
+        await store.reload(session, listener, "Listener")
         policy = await insert(app, call, session, lb, listener, values)
-        l7rules.mark_pending_update(utcnow(), listener)
+        store.mark_pending_update(utcnow(), listener)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_L7_POLICY, Op.OPERATION_CREATE, policy.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [policy])
-    app.commands_committed()
-    return Reply(201, {"l7policy": item})
+        return await store.view_reply(session, 201, "l7policy", policy, views)
 
 
 async def update_(app: App, call: Call) -> Reply:
-    values = UPDATE.parse_update(call.body)
-    async with app.write() as session, session.begin():
-        policy = await load_visible(session, call, Rule.WRITE)
+    values = BODY.parse_update(call.body)
+    async with app.change() as session:
+        policy = await store.load_visible(session, call, L7Policy, call.id, LABEL, Rule.WRITE)
         listener, lb = await l7rules.parents(session, policy)
         changes = sanitize(dict(values))
         if changes.get("redirect_pool_id"):
@@ -440,8 +364,8 @@ async def update_(app: App, call: Call) -> Reply:
         if policy.provisioning_status == store.ERROR:  # an object in ERROR may only be deleted
             raise Immutable("L7Policy", policy.id)
         await store.lock_load_balancer(session, lb.id)
-        await l7rules.reload(session, policy, LABEL)
-        await l7rules.reload(session, listener, "Listener")
+        await store.reload(session, policy, LABEL)
+        await store.reload(session, listener, "Listener")
         _apply(policy, changes)
         await session.flush()
         if policy.action == TO_POOL:
@@ -453,12 +377,9 @@ async def update_(app: App, call: Call) -> Reply:
                 _place(ordered, policy, changes["position"])
         if "tags" in changes:
             await store.set_tags(session, policy.id, changes["tags"] or [])
-        l7rules.mark_pending_update(utcnow(), listener, policy)
+        store.mark_pending_update(utcnow(), listener, policy)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_L7_POLICY, Op.OPERATION_UPDATE, policy.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [policy])
-    app.commands_committed()
-    return Reply(200, {"l7policy": item})
+        return await store.view_reply(session, 200, "l7policy", policy, views)
 
 
 def _apply(policy: L7Policy, changes: dict[str, Any]) -> None:
@@ -477,12 +398,12 @@ def _apply(policy: L7Policy, changes: dict[str, Any]) -> None:
 
 
 async def delete_(app: App, call: Call) -> Reply:
-    async with app.write() as session, session.begin():
-        policy = await load_visible(session, call, Rule.WRITE)
+    async with app.change() as session:
+        policy = await store.load_visible(session, call, L7Policy, call.id, LABEL, Rule.WRITE)
         listener, lb = await l7rules.parents(session, policy)
         await store.lock_load_balancer(session, lb.id)
-        await l7rules.reload(session, policy, LABEL)
-        await l7rules.reload(session, listener, "Listener")
+        await store.reload(session, policy, LABEL)
+        await store.reload(session, listener, "Listener")
         ordered = await _survivors(session, listener.id)
         if policy in ordered:
             ordered.remove(policy)
@@ -490,16 +411,15 @@ async def delete_(app: App, call: Call) -> Reply:
         now = utcnow()
         policy.provisioning_status = store.PENDING_DELETE
         policy.updated_at = now
-        l7rules.mark_pending_update(now, listener)
+        store.mark_pending_update(now, listener)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_L7_POLICY, Op.OPERATION_DELETE, policy.id, lb.id)
-    app.commands_committed()
     return Reply(204)
 
 
 HANDLERS = {
-    "ListL7Policies": list_,
+    "ListL7Policies": COLLECTION.list_,
     "CreateL7Policy": create,
-    "GetL7Policy": get,
+    "GetL7Policy": COLLECTION.get,
     "UpdateL7Policy": update_,
     "DeleteL7Policy": delete_,
 }

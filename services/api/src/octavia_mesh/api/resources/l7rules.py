@@ -1,206 +1,41 @@
 """L7 rules: ``/v2/lbaas/l7policies/{l7policy_id}/rules``.
 
-Besides the handlers, this module holds what L7 policies reuse: the WSME-style
-body parser (:class:`Body`, whose messages match real Octavia's where the
-shared schema's differ) and :func:`check_rule`, Octavia's ``l7rule_data``
-validation plus the checks that keep rule keys and values out of HAProxy's
-syntax (Octavia lets quotes, ``#``, tabs inside quoted header values and a
-trailing newline through; any of them would split or comment out an ACL line).
+Besides the handlers, this module holds what L7 policies reuse: the rule
+bodies (a policy embeds its rules) and :func:`check_rule`, Octavia's
+``l7rule_data`` validation plus the checks that keep rule keys and values out
+of HAProxy's syntax (Octavia lets quotes, ``#``, tabs inside quoted header
+values and a trailing newline through; any of them would split or comment out
+an ACL line).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Conflict, Immutable, InvalidField, InvalidInput, NotFound
+from octavia_mesh.api.errors import Conflict, Immutable, InvalidInput, NotFound
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, parse_query, select_fields
-from octavia_mesh.api.schema import load_json
+from octavia_mesh.api.query import (
+    Filter,
+    as_text,
+    list_query,
+    list_spec,
+    page_reply,
+    select_fields,
+    show_fields,
+    strict_bool,
+    words,
+)
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, LoadBalancer, utcnow
-
-# --- WSME-style request bodies ---------------------------------------------
-
-MISSING: Any = object()
-Check = Callable[[str, Any], Any]
-
-
-class BodyLevel(InvalidInput):
-    """A conversion error WSME reports against the whole body (``Value: '<body>'``); :class:`Body` words it."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    check: Check
-    default: Any = MISSING
-    mandatory: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Body:
-    """``{wrapper: {...}}`` parsed as WSME does: declaration order, its messages, mandatory fields as ``'None'``."""
-
-    wrapper: str
-    argument: str  # the controller's parameter name, as WSME prints it: "rule_", "l7policy_"
-    fields: Mapping[str, Field]
-
-    def parse_create(self, raw: bytes) -> dict[str, Any]:
-        return self._parse(raw, create=True)
-
-    def parse_update(self, raw: bytes) -> dict[str, Any]:
-        return self._parse(raw, create=False)
-
-    def parse_embedded(self, obj: Any, path: str) -> dict[str, Any]:
-        """An object inside another body (``rules`` of a policy); ``path`` names it in messages."""
-        if not isinstance(obj, dict):
-            raise InvalidField(path.rsplit(".", 1)[-1], obj, "Value should be an object")
-        return self._values(obj, path, create=True)
-
-    def _parse(self, raw: bytes, create: bool) -> dict[str, Any]:
-        document = load_json(raw)
-        if document is None:
-            raise InvalidInput(f'Missing argument: "{self.argument}"')
-        if not isinstance(document, dict):
-            raise InvalidInput(f"Invalid input for argument {self.argument}")
-        unknown = [k for k in document if k != self.wrapper]
-        if unknown:
-            raise InvalidInput(f"Unknown attribute for argument {self.argument}: {', '.join(unknown)}")
-        if self.wrapper not in document:
-            raise InvalidInput(f'Missing argument: "{self.argument}"')
-        inner = document[self.wrapper]
-        if not isinstance(inner, dict):
-            raise InvalidInput(f"Invalid input for argument {self.argument}.{self.wrapper}")
-        try:
-            return self._values(inner, f"{self.argument}.{self.wrapper}", create)
-        except BodyLevel as exc:
-            raise InvalidInput(
-                f"Invalid input for field/attribute {self.argument}. Value: '{document}'. {exc.detail}"
-            ) from None
-
-    def _values(self, obj: dict[str, Any], path: str, create: bool) -> dict[str, Any]:
-        unknown = [k for k in obj if k not in self.fields]
-        if unknown:
-            raise InvalidInput(f"Unknown attribute for argument {path}: {', '.join(unknown)}")
-        values: dict[str, Any] = {}
-        for name, spec in self.fields.items():  # declaration order decides which error comes first
-            if name in obj:
-                values[name] = None if obj[name] is None else spec.check(name, obj[name])
-            elif create and spec.mandatory:
-                raise InvalidField(name, None, "Mandatory field missing.")
-            elif create and spec.default is not MISSING:
-                values[name] = spec.default
-        return values
-
-
-def text(max_length: int = 255, single_line: bool = False) -> Check:
-    """WSME ``StringType``; ``single_line``: Octavia's no-CR/LF pattern, without its trailing-newline gap."""
-
-    def check(name: str, value: Any) -> str:
-        if not isinstance(value, str):
-            raise InvalidField(name, value, "Value should be string")
-        if len(value) > max_length:
-            raise InvalidField(name, value, f"Value should have a maximum character requirement of {max_length}")
-        if single_line:
-            no_newline(name, value)
-        return value
-
-    return check
-
-
-def no_newline(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise InvalidField(name, value, r"Value should match the pattern ^[^\r\n]*$")
-    return value
-
-
-def choice(*choices: str) -> Check:
-    """WSME ``Enum(str)``; ``choices`` in the order real Octavia prints them."""
-
-    def check(name: str, value: Any) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise InvalidField(name, value, f"Value should be one of: {', '.join(choices)}")
-        return value
-
-    return check
-
-
-def as_int(value: Any) -> int:
-    """WSME's ``int(value)`` conversion: numeric strings, floats and booleans pass; the rest is a body-level error."""
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise BodyLevel(str(exc)) from None
-
-
-def integer(minimum: int, maximum: int) -> Check:
-    def check(name: str, value: Any) -> int:
-        number = as_int(value)
-        if number < minimum:
-            raise InvalidField(name, number, f"Value should be greater or equal to {minimum}")
-        if number > maximum:
-            raise InvalidField(name, number, f"Value should be lower or equal to {maximum}")
-        return number
-
-    return check
-
-
-def int_choice(*choices: int) -> Check:
-    def check(name: str, value: Any) -> int:
-        number = as_int(value)
-        if number not in choices:
-            raise InvalidField(name, number, f"Value should be one of: {', '.join(map(str, choices))}")
-        return number
-
-    return check
-
-
-_TRUE = ("true", "t", "yes", "y", "on", "1")
-_FALSE = ("false", "f", "no", "n", "off", "0")
-
-
-def boolean(_name: str, value: Any) -> bool:
-    """WSME's bool: JSON booleans and integers, or the exact strings it lists."""
-    if isinstance(value, bool | int):
-        return bool(value)
-    if isinstance(value, str) and value in _TRUE:
-        return True
-    if isinstance(value, str) and value in _FALSE:
-        return False
-    raise BodyLevel(f"Value not an unambiguous boolean: {value}")
-
-
-def uuid_value(name: str, value: Any) -> str:
-    try:
-        if isinstance(value, bool | dict | list):
-            raise ValueError
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise InvalidField(name, value, "Value should be UUID format") from None
-
-
-def tag_list(name: str, value: Any) -> list[str]:
-    if not isinstance(value, list):
-        raise BodyLevel(f"Value not a valid list: {value}")
-    for item in value:
-        if not isinstance(item, str):
-            raise InvalidField(name, value, "Value should be string")
-        if len(item) > 255:
-            raise InvalidField(name, value, "Value should have a maximum character requirement of 255")
-    return value
-
 
 # --- rule validation --------------------------------------------------------
 
@@ -323,33 +158,33 @@ def check_rule(rule: Mapping[str, Any], embedded: bool = False) -> None:
         raise _invalid(f"Invalid characters in {what}")
 
 
-def _fields(create: bool, single_line: bool) -> dict[str, Field]:
-    """L7RulePOST / L7RulePUT / L7RuleSingleCreate, in their declaration order."""
+def _attrs(*, single_line: bool) -> dict[str, s.Attr]:
+    """L7RulePOST / L7RuleSingleCreate in their declaration order (the PUT type drops ``project_id``)."""
     out = {
-        "type": Field(choice(*TYPES), mandatory=create),
-        "compare_type": Field(choice(*COMPARE_TYPES), mandatory=create),
-        "key": Field(text(255, single_line)),
-        "value": Field(text(255, single_line), mandatory=create),
-        "invert": Field(boolean, default=False),
-        "admin_state_up": Field(boolean, default=True),
+        "type": s.Attr(s.enum(*TYPES), required=True),
+        "compare_type": s.Attr(s.enum(*COMPARE_TYPES), required=True),
+        "key": s.Attr(s.text(255, single_line=single_line)),
+        "value": s.Attr(s.text(255, single_line=single_line), required=True),
+        "invert": s.Attr(s.boolean, default=False),
+        "admin_state_up": s.Attr(s.boolean, default=True),
     }
-    if create and single_line:
-        out["project_id"] = Field(text(36))
-    out["tags"] = Field(tag_list)
+    if single_line:  # a rule of its own, not one embedded in a policy
+        out["project_id"] = s.Attr(s.text(36))
+    out["tags"] = s.Attr(s.tag_list)
     return out
 
 
-CREATE = Body("rule", "rule_", _fields(create=True, single_line=True))
-UPDATE = Body("rule", "l7rule_", _fields(create=False, single_line=True))
+CREATE = s.Schema("rule", "rule_", _attrs(single_line=True))
+UPDATE = CREATE.derive(argument="l7rule_", drop=("project_id",))
 #: Rules embedded in a policy (``rules`` of POST /l7policies, and of a single-call tree).
-EMBEDDED = Body("rules", "l7policy_.l7policy", _fields(create=True, single_line=False))
+EMBEDDED = s.Schema("rules", "l7policy_.l7policy", _attrs(single_line=False))
 
 
 def parse_rules(_name: str, value: Any) -> list[dict[str, Any]]:
-    """The ``rules`` of a policy body (a check for :class:`Field`)."""
+    """The ``rules`` of a policy body (a check for :class:`s.Attr`)."""
     if not isinstance(value, list):
-        raise BodyLevel(f"Value not a valid list: {value}")
-    return [EMBEDDED.parse_embedded(item, "l7policy_.l7policy.rules") for item in value]
+        raise s.BodyLevelError(f"Value not a valid list: {value}")
+    return [EMBEDDED.parse_embedded(item) for item in value]
 
 
 def clean(values: dict[str, Any]) -> dict[str, Any]:
@@ -399,25 +234,16 @@ def view(rule: L7Rule, tags: list[str]) -> dict[str, Any]:
     }
 
 
-async def views(session: AsyncSession, rules: list[L7Rule]) -> list[dict[str, Any]]:
-    tags = await store.tags_of(session, [r.id for r in rules])
-    return [view(r, tags.get(r.id, [])) for r in rules]
+views = store.tagged_views(view)
 
 
-_COLUMNS = tuple(
-    "id type compare_type key value project_id provisioning_status operating_status created_at updated_at".split()
-)
-SPEC = ListSpec(
-    collection="rules",
-    id_column=L7Rule.id,
-    created_column=L7Rule.created_at,
-    filters={
-        **{name: Filter(getattr(L7Rule, name)) for name in _COLUMNS},
-        "tenant_id": Filter(L7Rule.project_id),
-        "invert": bool_filter(L7Rule.invert),
-        "admin_state_up": bool_filter(L7Rule.admin_state_up),
-    },
-    sort_keys={name: getattr(L7Rule, name) for name in (*_COLUMNS, "invert", "admin_state_up")},
+_COLUMNS = words("id type compare_type key value project_id provisioning_status operating_status created_at updated_at")
+SPEC = list_spec(
+    "rules",
+    L7Rule,
+    {as_text: _COLUMNS, strict_bool: ("invert", "admin_state_up")},
+    aliases={"tenant_id": Filter(L7Rule.project_id)},
+    unsortable=("tenant_id",),
 )
 
 
@@ -426,30 +252,13 @@ SPEC = ListSpec(
 
 async def load_policy(session: AsyncSession, call: Call, rule: Rule = Rule.READ) -> L7Policy:
     """The policy named in the path, if the caller may see it (Octavia's lookup names it ``L7Policy``)."""
-    policy = await session.get(L7Policy, call.parent_id) if call.parent_id else None
-    if policy is None or not call.caller.allowed(Rule.READ, policy.project_id):
-        raise NotFound("L7Policy", call.parent_id)
-    call.caller.check(rule, policy.project_id)
-    return policy
+    return await store.load_visible(session, call, L7Policy, call.parent_id, "L7Policy", rule)
 
 
 async def parents(session: AsyncSession, policy: L7Policy) -> tuple[Listener, LoadBalancer]:
     listener = await store.get_or_404(session, Listener, policy.listener_id, "Listener")
     lb = await store.get_or_404(session, LoadBalancer, listener.load_balancer_id, "Load Balancer")
     return listener, lb
-
-
-async def reload(session: AsyncSession, row: Any, label: str) -> None:
-    """Re-read ``row`` after the load-balancer lock (a 404 if it went away in between, never a crash)."""
-    if await session.get(type(row), row.id, populate_existing=True) is None:
-        raise NotFound(label, row.id)
-
-
-def mark_pending_update(now: Any, *rows: Any) -> None:
-    """Parents of a changed object show PENDING_UPDATE until the provider is done, as in Octavia."""
-    for row in rows:
-        row.provisioning_status = store.PENDING_UPDATE
-        row.updated_at = now
 
 
 async def _load_rule(session: AsyncSession, call: Call, policy: L7Policy) -> L7Rule:
@@ -464,7 +273,7 @@ async def _lock(session: AsyncSession, policy: L7Policy, lb: LoadBalancer) -> No
     if policy.provisioning_status != store.ACTIVE:
         raise Immutable("L7Policy", policy.id)
     await store.lock_load_balancer(session, lb.id)
-    await reload(session, policy, "L7Policy")
+    await store.reload(session, policy, "L7Policy")
     if policy.provisioning_status != store.ACTIVE:  # changed between our read and the lock
         raise Immutable("L7Policy", policy.id)
 
@@ -474,26 +283,18 @@ async def _rule_count(session: AsyncSession, policy_id: str) -> int:
     return (await session.execute(query)).scalar_one()
 
 
-def _fields_param(raw: str) -> list[str] | None:
-    values = [v for item in parse_query(raw).get("fields", []) for v in item.split(",") if v]
-    return values or None
-
-
 # --- handlers -----------------------------------------------------------------
 
 
 async def list_(app: App, call: Call) -> Reply:
-    params = parse_query(call.query)
     async with app.read() as session:
         policy = await load_policy(session, call)
-        listing = ListQuery(SPEC, params, app.settings.pagination_max_limit)
-        page = await listing.page(session, select(L7Rule).where(L7Rule.l7policy_id == policy.id), call.base_url)
-        items = await views(session, page.rows)
-    return Reply(200, {"rules": [select_fields(v, page.fields) for v in items], "rules_links": page.links})
+        statement = select(L7Rule).where(L7Rule.l7policy_id == policy.id)
+        return await page_reply(session, call, list_query(app, call, SPEC), statement, views)
 
 
 async def get(app: App, call: Call) -> Reply:
-    fields = _fields_param(call.query)  # other query arguments are ignored, as Octavia does on show
+    fields = show_fields(call.query)
     async with app.read() as session:
         policy = await load_policy(session, call)
         (item,) = await views(session, [await _load_rule(session, call, policy)])
@@ -504,7 +305,7 @@ async def create(app: App, call: Call) -> Reply:
     values = clean(CREATE.parse_create(call.body))
     values.pop("project_id", None)  # deprecated; the rule takes its load balancer's project
     tags = values.pop("tags", None) or []
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         policy = await load_policy(session, call, Rule.WRITE)
         listener, lb = await parents(session, policy)
         check_rule(values)
@@ -514,22 +315,19 @@ async def create(app: App, call: Call) -> Reply:
         await _lock(session, policy, lb)
         if await _rule_count(session, policy.id) >= MAX_RULES_PER_POLICY:  # again, now that nothing else can change
             raise Conflict(f"Too many rules on L7 policy {policy.id}")
-        await reload(session, listener, "Listener")
-        mark_pending_update(utcnow(), listener, policy)
+        await store.reload(session, listener, "Listener")
+        store.mark_pending_update(utcnow(), listener, policy)
         rule = new_row(policy, values)
         session.add(rule)
         await session.flush()
         await store.set_tags(session, rule.id, tags)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_L7_RULE, Op.OPERATION_CREATE, rule.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [rule])
-    app.commands_committed()
-    return Reply(201, {"rule": item})
+        return await store.view_reply(session, 201, "rule", rule, views)
 
 
 async def update_(app: App, call: Call) -> Reply:
     values = UPDATE.parse_update(call.body)
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         policy = await load_policy(session, call, Rule.WRITE)
         rule = await _load_rule(session, call, policy)
         listener, lb = await parents(session, policy)
@@ -538,19 +336,16 @@ async def update_(app: App, call: Call) -> Reply:
         if rule.provisioning_status == store.ERROR:  # an object in ERROR may only be deleted
             raise Immutable("L7Rule", rule.id)
         await _lock(session, policy, lb)
-        await reload(session, rule, "L7 Rule")
-        await reload(session, listener, "Listener")
+        await store.reload(session, rule, "L7 Rule")
+        await store.reload(session, listener, "Listener")
         for key in ("type", "compare_type", "key", "value", "invert", "admin_state_up"):
             setattr(rule, key, merged[key])
         if "tags" in values:
             await store.set_tags(session, rule.id, values["tags"] or [])
         now = utcnow()
-        mark_pending_update(now, listener, policy, rule)
+        store.mark_pending_update(now, listener, policy, rule)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_L7_RULE, Op.OPERATION_UPDATE, rule.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [rule])
-    app.commands_committed()
-    return Reply(200, {"rule": item})
+        return await store.view_reply(session, 200, "rule", rule, views)
 
 
 def _merge(rule: L7Rule, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -565,19 +360,18 @@ def _merge(rule: L7Rule, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def delete_(app: App, call: Call) -> Reply:
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         policy = await load_policy(session, call, Rule.WRITE)
         rule = await _load_rule(session, call, policy)
         listener, lb = await parents(session, policy)
         await _lock(session, policy, lb)
-        await reload(session, rule, "L7 Rule")
-        await reload(session, listener, "Listener")
+        await store.reload(session, rule, "L7 Rule")
+        await store.reload(session, listener, "Listener")
         now = utcnow()
-        mark_pending_update(now, listener, policy)
+        store.mark_pending_update(now, listener, policy)
         rule.provisioning_status = store.PENDING_DELETE
         rule.updated_at = now
         store.command(session, lb.provider, Kind.RESOURCE_KIND_L7_RULE, Op.OPERATION_DELETE, rule.id, lb.id)
-    app.commands_committed()
     return Reply(204)
 
 

@@ -6,7 +6,7 @@ import ipaddress
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -14,8 +14,14 @@ from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, int_filter, parse_query, select_fields
-from octavia_mesh.api.resources import pools as p
+from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, strict_int, words
+from octavia_mesh.api.resources.protocols import (
+    alpn_list,
+    check_alpn,
+    check_protocols,
+    check_tls_versions,
+    tls_defaults,
+)
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import L7Policy, Listener, ListenerStatistics, LoadBalancer, Pool, utcnow
 
@@ -25,15 +31,9 @@ PROTOCOLS = ("PROMETHEUS", "HTTP", "TCP", "SCTP", "HTTPS", "TERMINATED_HTTPS", "
 #: Protocols sharing the TCP port space: two of them cannot listen on one port (UDP and SCTP have their own).
 TCP_FAMILY = ("HTTP", "HTTPS", "TCP", "TERMINATED_HTTPS", "PROMETHEUS")
 HTTP_HEADERS = ("X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto")
-SSL_HEADERS = (
-    "X-SSL-Client-Verify",
-    "X-SSL-Client-Has-Cert",
-    "X-SSL-Client-DN",
-    "X-SSL-Client-CN",
-    "X-SSL-Issuer",
-    "X-SSL-Client-SHA1",
-    "X-SSL-Client-Not-Before",
-    "X-SSL-Client-Not-After",
+SSL_HEADERS = tuple(
+    "X-SSL-Client-Verify X-SSL-Client-Has-Cert X-SSL-Client-DN X-SSL-Client-CN X-SSL-Issuer X-SSL-Client-SHA1 "
+    "X-SSL-Client-Not-Before X-SSL-Client-Not-After".split()
 )
 TIMEOUT_MAX = 2073600000  # 24 days in milliseconds, Octavia's MAX_TIMEOUT
 TIMEOUT_DEFAULTS = {
@@ -47,21 +47,21 @@ TLS_REFS = ("default_tls_container_ref", "sni_container_refs")
 
 def _headers(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise p.BodyError(f"Value not a valid dict: {value}")
+        raise s.BodyLevelError(f"Value not a valid dict: {value}")
     for header, setting in value.items():
         if setting is None:
             continue
         if not isinstance(setting, str):
             raise InvalidField(name, value, "Value should be string")
         # The amphora writes these values into haproxy.cfg: no line breaks, no extra words.
-        p.no_space(name, setting, shown=value)
-        p.no_space(name, header, shown=value)
+        s.check_single_word(name, setting, shown=value)
+        s.check_single_word(name, header, shown=value)
     return dict(value)
 
 
 def _cidr(name: str, value: Any) -> str:
     try:
-        if not isinstance(value, str) or p._UNSAFE.search(value):
+        if not isinstance(value, str) or s.has_space_or_control(value):
             raise ValueError
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:
@@ -69,126 +69,74 @@ def _cidr(name: str, value: Any) -> str:
 
 
 def _cidrs(name: str, value: Any) -> list[str]:
-    return list(dict.fromkeys(p.listof(_cidr)(name, value)))
+    return list(dict.fromkeys(s.listof(_cidr)(name, value)))
 
 
-_REF = p.text(255, safe=True)
-_TIMEOUT = p.integer(0, TIMEOUT_MAX)
+_REF = s.text(255, single_word=True)  # container references reach the amphora's configuration
+_TIMEOUT = s.integer(0, TIMEOUT_MAX)
 
-_MUTABLE = {
-    "name": s.Attr(p.text(255), default=""),
-    "description": s.Attr(p.text(255), default=""),
-    "admin_state_up": s.Attr(p.boolean, default=True),
-    "connection_limit": s.Attr(p.integer(-1), default=-1),
-    "default_tls_container_ref": s.Attr(_REF),
-    "sni_container_refs": s.Attr(p.listof(_REF)),
-    "default_pool_id": s.Attr(p.uuid_check),
-    "insert_headers": s.Attr(_headers),
-    "timeout_client_data": s.Attr(_TIMEOUT),
-    "timeout_member_connect": s.Attr(_TIMEOUT),
-    "timeout_member_data": s.Attr(_TIMEOUT),
-    "timeout_tcp_inspect": s.Attr(_TIMEOUT),
-    "tags": s.Attr(p.listof(p.text(255))),
-    "client_ca_tls_container_ref": s.Attr(_REF),
-    "client_authentication": s.Attr(p.enum("MANDATORY", "NONE", "OPTIONAL"), default="NONE"),
-    "client_crl_container_ref": s.Attr(_REF),
-    "allowed_cidrs": s.Attr(_cidrs),
-    "tls_ciphers": s.Attr(p.text(2048, safe=True)),
-    "tls_versions": s.Attr(p.listof(p.text(32, safe=True))),
-    "alpn_protocols": s.Attr(p.choices_list(p.ALPN_PROTOCOLS, "Value should be a valid ALPN protocol ID")),
-    "hsts_max_age": s.Attr(p.integer(0)),
-    "hsts_include_subdomains": s.Attr(p.boolean, default=False),
-    "hsts_preload": s.Attr(p.boolean, default=False),
-}
-_ORDER = (  # ListenerPOST's attribute order: WSME reports the first bad or missing one in this order
-    "name",
-    "description",
-    "admin_state_up",
-    "protocol",
-    "protocol_port",
-    "connection_limit",
-    "default_tls_container_ref",
-    "sni_container_refs",
-    "project_id",
-    "tenant_id",
-    "default_pool_id",
-    "default_pool",
-    "l7policies",
-    "insert_headers",
-    "loadbalancer_id",
-)
-_CREATE_ONLY = {
-    "protocol": s.Attr(p.enum(*PROTOCOLS), required=True, create_only=True),
-    "protocol_port": s.Attr(p.integer(1, 65535), required=True, create_only=True),
-    "project_id": s.Attr(p.text(36), create_only=True),
-    "tenant_id": s.Attr(p.text(36), create_only=True),
-    "default_pool": s.Attr(s.any_value, create_only=True),
-    "l7policies": s.Attr(s.any_value, create_only=True),
-    "loadbalancer_id": s.Attr(p.uuid_check, required=True, create_only=True),
-}
-_ALL = {**_MUTABLE, **_CREATE_ONLY}
-CREATE = s.Schema(
+#: ListenerPOST in its declaration order (WSME reports the first bad or missing attribute in it);
+#: ListenerPUT is the same without the create-only attributes.
+BODY = s.Schema(
     "listener",
     "listener_",
-    {**{n: _ALL[n] for n in _ORDER}, **{n: a for n, a in _MUTABLE.items() if n not in _ORDER}},
+    {
+        "name": s.Attr(s.text(255), default=""),
+        "description": s.Attr(s.text(255), default=""),
+        "admin_state_up": s.Attr(s.boolean, default=True),
+        "protocol": s.Attr(s.enum(*PROTOCOLS), required=True, create_only=True),
+        "protocol_port": s.Attr(s.integer(1, 65535), required=True, create_only=True),
+        "connection_limit": s.Attr(s.integer(-1), default=-1),
+        "default_tls_container_ref": s.Attr(_REF),
+        "sni_container_refs": s.Attr(s.listof(_REF)),
+        "project_id": s.Attr(s.text(36), create_only=True),
+        "tenant_id": s.Attr(s.text(36), create_only=True),
+        "default_pool_id": s.Attr(s.uuid_value),
+        "default_pool": s.Attr(s.anything, create_only=True),
+        "l7policies": s.Attr(s.anything, create_only=True),
+        "insert_headers": s.Attr(_headers),
+        "loadbalancer_id": s.Attr(s.uuid_value, required=True, create_only=True),
+        "timeout_client_data": s.Attr(_TIMEOUT),
+        "timeout_member_connect": s.Attr(_TIMEOUT),
+        "timeout_member_data": s.Attr(_TIMEOUT),
+        "timeout_tcp_inspect": s.Attr(_TIMEOUT),
+        "tags": s.Attr(s.tag_list),
+        "client_ca_tls_container_ref": s.Attr(_REF),
+        "client_authentication": s.Attr(s.enum("MANDATORY", "NONE", "OPTIONAL"), default="NONE"),
+        "client_crl_container_ref": s.Attr(_REF),
+        "allowed_cidrs": s.Attr(_cidrs),
+        "tls_ciphers": s.Attr(s.text(2048, single_word=True)),
+        "tls_versions": s.Attr(s.listof(s.text(32, single_word=True))),
+        "alpn_protocols": s.Attr(alpn_list),
+        "hsts_max_age": s.Attr(s.integer(0)),
+        "hsts_include_subdomains": s.Attr(s.boolean, default=False),
+        "hsts_preload": s.Attr(s.boolean, default=False),
+    },
+    empty_update="No listener object supplied.",
 )
-UPDATE = s.Schema("listener", "listener_", {n: s.Attr(a.check) for n, a in _MUTABLE.items()})
 
-_COLUMNS = (
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "provisioning_status",
-    "operating_status",
-    "protocol",
-    "default_pool_id",
-    "default_tls_container_ref",
-    "client_ca_tls_container_ref",
-    "client_authentication",
-    "client_crl_container_ref",
-    "tls_ciphers",
-    "created_at",
-    "updated_at",
+_COLUMNS = words(
+    "id name description project_id provisioning_status operating_status protocol default_pool_id "
+    "default_tls_container_ref client_ca_tls_container_ref client_authentication client_crl_container_ref "
+    "tls_ciphers created_at updated_at"
 )
-_INT_COLUMNS = (
-    "protocol_port",
-    "connection_limit",
-    "timeout_client_data",
-    "timeout_member_connect",
-    "timeout_member_data",
-    "timeout_tcp_inspect",
-    "hsts_max_age",
+_INT_COLUMNS = words(
+    "protocol_port connection_limit timeout_client_data timeout_member_connect timeout_member_data "
+    "timeout_tcp_inspect hsts_max_age"
 )
-SPEC = ListSpec(
-    collection="listeners",
-    id_column=Listener.id,
-    created_column=Listener.created_at,
-    filters={
-        **{n: Filter(getattr(Listener, n)) for n in _COLUMNS},
-        **{n: int_filter(getattr(Listener, n)) for n in _INT_COLUMNS},
-        "tenant_id": Filter(Listener.project_id),
-        "loadbalancer_id": Filter(Listener.load_balancer_id),
-        "admin_state_up": bool_filter(Listener.admin_state_up),
-        "hsts_include_subdomains": bool_filter(Listener.hsts_include_subdomains),
-        "hsts_preload": bool_filter(Listener.hsts_preload),
-    },
-    sort_keys={
-        **{n: getattr(Listener, n) for n in _COLUMNS + _INT_COLUMNS},
-        "admin_state_up": Listener.admin_state_up,
-        "loadbalancer_id": Listener.load_balancer_id,
-    },
+_BOOL_COLUMNS = ("admin_state_up", "hsts_include_subdomains", "hsts_preload")
+SPEC = list_spec(
+    "listeners",
+    Listener,
+    {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: _BOOL_COLUMNS},
+    aliases={"tenant_id": Filter(Listener.project_id), "loadbalancer_id": Filter(Listener.load_balancer_id)},
+    unsortable=("tenant_id", "hsts_include_subdomains", "hsts_preload"),
 )
 
 
 def view(listener: Listener, tags: list[str], policy_ids: list[str]) -> dict[str, Any]:
     return {
-        "id": listener.id,
-        "name": listener.name or "",
-        "description": listener.description or "",
-        "provisioning_status": listener.provisioning_status,
-        "operating_status": listener.operating_status,
-        "admin_state_up": listener.admin_state_up,
+        **store.status_view(listener),
         "protocol": listener.protocol,
         "protocol_port": listener.protocol_port,
         "connection_limit": listener.connection_limit,
@@ -311,9 +259,9 @@ def _check_tls(values: dict[str, Any], protocol: str, row: Listener | None = Non
         )
     if protocol == "TERMINATED_HTTPS" or row is not None:
         if "tls_versions" in values and (row is None or values["tls_versions"] is not None):
-            p.check_tls_versions(values["tls_versions"])
+            check_tls_versions(values["tls_versions"])
         if "alpn_protocols" in values:
-            p.check_alpn(values["alpn_protocols"])
+            check_alpn(values["alpn_protocols"])
 
 
 async def check_port(session: AsyncSession, lb_id: str, protocol: str, port: int) -> None:
@@ -341,7 +289,7 @@ async def _default_pool(session: AsyncSession, lb_id: str, pool_id: str, protoco
     pool = await session.get(Pool, pool_id)
     if pool is None or pool.load_balancer_id != lb_id:
         raise store.NotFound("Pool", pool_id)
-    p.check_protocols(protocol, pool.protocol)
+    check_protocols(protocol, pool.protocol)
     return pool
 
 
@@ -369,9 +317,8 @@ async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, 
     if values.get("default_pool_id"):
         await _default_pool(session, lb.id, values["default_pool_id"], protocol)
     if protocol == "TERMINATED_HTTPS":  # Octavia's TLS defaults apply to TLS-terminating listeners only
-        values["tls_ciphers"] = values.get("tls_ciphers") or p.DEFAULT_CIPHERS
-        values["tls_versions"] = values.get("tls_versions") or list(p.DEFAULT_TLS_VERSIONS)
-        values["alpn_protocols"] = values.get("alpn_protocols") or list(p.DEFAULT_ALPN)
+        for key, default in tls_defaults().items():
+            values[key] = values.get(key) or default
     timeouts = {k: d if values.get(k) is None else values[k] for k, d in TIMEOUT_DEFAULTS.items()}
     listener = store.fresh(
         Listener,
@@ -409,50 +356,24 @@ async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, 
 # --- handlers ----------------------------------------------------------------
 
 
-async def load_visible(call: Call, session: AsyncSession, listener_id: str, rule: Rule = Rule.READ) -> Listener:
-    listener = await store.get_or_404(session, Listener, listener_id, LABEL)
-    if not call.caller.allowed(Rule.READ, listener.project_id):
-        raise store.NotFound(LABEL, listener_id)
-    call.caller.check(rule, listener.project_id)
-    return listener
-
-
-async def list_(app: App, call: Call) -> Reply:
-    params = parse_query(call.query)
-    call.caller.check(Rule.READ)
-    listing = ListQuery(SPEC, params, app.settings.pagination_max_limit)
-    statement = select(Listener)
-    if not call.caller.reads_everything:
-        statement = statement.where(Listener.project_id == call.caller.project_id)
-    async with app.read() as session:
-        page = await listing.page(session, statement, call.base_url)
-        items = await views(session, page.rows)
-    return Reply(200, {"listeners": [select_fields(v, page.fields) for v in items], "listeners_links": page.links})
-
-
-async def get(app: App, call: Call) -> Reply:
-    fields = p.only_fields(call.query)
-    async with app.read() as session:
-        listener = await load_visible(call, session, call.id)
-        (item,) = await views(session, [listener])
-    return Reply(200, {"listener": select_fields(item, fields)})
+COLLECTION = store.ProjectCollection(Listener, LABEL, "listener", SPEC, views)
 
 
 async def create(app: App, call: Call) -> Reply:
-    values = p.parse(CREATE, call.body, create=True)
+    values = BODY.parse_create(call.body)
     if values.get("default_pool") is not None or values.get("l7policies"):
         # Embedded children are the single-call create's business (resources/graph.py).
         raise InvalidInput("Embedded default_pool and l7policies are only supported in a load balancer create.")
-    async with app.write() as session, session.begin():
-        lb = await p.visible_lb(call, session, values["loadbalancer_id"])
+    async with app.change() as session:
+        lb_id = values["loadbalancer_id"]
+        lb = await store.load_visible(
+            session, call, LoadBalancer, lb_id, "Load Balancer", Rule.WRITE, hide_deleted=True
+        )
         listener = await insert(app, call, session, lb, values)
         await store.lock_load_balancer(session, lb.id)
         await store.reserve_quota(app, session, lb.project_id, {"listener": 1})
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LISTENER, Op.OPERATION_CREATE, listener.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [listener])
-    app.commands_committed()
-    return Reply(201, {"listener": item})
+        return await store.view_reply(session, 201, "listener", listener, views)
 
 
 def _reset_nulls(values: dict[str, Any]) -> None:
@@ -473,18 +394,16 @@ def _reset_nulls(values: dict[str, Any]) -> None:
         "description": "",
     }
     # Octavia restores the TLS defaults on null whatever the protocol (an HTTP listener gets them too).
-    defaults.update(
-        tls_ciphers=p.DEFAULT_CIPHERS, tls_versions=list(p.DEFAULT_TLS_VERSIONS), alpn_protocols=list(p.DEFAULT_ALPN)
-    )
+    defaults.update(tls_defaults())
     for key, default in defaults.items():
         if key in values and values[key] is None:
             values[key] = default
 
 
 async def update_(app: App, call: Call) -> Reply:
-    values = p.parse(UPDATE, call.body, create=False, empty="No listener object supplied.")
-    async with app.write() as session, session.begin():
-        listener = await load_visible(call, session, call.id, Rule.WRITE)
+    values = BODY.parse_update(call.body)
+    async with app.change() as session:
+        listener = await store.load_visible(session, call, Listener, call.id, LABEL, Rule.WRITE)
         lb = await session.get(LoadBalancer, listener.load_balancer_id)
         protocol = listener.protocol
         if protocol in ("UDP", "SCTP") and values.get("insert_headers"):
@@ -498,7 +417,7 @@ async def update_(app: App, call: Call) -> Reply:
                 raise InvalidInput("Protocol PROMETHEUS listeners cannot have child objects.")
             await _default_pool(session, lb.id, values["default_pool_id"], protocol)
         await store.lock_load_balancer(session, lb.id)
-        p.check_child_state(listener, "listener")
+        store.check_state(listener, "listener")
         _reset_nulls(values)
         tags = values.pop("tags", s.MISSING)
         for key, value in values.items():
@@ -508,48 +427,40 @@ async def update_(app: App, call: Call) -> Reply:
         listener.provisioning_status = store.PENDING_UPDATE
         listener.updated_at = utcnow()
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LISTENER, Op.OPERATION_UPDATE, listener.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [listener])
-    app.commands_committed()
-    return Reply(200, {"listener": item})
+        return await store.view_reply(session, 200, "listener", listener, views)
 
 
 async def delete_(app: App, call: Call) -> Reply:
-    async with app.write() as session, session.begin():
-        listener = await load_visible(call, session, call.id, Rule.WRITE)
+    async with app.change() as session:
+        listener = await store.load_visible(session, call, Listener, call.id, LABEL, Rule.WRITE)
         # The load-balancer lock first: Octavia answers "immutable" while anything under it is pending.
         await store.lock_load_balancer(session, listener.load_balancer_id)
-        p.check_child_state(listener, "listener", deleting=True)
+        store.check_state(listener, "listener", deleting=True)
         lb = await session.get(LoadBalancer, listener.load_balancer_id)
         listener.provisioning_status = store.PENDING_DELETE
         listener.updated_at = utcnow()
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LISTENER, Op.OPERATION_DELETE, listener.id, lb.id)
-    app.commands_committed()
     return Reply(204)
 
 
 async def stats(app: App, call: Call) -> Reply:
     async with app.read() as session:
-        listener = await load_visible(call, session, call.id)
-        totals = (
-            await session.execute(
-                select(
-                    func.coalesce(func.sum(ListenerStatistics.bytes_in), 0),
-                    func.coalesce(func.sum(ListenerStatistics.bytes_out), 0),
-                    func.coalesce(func.sum(ListenerStatistics.active_connections), 0),
-                    func.coalesce(func.sum(ListenerStatistics.total_connections), 0),
-                    func.coalesce(func.sum(ListenerStatistics.request_errors), 0),
-                ).where(ListenerStatistics.listener_id == listener.id)
-            )
-        ).one()
+        listener = await store.load_visible(session, call, Listener, call.id, LABEL)
+        return Reply(200, {"stats": await traffic(session, ListenerStatistics.listener_id == listener.id)})
+
+
+async def traffic(session: AsyncSession, which: ColumnElement[bool]) -> dict[str, int]:
+    """Octavia's ``stats`` document: the counters of the listener statistics rows ``which`` selects, summed."""
     keys = ("bytes_in", "bytes_out", "active_connections", "total_connections", "request_errors")
-    return Reply(200, {"stats": {k: int(v) for k, v in zip(keys, totals, strict=True)}})
+    sums = [func.coalesce(func.sum(getattr(ListenerStatistics, key)), 0) for key in keys]
+    totals = (await session.execute(select(*sums).where(which))).one()
+    return {key: int(total) for key, total in zip(keys, totals, strict=True)}
 
 
 HANDLERS = {
-    "ListListeners": list_,
+    "ListListeners": COLLECTION.list_,
     "CreateListener": create,
-    "GetListener": get,
+    "GetListener": COLLECTION.get,
     "UpdateListener": update_,
     "DeleteListener": delete_,
     "GetListenerStats": stats,

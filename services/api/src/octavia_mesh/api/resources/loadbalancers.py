@@ -14,8 +14,8 @@ from octavia_mesh.api import store, vip
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, bool_filter, parse_query, select_fields, time_filter
-from octavia_mesh.api.resources import graph
+from octavia_mesh.api.query import Filter, as_text, list_spec, parse_query, strict_bool, strict_time, words
+from octavia_mesh.api.resources import graph, listeners
 from octavia_mesh.api.resources.providers import resolve_provider
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import (
@@ -32,96 +32,53 @@ from octavia_mesh.common.db.models import (
 
 LABEL = "Load Balancer"
 
-_COMMON = {
-    "name": s.Attr(s.string(255), default=""),
-    "description": s.Attr(s.string(255), default=""),
-    "admin_state_up": s.Attr(s.boolean, default=True),
-    "vip_qos_policy_id": s.Attr(s.uuid_str),
-    "vip_sg_ids": s.Attr(s.string_list(s.uuid_str)),
-    "tags": s.Attr(s.string_list()),
-}
-CREATE = s.Schema(
+#: LoadBalancerPOST (in our attribute order); LoadBalancerPUT is the same without the create-only attributes.
+BODY = s.Schema(
     "loadbalancer",
     "load_balancer",
     {
-        **_COMMON,
-        "project_id": s.Attr(s.string(36)),
-        "tenant_id": s.Attr(s.string(36)),
-        "vip_address": s.Attr(s.ip_address),
-        "vip_port_id": s.Attr(s.uuid_str),
-        "vip_subnet_id": s.Attr(s.uuid_str),
-        "vip_network_id": s.Attr(s.uuid_str),
-        "additional_vips": s.Attr(s.any_value),
-        "provider": s.Attr(s.string(64)),
-        "flavor_id": s.Attr(s.uuid_str),
-        "availability_zone": s.Attr(s.string(255)),
-        "listeners": s.Attr(s.any_value),
-        "pools": s.Attr(s.any_value),
+        "name": s.Attr(s.text(255), default=""),
+        "description": s.Attr(s.text(255), default=""),
+        "admin_state_up": s.Attr(s.boolean, default=True),
+        "vip_qos_policy_id": s.Attr(s.uuid_value),
+        "vip_sg_ids": s.Attr(s.listof(s.uuid_value)),
+        "tags": s.Attr(s.tag_list),
+        "project_id": s.Attr(s.text(36), create_only=True),
+        "tenant_id": s.Attr(s.text(36), create_only=True),
+        "vip_address": s.Attr(s.ip_address, create_only=True),
+        "vip_port_id": s.Attr(s.uuid_value, create_only=True),
+        "vip_subnet_id": s.Attr(s.uuid_value, create_only=True),
+        "vip_network_id": s.Attr(s.uuid_value, create_only=True),
+        "additional_vips": s.Attr(s.anything, create_only=True),
+        "provider": s.Attr(s.text(64), create_only=True),
+        "flavor_id": s.Attr(s.uuid_value, create_only=True),
+        "availability_zone": s.Attr(s.text(255), create_only=True),
+        # The single-call create's tree, read by graph.create_tree.
+        "listeners": s.Attr(s.anything, create_only=True),
+        "pools": s.Attr(s.anything, create_only=True),
     },
 )
-UPDATE = s.Schema("loadbalancer", "load_balancer", _COMMON)
 
-SPEC = ListSpec(
-    collection="loadbalancers",
-    id_column=LoadBalancer.id,
-    created_column=LoadBalancer.created_at,
-    filters={
-        **{
-            name: Filter(getattr(LoadBalancer, name))
-            for name in (
-                "id",
-                "name",
-                "description",
-                "project_id",
-                "provisioning_status",
-                "operating_status",
-                "vip_address",
-                "vip_port_id",
-                "vip_subnet_id",
-                "vip_network_id",
-                "vip_qos_policy_id",
-                "provider",
-                "flavor_id",
-                "availability_zone",
-            )
-        },
-        "created_at": time_filter(LoadBalancer.created_at),
-        "updated_at": time_filter(LoadBalancer.updated_at),
-        "tenant_id": Filter(LoadBalancer.project_id),
-        "admin_state_up": bool_filter(LoadBalancer.admin_state_up),
+_TEXT_COLUMNS = words(
+    "id name description project_id provisioning_status operating_status vip_address vip_port_id vip_subnet_id "
+    "vip_network_id provider flavor_id availability_zone"
+)
+SPEC = list_spec(
+    "loadbalancers",
+    LoadBalancer,
+    {
+        as_text: (*_TEXT_COLUMNS, "vip_qos_policy_id"),
+        strict_time: ("created_at", "updated_at"),
+        strict_bool: ("admin_state_up",),
     },
-    sort_keys={
-        name: getattr(LoadBalancer, name)
-        for name in (
-            "id",
-            "name",
-            "description",
-            "project_id",
-            "provisioning_status",
-            "operating_status",
-            "admin_state_up",
-            "vip_address",
-            "vip_port_id",
-            "vip_subnet_id",
-            "vip_network_id",
-            "provider",
-            "flavor_id",
-            "availability_zone",
-            "created_at",
-            "updated_at",
-        )
-    },
+    aliases={"tenant_id": Filter(LoadBalancer.project_id)},
+    unsortable=("tenant_id", "vip_qos_policy_id"),
 )
 
 
 def view(lb: LoadBalancer, tags: list[str], listener_ids: list[str], pool_ids: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": lb.id,
-        "name": lb.name or "",
-        "description": lb.description or "",
-        "provisioning_status": lb.provisioning_status,
-        "operating_status": lb.operating_status,
-        "admin_state_up": lb.admin_state_up,
+        **store.status_view(lb),
         "project_id": lb.project_id,
         "created_at": store.timestamp(lb.created_at),
         "updated_at": store.timestamp(lb.updated_at),
@@ -168,48 +125,16 @@ async def views(session: AsyncSession, lbs: list[LoadBalancer]) -> list[dict[str
     return [view(lb, tags[lb.id], listeners[lb.id], pools[lb.id]) for lb in lbs]
 
 
-async def load_visible(app: App, call: Call, session: AsyncSession, rule: Rule = Rule.READ) -> LoadBalancer:
+async def load_visible(call: Call, session: AsyncSession, rule: Rule = Rule.READ) -> LoadBalancer:
     """The load balancer named by the call, if the caller may see it (404 otherwise, 403 for writes)."""
-    lb = await store.get_or_404(session, LoadBalancer, call.id, LABEL, hide_deleted=True)
-    if not call.caller.allowed(Rule.READ, lb.project_id):
-        raise store.NotFound(LABEL, call.id)
-    call.caller.check(rule, lb.project_id)
-    return lb
+    return await store.load_visible(session, call, LoadBalancer, call.id, LABEL, rule, hide_deleted=True)
 
 
-async def list_(app: App, call: Call) -> Reply:
-    params = parse_query(call.query)
-    call.caller.check(Rule.READ)
-    listing = ListQuery(SPEC, params, app.settings.pagination_max_limit)
-    statement = select(LoadBalancer).where(LoadBalancer.provisioning_status != store.DELETED)
-    if not call.caller.reads_everything:
-        statement = statement.where(LoadBalancer.project_id == call.caller.project_id)
-    async with app.read() as session:
-        page = await listing.page(session, statement, call.base_url)
-        items = await views(session, page.rows)
-    return Reply(
-        200, {"loadbalancers": [select_fields(v, page.fields) for v in items], "loadbalancers_links": page.links}
-    )
-
-
-async def get(app: App, call: Call) -> Reply:
-    fields = ListQuery(SPEC, _only_fields(call.query), app.settings.pagination_max_limit).fields
-    async with app.read() as session:
-        lb = await load_visible(app, call, session)
-        (item,) = await views(session, [lb])
-    return Reply(200, {"loadbalancer": select_fields(item, fields)})
-
-
-def _only_fields(raw: str) -> dict[str, list[str]]:
-    params = parse_query(raw)
-    unknown = sorted(set(params) - {"fields"})
-    if unknown:
-        raise InvalidInput(f"Invalid filter argument: {unknown[0]}")
-    return params
+COLLECTION = store.ProjectCollection(LoadBalancer, LABEL, "loadbalancer", SPEC, views, hide_deleted=True)
 
 
 async def create(app: App, call: Call) -> Reply:
-    values = CREATE.parse_create(call.body)
+    values = BODY.parse_create(call.body)
     project_id = values.pop("project_id", None) or values.pop("tenant_id", None) or call.caller.project_id
     values.pop("tenant_id", None)
     if not project_id:
@@ -227,7 +152,7 @@ async def create(app: App, call: Call) -> Reply:
     listeners, pools = values.pop("listeners", None), values.pop("pools", None)
     tags = values.pop("tags", None) or []
     lb_id = str(uuid.uuid4())
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         provider = await _provider_for(app, session, values)
         if values.get("availability_zone"):
             await _check_zone(session, values["availability_zone"])
@@ -262,7 +187,6 @@ async def create(app: App, call: Call) -> Reply:
         (item,) = await views(session, [lb])
         if listeners or pools:
             item = await graph.full_view(session, lb, item)
-    app.commands_committed()
     return Reply(201, {"loadbalancer": item})
 
 
@@ -293,9 +217,9 @@ async def _check_zone(session: AsyncSession, name: str) -> None:
 
 
 async def update_(app: App, call: Call) -> Reply:
-    values = UPDATE.parse_update(call.body)
-    async with app.write() as session, session.begin():
-        lb = await load_visible(app, call, session, Rule.WRITE)
+    values = BODY.parse_update(call.body)
+    async with app.change() as session:
+        lb = await load_visible(call, session, Rule.WRITE)
         await store.lock_load_balancer(session, lb.id, own_change=True)
         await session.refresh(lb)
         tags = values.pop("tags", None)
@@ -308,17 +232,14 @@ async def update_(app: App, call: Call) -> Reply:
         if tags is not None or "tags" in values:
             await store.set_tags(session, lb.id, tags)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_UPDATE, lb.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [lb])
-    app.commands_committed()
-    return Reply(200, {"loadbalancer": item})
+        return await store.view_reply(session, 200, "loadbalancer", lb, views)
 
 
 async def delete_(app: App, call: Call) -> Reply:
     params = parse_query(call.query)
     cascade = params.get("cascade", ["false"])[-1].lower() in ("true", "1", "yes")
-    async with app.write() as session, session.begin():
-        lb = await load_visible(app, call, session, Rule.WRITE)
+    async with app.change() as session:
+        lb = await load_visible(call, session, Rule.WRITE)
         if lb.provisioning_status not in (store.ACTIVE, store.ERROR):
             raise store.PendingState(lb.provisioning_status, "loadbalancer", lb.id)
         if not cascade:
@@ -342,33 +263,20 @@ async def delete_(app: App, call: Call) -> Reply:
         store.command(
             session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_DELETE, lb.id, lb.id, cascade=cascade
         )
-    app.commands_committed()
     return Reply(204)
 
 
 async def stats(app: App, call: Call) -> Reply:
     async with app.read() as session:
-        lb = await load_visible(app, call, session)
+        lb = await load_visible(call, session)
         listener_ids = select(Listener.id).where(Listener.load_balancer_id == lb.id).scalar_subquery()
-        totals = (
-            await session.execute(
-                select(
-                    func.coalesce(func.sum(ListenerStatistics.bytes_in), 0),
-                    func.coalesce(func.sum(ListenerStatistics.bytes_out), 0),
-                    func.coalesce(func.sum(ListenerStatistics.active_connections), 0),
-                    func.coalesce(func.sum(ListenerStatistics.total_connections), 0),
-                    func.coalesce(func.sum(ListenerStatistics.request_errors), 0),
-                ).where(ListenerStatistics.listener_id.in_(listener_ids))
-            )
-        ).one()
-    keys = ("bytes_in", "bytes_out", "active_connections", "total_connections", "request_errors")
-    return Reply(200, {"stats": {k: int(v) for k, v in zip(keys, totals, strict=True)}})
+        return Reply(200, {"stats": await listeners.traffic(session, ListenerStatistics.listener_id.in_(listener_ids))})
 
 
 async def failover(app: App, call: Call) -> Reply:
     call.caller.check(Rule.ADMIN)
-    async with app.write() as session, session.begin():
-        lb = await load_visible(app, call, session, Rule.ADMIN)
+    async with app.change() as session:
+        lb = await load_visible(call, session, Rule.ADMIN)
         result = await session.execute(
             LoadBalancer.__table__.update()
             .where(LoadBalancer.id == lb.id, LoadBalancer.provisioning_status.in_((store.ACTIVE, store.ERROR)))
@@ -377,7 +285,6 @@ async def failover(app: App, call: Call) -> Reply:
         if result.rowcount != 1:
             raise store.PendingState(lb.provisioning_status, "loadbalancer", lb.id)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_FAILOVER, lb.id, lb.id)
-    app.commands_committed()
     return Reply(202)
 
 
@@ -388,9 +295,9 @@ async def purge_tags(session: AsyncSession, ids: list[str]) -> None:
 
 
 HANDLERS = {
-    "ListLoadBalancers": list_,
+    "ListLoadBalancers": COLLECTION.list_,
     "CreateLoadBalancer": create,
-    "GetLoadBalancer": get,
+    "GetLoadBalancer": COLLECTION.get,
     "UpdateLoadBalancer": update_,
     "DeleteLoadBalancer": delete_,
     "GetLoadBalancerStats": stats,

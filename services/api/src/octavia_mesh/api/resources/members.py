@@ -19,7 +19,6 @@ Behaviour checked against Octavia 19.0.0:
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import ipaddress
 import json
@@ -27,25 +26,34 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Conflict, Immutable, InvalidField, InvalidInput, NotFound, ValidationFailure
+from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotFound, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, ListQuery, ListSpec, parse_query, select_fields
-from octavia_mesh.api.resources.pools import BodyError, integer, listof, parse, parse_inner, text, uuid_check
+from octavia_mesh.api.query import (
+    Filter,
+    as_text,
+    lenient_bool,
+    lenient_int,
+    lenient_time,
+    list_query,
+    list_spec,
+    page_reply,
+    refuse_query_args,
+    select_fields,
+    show_fields,
+    words,
+)
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db import quota
 from octavia_mesh.common.db.models import (
     Flavor,
     FlavorProfile,
     HealthMonitor,
-    L7Policy,
-    L7Rule,
-    Listener,
     LoadBalancer,
     Member,
     Pool,
@@ -57,85 +65,6 @@ LABEL = "Member"
 #: Octavia's ``[networking] reserved_ips`` default: members may not point at the metadata service.
 RESERVED_IPS = ("169.254.169.254",)
 NO_MONITOR = "NO_MONITOR"
-
-# --- WSME-faithful checks (shared with health monitors) -----------------------
-
-_TRUE = ("true", "t", "yes", "y", "on", "1")
-_FALSE = ("false", "f", "no", "n", "off", "0")
-
-
-def boolean(name: str, value: Any) -> bool:
-    """WSME's boolean: numbers convert, strings must be exactly one of its (lower-case) words."""
-    if isinstance(value, (bool, int)):
-        return bool(value)
-    if isinstance(value, str) and value in _TRUE + _FALSE:
-        return value in _TRUE
-    raise BodyError(f"Value not an unambiguous boolean: {value}")
-
-
-def ip_address(name: str, value: Any) -> str:
-    """An IPv4 or IPv6 address, kept as written (Octavia stores and compares the string)."""
-    if isinstance(value, str) and "%" not in value:
-        try:
-            ipaddress.ip_address(value)
-            return value
-        except ValueError:
-            pass
-    raise InvalidField(name, value, "Value should be IPv4 or IPv6 format")
-
-
-def no_args(query: str, allowed: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """WSME refuses query parameters a create/update/delete does not declare."""
-    params = parse_query(query)
-    for key in params:
-        if key not in allowed:
-            raise InvalidInput(f'Unknown argument: "{key}"')
-    return params
-
-
-def show_fields(query: str) -> list[str] | None:
-    """``fields`` of a show call; Octavia ignores every other parameter and does not split on commas."""
-    return parse_query(query).get("fields") or None
-
-
-def lenient_bool(_name: str, value: str) -> bool:
-    """oslo's ``bool_from_string``: anything but a true word is false (``backup=maybe`` lists non-backups)."""
-    return value.strip().lower() in _TRUE
-
-
-def lenient_int(_name: str, value: str) -> int:
-    """An integer filter; text matches nothing, as in Octavia (no 400)."""
-    try:
-        return int(value)
-    except ValueError:
-        return -(2**31)
-
-
-def lenient_time(_name: str, value: str) -> Any:
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        return dt.datetime(1, 1, 1)
-
-
-def check_list_args(params: dict[str, list[str]], spec: ListSpec) -> None:
-    """Octavia's PaginationHelper wording for a filter that is not an attribute of the resource."""
-    known = set(spec.filters) | {"limit", "marker", "page_reverse", "sort", "sort_key", "sort_dir", "fields"}
-    known |= {"tags", "tags-any", "not-tags", "not-tags-any"}
-    if any(k not in known for k in params):
-        raise InvalidInput("One or more arguments are either duplicate or invalid")
-
-
-async def list_page(
-    app: App, call: Call, session: AsyncSession, spec: ListSpec, statement: Any
-) -> tuple[list[Any], list[dict[str, str]], list[str] | None]:
-    """Run a list: Octavia's filter check, then the shared paging; ``fields`` are not split on commas."""
-    params = parse_query(call.query)
-    check_list_args(params, spec)
-    listing = ListQuery(spec, params, app.settings.pagination_max_limit)
-    page = await listing.page(session, statement, call.base_url)
-    return page.rows, page.links, params.get("fields") or None
-
 
 # --- pools reached through the member URL -------------------------------------
 
@@ -173,29 +102,6 @@ async def _member(session: AsyncSession, member_id: str, pool_id: str) -> Member
     return member
 
 
-async def affected_listeners(session: AsyncSession, pool_id: str) -> list[Listener]:
-    """Listeners that use the pool: as default pool, or through a REDIRECT_TO_POOL policy with rules."""
-    with_rules = select(L7Rule.id).where(L7Rule.l7policy_id == L7Policy.id).exists()
-    via_policy = select(L7Policy.listener_id).where(L7Policy.redirect_pool_id == pool_id, with_rules)
-    rows = await session.execute(
-        select(Listener).where(or_(Listener.default_pool_id == pool_id, Listener.id.in_(via_policy)))
-    )
-    return list(rows.scalars())
-
-
-async def lock_pool(session: AsyncSession, pool: Pool) -> None:
-    """Octavia's lock for a change under a pool: pool ACTIVE, then the load balancer, then mark the parents."""
-    if pool.provisioning_status != store.ACTIVE:
-        raise Immutable("Pool", pool.id)
-    await store.lock_load_balancer(session, pool.load_balancer_id)
-    now = utcnow()
-    pool.provisioning_status = store.PENDING_UPDATE
-    pool.updated_at = now
-    for listener in await affected_listeners(session, pool.id):
-        listener.provisioning_status = store.PENDING_UPDATE
-        listener.updated_at = now
-
-
 async def has_monitor(session: AsyncSession, pool_id: str) -> bool:
     found = await session.execute(select(HealthMonitor.id).where(HealthMonitor.pool_id == pool_id).limit(1))
     return found.first() is not None
@@ -203,61 +109,37 @@ async def has_monitor(session: AsyncSession, pool_id: str) -> bool:
 
 # --- request bodies --------------------------------------------------------------
 
-_PORT = integer(1, 65535)
-CREATE = s.Schema(
-    "member",
-    "member_",
-    {  # MemberPOST's attribute order: WSME reports the first bad attribute in this order
-        "name": s.Attr(text(255)),
-        "admin_state_up": s.Attr(boolean, default=True),
-        "address": s.Attr(ip_address, required=True, create_only=True),
-        "protocol_port": s.Attr(_PORT, required=True, create_only=True),
-        "weight": s.Attr(integer(0, 256), default=1),
-        "backup": s.Attr(boolean, default=False),
-        "subnet_id": s.Attr(uuid_check, create_only=True),
-        "project_id": s.Attr(text(36), create_only=True),
-        "tenant_id": s.Attr(text(36), create_only=True),
-        "monitor_port": s.Attr(_PORT, default=None),
-        "monitor_address": s.Attr(ip_address, default=None),
-        "tags": s.Attr(listof(text(255))),
-        "request_sriov": s.Attr(boolean, default=False, create_only=True),
-    },
-)
-UPDATE = s.Schema(
+_PORT = s.integer(1, 65535)
+#: MemberPOST in its declaration order (WSME reports the first bad attribute in it); MemberPUT is the same
+#: without the create-only attributes.
+BODY = s.Schema(
     "member",
     "member_",
     {
-        n: s.Attr(CREATE.attrs[n].check)
-        for n in ("name", "admin_state_up", "weight", "backup", "monitor_port", "monitor_address", "tags")
+        "name": s.Attr(s.text(255)),
+        "admin_state_up": s.Attr(s.boolean, default=True),
+        "address": s.Attr(s.ip_address, required=True, create_only=True),
+        "protocol_port": s.Attr(_PORT, required=True, create_only=True),
+        "weight": s.Attr(s.integer(0, 256), default=1),
+        "backup": s.Attr(s.boolean, default=False),
+        "subnet_id": s.Attr(s.uuid_value, create_only=True),
+        "project_id": s.Attr(s.text(36), create_only=True),
+        "tenant_id": s.Attr(s.text(36), create_only=True),
+        "monitor_port": s.Attr(_PORT, default=None),
+        "monitor_address": s.Attr(s.ip_address, default=None),
+        "tags": s.Attr(s.tag_list),
+        "request_sriov": s.Attr(s.boolean, default=False, create_only=True),
     },
 )
-BATCH_ITEM = s.Schema("members", "members_", CREATE.attrs)
+#: The batch update: ``{"members": [MemberPOST, ...]}``.
+BATCH = BODY.derive(wrapper="members", argument="members_")
 #: A member inside a single-call create (Octavia's MemberSingleCreate: no project ids).
-EMBEDDED = s.Schema(
-    "member", "member_", {n: a for n, a in CREATE.attrs.items() if n not in ("project_id", "tenant_id")}
-)
+EMBEDDED = BODY.derive(drop=("project_id", "tenant_id"))
 
 
 def parse_batch(raw: bytes) -> list[dict[str, Any]]:
-    """``{"members": [...]}``: every item is a full MemberPOST (mandatory address and port)."""
-    body = s.load_json(raw)
-    if not isinstance(body, dict):
-        raise InvalidInput("Invalid input for argument members_")
-    unknown = [k for k in body if k != "members"]
-    if unknown:
-        raise InvalidInput(f"Unknown attribute for argument members_: {', '.join(unknown)}")
-    if body.get("members") is None:  # Octavia answers 500 here
-        raise InvalidInput('Missing argument: "members_"')
-    try:
-        if not isinstance(body["members"], list):
-            raise BodyError(f"Value not a valid list: {body['members']}")
-        items = []
-        for item in body["members"]:
-            if not isinstance(item, dict):
-                raise BodyError(f"Value not a valid dict: {item}")
-            items.append(parse_inner(BATCH_ITEM, item, create=True))
-    except BodyError as exc:
-        raise InvalidInput(f"Invalid input for field/attribute members_. Value: '{body}'. {exc.reason}") from None
+    """Every item is a full MemberPOST (mandatory address and port)."""
+    items = BATCH.parse_list(raw)
     for values in items:
         _mandatory(values)
     return items
@@ -390,41 +272,22 @@ def view(member: Member, tags: list[str]) -> dict[str, Any]:
     }
 
 
-async def views(session: AsyncSession, members: list[Member]) -> list[dict[str, Any]]:
-    tags = await store.tags_of(session, [m.id for m in members])
-    return [view(m, tags.get(m.id, [])) for m in members]
+views = store.tagged_views(view)
 
 
-_TEXT_FILTERS = (
-    "id",
-    "name",
-    "project_id",
-    "pool_id",
-    "subnet_id",
-    "operating_status",
-    "provisioning_status",
-    "monitor_address",
-    "vnic_type",
+_TEXT_COLUMNS = words(
+    "id name project_id pool_id subnet_id operating_status provisioning_status monitor_address vnic_type address"
 )
-SPEC = ListSpec(
-    collection="members",
-    id_column=Member.id,
-    created_column=Member.created_at,
-    filters={
-        **{n: Filter(getattr(Member, n)) for n in _TEXT_FILTERS},
-        "address": Filter(Member.address),
-        "ip_address": Filter(Member.address),
-        **{n: Filter(getattr(Member, n), lenient_int) for n in ("protocol_port", "weight", "monitor_port")},
-        **{n: Filter(getattr(Member, n), lenient_bool) for n in ("backup", "admin_state_up")},
-        "enabled": Filter(Member.admin_state_up, lenient_bool),
-        **{n: Filter(getattr(Member, n), lenient_time) for n in ("created_at", "updated_at")},
-    },
-    sort_keys={
-        **{n: getattr(Member, n) for n in (*_TEXT_FILTERS, "address", "protocol_port", "weight", "monitor_port")},
-        **{n: getattr(Member, n) for n in ("backup", "admin_state_up", "created_at", "updated_at")},
-        "ip_address": Member.address,
-        "enabled": Member.admin_state_up,
-    },
+_INT_COLUMNS = ("protocol_port", "weight", "monitor_port")
+_BOOL_COLUMNS = ("backup", "admin_state_up")
+_TIME_COLUMNS = ("created_at", "updated_at")
+SPEC = list_spec(
+    "members",
+    Member,
+    # Lenient, as Octavia's: a value that cannot match matches nothing.
+    {as_text: _TEXT_COLUMNS, lenient_int: _INT_COLUMNS, lenient_bool: _BOOL_COLUMNS, lenient_time: _TIME_COLUMNS},
+    aliases={"ip_address": Filter(Member.address), "enabled": Filter(Member.admin_state_up, lenient_bool)},
+    comma_separated_fields=False,  # as Octavia: ``fields=a,b`` names one field "a,b"
 )
 
 
@@ -435,77 +298,69 @@ SPEC = ListSpec(
 async def list_(app: App, call: Call) -> Reply:
     async with app.read() as session:
         pool = await _pool(call, session)
-        rows, links, fields = await list_page(app, call, session, SPEC, select(Member).where(Member.pool_id == pool.id))
-        items = await views(session, rows)
-    return Reply(200, {"members": [select_fields(v, fields) for v in items], "members_links": links})
+        statement = select(Member).where(Member.pool_id == pool.id)
+        return await page_reply(session, call, list_query(app, call, SPEC), statement, views)
 
 
 @routed
 async def get(app: App, call: Call) -> Reply:
     async with app.read() as session:
         pool = await _pool(call, session)
-        fields = show_fields(call.query)
+        fields = show_fields(call.query, comma_separated=SPEC.comma_separated_fields)
         (item,) = await views(session, [await _member(session, call.id, pool.id)])
     return Reply(200, {"member": select_fields(item, fields)})
 
 
 @routed
 async def create(app: App, call: Call) -> Reply:
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         pool = await _pool(call, session)
-        no_args(call.query)
-        values = parse(CREATE, call.body, create=True)
+        refuse_query_args(call.query)
+        values = BODY.parse_create(call.body)
         call.caller.check(Rule.WRITE, pool.project_id)
         lb = await session.get(LoadBalancer, pool.load_balancer_id)
         await check(session, lb, values)
         await store.reserve_quota(app, session, lb.project_id, {"member": 1})
-        await lock_pool(session, pool)
+        await store.lock_pool(session, pool)
         member = await insert(app, call, session, lb, pool, values)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_MEMBER, Op.OPERATION_CREATE, member.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [member])
-    app.commands_committed()
-    return Reply(201, {"member": item})
+        return await store.view_reply(session, 201, "member", member, views)
 
 
 @routed
 async def update_(app: App, call: Call) -> Reply:
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         pool = await _pool(call, session)
-        no_args(call.query)
-        values = parse(UPDATE, call.body, create=False)
+        refuse_query_args(call.query)
+        values = BODY.parse_update(call.body)
         member = await _member(session, call.id, pool.id)
         call.caller.check(Rule.WRITE, pool.project_id)
         lb = await session.get(LoadBalancer, pool.load_balancer_id)
-        await lock_pool(session, pool)
+        await store.lock_pool(session, pool)
         _apply(member, values)
         if values.get("tags") is not None:
             await store.set_tags(session, member.id, values["tags"])
         store.command(session, lb.provider, Kind.RESOURCE_KIND_MEMBER, Op.OPERATION_UPDATE, member.id, lb.id)
-        await session.flush()
-        (item,) = await views(session, [member])
-    app.commands_committed()
-    return Reply(200, {"member": item})
+        return await store.view_reply(session, 200, "member", member, views)
 
 
 @routed
 async def delete_(app: App, call: Call) -> Reply:
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         pool = await _pool(call, session)
-        no_args(call.query)
+        refuse_query_args(call.query)
         member = await _member(session, call.id, pool.id)
         call.caller.check(Rule.WRITE, pool.project_id)
         lb = await session.get(LoadBalancer, pool.load_balancer_id)
-        await lock_pool(session, pool)
+        await store.lock_pool(session, pool)
         member.provisioning_status = store.PENDING_DELETE
         member.updated_at = utcnow()
         store.command(session, lb.provider, Kind.RESOURCE_KIND_MEMBER, Op.OPERATION_DELETE, member.id, lb.id)
-    app.commands_committed()
     return Reply(204)
 
 
 def _additive_only(query: str) -> bool:
-    values = no_args(query, ("additive_only",)).get("additive_only")
+    values = refuse_query_args(query, ("additive_only",)).get("additive_only")
     return lenient_bool("additive_only", values[-1]) if values else False
 
 
@@ -528,7 +383,7 @@ async def _reserve(app: App, session: AsyncSession, project_id: str | None, crea
 @routed
 async def batch_update(app: App, call: Call) -> Reply:
     """The desired member list of a pool, applied as one change (one command, one transaction)."""
-    async with app.write() as session, session.begin():
+    async with app.change() as session:
         pool = await _pool(call, session)
         additive = _additive_only(call.query)
         desired = parse_batch(call.body)
@@ -536,7 +391,7 @@ async def batch_update(app: App, call: Call) -> Reply:
         lb = await session.get(LoadBalancer, pool.load_balancer_id)
         if any(v.get("request_sriov") for v in desired):
             await check_sriov(session, lb)
-        await lock_pool(session, pool)
+        await store.lock_pool(session, pool)
         existing = {
             (m.address, m.protocol_port): m
             for m in (await session.execute(select(Member).where(Member.pool_id == pool.id))).scalars()
@@ -572,7 +427,6 @@ async def batch_update(app: App, call: Call) -> Reply:
             member.provisioning_status = store.PENDING_DELETE
             member.updated_at = now
         store.command(session, lb.provider, Kind.RESOURCE_KIND_MEMBER, Op.OPERATION_BATCH_UPDATE, pool.id, lb.id)
-    app.commands_committed()
     return Reply(202)
 
 

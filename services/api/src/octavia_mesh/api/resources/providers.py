@@ -1,14 +1,10 @@
 """Providers: ``/v2/lbaas/providers`` and their flavor / availability-zone capabilities.
 
 Besides the three calls, this module holds what the flavor-profile and
-availability-zone-profile handlers share with it:
-
-* the capabilities our providers accept, and the check of a profile's
-  ``flavor_data`` / ``availability_zone_data`` against them, with the
-  messages Octavia's amphora driver produces through ``jsonschema``;
-* :class:`Body`, a request-body reader that answers like WSME does for the
-  admin resources (``Value should be string``, ``Unknown attributes for
-  argument ...``, the whole-body message of a bad boolean or integer).
+availability-zone-profile handlers share with it: the capabilities our
+providers accept, and the check of a profile's ``flavor_data`` /
+``availability_zone_data`` against them, with the messages Octavia's amphora
+driver produces through ``jsonschema``.
 """
 
 from __future__ import annotations
@@ -18,11 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from octavia_mesh.api import schema as s
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import InvalidField, InvalidInput, NotImplementedByProvider
+from octavia_mesh.api.errors import InvalidInput, NotImplementedByProvider
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import parse_query, select_fields
+from octavia_mesh.api.query import parse_query, select_fields, show_fields
 
 #: Octavia's deprecated alias of the amphora provider.
 ALIASES = {"octavia": "amphora"}
@@ -144,103 +139,6 @@ def check_profile_data(app: App, provider_name: str, data: Any, *, zone: bool) -
     message = _schema_error(data, capabilities)
     if message is not None:
         raise NotImplementedByProvider(f"Provider '{provider_name}' does not support a requested option: {message}")
-
-
-# --- request bodies, as WSME reads them ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One attribute of an admin resource's body, checked like its WSME type."""
-
-    name: str
-    kind: str  # "string", "uuid", "bool" or "int"
-    max_length: int = 255
-    mandatory: bool = False
-    default: Any = s.MISSING
-    minimum: int | None = None
-    maximum: int | None = None
-
-
-_TRUE = ("true", "t", "yes", "y", "on", "1")
-_FALSE = ("false", "f", "no", "n", "off", "0")
-
-
-@dataclass(frozen=True, slots=True)
-class Body:
-    """A wrapped body ``{wrapper: {...}}`` whose controller argument is ``argument`` (``flavor_``)."""
-
-    argument: str
-    wrapper: str
-    fields: tuple[Field, ...]
-
-    def parse(self, raw: bytes, *, create: bool) -> dict[str, Any]:
-        """The attributes present (``None`` for nulls), plus defaults on create; 400 on anything malformed."""
-        body = s.load_json(raw)
-        if body is None:
-            raise InvalidInput(f'Missing argument: "{self.argument}"')
-        if not isinstance(body, dict):
-            raise InvalidInput(f"Invalid input for argument {self.argument}")
-        _unknown(body, {self.wrapper}, self.argument)
-        inner = body.get(self.wrapper)
-        if inner is None:
-            raise InvalidInput(f'Missing argument: "{self.argument}"')
-        if not isinstance(inner, dict):
-            raise InvalidInput(f"Invalid input for argument {self.argument}.{self.wrapper}")
-        _unknown(inner, {f.name for f in self.fields}, f"{self.argument}.{self.wrapper}")
-        values: dict[str, Any] = {}
-        for f in self.fields:  # in declaration order: WSME reports the first bad attribute
-            if f.name in inner:
-                value = inner[f.name]
-                values[f.name] = None if value is None else self._convert(f, value, body)
-            elif create and f.mandatory:
-                raise InvalidField(f.name, None, "Mandatory field missing.")
-            elif create and f.default is not s.MISSING:
-                values[f.name] = f.default
-        return values
-
-    def _convert(self, f: Field, value: Any, body: Any) -> Any:
-        if f.kind == "bool":
-            if isinstance(value, (bool, int)):
-                return bool(value)
-            if value in _TRUE:
-                return True
-            if value in _FALSE:
-                return False
-            # WSME's conversion errors name the argument and print the whole body.
-            raise InvalidField(self.argument, body, f"Value not an unambiguous boolean: {value}")
-        if f.kind == "int":
-            try:
-                number = int(value)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise InvalidField(self.argument, body, str(exc)) from None
-            if f.minimum is not None and number < f.minimum:
-                raise InvalidField(f.name, number, f"Value should be greater or equal to {f.minimum}")
-            if f.maximum is not None and number > f.maximum:
-                raise InvalidField(f.name, number, f"Value should be lower or equal to {f.maximum}")
-            return number
-        if f.kind == "uuid":
-            if not isinstance(value, str):
-                raise InvalidField(f.name, value, "Value should be UUID format")
-            return s.uuid_str(f.name, value)
-        if not isinstance(value, str):
-            raise InvalidField(f.name, value, "Value should be string")
-        if len(value) > f.max_length:
-            raise InvalidField(f.name, value, f"Value should have a maximum character requirement of {f.max_length}")
-        return value
-
-
-def _unknown(body: dict[str, Any], known: set[str], argument: str) -> None:
-    extra = sorted(k for k in body if k not in known)
-    if extra:
-        noun = "attributes" if len(extra) > 1 else "attribute"
-        raise InvalidInput(f"Unknown {noun} for argument {argument}: {', '.join(extra)}")
-
-
-def show_fields(raw: str) -> list[str] | None:
-    """The ``fields`` of a show call; Octavia ignores every other query argument there."""
-    values = [v for raw_value in parse_query(raw).get("fields", []) for v in raw_value.split(",") if v]
-    return values or None
 
 
 # --- handlers -------------------------------------------------------------------------

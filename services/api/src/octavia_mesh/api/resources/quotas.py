@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidField, NotFound
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import Filter, ListQuery, ListSpec, int_filter, parse_query
-from octavia_mesh.api.resources.providers import Body, Field
 from octavia_mesh.common.db import quota as quota_db
 from octavia_mesh.common.db.models import Quota
 
@@ -53,7 +53,7 @@ _APPLY_ORDER = (
     "l7rule",
 )
 
-PUT = Body("quotas", "quota", tuple(Field(name, "int", minimum=MIN_QUOTA, maximum=MAX_QUOTA) for name, _ in _ATTRS))
+PUT = s.Schema("quota", "quotas", {name: s.Attr(s.integer(MIN_QUOTA, MAX_QUOTA)) for name, _ in _ATTRS})
 
 SPEC = ListSpec(
     collection="quotas",
@@ -153,7 +153,7 @@ async def _locked_row(session: AsyncSession, project_id: str) -> Quota:
 async def update_(app: App, call: Call) -> Reply:
     project_id = _project(call)
     call.caller.check(Rule.WRITE_QUOTA, project_id)
-    values = PUT.parse(call.body, create=False)
+    values = PUT.parse_update(call.body)
     changes = {_COLUMN[name]: values[name] for name in _APPLY_ORDER if name in values}
     async with app.write() as session, session.begin():
         row = await _locked_row(session, project_id)
