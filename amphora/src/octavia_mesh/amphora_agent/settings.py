@@ -20,8 +20,9 @@ from octavia_mesh.amphora_agent.store import LONGEST_SOCKET
 
 PREFIX = "OCTAVIA_MESH_AGENT_"
 
-#: The longest unix-socket path Linux accepts (``sun_path`` is 108 bytes with its NUL).
-MAX_SOCKET_PATH = 107
+#: The longest unix-socket path HAProxy 2.8 accepts in a ``stats socket`` line (its own limit, below Linux's
+#: 107-byte ``sun_path``: it keeps room for the ``.<pid>.tmp`` name it binds first).
+MAX_SOCKET_PATH = 97
 
 
 def bundled_haproxy() -> str:

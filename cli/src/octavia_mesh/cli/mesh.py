@@ -216,10 +216,20 @@ class Mesh:
         self.supervisor.stop_all()
         stop_amphorae(self.state / "worker" / "amphorae")
 
+    def local_subnet(self) -> str:
+        """The local VIP subnet's id, asked from the edge (Neutron-style lookup)."""
+        try:
+            with urllib.request.urlopen(self.endpoint + "/v2.0/subnets", timeout=5) as response:  # noqa: S310
+                subnets = json.load(response)["subnets"]
+        except (OSError, ValueError, KeyError):
+            return "(unknown)"
+        return subnets[0]["id"] if subnets else "(none)"
+
     def banner(self) -> str:
         return (
             f"Octavia Mesh is up.\n"
             f"  REST (Octavia v2 API) and gRPC: {self.endpoint}\n"
+            f"  local VIP subnet:               {self.local_subnet()}\n"
             f"  state and logs:                 {self.state}\n\n"
             f"clouds.yaml:\n{clouds_yaml(self.endpoint)}\n"
             f"Ctrl-C stops everything."

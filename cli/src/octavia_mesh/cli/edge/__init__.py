@@ -24,6 +24,8 @@ EDGE_SERVICES = (
     "Amphorae",
 )
 PACKAGE = "octavia_mesh.lbaas.v2"
+#: The read-only Neutron lookups the CLI makes before calling Octavia, answered for the local VIP subnet.
+NEUTRON_SERVICES = ("octavia_mesh.neutron.v2.Subnets", "octavia_mesh.neutron.v2.Networks")
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -67,7 +69,7 @@ def envoy_config(
             "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             {
                 "proto_descriptor": descriptor,
-                "services": [f"{PACKAGE}.{s}" for s in EDGE_SERVICES],
+                "services": [f"{PACKAGE}.{s}" for s in EDGE_SERVICES] + list(NEUTRON_SERVICES),
                 "match_incoming_request_route": True,
                 "convert_grpc_status": True,
                 "query_param_unescape_plus": True,
@@ -104,7 +106,7 @@ def envoy_config(
                     ],
                     "routes": [
                         {
-                            "match": {"prefix": f"/{PACKAGE}."},
+                            "match": {"prefix": "/octavia_mesh."},
                             "route": {"cluster": "api", "timeout": "60s"},
                             "typed_per_filter_config": lua_off,
                         },

@@ -21,6 +21,7 @@ from octavia_mesh.api.resources import (
     listeners,
     loadbalancers,
     members,
+    networking,
     pools,
     providers,
     quotas,
@@ -47,6 +48,7 @@ from octavia_mesh.protos.lbaas.v2 import (
     quotas_pb2,
     versions_pb2,
 )
+from octavia_mesh.protos.neutron.v2 import networking_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def services(app: App) -> list[tuple[ModuleType, str, dict[str, edge.Handler]]]:
             availabilityzoneprofiles.HANDLERS,
         ),
         (amphorae_pb2, "Amphorae", amphorae.HANDLERS),
+        (networking_pb2, "Subnets", networking.SUBNET_HANDLERS),
+        (networking_pb2, "Networks", networking.NETWORK_HANDLERS),
     ]
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, ValidationFailure
+from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotImplementedByProvider, ValidationFailure
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, strict_int, words
 from octavia_mesh.api.resources.protocols import (
@@ -293,6 +293,22 @@ async def _default_pool(session: AsyncSession, lb_id: str, pool_id: str, protoco
     return pool
 
 
+#: What the amphora provider cannot serve yet, and why (answered as Octavia's "unsupported option" 501).
+AMPHORA_UNSUPPORTED = {
+    "UDP": "UDP listeners need a UDP data plane (HAProxy balances TCP only)",
+    "SCTP": "SCTP listeners need an SCTP data plane (HAProxy balances TCP only)",
+    "TERMINATED_HTTPS": "TERMINATED_HTTPS listeners need the secret store for their certificates, not there yet",
+}
+
+
+def check_provider_supports(provider: str, protocol: str) -> None:
+    """Refuse, before anything is written, what the load balancer's provider cannot serve."""
+    if provider == "amphora" and protocol in AMPHORA_UNSUPPORTED:
+        raise NotImplementedByProvider(
+            f"Provider '{provider}' does not support a requested option: {AMPHORA_UNSUPPORTED[protocol]}"
+        )
+
+
 async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, values: dict[str, Any]) -> Listener:
     """Validate a parsed listener body against ``lb`` and add its row in PENDING_CREATE.
 
@@ -304,6 +320,7 @@ async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, 
     if port is None:
         raise InvalidInput(f"{protocol} is not a valid option for protocol")
     check_headers(values.get("insert_headers"), protocol)
+    check_provider_supports(lb.provider, protocol)
     if protocol == "PROMETHEUS" and (
         values.get("default_pool_id") or values.get("default_pool") or values.get("l7policies")
     ):

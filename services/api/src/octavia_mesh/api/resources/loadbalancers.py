@@ -156,7 +156,7 @@ async def create(app: App, call: Call) -> Reply:
         provider = await _provider_for(app, session, values)
         if values.get("availability_zone"):
             await _check_zone(session, values["availability_zone"])
-        address = vip.allocate(values, lb_id)
+        address = await vip.allocate(app.settings, session, provider, values, lb_id)
         lb = store.fresh(
             LoadBalancer,
             id=lb_id,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotImplementedByProvider, ValidationFailure
+from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, words
 from octavia_mesh.api.resources.protocols import (
@@ -237,12 +237,9 @@ def _check_tls_update(values: dict[str, Any], row: Pool) -> None:
 
 
 def check_algorithm(provider: str, algorithm: str | None) -> None:
-    """Octavia's amphora provider refuses SOURCE_IP_PORT; our noop (and OVN-like) providers support it."""
-    if algorithm == "SOURCE_IP_PORT" and provider in ("amphora", "octavia"):
-        raise NotImplementedByProvider(
-            f"Provider '{provider}' does not support a requested option: Amphora provider does not support "
-            "SOURCE_IP_PORT algorithm."
-        )
+    """Every algorithm is supported: Octavia's amphora provider refuses SOURCE_IP_PORT, but ours hashes on
+    the source address and port (``balance hash src,concat(...)``)."""
+    del provider, algorithm
 
 
 async def insert(

@@ -17,8 +17,9 @@ from typing import Protocol
 
 from octavia_mesh.worker.drivers.certificates import CONTROLLER_IDENTITY, CertBundle
 
-#: The agent keeps unix sockets under its state directory, whose path it needs short.
-MAX_STATE_DIR = 80
+#: The agent keeps unix sockets under its state directory (``<dir>/run/<12 hex>.stats``), and HAProxy takes
+#: socket paths of at most 97 bytes: the state directory must stay short.
+MAX_STATE_DIR = 74
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class LocalComputeDriver:
     def __init__(self, base_dir: Path, host: str = "127.0.0.1", python: str = sys.executable) -> None:
         wanted = base_dir.resolve()
         self._base = wanted
-        if len(str(wanted)) > MAX_STATE_DIR - 14:  # keep room for "/<12 hex>" below it
+        if len(str(wanted)) > MAX_STATE_DIR - 19:  # keep room for "/<12 hex>/state" below it
             digest = hashlib.sha256(str(wanted).encode()).hexdigest()[:12]
             self._base = Path("/tmp") / f"octavia-mesh-amphorae-{digest}"
             # Whoever shuts the whole mesh down finds the amphorae through this pointer.
