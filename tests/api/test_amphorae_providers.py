@@ -57,8 +57,8 @@ AZ_CAPABILITIES = [
 
 def test_providers_and_capabilities(rest: Rest) -> None:
     providers = rest.ok("GET", PROVIDERS)["providers"]
-    assert [p["name"] for p in providers] == ["noop"] and set(providers[0]) == {"name", "description"}
-    assert rest.ok("GET", f"{PROVIDERS}?fields=name&bogus=1") == {"providers": [{"name": "noop"}]}
+    assert [p["name"] for p in providers] == ["amphora", "noop"] and set(providers[0]) == {"name", "description"}
+    assert rest.ok("GET", f"{PROVIDERS}?fields=name&bogus=1") == {"providers": [{"name": "amphora"}, {"name": "noop"}]}
     assert rest.ok("GET", f"{PROVIDERS}/noop/flavor_capabilities") == {"flavor_capabilities": FLAVOR_CAPABILITIES}
     assert rest.ok("GET", f"{PROVIDERS}/noop/availability_zone_capabilities") == {
         "availability_zone_capabilities": AZ_CAPABILITIES
@@ -76,14 +76,16 @@ def test_providers_and_capabilities(rest: Rest) -> None:
     assert repeated == {"flavor_capabilities": []}  # as Octavia: a repeated filter matches nothing
     for kind in ("flavor_capabilities", "availability_zone_capabilities"):
         assert_fault(rest.get(f"{PROVIDERS}/nope/{kind}"), 400, "Provider 'nope' is not enabled.")
-        assert_fault(rest.get(f"{PROVIDERS}/amphora/{kind}"), 400, "Provider 'amphora' is not enabled.")
+        # The amphora provider (and Octavia's deprecated alias of it) offers the same capabilities.
+        assert rest.ok("GET", f"{PROVIDERS}/amphora/{kind}") == rest.ok("GET", f"{PROVIDERS}/noop/{kind}")
+        assert rest.ok("GET", f"{PROVIDERS}/octavia/{kind}") == rest.ok("GET", f"{PROVIDERS}/noop/{kind}")
 
 
 def test_provider_rbac(secure_rest: Rest) -> None:
     project = uuid.uuid4().hex
     for roles in (("member",), ("reader",)):
         caller = secure_rest.as_(project, *roles)
-        assert [p["name"] for p in caller.ok("GET", PROVIDERS)["providers"]] == ["noop"]
+        assert [p["name"] for p in caller.ok("GET", PROVIDERS)["providers"]] == ["amphora", "noop"]
         assert_fault(caller.get(f"{PROVIDERS}/noop/flavor_capabilities"), 403, DENIED)
         assert_fault(caller.get(f"{PROVIDERS}/noop/availability_zone_capabilities"), 403, DENIED)
     assert_fault(secure_rest.as_(project).get(PROVIDERS), 403, DENIED)

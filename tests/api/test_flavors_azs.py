@@ -136,7 +136,7 @@ def test_flavor_profile_bad_input_writes_nothing(rest: Rest) -> None:
             "Value should have a maximum character requirement of 4096",
         ),
         (body(provider_name="nope"), 400, "Provider 'nope' is not enabled."),
-        (body(provider_name="amphora"), 400, "Provider 'amphora' is not enabled."),
+        (body(provider_name="ovn"), 400, "Provider 'ovn' is not enabled."),
         (body(provider_name="nope", flavor_data="bad"), 400, "bad is not a valid option for flavor_data"),
         (body(name=5), 400, "Invalid input for field/attribute name. Value: '5'. Value should be string"),
         (body(id=str(uuid.uuid4())), 400, "Unknown attribute for argument flavor_profile_.flavorprofile: id"),
