@@ -28,3 +28,4 @@ lint: sync
 
 bench: sync
 	$(UV) run python bench/api_bench.py
+	$(UV) run python bench/dataplane_bench.py
