@@ -86,6 +86,24 @@ class Rest:
         return self.wait_status(f"/v2/lbaas/loadbalancers/{lb_id}", "loadbalancer")
 
 
+def new_listener(rest: Rest, lb_id: str, port: int, protocol: str = "HTTP", **fields: Any) -> dict[str, Any]:
+    """Create a listener and wait until it and its load balancer are ACTIVE."""
+    body = {"protocol": protocol, "protocol_port": port, "loadbalancer_id": lb_id, **fields}
+    created = rest.ok("POST", "/v2/lbaas/listeners", {"listener": body})["listener"]
+    rest.wait_lb_active(lb_id)
+    return rest.wait_status(f"/v2/lbaas/listeners/{created['id']}", "listener")
+
+
+def new_pool(rest: Rest, lb_id: str, protocol: str = "HTTP", **fields: Any) -> dict[str, Any]:
+    """Create a pool (on the load balancer unless a listener is named) and wait until it is ACTIVE."""
+    body = {"protocol": protocol, "lb_algorithm": "ROUND_ROBIN", **fields}
+    if "listener_id" not in fields:
+        body["loadbalancer_id"] = lb_id
+    created = rest.ok("POST", "/v2/lbaas/pools", {"pool": body})["pool"]
+    rest.wait_lb_active(lb_id)
+    return rest.wait_status(f"/v2/lbaas/pools/{created['id']}", "pool")
+
+
 def assert_fault(response: requests.Response, status: int, message: str | None = None) -> None:
     """Octavia's fault body with ``status`` (and ``message`` as faultstring, when given)."""
     assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"

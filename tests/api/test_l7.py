@@ -118,10 +118,6 @@ def clean(env: Env) -> Any:
     env.clear()
 
 
-def engine_of(mesh: Any) -> Any:
-    return mesh_engine(mesh)
-
-
 # --- policies -------------------------------------------------------------------
 
 
@@ -188,7 +184,7 @@ def test_positions(mesh: Any, rest: Rest, clean: Env) -> None:
     assert [p["name"] for p in listing] == ["D", "A", "E", "C", "F"]
     listener = rest.ok("GET", f"{LISTENERS}/{env.listener}")["listener"]
     assert listener["l7policies"] == [{"id": ids[n]} for n in "DAEC"] + [{"id": listing[-1]["id"]}]
-    assert [p["name"] for p in rest.ok("GET", f"{L7P}?position=3")["l7policies"]] == ["E"]
+    assert [p["name"] for p in rest.ok("GET", f"{L7P}?position=3&listener_id={env.listener}")["l7policies"]] == ["E"]
     moved = rest.ok("PUT", f"{L7P}/{ids['C']}", {"l7policy": {"position": 1}})["l7policy"]
     assert moved["position"] == 1
     rest.wait_lb_active(env.lb)
@@ -203,7 +199,7 @@ def test_positions(mesh: Any, rest: Rest, clean: Env) -> None:
         assert env.positions() == {"A": 2, "C": 5, "D": 1, "E": 3, "F": 4}
     rest.wait_status(f"{L7P}/{ids['D']}", "l7policy", "DELETED")
     assert env.positions() == {"A": 1, "C": 4, "E": 2, "F": 3}
-    assert [p["name"] for p in rest.ok("GET", f"{L7P}?position=1")["l7policies"]] == ["A"]
+    assert [p["name"] for p in rest.ok("GET", f"{L7P}?position=1&listener_id={env.listener}")["l7policies"]] == ["A"]
 
 
 def test_create_action_variants(rest: Rest, clean: Env) -> None:
@@ -526,7 +522,7 @@ def test_list_filters_pagination(rest: Rest, clean: Env) -> None:
 def test_error_state(mesh: Any, rest: Rest, clean: Env) -> None:
     env = clean
     policy = env.policy(name="broken")
-    engine = engine_of(mesh)
+    engine = mesh_engine(mesh)
     with engine.begin() as conn:
         conn.execute(text("UPDATE l7policy SET provisioning_status = 'ERROR' WHERE id = :i"), {"i": policy["id"]})
     engine.dispose()

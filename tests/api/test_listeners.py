@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from support import PROJECT, Rest, assert_fault, mesh_engine, paused
+from support import PROJECT, Rest, assert_fault, mesh_engine, new_listener, new_pool, paused
 
 LISTENERS = "/v2/lbaas/listeners"
 POOLS = "/v2/lbaas/pools"
@@ -55,27 +55,6 @@ KEYS = [
     "hsts_preload",
     "tenant_id",
 ]
-
-
-def engine_of(mesh: Any) -> Any:
-    return mesh_engine(mesh)
-
-
-def new_listener(rest: Rest, lb_id: str, port: int, protocol: str = "HTTP", **fields: Any) -> dict[str, Any]:
-    """Create a listener and wait until it and its load balancer are ACTIVE."""
-    body = {"protocol": protocol, "protocol_port": port, "loadbalancer_id": lb_id, **fields}
-    created = rest.ok("POST", LISTENERS, {"listener": body})["listener"]
-    rest.wait_lb_active(lb_id)
-    return rest.wait_status(f"{LISTENERS}/{created['id']}", "listener")
-
-
-def new_pool(rest: Rest, lb_id: str, protocol: str = "HTTP", **fields: Any) -> dict[str, Any]:
-    body = {"protocol": protocol, "lb_algorithm": "ROUND_ROBIN", **fields}
-    if "listener_id" not in fields:
-        body["loadbalancer_id"] = lb_id
-    created = rest.ok("POST", POOLS, {"pool": body})["pool"]
-    rest.wait_lb_active(lb_id)
-    return rest.wait_status(f"{POOLS}/{created['id']}", "pool")
 
 
 @pytest.fixture(scope="module")
@@ -740,7 +719,7 @@ def test_stats_and_l7policies_view(mesh: Any, rest: Rest, lb: dict[str, Any]) ->
     url = f"{LISTENERS}/{listener['id']}"
     zeros = {"bytes_in": 0, "bytes_out": 0, "active_connections": 0, "total_connections": 0, "request_errors": 0}
     assert rest.ok("GET", f"{url}/stats") == {"stats": zeros}
-    engine = engine_of(mesh)
+    engine = mesh_engine(mesh)
     policy = str(uuid.uuid4())
     now = dt.datetime(2026, 1, 1)
     with engine.begin() as conn:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from support import PROJECT, Rest, assert_fault, mesh_engine, paused
+from support import PROJECT, Rest, assert_fault, mesh_engine, new_listener, new_pool, paused
 
 LISTENERS = "/v2/lbaas/listeners"
 POOLS = "/v2/lbaas/pools"
@@ -54,26 +54,6 @@ MATRIX = {
     "SCTP": ("SCTP",),
 }
 POOL_PROTOCOLS = ("HTTP", "HTTPS", "PROXY", "PROXYV2", "SCTP", "TCP", "UDP")
-
-
-def engine_of(mesh: Any) -> Any:
-    return mesh_engine(mesh)
-
-
-def new_listener(rest: Rest, lb_id: str, port: int, protocol: str = "HTTP", **fields: Any) -> dict[str, Any]:
-    body = {"protocol": protocol, "protocol_port": port, "loadbalancer_id": lb_id, **fields}
-    created = rest.ok("POST", LISTENERS, {"listener": body})["listener"]
-    rest.wait_lb_active(lb_id)
-    return rest.wait_status(f"{LISTENERS}/{created['id']}", "listener")
-
-
-def new_pool(rest: Rest, lb_id: str, protocol: str = "HTTP", **fields: Any) -> dict[str, Any]:
-    body = {"protocol": protocol, "lb_algorithm": "ROUND_ROBIN", **fields}
-    if "listener_id" not in fields:
-        body["loadbalancer_id"] = lb_id
-    created = rest.ok("POST", POOLS, {"pool": body})["pool"]
-    rest.wait_lb_active(lb_id)
-    return rest.wait_status(f"{POOLS}/{created['id']}", "pool")
 
 
 @pytest.fixture(scope="module")
@@ -523,7 +503,7 @@ def test_relations_and_l7_policy_guard(mesh: Any, rest: Rest, lb: dict[str, Any]
     pool = new_pool(rest, lb["id"])
     url = f"{POOLS}/{pool['id']}"
     assert "healthmonitor_id" not in pool and pool["listeners"] == [] and pool["members"] == []
-    engine = engine_of(mesh)
+    engine = mesh_engine(mesh)
     policy, member, monitor = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     now = dt.datetime(2026, 1, 1)
     common = {"p": PROJECT, "t": True, "c": now}
