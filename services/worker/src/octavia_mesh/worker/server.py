@@ -21,6 +21,7 @@ from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environme
 from octavia_mesh.worker.haproxy.view import connection_cap
 from octavia_mesh.worker.providers.amphora import AmphoraDeps, AmphoraProvider
 from octavia_mesh.worker.providers.noop import NoopProvider
+from octavia_mesh.worker.reconcile import rebuild_lost_amphorae
 from octavia_mesh.worker.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -90,12 +91,13 @@ async def serve(settings: WorkerSettings) -> None:
     _, write = session_factories(engine)
     nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-worker")
     await commands.ensure_stream(js)
-    consumers = [
-        CommandConsumer(js, write, provider, settings.batch_size, settings.ack_wait_s)
-        for provider in build_providers(settings, write)
-    ]
+    providers = build_providers(settings, write)
+    consumers = [CommandConsumer(js, write, p, settings.batch_size, settings.ack_wait_s) for p in providers]
     for consumer in consumers:
         await consumer.start()
+    for provider in providers:
+        if isinstance(provider, AmphoraProvider):
+            await rebuild_lost_amphorae(write, provider.deps.compute)
     server = grpc.aio.server()
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
