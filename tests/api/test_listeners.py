@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from support import PROJECT, Rest, assert_fault, mesh_engine, new_listener, new_pool, paused
+from tls_material import tls_refs
 
 LISTENERS = "/v2/lbaas/listeners"
 POOLS = "/v2/lbaas/pools"
@@ -177,13 +178,14 @@ def test_duplicate_ports(rest: Rest, lb: dict[str, Any]) -> None:
 
 
 def test_protocols_and_tls_defaults(rest: Rest, lb: dict[str, Any]) -> None:
+    refs = tls_refs(rest.base_url)
     term = new_listener(
         rest,
         lb["id"],
         443,
         "TERMINATED_HTTPS",
-        default_tls_container_ref="http://barbican/v1/containers/abc",
-        sni_container_refs=["http://barbican/v1/containers/sni"],
+        default_tls_container_ref=refs.pkcs12,
+        sni_container_refs=[refs.container],
         insert_headers={"X-Forwarded-For": "true", "X-SSL-Client-DN": "true"},
         hsts_max_age=31536000,
         hsts_include_subdomains=True,
@@ -191,14 +193,14 @@ def test_protocols_and_tls_defaults(rest: Rest, lb: dict[str, Any]) -> None:
     assert term["tls_ciphers"] == CIPHERS
     assert term["tls_versions"] == ["TLSv1.2", "TLSv1.3"]
     assert term["alpn_protocols"] == ["h2", "http/1.1", "http/1.0"]
-    assert term["sni_container_refs"] == ["http://barbican/v1/containers/sni"]
+    assert term["sni_container_refs"] == [refs.container]
     assert term["hsts_max_age"] == 31536000 and term["hsts_include_subdomains"] and not term["hsts_preload"]
     custom = new_listener(
         rest,
         lb["id"],
         444,
         "TERMINATED_HTTPS",
-        default_tls_container_ref="ref",
+        default_tls_container_ref=refs.container,
         tls_versions=["TLSv1.3"],
         alpn_protocols=["h2"],
         tls_ciphers="ECDHE-RSA-AES128-GCM-SHA256",
@@ -590,7 +592,9 @@ def test_update(rest: Rest, lb: dict[str, Any]) -> None:
     assert empty["provisioning_status"] == "PENDING_UPDATE"
     rest.wait_lb_active(lb["id"])
 
-    term = new_listener(rest, lb["id"], 5001, "TERMINATED_HTTPS", default_tls_container_ref="ref")
+    term = new_listener(
+        rest, lb["id"], 5001, "TERMINATED_HTTPS", default_tls_container_ref=tls_refs(rest.base_url).pkcs12
+    )
     udp = new_listener(rest, lb["id"], 5002, "UDP")
     faults = [
         (url, {"protocol_port": 81}, "Unknown attribute for argument listener_.listener: protocol_port"),

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from support import PROJECT, Rest, assert_fault, mesh_engine, new_listener, new_pool, paused
+from tls_material import tls_refs
 
 LISTENERS = "/v2/lbaas/listeners"
 POOLS = "/v2/lbaas/pools"
@@ -157,7 +158,7 @@ def test_protocol_matrix(rest: Rest) -> None:
             ("HTTP", {}),
             ("HTTPS", {}),
             ("TCP", {}),
-            ("TERMINATED_HTTPS", {"default_tls_container_ref": "ref"}),
+            ("TERMINATED_HTTPS", {"default_tls_container_ref": tls_refs(rest.base_url).pkcs12}),
             ("UDP", {}),
             ("SCTP", {}),
             ("PROMETHEUS", {}),
@@ -235,10 +236,11 @@ def test_session_persistence_and_tls(rest: Rest, lb: dict[str, Any]) -> None:
     assert cookie["session_persistence"]["type"] == "HTTP_COOKIE" and cookie["lb_algorithm"] == "LEAST_CONNECTIONS"
     # The noop provider supports SOURCE_IP_PORT (Octavia's amphora provider answers 501).
     assert new_pool(rest, lb["id"], lb_algorithm="SOURCE_IP_PORT")["lb_algorithm"] == "SOURCE_IP_PORT"
-    tls = new_pool(rest, lb["id"], tls_enabled=True, tls_container_ref="http://barbican/c", admin_state_up=None)
+    client_cert = tls_refs(rest.base_url).pkcs12
+    tls = new_pool(rest, lb["id"], tls_enabled=True, tls_container_ref=client_cert, admin_state_up=None)
     assert tls["tls_enabled"] is True and tls["tls_ciphers"] == CIPHERS and tls["admin_state_up"] is False
     assert tls["tls_versions"] == ["TLSv1.2", "TLSv1.3"] and tls["alpn_protocols"] == ["h2", "http/1.1", "http/1.0"]
-    assert tls["tls_container_ref"] == "http://barbican/c"
+    assert tls["tls_container_ref"] == client_cert
     # Without re-encryption the lists are stored as given, unchecked (as Octavia does).
     plain = new_pool(rest, lb["id"], tls_versions=["TLSv9"], alpn_protocols=[])
     assert plain["tls_versions"] == ["TLSv9"] and plain["alpn_protocols"] == [] and plain["tls_ciphers"] is None

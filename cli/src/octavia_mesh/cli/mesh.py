@@ -97,6 +97,7 @@ def clouds_yaml(endpoint: str) -> str:
         "  octavia-mesh:\n"
         "    auth_type: none\n"
         "    load_balancer_endpoint_override: " + endpoint + "\n"
+        "    key_manager_endpoint_override: " + endpoint + "/v1\n"
         "    # for the openstack CLI: export OS_CLOUD=octavia-mesh\n"
     )
 
@@ -159,6 +160,8 @@ class Mesh:
             if migrate.returncode != 0:
                 raise LaunchError(f"database migration failed:\n{migrate.stderr.strip()[-2000:]}")
             shared = {"OCTAVIA_MESH_DATABASE_URL": database_url, "OCTAVIA_MESH_NATS_URL": nats_url or ""}
+            # One key file for the secret store: the API encrypts with it, the worker decrypts certificates.
+            secret_key_file = str(self.state / "secret.key")
             api_port, worker_port, admin_port = free_port(), free_port(), free_port()
             api = self.supervisor.start(
                 "api",
@@ -170,6 +173,7 @@ class Mesh:
                     "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
                     "OCTAVIA_MESH_API_DEFAULT_PROVIDER_DRIVER": opts.default_provider,
                     "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
+                    "OCTAVIA_MESH_API_SECRET_KEY_FILE": secret_key_file,
                 },
             )
             worker = self.supervisor.start(
@@ -179,6 +183,7 @@ class Mesh:
                     **shared,
                     "OCTAVIA_MESH_WORKER_GRPC_LISTEN": f"127.0.0.1:{worker_port}",
                     "OCTAVIA_MESH_WORKER_STATE_DIR": str(self.state / "worker"),
+                    "OCTAVIA_MESH_WORKER_SECRET_KEY_FILE": secret_key_file,
                 },
             )
             self.grpc_targets = {"api": f"127.0.0.1:{api_port}", "worker": f"127.0.0.1:{worker_port}"}

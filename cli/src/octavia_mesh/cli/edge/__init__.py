@@ -26,6 +26,8 @@ EDGE_SERVICES = (
 PACKAGE = "octavia_mesh.lbaas.v2"
 #: The read-only Neutron lookups the CLI makes before calling Octavia, answered for the local VIP subnet.
 NEUTRON_SERVICES = ("octavia_mesh.neutron.v2.Subnets", "octavia_mesh.neutron.v2.Networks")
+#: The local secret store (Barbican v1's secrets and containers) that TLS listeners and pools refer to.
+KEYMANAGER_SERVICES = tuple(f"octavia_mesh.keymanager.v1.{s}" for s in ("KeyManagerVersions", "Secrets", "Containers"))
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -69,7 +71,9 @@ def envoy_config(
             "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             {
                 "proto_descriptor": descriptor,
-                "services": [f"{PACKAGE}.{s}" for s in EDGE_SERVICES] + list(NEUTRON_SERVICES),
+                "services": [f"{PACKAGE}.{s}" for s in EDGE_SERVICES]
+                + list(NEUTRON_SERVICES)
+                + list(KEYMANAGER_SERVICES),
                 "match_incoming_request_route": True,
                 "convert_grpc_status": True,
                 "query_param_unescape_plus": True,

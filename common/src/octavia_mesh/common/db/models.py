@@ -341,3 +341,45 @@ class VipAllocation(Base):
     subnet_id: Mapped[str] = mapped_column(ID, primary_key=True)
     address: Mapped[str] = mapped_column(String(64), primary_key=True)
     load_balancer_id: Mapped[str] = mapped_column(ID, index=True)
+
+
+class Secret(Base):
+    """A secret of the local key manager (the Barbican v1 subset served at ``/v1/secrets``).
+
+    ``encrypted_payload`` is a Fernet token bound to the row's id (``octavia_mesh.common.secrets``); the
+    keys are never stored here. ``content_type`` is the normalized ``text/plain`` or
+    ``application/octet-stream``, ``None`` while the secret has no payload.
+    """
+
+    __tablename__ = "secret"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    secret_type: Mapped[str] = mapped_column(String(80), default="opaque")
+    algorithm: Mapped[str | None] = mapped_column(String(255))
+    bit_length: Mapped[int | None] = mapped_column(Integer)
+    mode: Mapped[str | None] = mapped_column(String(255))
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    encrypted_payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expiration: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class SecretContainer(Base):
+    """A named group of one project's secrets (``/v1/containers``): ``certificate``, ``generic`` or ``rsa``.
+
+    ``secret_refs`` lists ``{"name": ..., "secret_id": ...}`` in the order given; references are built
+    from the ids when shown, with the host the client called.
+    """
+
+    __tablename__ = "secret_container"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16))
+    secret_refs: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

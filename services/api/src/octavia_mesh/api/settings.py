@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from octavia_mesh.api.policy import AuthStrategy
@@ -46,6 +47,18 @@ class ApiSettings:
         default="0c5b7e3a-9d2f-4b6e-8a1c-3e5f7a9b1d20", metadata={"help": "id of the local VIP subnet's network"}
     )
     local_vip_cidr: str = field(default="127.226.0.0/16", metadata={"help": "addresses of the local VIP subnet"})
+    secret_key_file: str = field(
+        default="octavia-mesh-secret.key",
+        metadata={
+            "help": "Fernet keys of the local secret store, one a line, the first encrypts (created mode 0600 "
+            "with a fresh key when missing); the worker must read the same keys"
+        },
+    )
+    secret_keys: tuple[str, ...] = field(
+        default=(),
+        repr=False,
+        metadata={"help": "comma-separated Fernet keys, the first encrypts; used instead of the key file"},
+    )
     quota_load_balancer: int = field(default=-1, metadata={"help": "default load-balancer quota (-1 unlimited)"})
     quota_listener: int = field(default=-1, metadata={"help": "default listener quota"})
     quota_pool: int = field(default=-1, metadata={"help": "default pool quota"})
@@ -74,4 +87,10 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> ApiSettings:
-        return from_env(cls, PREFIX, environ, **overrides)
+        env = dict(os.environ if environ is None else environ)
+        # common.settings reads any ``X_FILE`` variable as "X, from this file"; ``SECRET_KEY_FILE`` names the
+        # key file itself, so it is taken out before and passed as the value it is.
+        key_file = env.pop(f"{PREFIX}SECRET_KEY_FILE", None)
+        if key_file is not None:
+            overrides.setdefault("secret_key_file", key_file)
+        return from_env(cls, PREFIX, env, **overrides)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from octavia_mesh.common.settings import from_env
@@ -25,9 +26,27 @@ class WorkerSettings:
     compute_driver: str = field(default="local", metadata={"help": "amphora instances: local (processes) or noop"})
     amphora_driver: str = field(default="grpc", metadata={"help": "talking to agents: grpc (mutual TLS) or noop"})
     agent_timeout_s: float = field(default=60.0, metadata={"help": "how long a new amphora's agent may take to answer"})
+    secret_key_file: str = field(
+        default="octavia-mesh-secret.key",
+        metadata={
+            "help": "Fernet keys of the local secret store, one a line, the first encrypts (created mode 0600 "
+            "with a fresh key when missing); the worker must read the same keys"
+        },
+    )
+    secret_keys: tuple[str, ...] = field(
+        default=(),
+        repr=False,
+        metadata={"help": "comma-separated Fernet keys, the first encrypts; used instead of the key file"},
+    )
     batch_size: int = field(default=64, metadata={"help": "commands fetched from JetStream at once"})
     ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> WorkerSettings:
-        return from_env(cls, PREFIX, environ, **overrides)
+        env = dict(os.environ if environ is None else environ)
+        # common.settings reads any ``X_FILE`` variable as "X, from this file"; ``SECRET_KEY_FILE`` names the
+        # key file itself, so it is taken out before and passed as the value it is.
+        key_file = env.pop(f"{PREFIX}SECRET_KEY_FILE", None)
+        if key_file is not None:
+            overrides.setdefault("secret_key_file", key_file)
+        return from_env(cls, PREFIX, env, **overrides)

@@ -18,6 +18,7 @@ from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, stri
 from octavia_mesh.api.resources.protocols import (
     alpn_list,
     check_alpn,
+    check_listener_refs,
     check_protocols,
     check_tls_versions,
     tls_defaults,
@@ -297,7 +298,6 @@ async def _default_pool(session: AsyncSession, lb_id: str, pool_id: str, protoco
 AMPHORA_UNSUPPORTED = {
     "UDP": "UDP listeners need a UDP data plane (HAProxy balances TCP only)",
     "SCTP": "SCTP listeners need an SCTP data plane (HAProxy balances TCP only)",
-    "TERMINATED_HTTPS": "TERMINATED_HTTPS listeners need the secret store for their certificates, not there yet",
 }
 
 
@@ -330,6 +330,7 @@ async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, 
     _check_tls(values, protocol)
     _check_cidrs(values.get("allowed_cidrs"), lb)
     _check_hsts(values, protocol)
+    await check_listener_refs(app, session, lb.project_id, values)
     await check_port(session, lb.id, protocol, port)
     if values.get("default_pool_id"):
         await _default_pool(session, lb.id, values["default_pool_id"], protocol)
@@ -429,6 +430,7 @@ async def update_(app: App, call: Call) -> Reply:
         check_headers(values.get("insert_headers"), protocol, update=True)
         _check_cidrs(values.get("allowed_cidrs"), lb)
         _check_hsts(values, protocol, listener)
+        await check_listener_refs(app, session, listener.project_id, values, listener)
         if values.get("default_pool_id"):
             if protocol == "PROMETHEUS":
                 raise InvalidInput("Protocol PROMETHEUS listeners cannot have child objects.")

@@ -18,6 +18,8 @@ from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, word
 from octavia_mesh.api.resources.protocols import (
     alpn_list,
     check_alpn,
+    check_ca_and_crl,
+    check_certificate_refs,
     check_protocols,
     check_tls_versions,
     tls_defaults,
@@ -224,8 +226,6 @@ def _check_tls_create(values: dict[str, Any]) -> None:
 
 def _check_tls_update(values: dict[str, Any], row: Pool) -> None:
     """On update the lists are always checked, and a null restores the default."""
-    if values.get("crl_container_ref") and not values.get("ca_tls_container_ref", row.ca_tls_container_ref):
-        raise ValidationFailure("A CA reference is required to specify a certificate revocation list.")
     if values.get("tls_versions") is not None:
         check_tls_versions(values["tls_versions"])
     if values.get("alpn_protocols") is not None:
@@ -234,6 +234,38 @@ def _check_tls_update(values: dict[str, Any], row: Pool) -> None:
     for key, default in defaults.items():
         if key in values and values[key] is None:
             values[key] = default
+
+
+async def _check_refs_create(app: App, session: AsyncSession, project_id: str, values: dict[str, Any]) -> None:
+    """The client certificate, CA and CRL resolve in the local secret store, within the pool's project."""
+    await check_certificate_refs(app, session, project_id, [values.get("tls_container_ref")])
+    if values.get("ca_tls_container_ref"):
+        await check_ca_and_crl(
+            app, session, project_id, values["ca_tls_container_ref"], values.get("crl_container_ref")
+        )
+
+
+async def _check_refs_update(app: App, session: AsyncSession, values: dict[str, Any], row: Pool) -> None:
+    """Octavia's ``_validate_pool_PUT`` reference rules: a stored CA or CRL stands in for one not given."""
+    crl = values.get("crl_container_ref") or (row.crl_container_ref if "crl_container_ref" not in values else None)
+    ca = None
+    if "ca_tls_container_ref" in values:
+        if not values["ca_tls_container_ref"] and crl:
+            if row.ca_tls_container_ref:
+                raise ValidationFailure(
+                    "A CA reference cannot be removed when a certificate revocation list is present."
+                )
+            raise ValidationFailure("A CA reference is required to specify a certificate revocation list.")
+        ca = values["ca_tls_container_ref"]
+    elif row.ca_tls_container_ref:
+        ca = row.ca_tls_container_ref
+    elif crl:
+        raise ValidationFailure("A CA reference is required to specify a certificate revocation list.")
+    if values.get("tls_container_ref"):
+        await check_certificate_refs(app, session, row.project_id, [values["tls_container_ref"]])
+    # The stored CA and CRL are checked again only when the request changes one of them.
+    if ca and ("ca_tls_container_ref" in values or "crl_container_ref" in values):
+        await check_ca_and_crl(app, session, row.project_id, ca, crl)
 
 
 def check_algorithm(provider: str, algorithm: str | None) -> None:
@@ -264,6 +296,7 @@ async def insert(
     _check_persistence(protocol, values.get("session_persistence"))
     _check_tls_create(values)
     check_algorithm(lb.provider, values["lb_algorithm"])
+    await _check_refs_create(app, session, lb.project_id, values)
     pool = store.fresh(
         Pool,
         id=str(uuid.uuid4()),
@@ -338,6 +371,7 @@ async def update_(app: App, call: Call) -> Reply:
             raise InvalidField("lb_algorithm", None, "Mandatory field missing.")
         if "session_persistence" in values:
             _check_persistence(pool.protocol, values["session_persistence"])
+        await _check_refs_update(app, session, values, pool)
         _check_tls_update(values, pool)
         check_algorithm(lb.provider, values.get("lb_algorithm"))
         await store.lock_load_balancer(session, lb.id)

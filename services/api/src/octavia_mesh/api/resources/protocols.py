@@ -1,14 +1,25 @@
 """What listeners, pools and L7 policies share: the listener/pool protocol matrix and the TLS options.
 
 Octavia's ``VALID_LISTENER_POOL_PROTOCOL_MAP``, its default TLS versions,
-ALPN protocols and ciphers, and the checks of the TLS lists it runs on both
-listeners and pools.
+ALPN protocols and ciphers, the checks of the TLS lists it runs on both
+listeners and pools, and the validation of their certificate references
+against the local secret store (Octavia's ``_validate_tls_refs`` and
+``_validate_client_ca_and_crl_refs``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from octavia_mesh.api import schema as s
+from octavia_mesh.api.app import App
 from octavia_mesh.api.errors import InvalidInput, ValidationFailure
+from octavia_mesh.api.resources.barbican import keyring
+from octavia_mesh.common import secrets
 
 #: Which pool protocols a listener protocol may forward to.
 PROTOCOL_MAP: dict[str, tuple[str, ...]] = {
@@ -72,3 +83,83 @@ def check_alpn(protocols: list[str] | None) -> None:
             "Empty ALPN protocol list. Either specify at least one ALPN protocol or remove this parameter to use "
             "the default."
         )
+
+
+# --- certificate references --------------------------------------------------
+
+
+async def check_certificate_refs(app: App, session: AsyncSession, project_id: str, refs: Iterable[str | None]) -> None:
+    """Every reference names a usable certificate bundle of ``project_id`` (Octavia's ``_validate_tls_refs``)."""
+    bad = []
+    for ref in [r for r in refs if r]:  # Octavia lists a bad reference as often as it is given
+        try:
+            await secrets.resolve(session, ref, keyring(app.settings), project_id=project_id)
+        except secrets.UnreadablePkcs12 as exc:
+            raise InvalidInput(
+                "The PKCS12 bundle is unreadable. Please check the PKCS12 bundle validity. In addition, make sure it "
+                f"does not require a pass phrase. Error: {exc.error}"
+            ) from None
+        except secrets.BadReference:
+            bad.append(ref)
+    if bad:
+        raise InvalidInput(f"Could not retrieve certificate: {bad!r}")
+
+
+async def check_ca_and_crl(
+    app: App, session: AsyncSession, project_id: str, ca_ref: str | None, crl_ref: str | None
+) -> None:
+    """A CA certificate and its optional CRL (Octavia's ``_validate_client_ca_and_crl_refs``, same wording)."""
+    key = keyring(app.settings)
+    payloads: dict[str, bytes] = {}
+    bad = []
+    for ref in (ca_ref, crl_ref):
+        if ref:
+            try:
+                payloads[ref] = await secrets.resolve_secret(session, ref, key, project_id=project_id)
+            except secrets.BadReference:
+                bad.append(ref)
+    if bad:
+        raise InvalidInput(f"Could not retrieve certificate: {bad!r}")
+    if not ca_ref:
+        return
+    try:
+        ca = x509.load_pem_x509_certificate(payloads[ca_ref])
+    except ValueError as exc:
+        raise ValidationFailure(
+            "The client authentication CA certificate is invalid. It must be a valid x509 PEM format certificate. "
+            f"Error: {exc}"
+        ) from None
+    if not crl_ref:
+        return
+    try:
+        crl = x509.load_pem_x509_crl(payloads[crl_ref])
+    except ValueError as exc:
+        raise ValidationFailure(
+            "The client authentication certificate revocation list is invalid. It must be a valid x509 PEM format "
+            f"certificate revocation list. Error: {exc}"
+        ) from None
+    try:
+        valid = crl.is_signature_valid(ca.public_key())
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValidationFailure("The CRL specified is not valid for client certificate authority reference supplied.")
+
+
+async def check_listener_refs(
+    app: App, session: AsyncSession, project_id: str, values: dict[str, Any], row: Any = None
+) -> None:
+    """The certificate references resolve in the local secret store, within the listener's project.
+
+    As Octavia: the SNI and default certificates given, then the client CA with its CRL. On update the CA and
+    CRL are checked again (with the stored one standing in for the other) only when the request changes one.
+    """
+    await check_certificate_refs(
+        app, session, project_id, [*(values.get("sni_container_refs") or []), values.get("default_tls_container_ref")]
+    )
+    if row is not None and "client_ca_tls_container_ref" not in values and "client_crl_container_ref" not in values:
+        return
+    ca = values.get("client_ca_tls_container_ref") or getattr(row, "client_ca_tls_container_ref", None)
+    crl = values.get("client_crl_container_ref") or getattr(row, "client_crl_container_ref", None)
+    if ca or crl:
+        await check_ca_and_crl(app, session, project_id, ca, crl)
