@@ -59,7 +59,9 @@ def from_env(cls: type[T], prefix: str, environ: Mapping[str, str] | None = None
         if raw is not None:
             values[field.name] = _convert(var, raw, hints[field.name])
     known = {f"{prefix}{f.name.upper()}" for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(k for k in environ if k.startswith(prefix) and k.removesuffix("_FILE") not in known)
+    unknown = sorted(
+        k for k in environ if k.startswith(prefix) and k not in known and k.removesuffix("_FILE") not in known
+    )
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(unknown)}")
     values.update(overrides)

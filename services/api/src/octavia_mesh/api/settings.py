@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from octavia_mesh.api.policy import AuthStrategy
@@ -87,10 +86,4 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> ApiSettings:
-        env = dict(os.environ if environ is None else environ)
-        # common.settings reads any ``X_FILE`` variable as "X, from this file"; ``SECRET_KEY_FILE`` names the
-        # key file itself, so it is taken out before and passed as the value it is.
-        key_file = env.pop(f"{PREFIX}SECRET_KEY_FILE", None)
-        if key_file is not None:
-            overrides.setdefault("secret_key_file", key_file)
-        return from_env(cls, PREFIX, env, **overrides)
+        return from_env(cls, PREFIX, environ, **overrides)
