@@ -15,6 +15,7 @@ resumes or reverts the flow when JetStream redelivers the command, and nothing s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -38,6 +39,8 @@ from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
 logger = logging.getLogger(__name__)
 
 LIVE = ("PENDING_CREATE", "BOOTING", "ALLOCATED")
+#: Namespace of the amphora IDs a command's flow derives (uuid5 of command ID and store key).
+_AMPHORA_IDS = uuid.UUID("0b6f3c52-6d0e-4f5e-9a57-2f1d8c7e4a10")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,10 @@ class CreateAmphora:
         self.deps, self.key = deps, key
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
-        amphora_id = ctx.store.get(self.key) or str(uuid.uuid4())
+        # Derived from the command, not random: a worker that dies after adding the row but before the engine
+        # saved this task's result runs the task again, and must find that row instead of adding a second one
+        # (which would stay PENDING_CREATE for ever).
+        amphora_id = ctx.store.get(self.key) or str(uuid.uuid5(_AMPHORA_IDS, f"{ctx.command_id}/{self.key}"))
         async with self.deps.sessions() as session, session.begin():
             if await session.get(Amphora, amphora_id) is None:
                 session.add(
@@ -134,14 +140,22 @@ class WaitForAgent:
 
     name = "wait-for-agent"
 
+    #: How long a just-booted instance may stay invisible to ``get_instance`` before it counts as gone.
+    #: (The local driver finds its process by /proc/<pid>/cmdline, which reads empty for a moment while the
+    #: new process execs: failing at once turned about one create in five into ERROR.)
+    appear_timeout_s = 5.0
+
     def __init__(self, deps: AmphoraDeps, key: str = "amphora_id") -> None:
         self.deps, self.key = deps, key
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         amphora_id = ctx.store[self.key]
-        instance = await self.deps.compute.get_instance(amphora_id)
-        if instance is None:
-            raise RuntimeError(f"amphora {amphora_id} has no running instance")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(self.appear_timeout_s, self.deps.agent_timeout_s)
+        while (instance := await self.deps.compute.get_instance(amphora_id)) is None:
+            if loop.time() >= deadline:
+                raise RuntimeError(f"amphora {amphora_id} has no running instance")
+            await asyncio.sleep(0.05)
         await self.deps.amphora.wait_until_reachable(
             AgentEndpoint(instance.management_address, amphora_id), self.deps.agent_timeout_s
         )
