@@ -48,12 +48,6 @@ def test_forwarded_headers_carry_the_right_values(lb: LoadBalancer, backends) ->
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="API gap: POST/PUT listeners refuse X-Real-IP, X-Client-IP and X-Forwarded-IP in insert_headers "
-    "(400 '... is not a valid option for insert_headers', as Octavia's API does), though the renderer renders "
-    "them (octavia-lib defines them; Octavia ignores them silently, a user pain point)",
-)
 def test_client_ip_headers_carry_the_client_address(lb: LoadBalancer, backends) -> None:
     (member,) = backends(1)
     listener = lb.listener(8052, insert_headers={name: "true" for name in CLIENT_IP})

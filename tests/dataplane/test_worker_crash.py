@@ -119,12 +119,6 @@ def _recover(mesh: Mesh, api: Rest, lb_id: str) -> float:
     return time.monotonic() - restarted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker bug: once it has applied a command (any provider, even noop) the worker needs 30 s to stop on "
-    "SIGTERM: nats drain() times out (DrainTimeoutError in worker.log), so `octavia-mesh` shutdown (10 s grace) "
-    "always ends it with SIGKILL, as a crash",
-)
 def test_worker_stops_promptly_on_sigterm(crash_mesh: Mesh, crash_api: Rest, created) -> None:
     """First in the module, on the worker the mesh started (a restarted one does not always hang)."""
     body = {"name": "before-sigterm", "vip_subnet_id": local_subnet(crash_api)}

@@ -92,6 +92,16 @@ async def connect(url: str, name: str) -> tuple[NATS, JetStreamContext]:
     return client, client.jetstream()
 
 
+async def close_nats(client: NATS, timeout_s: float = 2.0) -> None:
+    """Drain the connection, but never for long: a pull subscription waiting on the server can hold a drain
+    for its whole timeout, and a stopping service must not make its supervisor reach for SIGKILL."""
+    try:
+        await asyncio.wait_for(client.drain(), timeout_s)
+    except Exception:  # a timeout, or NATS already gone: close is what is left
+        logger.info("NATS drain did not finish in %.0fs; closing", timeout_s)
+        await client.close()
+
+
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
     """Create the command stream, or leave the existing one as it is."""
     try:

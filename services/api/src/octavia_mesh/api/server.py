@@ -31,6 +31,7 @@ from octavia_mesh.api.resources import (
 from octavia_mesh.api.resources.barbican import keyring
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common import commands
+from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import ServiceHealth, add_reflection, run_until_signalled
 from octavia_mesh.protos.lbaas.v2 import (
@@ -125,7 +126,7 @@ async def serve(settings: ApiSettings) -> None:
         if app.relay is not None:
             await app.relay.stop()
         if nats_client is not None:
-            await nats_client.drain()
+            await close_nats(nats_client)
         await engine.dispose()
 
     await run_until_signalled(server, health, on_stop)

@@ -11,6 +11,7 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
+from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
@@ -107,7 +108,7 @@ async def serve(settings: WorkerSettings) -> None:
     async def on_stop() -> None:
         for consumer in consumers:
             await consumer.stop()
-        await nats_client.drain()
+        await close_nats(nats_client)
         await engine.dispose()
 
     await run_until_signalled(server, health, on_stop)

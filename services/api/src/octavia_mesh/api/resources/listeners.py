@@ -31,7 +31,15 @@ LABEL = "Listener"
 PROTOCOLS = ("PROMETHEUS", "HTTP", "TCP", "SCTP", "HTTPS", "TERMINATED_HTTPS", "UDP")
 #: Protocols sharing the TCP port space: two of them cannot listen on one port (UDP and SCTP have their own).
 TCP_FAMILY = ("HTTP", "HTTPS", "TCP", "TERMINATED_HTTPS", "PROMETHEUS")
-HTTP_HEADERS = ("X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto")
+#: Octavia's API and octavia-lib accept the last three, but Octavia's amphora never writes them; we do.
+HTTP_HEADERS = (
+    "X-Forwarded-For",
+    "X-Forwarded-Port",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+    "X-Client-IP",
+    "X-Forwarded-IP",
+)
 SSL_HEADERS = tuple(
     "X-SSL-Client-Verify X-SSL-Client-Has-Cert X-SSL-Client-DN X-SSL-Client-CN X-SSL-Issuer X-SSL-Client-SHA1 "
     "X-SSL-Client-Not-Before X-SSL-Client-Not-After".split()
