@@ -117,6 +117,7 @@ class Refs:
     ca: str
     crl: str
     ca_cert: Issued
+    root: Issued  # signs the server certificates (the PKCS12 one through an intermediate)
 
 
 @functools.cache
@@ -139,4 +140,5 @@ def tls_refs(base_url: str, project: str = PROJECT) -> Refs:
         ca=store.secret(client_ca.cert_pem, "client-ca.pem"),
         crl=store.secret(crl(client_ca), "client-ca.crl"),
         ca_cert=client_ca,
+        root=root,
     )

@@ -445,21 +445,8 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 
 def run_mesh(tmp_path_factory: pytest.TempPathFactory, project: str) -> Iterator[Any]:
-    """A mesh whose default provider is amphora; stopped after the tests, its worker with SIGKILL.
-
-    Once it has applied a command the worker needs 30 s to stop on SIGTERM (see
-    test_worker_crash.py::test_worker_stops_promptly_on_sigterm), which the mesh waits 10 s for; by then
-    every load balancer of the tests is deleted, so nothing is in flight and a kill loses nothing.
-    """
-    mesh_run = start_mesh(tmp_path_factory, "noauth", default_project=project, default_provider="amphora")
-    mesh = next(mesh_run)
-    try:
-        yield mesh
-    finally:
-        with contextlib.suppress(StopIteration, OSError):
-            if mesh.supervisor.child("worker").process.poll() is None:
-                mesh.supervisor.kill("worker")
-        next(mesh_run, None)
+    """A mesh whose default provider is amphora."""
+    yield from start_mesh(tmp_path_factory, "noauth", default_project=project, default_provider="amphora")
 
 
 # ------------------------------------------------------------------------------------------ the API

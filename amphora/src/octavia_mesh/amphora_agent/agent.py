@@ -123,7 +123,11 @@ class Agent:
     async def put_certificate(self, lb_id: str, name: str, pem: bytes) -> tuple[Path, str]:
         if len(pem) > MAX_PEM_BYTES:
             raise ValueError(f"pem is larger than {MAX_PEM_BYTES} bytes")
-        if b"-----BEGIN " not in pem:
+        if name.endswith(".crt-list"):
+            # A crt-list names PEM files of this load balancer, one per line, the first being the default.
+            if not all(line.startswith(b"/") and b" " not in line for line in pem.splitlines() if line):
+                raise ValueError("a crt-list holds one absolute certificate path per line")
+        elif b"-----BEGIN " not in pem:
             raise ValueError("pem holds no PEM block")
         haproxy = self._haproxy(lb_id)
         async with haproxy.lock:

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from octavia_mesh.common import commands
+from octavia_mesh.common import commands, secrets
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
@@ -46,6 +46,9 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
             renderer=HaproxyRenderer(create_environment()),
             max_connections=connection_cap(),
             agent_timeout_s=settings.agent_timeout_s,
+            keyring=secrets.load_keyring(settings.secret_key_file, settings.secret_keys)
+            if settings.secret_key_file or settings.secret_keys
+            else None,
         )
     )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import posixpath
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from octavia_mesh.common import secrets
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.worker import tls
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraDriver
 from octavia_mesh.worker.drivers.certificates import CertificateDriver
 from octavia_mesh.worker.drivers.compute import ComputeDriver, InstanceSpec
@@ -55,6 +58,7 @@ class AmphoraDeps:
     max_connections: int
     cert_validity: dt.timedelta = dt.timedelta(days=30)
     agent_timeout_s: float = 60.0
+    keyring: secrets.Keyring | None = None  # decrypts listener and pool TLS material from the secret store
 
 
 async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> list[AgentEndpoint]:
@@ -194,23 +198,37 @@ class Configure:
             for endpoint in endpoints:
                 await self.deps.amphora.delete_load_balancer(endpoint, ctx.load_balancer_id)
             return {}
-        view = build(
-            tree.lb,
-            listeners,
-            keep(tree.pools),
-            keep(tree.members),
-            keep(tree.monitors),
-            keep(tree.policies),
-            keep(tree.rules),
-            vip_address=tree.lb.vip_address or "127.0.0.1",
-            tls_files={},
-            runtime_dir="/nonexistent",
-            max_connections=self.deps.max_connections,
-            hard_stop_after_s=None,
-            own_stats_socket=False,
-        )
-        rendered = self.deps.renderer.render(view)
+        objects = [*listeners, *keep(tree.pools)]
+        material: dict[str, tuple[str, bytes]] = {}
+        if any(tls.refs_of(objects)):
+            if self.deps.keyring is None:
+                raise RuntimeError("TLS material is referenced but the worker has no secret key")
+            async with self.deps.sessions() as session:
+                material = await tls.materials(session, self.deps.keyring, objects)
         for endpoint in endpoints:
+            # Certificate paths are the amphora's own, so each amphora gets its own rendering.
+            paths = await tls.push(self.deps.amphora, endpoint, ctx.load_balancer_id, material)
+            runtime_dir = posixpath.dirname(next(iter(paths.values()))) if paths else "/nonexistent"
+            view = build(
+                tree.lb,
+                listeners,
+                keep(tree.pools),
+                keep(tree.members),
+                keep(tree.monitors),
+                keep(tree.policies),
+                keep(tree.rules),
+                vip_address=tree.lb.vip_address or "127.0.0.1",
+                tls_files=paths,
+                runtime_dir=runtime_dir,
+                max_connections=self.deps.max_connections,
+                hard_stop_after_s=None,
+                own_stats_socket=False,
+            )
+            rendered = self.deps.renderer.render(view)
+            for path, content in rendered.files.items():  # crt-lists, beside the certificates they name
+                await self.deps.amphora.put_certificate(
+                    endpoint, ctx.load_balancer_id, posixpath.basename(path), content.encode()
+                )
             await self.deps.amphora.put_config(endpoint, ctx.load_balancer_id, rendered.config)
             await self.deps.amphora.activate(endpoint, ctx.load_balancer_id)
         return {}
