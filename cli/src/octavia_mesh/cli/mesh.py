@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def rest_ready(url: str) -> bool:
 def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
     """Stop the local amphorae the worker started (they run in their own sessions, like VMs would)."""
     pointer = directory.parent / f"{directory.name}.location"
-    if pointer.exists():
+    relocated = pointer.exists()
+    if relocated:
         directory = Path(pointer.read_text().strip())
     pids = []
     for pid_file in directory.glob("*/agent.pid"):
@@ -82,6 +84,9 @@ def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+    if relocated:  # a short path under /tmp the worker chose for its sockets: nothing in it outlives the agents
+        shutil.rmtree(directory, ignore_errors=True)
+        pointer.unlink(missing_ok=True)
 
 
 def _state(pid: int) -> str:
