@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, union_all
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -286,12 +286,6 @@ async def failover(app: App, call: Call) -> Reply:
             raise store.PendingState(lb.provisioning_status, "loadbalancer", lb.id)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_FAILOVER, lb.id, lb.id)
     return Reply(202)
-
-
-async def purge_tags(session: AsyncSession, ids: list[str]) -> None:
-    """Drop the tags of deleted resources."""
-    if ids:
-        await session.execute(delete(Tag).where(Tag.resource_id.in_(ids)))
 
 
 HANDLERS = {
