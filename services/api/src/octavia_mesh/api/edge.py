@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.api import httpbody_pb2
@@ -27,6 +27,7 @@ from octavia_mesh.api.policy import Caller, caller_from_metadata
 from octavia_mesh.common.db.retry import is_retryable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Handler = Callable[[App, Call], Awaitable[Reply]]
 
@@ -46,7 +47,7 @@ ANONYMOUS = Caller(project_id=None, roles=frozenset())
 DEADLOCK_RETRIES = 8
 
 
-async def _with_retries(handler: Handler, app: App, call: Call) -> Reply:
+async def with_retries(handler: Callable[[App, Any], Awaitable[T]], app: App, call: Any) -> T:
     """Run ``handler``, again when the database rolled its transaction back to break a deadlock."""
     for attempt in range(DEADLOCK_RETRIES):
         try:
@@ -77,7 +78,7 @@ def _adapter(
                 base_url=base_url,
                 root_url=root_url,
             )
-            reply = await _with_retries(handler, app, call)
+            reply = await with_retries(handler, app, call)
         except ApiError as exc:
             await context.send_initial_metadata((("x-http-code", str(exc.http_status)),))
             await context.abort(exc.code, exc.message)
@@ -92,12 +93,19 @@ def _adapter(
 
 
 def bind(
-    app: App, module: ModuleType, service: str, handlers: Mapping[str, Handler], public: bool = False
+    app: App,
+    module: ModuleType,
+    service: str,
+    handlers: Mapping[str, Any],
+    public: bool = False,
+    adapter: Callable[..., Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]] | None = None,
 ) -> grpc.GenericRpcHandler:
     """A generic handler for ``service`` (declared in the generated ``module``) that dispatches to ``handlers``.
 
-    ``public`` services (version discovery) answer callers without an identity.
+    ``public`` services (version discovery) answer callers without an identity; ``adapter`` builds each RPC
+    from its handler (default: Octavia's call, reply and fault conventions).
     """
+    adapter = adapter or _adapter
     descriptor = module.DESCRIPTOR.services_by_name[service]
     missing = {m.name for m in descriptor.methods} - set(handlers)
     if missing:
@@ -106,7 +114,7 @@ def bind(
     for method in descriptor.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         rpc_handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _adapter(app, handlers[method.name], f"{service}.{method.name}", public),
+            adapter(app, handlers[method.name], f"{service}.{method.name}", public),
             request_deserializer=request_class.FromString,
             response_serializer=httpbody_pb2.HttpBody.SerializeToString,
         )

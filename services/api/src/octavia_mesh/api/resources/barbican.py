@@ -9,12 +9,10 @@ has a ``title``), and whose content type may be other than JSON.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import json
 import logging
-import random
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,14 +21,14 @@ from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import message_factory
 
+from octavia_mesh.api import edge
 from octavia_mesh.api.app import App
+from octavia_mesh.api.edge import ANONYMOUS, with_retries
 from octavia_mesh.api.errors import ApiError
 from octavia_mesh.api.policy import Caller, caller_from_metadata
 from octavia_mesh.api.query import parse_query
 from octavia_mesh.api.settings import ApiSettings
-from octavia_mesh.common.db.retry import is_retryable
 from octavia_mesh.common.secrets import Keyring, load_keyring
 
 logger = logging.getLogger(__name__)
@@ -48,7 +46,6 @@ TITLES = {
 }
 DEFAULT_LIMIT = 10  # Barbican's default_limit_paging
 MAX_LIMIT = 100  # Barbican's max_limit_paging
-DEADLOCK_RETRIES = 8
 
 
 class BarbicanError(Exception):
@@ -195,20 +192,6 @@ def _fault(status: int, description: str) -> Answer:
     return Answer(status, {"code": status, "title": TITLES.get(status, "Error"), "description": description})
 
 
-async def _run(app: App, handler: KmHandler, call: KmCall) -> Answer:
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            return await handler(app, call)
-        except Exception as exc:
-            if not is_retryable(exc) or attempt == DEADLOCK_RETRIES - 1:
-                raise
-            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-ANONYMOUS = Caller(project_id=None, roles=frozenset())
-
-
 def _adapter(
     app: App, handler: KmHandler, method: str, public: bool
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
@@ -228,7 +211,7 @@ def _adapter(
                 path=metadata.get("x-octavia-path", ""),
                 accept=metadata.get("accept", ""),
             )
-            answer = await _run(app, handler, call)
+            answer = await with_retries(handler, app, call)
         except BarbicanError as exc:
             answer = _fault(exc.status, exc.description)
         except ApiError as exc:  # the shared policy's 401 and 403
@@ -245,19 +228,5 @@ def _adapter(
 def bind(
     app: App, module: ModuleType, service: str, handlers: Mapping[str, KmHandler], public: bool = False
 ) -> grpc.GenericRpcHandler:
-    """A generic handler for ``service`` of the generated ``module``, dispatching to ``handlers``.
-
-    ``public`` services (version discovery) answer callers without an identity.
-    """
-    descriptor = module.DESCRIPTOR.services_by_name[service]
-    missing = {m.name for m in descriptor.methods} - set(handlers)
-    if missing:
-        raise RuntimeError(f"{service}: no handler for {sorted(missing)}")
-    rpc_handlers = {}
-    for method in descriptor.methods:
-        rpc_handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _adapter(app, handlers[method.name], f"{service}.{method.name}", public),
-            request_deserializer=message_factory.GetMessageClass(method.input_type).FromString,
-            response_serializer=httpbody_pb2.HttpBody.SerializeToString,
-        )
-    return grpc.method_handlers_generic_handler(descriptor.full_name, rpc_handlers)
+    """The edge's binding, with Barbican's fault shape instead of Octavia's."""
+    return edge.bind(app, module, service, handlers, public, adapter=_adapter)
