@@ -1,9 +1,10 @@
 """``octavia-mesh up``: the whole mesh on one machine, on embedded defaults.
 
 Starts nats-server (JetStream in the state directory), runs the database
-migrations, starts the API service and the worker, then Envoy as the REST
-edge; waits for each to be healthy, prints the endpoint and a ``clouds.yaml``
-snippet, and stops everything on Ctrl-C or SIGTERM.
+migrations, starts the API service, the worker, the health service,
+housekeeping and the driver agent, then Envoy as the REST edge; waits for
+each to be healthy, prints the endpoint and a ``clouds.yaml`` snippet, and
+stops everything on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -191,9 +192,38 @@ class Mesh:
                     "OCTAVIA_MESH_WORKER_SECRET_KEY_FILE": secret_key_file,
                 },
             )
-            self.grpc_targets = {"api": f"127.0.0.1:{api_port}", "worker": f"127.0.0.1:{worker_port}"}
-            wait_until(lambda: grpc_serving(f"127.0.0.1:{api_port}"), opts.start_timeout, "the API service", api)
-            wait_until(lambda: grpc_serving(f"127.0.0.1:{worker_port}"), opts.start_timeout, "the worker", worker)
+            health_port, housekeeping_port, driver_agent_port = free_port(), free_port(), free_port()
+            health = self.supervisor.start(
+                "health",
+                [sys.executable, "-m", "octavia_mesh.health"],
+                {**shared, "OCTAVIA_MESH_HEALTH_GRPC_LISTEN": f"127.0.0.1:{health_port}"},
+            )
+            housekeeping = self.supervisor.start(
+                "housekeeping",
+                [sys.executable, "-m", "octavia_mesh.housekeeping"],
+                {**shared, "OCTAVIA_MESH_HOUSEKEEPING_GRPC_LISTEN": f"127.0.0.1:{housekeeping_port}"},
+            )
+            driver_agent = self.supervisor.start(
+                "driver-agent",
+                [sys.executable, "-m", "octavia_mesh.driver_agent"],
+                {**shared, "OCTAVIA_MESH_DRIVER_AGENT_GRPC_LISTEN": f"127.0.0.1:{driver_agent_port}"},
+            )
+            self.grpc_targets = {
+                "api": f"127.0.0.1:{api_port}",
+                "worker": f"127.0.0.1:{worker_port}",
+                "health": f"127.0.0.1:{health_port}",
+                "housekeeping": f"127.0.0.1:{housekeeping_port}",
+                "driver-agent": f"127.0.0.1:{driver_agent_port}",
+            }
+            waits = [
+                ("the API service", api, api_port),
+                ("the worker", worker, worker_port),
+                ("the health service", health, health_port),
+                ("housekeeping", housekeeping, housekeeping_port),
+                ("the driver agent", driver_agent, driver_agent_port),
+            ]
+            for what, child, port in waits:
+                wait_until(lambda port=port: grpc_serving(f"127.0.0.1:{port}"), opts.start_timeout, what, child)
             config_path = self.state / "envoy.json"
             config_path.write_text(
                 json.dumps(

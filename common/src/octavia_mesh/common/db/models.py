@@ -267,6 +267,9 @@ class Amphora(Base):
     ha_port_id: Mapped[str | None] = mapped_column(ID)
     cert_expiration: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cert_busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Serial number (hex) of the amphora's current certificate: the health service refuses any other, so a
+    #: rotated-out or never-issued certificate is as good as revoked.
+    cert_serial: Mapped[str | None] = mapped_column(String(64))
     role: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     vrrp_interface: Mapped[str | None] = mapped_column(String(16))
@@ -277,6 +280,22 @@ class Amphora(Base):
     compute_flavor: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AmphoraHealth(Base):
+    """When the health service last heard from an amphora (Octavia's ``amphora_health``).
+
+    Written in batches by the health service; the failover detector reads it. ``busy`` marks an amphora a
+    failover has claimed, so that neither another health replica nor a second pass claims it again.
+    """
+
+    __tablename__ = "amphora_health"
+
+    amphora_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    last_update: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The health replica that last wrote the row (for operators reading who holds which stream).
+    reporter: Mapped[str | None] = mapped_column(String(255))
 
 
 class ListenerStatistics(Base):

@@ -1,0 +1,1 @@
+"""Octavia Mesh driver agent: status and statistics from out-of-tree provider drivers."""

@@ -1,0 +1,1 @@
+"""Octavia Mesh health service: amphora heartbeats, operating status, statistics and failover detection."""

@@ -1,0 +1,23 @@
+"""``octavia-mesh-health``: run the health service (settings from ``OCTAVIA_MESH_HEALTH_*``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from octavia_mesh.health.server import serve
+from octavia_mesh.health.settings import HealthSettings
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = HealthSettings.from_env()
+    except (ValueError, TypeError) as exc:
+        sys.exit(f"octavia-mesh-health: bad settings: {exc}")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""The health process: its gRPC endpoint (``grpc.health.v1``) and its background work."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
+from octavia_mesh.health.settings import HealthSettings
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(settings: HealthSettings) -> None:
+    server = grpc.aio.server()
+    health = ServiceHealth(server, [])
+    server.add_insecure_port(settings.grpc_listen)
+    logger.info("health listening on %s", settings.grpc_listen)
+    await run_until_signalled(server, health)

@@ -1,0 +1,1 @@
+"""Octavia Mesh housekeeping: purges, certificate rotation, stuck-object recovery, orphan cleanup."""

@@ -1,0 +1,24 @@
+"""The housekeeping service's settings, read once from ``OCTAVIA_MESH_HOUSEKEEPING_*`` variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from octavia_mesh.common.settings import from_env
+
+PREFIX = "OCTAVIA_MESH_HOUSEKEEPING_"
+
+
+@dataclass(frozen=True, slots=True)
+class HousekeepingSettings:
+    """Settings of the housekeeping service."""
+
+    grpc_listen: str = field(default="127.0.0.1:50054", metadata={"help": "host:port of the gRPC endpoint"})
+    database_url: str = field(
+        default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
+    )
+    nats_url: str = field(default="nats://127.0.0.1:4222", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL)"})
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> HousekeepingSettings:
+        return from_env(cls, PREFIX, environ, **overrides)
