@@ -61,7 +61,7 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert response.status == 200
         children = _children_of(proc.pid)
-        assert len(children) == 4  # nats, api, worker, envoy
+        assert len(children) == 7  # nats, api, worker, health, housekeeping, driver-agent, envoy
         assert {p.name for p in (tmp_path / "logs").iterdir()} == {"nats.log", "api.log", "worker.log", "envoy.log"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
