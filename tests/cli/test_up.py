@@ -62,7 +62,15 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             assert response.status == 200
         children = _children_of(proc.pid)
         assert len(children) == 7  # nats, api, worker, health, housekeeping, driver-agent, envoy
-        assert {p.name for p in (tmp_path / "logs").iterdir()} == {"nats.log", "api.log", "worker.log", "envoy.log"}
+        assert {p.name for p in (tmp_path / "logs").iterdir()} == {
+            "nats.log",
+            "api.log",
+            "worker.log",
+            "health.log",
+            "housekeeping.log",
+            "driver-agent.log",
+            "envoy.log",
+        }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not [pid for pid in children if _alive(pid)]
