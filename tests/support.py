@@ -182,7 +182,11 @@ def paused(mesh: Any, timeout: float = 10.0) -> Iterator[None]:
 
 
 def start_mesh(
-    tmp_path_factory: pytest.TempPathFactory, auth: str, default_project: str = "", default_provider: str = "noop"
+    tmp_path_factory: pytest.TempPathFactory,
+    auth: str,
+    default_project: str = "",
+    default_provider: str = "noop",
+    service_env: dict[str, str] | None = None,
 ) -> Iterator[Mesh]:
     """Start the whole mesh (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server); stop it after."""
     state = tmp_path_factory.mktemp(f"mesh-{auth}")
@@ -201,6 +205,7 @@ def start_mesh(
             start_timeout=60.0,
             default_project=default_project,
             default_provider=default_provider,
+            service_env=service_env or {},
         )
     )
     mesh.start()
