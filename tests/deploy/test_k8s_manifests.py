@@ -1,0 +1,122 @@
+"""The Kubernetes manifests in ``deploy/k8s`` stay true to the code they run.
+
+No cluster runs here, so these check what a cluster would only find out at start-up: every service of the
+workspace is deployed, each container runs a module that exists with settings its service accepts (an unknown
+``OCTAVIA_MESH_<SERVICE>_*`` variable stops a service at start), probes and Services point at the port the
+service listens on, and the edge's init container renders a working Envoy configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.driver_agent.settings import DriverAgentSettings
+from octavia_mesh.health.settings import HealthSettings
+from octavia_mesh.housekeeping.settings import HousekeepingSettings
+from octavia_mesh.worker.settings import WorkerSettings
+
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+#: Module each Deployment runs → its settings class and variable prefix.
+SERVICES: dict[str, tuple[type, str]] = {
+    "octavia_mesh.api": (ApiSettings, "OCTAVIA_MESH_API_"),
+    "octavia_mesh.worker": (WorkerSettings, "OCTAVIA_MESH_WORKER_"),
+    "octavia_mesh.health": (HealthSettings, "OCTAVIA_MESH_HEALTH_"),
+    "octavia_mesh.housekeeping": (HousekeepingSettings, "OCTAVIA_MESH_HOUSEKEEPING_"),
+    "octavia_mesh.driver_agent": (DriverAgentSettings, "OCTAVIA_MESH_DRIVER_AGENT_"),
+}
+
+
+def _documents() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def _named(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in _documents() if d["kind"] == kind}
+
+
+def _shared_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for doc in _named("ConfigMap").values():
+        env.update(doc["data"])
+    for doc in _named("Secret").values():
+        env.update(doc["stringData"])
+    return env
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    on_disk = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(listed) == on_disk
+
+
+def test_every_service_is_deployed_once() -> None:
+    modules = [
+        c["args"][0]
+        for d in _named("Deployment").values()
+        for c in d["spec"]["template"]["spec"]["containers"]
+        if c.get("args")
+    ]
+    assert sorted(modules) == sorted(SERVICES)
+
+
+@pytest.mark.parametrize("module", sorted(SERVICES))
+def test_service_settings_are_accepted_and_ports_line_up(module: str) -> None:
+    settings_cls, prefix = SERVICES[module]
+    deployment = next(
+        d
+        for d in _named("Deployment").values()
+        if d["spec"]["template"]["spec"]["containers"][0].get("args") == [module]
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert importlib.util.find_spec(f"{module}.__main__") is not None
+    env = {**_shared_env(), **{e["name"]: e["value"] for e in container.get("env", [])}}
+    settings = settings_cls.from_env(env)  # raises on an unknown or malformed variable, as the service would
+    assert settings.database_url.startswith(("postgresql://", "mysql"))  # never the embedded SQLite
+    assert settings.nats_url == "nats://nats.octavia-mesh.svc:4222"
+    port = int(settings.grpc_listen.rsplit(":", 1)[1])
+    assert settings.grpc_listen.startswith("0.0.0.0:")  # reachable from the Service, not only loopback
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    assert container["readinessProbe"]["grpc"]["port"] == port
+    service = _named("Service")[deployment["metadata"]["name"]]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [port]
+
+
+def test_migration_job_runs_the_migrations_module() -> None:
+    job = _named("Job")["octavia-mesh-migrate"]
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "octavia_mesh.common.db.migrate" in command[-1]
+    assert importlib.util.find_spec("octavia_mesh.common.db.migrate") is not None
+
+
+def test_edge_init_container_renders_an_envoy_config_for_the_api_service() -> None:
+    edge = _named("Deployment")["octavia-mesh-edge"]["spec"]["template"]["spec"]
+    script = edge["initContainers"][0]["command"][-1]
+    argv = shlex.split(script.split(">", 1)[0].removeprefix("exec "))
+    assert argv[0] == "octavia-mesh"
+    rendered = subprocess.run(
+        [sys.executable, "-m", "octavia_mesh.cli", *argv[1:]], capture_output=True, text=True, check=True
+    ).stdout
+    config = json.loads(rendered)
+    text = json.dumps(config)
+    api = _named("Service")["octavia-mesh-api"]
+    assert f"{api['metadata']['name']}.octavia-mesh.svc" in text
+    assert str(api["spec"]["ports"][0]["port"]) in text
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"]["port_value"] == edge["containers"][0]["ports"][0]["containerPort"]
+    edge_service = _named("Service")["octavia-mesh-edge"]
+    assert edge_service["spec"]["ports"][0]["targetPort"] == 9876
