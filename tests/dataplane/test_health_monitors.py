@@ -196,12 +196,6 @@ def test_monitor_address_and_port(lb: LoadBalancer, backends) -> None:
     assert took <= DELAY * FALL + SLACK_S
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent bug: a reload forgets health states. HAProxy starts every checked server UP (one failure from "
-    "DOWN) and nothing saves 'show servers state' to a server-state-file before the agent reloads, so after any "
-    "change to the load balancer a dead member takes traffic again until its first check (up to `delay` s)",
-)
 def test_down_member_stays_down_across_an_unrelated_reload(api: Rest, backends) -> None:
     members = backends(3)
     with load_balancer(api, "reload-keeps-health") as lb:

@@ -74,12 +74,6 @@ def test_app_cookie_persistence(lb: LoadBalancer, backends) -> None:
     assert len(who(lb.vip, 8023, 6, headers={"Cookie": "JSESSIONID=unknown"})) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="renderer/agent limitation (as Octavia's SINGLE topology): stick tables do not survive a reload (no "
-    "peers section hands them from the old HAProxy worker to the new one), so any change to the load balancer "
-    "reshuffles SOURCE_IP and APP_COOKIE sessions; HTTP_COOKIE (member id in the cookie) is unaffected",
-)
 def test_source_ip_persistence_survives_a_reload(lb: LoadBalancer, backends) -> None:
     members = backends(3)
     listener = lb.listener(8024)

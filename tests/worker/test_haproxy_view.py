@@ -116,7 +116,9 @@ def test_octavia_defaults_fill_nulls(rows: Any) -> None:
     assert frontend.tls.crt_list == f"/run/amp/{listener.id}.crt-list"
     assert backend.tls.params == frontend.tls.params
     assert backend.monitor == v.Monitor(v.MonitorType.HTTP, 5, 3, 2, 3, "GET", "/", "200", "1.0", None)
-    assert view.globals == v.Globals(9000, "/run/amp/haproxy.sock", "/run/amp/servers.state", 60, None)
+    assert view.globals == v.Globals(
+        9000, "/run/amp/haproxy.sock", "/run/amp/servers.state", 60, None, "/run/amp/peers.sock"
+    )
 
 
 def test_tls_files_and_client_authentication(rows: Any) -> None:

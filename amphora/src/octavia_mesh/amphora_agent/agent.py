@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -53,12 +53,27 @@ class Agent:
         self._options = options
         self._haproxies: dict[str, Haproxy] = {}
         self.haproxy_version = "unknown"
+        #: Heartbeats hook in here to read HAProxy's counters right before a reload or stop resets them,
+        #: and to drop a deleted load balancer's counters.
+        self.before_reset: Callable[[str], Awaitable[None]] | None = None
+        self.forgotten: Callable[[str], None] | None = None
 
     def _haproxy(self, lb_id: str) -> Haproxy:
         files = self._store.files(lb_id)
         if lb_id not in self._haproxies:
             self._haproxies[lb_id] = Haproxy(files, self._reaper, self._options)
         return self._haproxies[lb_id]
+
+    def supervisor(self, lb_id: str) -> Haproxy:
+        """The supervisor of ``lb_id``'s HAProxy (heartbeats read its stats socket)."""
+        return self._haproxy(lb_id)
+
+    async def _reset_ahead(self, haproxy: Haproxy) -> None:
+        if self.before_reset is not None and haproxy.running:
+            try:
+                await self.before_reset(haproxy.files.lb_id)
+            except Exception:  # counting must never block a reload or a stop
+                logger.exception("lb %s: reading counters before a reset failed", haproxy.files.lb_id)
 
     @staticmethod
     async def _shielded(coro: Awaitable[T]) -> T:
@@ -95,9 +110,9 @@ class Agent:
         if not await self._reaper.wait_all(5.0):
             logger.warning("children still running after shutdown")
 
-    @staticmethod
-    async def _stop_kept(haproxy: Haproxy) -> None:
+    async def _stop_kept(self, haproxy: Haproxy) -> None:
         async with haproxy.lock:
+            await self._reset_ahead(haproxy)
             await haproxy.stop(forget=False)
 
     def load_balancer_ids(self) -> list[str]:
@@ -155,6 +170,7 @@ class Agent:
             elif previous is None:
                 raise NotConfigured(f"load balancer {lb_id} has no configuration: PutConfig first")
             reloaded = haproxy.running
+            await self._reset_ahead(haproxy)
             try:
                 await (haproxy.reload() if reloaded else haproxy.start())
             except HaproxyError:
@@ -188,6 +204,7 @@ class Agent:
     async def _stop_haproxy(self, lb_id: str) -> ProcessInfo:
         haproxy = self._haproxy(lb_id)
         async with haproxy.lock:
+            await self._reset_ahead(haproxy)
             await haproxy.stop()
             return await haproxy.info()
 
@@ -213,3 +230,5 @@ class Agent:
             await haproxy.stop()
             # The supervisor object stays, so that calls queued on its lock meanwhile use the same one.
             haproxy.files.remove_all()
+            if self.forgotten is not None:
+                self.forgotten(lb_id)

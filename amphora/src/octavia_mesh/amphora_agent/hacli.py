@@ -84,3 +84,35 @@ def parse_version(output: str) -> str:
         if len(words) >= 3 and words[0] in ("HAProxy", "HA-Proxy") and words[1] == "version":
             return words[2]
     return "unknown"
+
+
+#: ``show peers`` flags of HAProxy 2.8 (``PEERS_F_RESYNC_LOCAL | PEERS_F_RESYNC_REMOTE``): set once the
+#: worker's own resynchronisation is over, from the previous worker or after its timeouts (5 s each).
+#: Only then does a stopping worker teach its stick tables to the next one.
+PEERS_RESYNC_FINISHED = 0x3
+
+
+def parse_show_peers(text: str) -> dict[str, int]:
+    """The flags of every peers section in a ``show peers`` answer, by section name."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith(" ") or " id=" not in line or " flags=" not in line:
+            continue  # the indented lines describe peers and tables of the section above
+        words = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        try:
+            out[words["id"]] = int(words["flags"], 16)
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def parse_table_usage(text: str) -> dict[str, int]:
+    """Entries in use per stick table, from a ``show table`` answer (``# table: <name>, ..., used:<n>``)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.startswith("# table: "):
+            continue
+        parts = [part.strip() for part in line[len("# table: ") :].split(",")]
+        used = next((part.split(":", 1)[1] for part in parts if part.startswith("used:")), "0")
+        out[parts[0]] = int(used) if used.isdigit() else 0
+    return out

@@ -6,6 +6,14 @@ re-executes the master on the files, forks a new worker and answers ``Success=1`
 serves, while the old worker finishes its connections (the measured way to reload with zero failed
 requests, together with ``option idle-close-on-response`` in the configuration and a
 ``hard-stop-after`` bound, which the agent's fragment sets).
+
+What a worker learned survives a reload:
+
+* server health: before a reload the agent saves the old worker's server states, filtered down to
+  health (:mod:`.serverstate`), to the ``server-state-file`` the new worker loads;
+* stick tables: the agent's fragment defines a ``peers`` section holding only the local peer, on a unix
+  socket; stick tables that name it (``peers local``, which the controller's templates write) are
+  handed by the stopping worker to the new one.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from octavia_mesh.amphora_agent import hacli
+from octavia_mesh.amphora_agent import hacli, serverstate
 from octavia_mesh.amphora_agent.reaper import Child, ChildReaper, kill_group
 from octavia_mesh.amphora_agent.store import LoadBalancerFiles, remove, write_atomic
 
@@ -33,6 +41,10 @@ logger = logging.getLogger(__name__)
 _FIRST_BACKOFF_S = 0.05
 #: An HAProxy that ran this long before dying is restarted after the first delay again.
 _STABLE_S = 30.0
+#: The peers section the agent's fragment defines and the name of its only (local) peer. The controller's
+#: configurations refer to the section by this name (``stick-table ... peers local``): a contract.
+PEERS_SECTION = "local"
+LOCAL_PEER = "amphora"
 
 
 class HaproxyError(RuntimeError):
@@ -61,6 +73,10 @@ class HaproxyOptions:
     stop_timeout_s: float = 5.0
     reload_timeout_s: float = 30.0
     restart_backoff_max_s: float = 5.0
+    #: How long a reload waits for a young worker to finish its own peer resynchronisation (HAProxy 2.8
+    #: gives up on the previous worker after 5 s, then on remote peers after 5 s more) before it would
+    #: lose stick-table entries, and then for the new worker to have learned them.
+    peers_sync_timeout_s: float = 11.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,19 +178,36 @@ class Haproxy:
         self._restart_count = 0
         self._backoff = _FIRST_BACKOFF_S
         self._last_error = ""
+        self._loaded = b""  # the configuration the running worker loaded
 
     @property
     def running(self) -> bool:
         return self._master is not None and self._master.running
 
+    @property
+    def state_file(self) -> Path:
+        """Server states saved for the next worker (present only during a reload)."""
+        return self.files.directory / "servers.state"
+
+    @property
+    def peers_socket(self) -> Path:
+        return self.files.run_dir / f"{self.files.socket_key}.peers"
+
     def _write_fragment(self) -> None:
-        # The agent's own `global` section, loaded before the controller's file: the stats socket
-        # GetStatus reads, at a path the controller need not know, and the bound on draining workers.
+        # The agent's own sections, loaded before the controller's file, at paths the controller need not
+        # know: the stats socket GetStatus reads, the bound on draining workers, the server-state file a
+        # reload fills, and the local peer through which a stopping worker hands its stick tables over.
         fragment = (
             "# Written by the amphora agent; loaded before haproxy.cfg.\n"
             "global\n"
             f"    stats socket {self.files.stats_socket} mode 600 level admin\n"
             f"    hard-stop-after {self._options.hard_stop_after_s}s\n"
+            f"    server-state-file {self.state_file}\n"
+            f"    localpeer {LOCAL_PEER}\n"
+            "\n"
+            f"peers {PEERS_SECTION}\n"
+            f"    bind unix@{self.peers_socket} mode 600\n"
+            f"    server {LOCAL_PEER}\n"
         )
         write_atomic(self.files.fragment, fragment.encode(), 0o600)
 
@@ -219,12 +252,20 @@ class Haproxy:
             await self.start()
             return
         self._write_fragment()
+        config = self.files.config.read_bytes()
+        tables = await self._await_peers_resync()
+        await self._save_server_state(config)
         try:
             answer = await hacli.command(self.files.master_socket, "reload", self._options.reload_timeout_s)
         except hacli.CliError as exc:
             raise HaproxyError(f"reload failed: {exc}") from exc
+        finally:
+            remove(self.state_file)  # read by the reload only: never by a later start
         if not hacli.reload_succeeded(answer):
             raise HaproxyError(f"reload failed:\n{answer.strip()}")
+        self._loaded = config
+        if tables:
+            await self._await_peers_resync(after_reload=True)
 
     async def stop(self, *, forget: bool = True) -> None:
         """Stop HAProxy and every process of its group.
@@ -241,6 +282,7 @@ class Haproxy:
             self._master = None
         remove(self.files.pidfile)
         self.files.remove_sockets()
+        remove(self.peers_socket)
         self._state, self._start_time = ProcessState.STOPPED, None
 
     async def info(self) -> ProcessInfo:
@@ -269,6 +311,51 @@ class Haproxy:
 
     # -- internals -------------------------------------------------------------------------------
 
+    async def _save_server_state(self, config: bytes) -> None:
+        """Leave the old worker's server health, as far as ``config`` still applies it, for the new worker."""
+        remove(self.state_file)
+        try:
+            state = await hacli.command(self.files.stats_socket, "show servers state", 5.0)
+        except hacli.CliError as exc:
+            logger.warning("lb %s: server states not carried over: %s", self.files.lb_id, exc)
+            return
+        kept = serverstate.carry_over(state, self._loaded.decode(errors="replace"), config.decode(errors="replace"))
+        if kept:
+            write_atomic(self.state_file, kept.encode(), 0o600)
+
+    async def _await_peers_resync(self, after_reload: bool = False) -> bool:
+        """Wait until the running worker's stick tables can be handed over; whether any hold entries.
+
+        A stopping HAProxy 2.8 worker teaches its tables to the next one only once its own peer
+        resynchronisation is over, which takes a young worker up to 10 s with no remote peer. Before a
+        reload, the wait happens only when a table holds entries (nothing to lose otherwise); after one,
+        it makes the reload return once the new worker holds them.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._options.peers_sync_timeout_s
+        while True:
+            try:
+                usage = hacli.parse_table_usage(await hacli.command(self.files.stats_socket, "show table", 2.0))
+                if not (usage if after_reload else any(usage.values())):
+                    return False  # no table (a peers section nothing uses never syncs), or nothing to lose
+                answer = await hacli.command(self.files.stats_socket, "show peers", 2.0)
+            except hacli.CliError as exc:
+                logger.warning("lb %s: stick tables may not survive this reload: %s", self.files.lb_id, exc)
+                return False
+            flags = hacli.parse_show_peers(answer).get(PEERS_SECTION)
+            finished = flags is None or flags & hacli.PEERS_RESYNC_FINISHED == hacli.PEERS_RESYNC_FINISHED
+            if finished:
+                waited = loop.time() - started
+                if waited > 0.1:
+                    stage = "the new worker to learn" if after_reload else "the worker to be able to teach"
+                    logger.info("lb %s: waited %.1fs for %s stick tables", self.files.lb_id, waited, stage)
+                return True
+            if loop.time() >= deadline:
+                logger.warning("lb %s: peers still resynchronising (flags %#x)", self.files.lb_id, flags)
+                return True
+            await asyncio.sleep(0.05)
+
     async def _cancel_monitor(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
@@ -287,7 +374,8 @@ class Haproxy:
 
     def _clear_stale_sockets(self) -> None:
         self.files.remove_sockets()
-        for sock in (self.files.master_socket, self.files.stats_socket):
+        remove(self.peers_socket)
+        for sock in (self.files.master_socket, self.files.stats_socket, self.peers_socket):
             # HAProxy binds unix sockets through `<path>.<pid>.tmp` / `.bak` names a kill can leave behind.
             for leftover in sock.parent.glob(f"{sock.name}.*"):
                 remove(leftover)
@@ -295,7 +383,9 @@ class Haproxy:
     async def _spawn(self) -> None:
         orphan = self.orphan_pid()
         self._clear_stale_sockets()
+        remove(self.state_file)  # states of another process, however old: a start checks afresh
         self._write_fragment()
+        config = self.files.config.read_bytes()
         argv = [
             self._options.binary,
             "-W",
@@ -331,6 +421,7 @@ class Haproxy:
             raise HaproxyError(f"haproxy {reason}:\n{output.tail()}")
         write_atomic(self.files.pidfile, f"{child.pid}\n".encode(), 0o600)
         self._state, self._start_time, self._last_error = ProcessState.RUNNING, time.time(), ""
+        self._loaded = config
         if orphan:
             # Ours serves now (both listen thanks to SO_REUSEPORT); let the orphan finish its connections.
             logger.warning("lb %s: soft-stopping haproxy %d left by a previous agent", self.files.lb_id, orphan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -13,7 +14,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from octavia_mesh.amphora_agent.agent import Agent
 from octavia_mesh.amphora_agent.auth import ControllerOnly
+from octavia_mesh.amphora_agent.counters import CounterLedger
 from octavia_mesh.amphora_agent.haproxy import HaproxyOptions
+from octavia_mesh.amphora_agent.heartbeat import HeartbeatSender, Sampler
+from octavia_mesh.amphora_agent.identity import AgentIdentity
+from octavia_mesh.amphora_agent.keepalived import Keepalived, find_keepalived
 from octavia_mesh.amphora_agent.reaper import ChildReaper
 from octavia_mesh.amphora_agent.servicer import AmphoraAgentServicer
 from octavia_mesh.amphora_agent.settings import AgentSettings
@@ -45,13 +50,24 @@ def haproxy_options(settings: AgentSettings) -> HaproxyOptions:
     )
 
 
-def create_server(settings: AgentSettings, agent: Agent) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+def identity_of(settings: AgentSettings) -> AgentIdentity:
+    """The agent's certificate and key (replaceable by ``RotateCertificate``), and the client CA."""
+    return AgentIdentity(Path(settings.server_cert), Path(settings.server_key), Path(settings.client_ca))
+
+
+def create_server(
+    settings: AgentSettings, agent: Agent, identity: AgentIdentity | None = None, keepalived: Keepalived | None = None
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build the server (not started); the port it bound, for ``listen`` ending in ``:0``."""
+    identity = identity or identity_of(settings)
     server = grpc.aio.server(interceptors=[ControllerOnly(settings.controller_identities)])
-    agent_pb2_grpc.add_AmphoraAgentServicer_to_server(AmphoraAgentServicer(agent, settings.amphora_id), server)
+    agent_pb2_grpc.add_AmphoraAgentServicer_to_server(
+        AmphoraAgentServicer(agent, settings.amphora_id, identity, keepalived), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_secure_port(settings.listen, server_credentials(settings))
+    # Dynamic credentials: a rotated certificate is presented from the next handshake on, with no restart.
+    port = server.add_secure_port(settings.listen, identity.server_credentials())
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
     return server, port, health_servicer
@@ -63,6 +79,15 @@ async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> Non
         await servicer.set(name, status)
 
 
+def _start_heartbeats(settings: AgentSettings, agent: Agent, identity: AgentIdentity) -> asyncio.Task[None] | None:
+    """Stream heartbeats to the health service, when the agent was given its endpoints."""
+    if not settings.health_endpoints:
+        return None
+    sampler = Sampler(agent, CounterLedger(settings.state_path / "counters.json"))
+    agent.before_reset, agent.forgotten = sampler.before_reset, sampler.forget
+    return asyncio.create_task(HeartbeatSender(settings, sampler, identity).run(), name="heartbeats")
+
+
 async def serve(settings: AgentSettings) -> None:
     """Run the agent until SIGTERM or SIGINT, then stop the server, every HAProxy and every child."""
     # Sockets, configurations and keys are the agent's alone.
@@ -70,6 +95,16 @@ async def serve(settings: AgentSettings) -> None:
     reaper = ChildReaper()
     reaper.install()
     agent = Agent(Store(settings.state_path), reaper, haproxy_options(settings))
+    # keepalived, for ACTIVE_STANDBY amphorae (found lazily: SINGLE amphorae never start it).
+    keepalived = Keepalived(
+        settings.state_path,
+        settings.state_path / "lb",
+        reaper,
+        binary=find_keepalived(settings.keepalived_binary),
+        router_id=settings.amphora_id.replace("-", "")[:12] or "amphora",
+        stop_timeout_s=settings.stop_timeout_s,
+        restart_backoff_max_s=settings.restart_backoff_max_s,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,7 +113,11 @@ async def serve(settings: AgentSettings) -> None:
         # Load balancers that ran before this agent (re)started serve again before the controller
         # can see the agent, so GetStatus never reports a transient STOPPED.
         await agent.start()
-        server, port, health_servicer = create_server(settings, agent)
+        await keepalived.resume()
+        # One identity object: the server presents it, and so does anything that calls out as this amphora.
+        identity = identity_of(settings)
+        heartbeats = _start_heartbeats(settings, agent, identity)
+        server, port, health_servicer = create_server(settings, agent, identity, keepalived)
         await server.start()
         await _set_health(health_servicer, True)
         host = settings.listen.rsplit(":", 1)[0]
@@ -87,9 +126,16 @@ async def serve(settings: AgentSettings) -> None:
         )
         await stop.wait()
         logger.info("stopping")
+        if heartbeats is not None:
+            # Before HAProxy stops: a last heartbeat must not report the amphora's own shutdown as an outage.
+            heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeats
         await _set_health(health_servicer, False)
         await server.stop(settings.grace_s)
     finally:
+        # keepalived first: a master hands the VIP to its peer while its HAProxy still serves.
+        await keepalived.shutdown()
         await agent.shutdown()
         reaper.close()
     logger.info("stopped")

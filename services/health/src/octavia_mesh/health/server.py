@@ -1,20 +1,117 @@
-"""The health process: its gRPC endpoint (``grpc.health.v1``) and its background work."""
+"""The health process: heartbeat streams over mutual TLS, batched writes, status events, probes.
+
+Two gRPC servers: the mutual-TLS one amphorae stream to (``heartbeat_listen``: ``AmphoraHealth`` and
+``grpc.health.v1``), and the plain one for probes (``grpc_listen``: ``grpc.health.v1`` only). On SIGTERM
+the probes turn NOT_SERVING, open streams end with UNAVAILABLE (their agents move to another replica),
+and what arrived last is written before the process exits.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from octavia_mesh.common.db.engine import make_engine
 from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
+from octavia_mesh.health import events, failover, tls
+from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
+from octavia_mesh.health.servicer import SERVICE_NAME, AmphoraHealthServicer
 from octavia_mesh.health.settings import HealthSettings
+from octavia_mesh.health.store import HealthStore
+from octavia_mesh.protos.health.v1 import health_pb2_grpc
 
 logger = logging.getLogger(__name__)
+
+#: Seconds open streams get to end when the service stops (agents reconnect elsewhere meanwhile).
+STREAM_GRACE_S = 1.0
+
+
+@dataclass(slots=True)
+class HeartbeatPlane:
+    """The mutual-TLS server and what it feeds, started and stopped together."""
+
+    engine: AsyncEngine
+    ingest: Ingest
+    servicer: AmphoraHealthServicer
+    server: grpc.aio.Server
+    port: int
+    publisher: events.EventPublisher
+    reporter: str
+    health: ServiceHealth
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.publisher.start()
+        self.ingest.start()
+        await self.server.start()
+        await self.health.set_serving(True)
+
+    async def stop(self) -> None:
+        self.servicer.closing = True
+        await self.health.set_serving(False)
+        await self.server.stop(STREAM_GRACE_S)
+        await self.ingest.stop()
+        for stop in reversed(self.on_stop):
+            await stop()
+        await self.publisher.stop()
+        await self.engine.dispose()
+
+
+def build(
+    settings: HealthSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    publisher: events.EventPublisher | None = None,
+) -> HeartbeatPlane:
+    """Everything of the heartbeat plane, not started (tests and benchmarks build it on ``:0``)."""
+    identity = tls.load_identity(settings)
+    engine = engine if engine is not None else make_engine(settings.database_url)
+    server = grpc.aio.server(
+        options=[
+            # Thousands of long-lived streams: pings from agents are expected, every 10 s.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    )
+    port = server.add_secure_port(settings.heartbeat_listen, tls.server_credentials(identity))
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.heartbeat_listen}")
+    reporter = settings.replica_name or f"{socket.gethostname()}:{port}"
+    store = HealthStore(engine, reporter)
+    if publisher is None:
+        publisher = events.NatsEventPublisher(
+            settings.nats_url,
+            settings.events_stream,
+            settings.events_max_age_s,
+            settings.events_max_bytes,
+            f"octavia-mesh-health {reporter}",
+        )
+    ingest = Ingest(store, publisher, settings.flush_interval_s, settings.flush_max_amphorae)
+    servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s)
+    health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)
+    health = ServiceHealth(server, [SERVICE_NAME])  # on the mutual-TLS port too, for agents that probe it
+    return HeartbeatPlane(engine, ingest, servicer, server, port, publisher, reporter, health)
 
 
 async def serve(settings: HealthSettings) -> None:
     server = grpc.aio.server()
-    health = ServiceHealth(server, [])
+    health = ServiceHealth(server, [SERVICE_NAME])
     server.add_insecure_port(settings.grpc_listen)
-    logger.info("health listening on %s", settings.grpc_listen)
-    await run_until_signalled(server, health)
+    plane = build(settings)
+    await plane.start()
+    # Background work sharing the database engine registers its stop in plane.on_stop.
+    detector = await failover.start(settings, health, engine=plane.engine, writes_ok=plane.ingest.writes_ok)
+    plane.on_stop.append(detector.stop)
+    logger.info(
+        "health listening on %s; heartbeats (mutual TLS) on port %d as %s, every %gs",
+        settings.grpc_listen,
+        plane.port,
+        plane.reporter,
+        settings.heartbeat_interval_s,
+    )
+    await run_until_signalled(server, health, plane.stop)

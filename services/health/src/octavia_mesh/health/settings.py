@@ -19,6 +19,74 @@ class HealthSettings:
     )
     nats_url: str = field(default="nats://127.0.0.1:4222", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL)"})
 
+    # -- heartbeats (amphora agents stream them here over mutual TLS)
+    heartbeat_listen: str = field(
+        default="127.0.0.1:50063", metadata={"help": "host:port of the mutual-TLS endpoint amphorae stream to"}
+    )
+    ca_dir: str = field(
+        default="worker-state/ca",
+        metadata={
+            "help": "directory of the local controller CA (shared with the worker): amphorae are verified "
+            "against it and the server certificate is issued from it at start, unless the *_PATH settings "
+            "below name PEM files"
+        },
+    )
+    server_cert_path: str = field(default="", metadata={"help": "PEM file: the server certificate (chain)"})
+    server_key_path: str = field(default="", metadata={"help": "PEM file: the server certificate's key"})
+    client_ca_path: str = field(default="", metadata={"help": "PEM file: the CA bundle amphora certificates chain to"})
+    server_identity: str = field(
+        default="octavia-mesh-health", metadata={"help": "CN and DNS SAN of the server certificate issued from ca_dir"}
+    )
+    replica_name: str = field(
+        default="", metadata={"help": "this replica's name in amphora_health.reporter (default: host:port)"}
+    )
+    heartbeat_interval_s: float = field(
+        default=1.0, metadata={"help": "seconds between heartbeats, sent to every amphora in each acknowledgement"}
+    )
+    flush_interval_s: float = field(
+        default=0.25, metadata={"help": "seconds between batched database writes of the heartbeats received"}
+    )
+    flush_max_amphorae: int = field(
+        default=500, metadata={"help": "most amphorae written in one transaction (bigger batches are split)"}
+    )
+    events_stream: str = field(
+        default="OCTAVIA_EVENTS",
+        metadata={"help": "JetStream stream of the status events (empty: publish on plain NATS only)"},
+    )
+    events_max_age_s: float = field(
+        default=3600.0, metadata={"help": "seconds the events stream keeps an event for late subscribers"}
+    )
+    events_max_bytes: int = field(default=64 << 20, metadata={"help": "bytes the events stream keeps at most"})
+
+    # -- automatic failover (failover.py, breaker.py)
+    heartbeat_timeout_s: float = field(
+        default=5.0, metadata={"help": "an ALLOCATED amphora not heard from for this long is failed over"}
+    )
+    failover_enabled: bool = field(
+        default=True, metadata={"help": "fail over silent amphorae automatically (detection and logs go on if not)"}
+    )
+    failover_scan_interval_s: float = field(
+        default=1.0, metadata={"help": "seconds between two scans of amphora_health for stale amphorae"}
+    )
+    failover_max_per_scan: int = field(default=2, metadata={"help": "most failovers one scan starts"})
+    failover_max_in_flight: int = field(
+        default=5, metadata={"help": "most automatic failovers started and not finished, across all replicas"}
+    )
+    failover_breaker_max_silent: int = field(
+        default=10,
+        metadata={"help": "circuit breaker: no failover while more amphorae than this are silent at once (0: off)"},
+    )
+    failover_breaker_max_silent_percent: float = field(
+        default=50.0,
+        metadata={
+            "help": "circuit breaker: no failover while at least two amphorae, and more than this share of "
+            "all monitored ones, are silent at once (0: off)"
+        },
+    )
+    failover_startup_grace_s: float = field(
+        default=15.0, metadata={"help": "no failover this long after start, while heartbeat streams reconnect"}
+    )
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> HealthSettings:
         return from_env(cls, PREFIX, environ, **overrides)

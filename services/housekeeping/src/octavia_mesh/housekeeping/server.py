@@ -1,4 +1,10 @@
-"""The housekeeping process: its gRPC endpoint (``grpc.health.v1``) and its background work."""
+"""The housekeeping process: its periodic jobs, its own outbox relay, and a gRPC endpoint (``grpc.health.v1``).
+
+Housekeeping runs an :class:`~octavia_mesh.common.commands.OutboxRelay` of its own, so the commands it
+queues (certificate rotations, orphan sweeps, re-driven changes) reach the workers even while the API
+service is down; two relays publishing the same row are harmless, JetStream drops the duplicate by its
+command id.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,34 @@ import logging
 
 import grpc
 
+from octavia_mesh.common import commands
+from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
+from octavia_mesh.housekeeping.jobs import Housekeeper, Scheduler
 from octavia_mesh.housekeeping.settings import HousekeepingSettings
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(settings: HousekeepingSettings) -> None:
+    """Run housekeeping until SIGTERM/SIGINT."""
+    engine = make_engine(settings.database_url)
+    _, write = session_factories(engine)
+    nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-housekeeping")
+    await commands.ensure_stream(js)
+    relay = commands.OutboxRelay(write, js, sweep_interval_s=settings.relay_sweep_s)
+    relay.start()
+    scheduler = Scheduler(Housekeeper(write, settings, relay.wake).jobs())
+    scheduler.start()
     server = grpc.aio.server()
-    health = ServiceHealth(server, [])
+    health = ServiceHealth(server, ["octavia_mesh.housekeeping"])
     server.add_insecure_port(settings.grpc_listen)
     logger.info("housekeeping listening on %s", settings.grpc_listen)
-    await run_until_signalled(server, health)
+
+    async def on_stop() -> None:
+        await scheduler.stop()
+        await relay.stop()
+        await commands.close_nats(nats_client)
+        await engine.dispose()
+
+    await run_until_signalled(server, health, on_stop)

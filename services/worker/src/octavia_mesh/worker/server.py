@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import signal
 from pathlib import Path
@@ -17,13 +18,15 @@ from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
-from octavia_mesh.worker.drivers.compute import LocalComputeDriver, NoopComputeDriver
+from octavia_mesh.worker.drivers.compute import NoopComputeDriver
+from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
 from octavia_mesh.worker.haproxy.view import connection_cap
 from octavia_mesh.worker.providers.amphora import AmphoraDeps, AmphoraProvider
 from octavia_mesh.worker.providers.noop import NoopProvider
 from octavia_mesh.worker.reconcile import rebuild_lost_amphorae
 from octavia_mesh.worker.settings import WorkerSettings
+from octavia_mesh.worker.vrrp import render as vrrp_render
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,17 @@ logger = logging.getLogger(__name__)
 def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[AsyncSession]) -> AmphoraProvider:
     state = Path(settings.state_dir).resolve()
     certificates = LocalCertificateDriver(state / "ca")
-    compute = LocalComputeDriver(state / "amphorae") if settings.compute_driver == "local" else NoopComputeDriver()
+    compute = (
+        # Local processes; ACTIVE_STANDBY amphorae in network namespaces (which need root).
+        NamespaceComputeDriver(
+            state / "amphorae",
+            link_cidr=settings.active_standby_link_cidr,
+            health_endpoints=settings.health_endpoints,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        )
+        if settings.compute_driver == "local"
+        else NoopComputeDriver()
+    )
     amphora = (
         GrpcAmphoraDriver(certificates.controller_certificate())
         if settings.amphora_driver == "grpc"
@@ -46,9 +59,13 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
             renderer=HaproxyRenderer(create_environment()),
             max_connections=connection_cap(),
             agent_timeout_s=settings.agent_timeout_s,
+            cert_validity=dt.timedelta(seconds=settings.amphora_cert_validity_s),
             keyring=secrets.load_keyring(settings.secret_key_file, settings.secret_keys)
             if settings.secret_key_file or settings.secret_keys
             else None,
+            vrrp=vrrp_render.VrrpOptions(
+                vrrp_render.VrrpRenderer(vrrp_render.create_environment()), advert_int_s=settings.vrrp_advert_int_s
+            ),
         )
     )
 

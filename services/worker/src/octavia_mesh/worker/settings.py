@@ -25,6 +25,25 @@ class WorkerSettings:
     compute_driver: str = field(default="local", metadata={"help": "amphora instances: local (processes) or noop"})
     amphora_driver: str = field(default="grpc", metadata={"help": "talking to agents: grpc (mutual TLS) or noop"})
     agent_timeout_s: float = field(default=60.0, metadata={"help": "how long a new amphora's agent may take to answer"})
+    amphora_cert_validity_s: float = field(
+        default=30 * 86400.0,
+        metadata={"help": "how long an amphora's certificate is valid (housekeeping rotates it before it expires)"},
+    )
+    health_endpoints: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "comma-separated host:port of the health service replicas amphorae stream heartbeats to"},
+    )
+    heartbeat_interval_s: float = field(
+        default=1.0, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
+    )
+    vrrp_advert_int_s: float = field(
+        default=1.0,
+        metadata={"help": "ACTIVE_STANDBY: VRRP advertisement interval (a dead master is replaced after ~3.5 of them)"},
+    )
+    active_standby_link_cidr: str = field(
+        default="169.254.64.0/18",
+        metadata={"help": "ACTIVE_STANDBY: addresses of the links to amphora namespaces (a /28 per load balancer)"},
+    )
     secret_key_file: str = field(
         default="octavia-mesh-secret.key",
         metadata={

@@ -99,8 +99,13 @@ def _online(obj: Any, *, monitored: bool = True) -> str:
     return "ONLINE" if monitored else "NO_MONITOR"
 
 
-async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False) -> None:
-    """Finish whatever change is pending under ``lb_id`` (see the module docstring)."""
+async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False, reported: bool = False) -> None:
+    """Finish whatever change is pending under ``lb_id`` (see the module docstring).
+
+    ``reported``: the health service keeps the operating statuses of the load balancer, its listeners, pools
+    and members from heartbeats (amphora provider), so only objects this change touched get the optimistic
+    status here; the others keep what their data plane last reported.
+    """
     tree = await Tree.load(session, lb_id)
     if tree is None:
         return
@@ -145,9 +150,12 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False) ->
         for obj in objs:
             if obj.id in doomed:
                 continue
-            if obj.provisioning_status in PENDING:
+            touched = obj.provisioning_status in PENDING
+            if touched:
                 obj.provisioning_status = "ACTIVE"
                 obj.updated_at = now
+            elif reported and isinstance(obj, Listener | Pool | Member):
+                continue
             monitored = not isinstance(obj, Member) or obj.pool_id in monitored_pools
             obj.operating_status = _online(obj, monitored=monitored)
 
@@ -159,8 +167,9 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False) ->
         await vips.release(session, lb.id)
         freed["load_balancer"] += 1
     elif lb.provisioning_status in PENDING:
+        if not reported or lb.provisioning_status == "PENDING_CREATE" or not lb.admin_state_up:
+            lb.operating_status = _online(lb)
         lb.provisioning_status = "ACTIVE"
-        lb.operating_status = _online(lb)
     lb.updated_at = now
     await quota.release(session, lb.project_id, dict(freed))
 

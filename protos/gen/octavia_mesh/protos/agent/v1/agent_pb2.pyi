@@ -145,6 +145,88 @@ class DeleteLoadBalancerResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class RotateCertificateRequest(_message.Message):
+    __slots__ = ("certificate", "private_key")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    private_key: bytes
+    def __init__(self, certificate: _Optional[bytes] = ..., private_key: _Optional[bytes] = ...) -> None: ...
+
+class RotateCertificateResponse(_message.Message):
+    __slots__ = ("certificate_sha256",)
+    CERTIFICATE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    certificate_sha256: str
+    def __init__(self, certificate_sha256: _Optional[str] = ...) -> None: ...
+
+class PutVrrpConfigRequest(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: str
+    def __init__(self, config: _Optional[str] = ...) -> None: ...
+
+class PutVrrpConfigResponse(_message.Message):
+    __slots__ = ("config_sha256",)
+    CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    config_sha256: str
+    def __init__(self, config_sha256: _Optional[str] = ...) -> None: ...
+
+class StartVrrpRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StartVrrpResponse(_message.Message):
+    __slots__ = ("reloaded", "status")
+    RELOADED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    reloaded: bool
+    status: VrrpStatus
+    def __init__(self, reloaded: _Optional[bool] = ..., status: _Optional[_Union[VrrpStatus, _Mapping]] = ...) -> None: ...
+
+class StopVrrpRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StopVrrpResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: VrrpStatus
+    def __init__(self, status: _Optional[_Union[VrrpStatus, _Mapping]] = ...) -> None: ...
+
+class GetVrrpStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VrrpStatus(_message.Message):
+    __slots__ = ("running", "pid", "state", "state_time", "config_sha256", "restart_count", "last_error")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[VrrpStatus.State]
+        STATE_BACKUP: _ClassVar[VrrpStatus.State]
+        STATE_MASTER: _ClassVar[VrrpStatus.State]
+        STATE_FAULT: _ClassVar[VrrpStatus.State]
+        STATE_STOP: _ClassVar[VrrpStatus.State]
+    STATE_UNSPECIFIED: VrrpStatus.State
+    STATE_BACKUP: VrrpStatus.State
+    STATE_MASTER: VrrpStatus.State
+    STATE_FAULT: VrrpStatus.State
+    STATE_STOP: VrrpStatus.State
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    RESTART_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    pid: int
+    state: VrrpStatus.State
+    state_time: _timestamp_pb2.Timestamp
+    config_sha256: str
+    restart_count: int
+    last_error: str
+    def __init__(self, running: _Optional[bool] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[VrrpStatus.State, str]] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config_sha256: _Optional[str] = ..., restart_count: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
 class HaproxyProcess(_message.Message):
     __slots__ = ("state", "master_pid", "worker_pid", "old_worker_pids", "config_sha256", "start_time", "reload_count", "restart_count", "last_error")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

@@ -100,6 +100,31 @@ class AmphoraAgentStub:
                 request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.DeleteLoadBalancerRequest.SerializeToString,
                 response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.DeleteLoadBalancerResponse.FromString,
                 _registered_method=True)
+        self.RotateCertificate = channel.unary_unary(
+                '/octavia_mesh.agent.v1.AmphoraAgent/RotateCertificate',
+                request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.RotateCertificateRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.RotateCertificateResponse.FromString,
+                _registered_method=True)
+        self.PutVrrpConfig = channel.unary_unary(
+                '/octavia_mesh.agent.v1.AmphoraAgent/PutVrrpConfig',
+                request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PutVrrpConfigRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PutVrrpConfigResponse.FromString,
+                _registered_method=True)
+        self.StartVrrp = channel.unary_unary(
+                '/octavia_mesh.agent.v1.AmphoraAgent/StartVrrp',
+                request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StartVrrpRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StartVrrpResponse.FromString,
+                _registered_method=True)
+        self.StopVrrp = channel.unary_unary(
+                '/octavia_mesh.agent.v1.AmphoraAgent/StopVrrp',
+                request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StopVrrpRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StopVrrpResponse.FromString,
+                _registered_method=True)
+        self.GetVrrpStatus = channel.unary_unary(
+                '/octavia_mesh.agent.v1.AmphoraAgent/GetVrrpStatus',
+                request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.GetVrrpStatusRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.VrrpStatus.FromString,
+                _registered_method=True)
 
 
 class AmphoraAgentServicer:
@@ -205,6 +230,61 @@ class AmphoraAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateCertificate(self, request, context):
+        """Replaces the agent's own certificate and key: the identity it presents to
+        the controller (and, as a client, to the health service). The pair is
+        checked (the key must match the certificate; else `INVALID_ARGUMENT` and
+        the current identity stays), written over the files the agent started
+        with, and presented from the next TLS handshake on; connections already
+        open keep theirs. HAProxy is not touched, so no traffic is affected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutVrrpConfig(self, request, context):
+        """Validates a keepalived configuration for the amphora's VRRP instance
+        (ACTIVE_STANDBY load balancers) with `keepalived --config-test` and stores
+        it for the next `StartVrrp`; a running keepalived is not touched. The
+        agent puts its own `global_defs` and a `vrrp_script check_haproxy` before
+        it (the script succeeds while every HAProxy the agent is meant to run is
+        alive), so the configuration holds the `vrrp_instance` and may name
+        `check_haproxy` in its `track_script`. `INVALID_ARGUMENT` with
+        keepalived's messages when it is refused; `FAILED_PRECONDITION` when
+        keepalived is not installed on the amphora.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartVrrp(self, request, context):
+        """Starts keepalived on the stored configuration, or makes a running one
+        reload it (SIGHUP). keepalived runs as a child of the agent, which reaps it
+        and its VRRP process, restarts it when it dies, and clears the pid files a
+        dead keepalived leaves (keepalived refuses to start over a pid file that
+        names a live process). It keeps running across agent restarts until
+        `StopVrrp`. `FAILED_PRECONDITION` when no configuration was put or
+        keepalived does not start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopVrrp(self, request, context):
+        """Stops keepalived gracefully (a master advertises priority 0, so its peer
+        takes the VIP over at once) and keeps it stopped until `StartVrrp`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVrrpStatus(self, request, context):
+        """Returns keepalived's process and the VRRP state it last announced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AmphoraAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +332,31 @@ def add_AmphoraAgentServicer_to_server(servicer, server):
                     servicer.DeleteLoadBalancer,
                     request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.DeleteLoadBalancerRequest.FromString,
                     response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.DeleteLoadBalancerResponse.SerializeToString,
+            ),
+            'RotateCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCertificate,
+                    request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.RotateCertificateRequest.FromString,
+                    response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.RotateCertificateResponse.SerializeToString,
+            ),
+            'PutVrrpConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutVrrpConfig,
+                    request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PutVrrpConfigRequest.FromString,
+                    response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PutVrrpConfigResponse.SerializeToString,
+            ),
+            'StartVrrp': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartVrrp,
+                    request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StartVrrpRequest.FromString,
+                    response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StartVrrpResponse.SerializeToString,
+            ),
+            'StopVrrp': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopVrrp,
+                    request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StopVrrpRequest.FromString,
+                    response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StopVrrpResponse.SerializeToString,
+            ),
+            'GetVrrpStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVrrpStatus,
+                    request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.GetVrrpStatusRequest.FromString,
+                    response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.VrrpStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -518,6 +623,141 @@ class AmphoraAgent:
             '/octavia_mesh.agent.v1.AmphoraAgent/DeleteLoadBalancer',
             octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.DeleteLoadBalancerRequest.SerializeToString,
             octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.DeleteLoadBalancerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.agent.v1.AmphoraAgent/RotateCertificate',
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.RotateCertificateRequest.SerializeToString,
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.RotateCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutVrrpConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.agent.v1.AmphoraAgent/PutVrrpConfig',
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PutVrrpConfigRequest.SerializeToString,
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PutVrrpConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartVrrp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.agent.v1.AmphoraAgent/StartVrrp',
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StartVrrpRequest.SerializeToString,
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StartVrrpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopVrrp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.agent.v1.AmphoraAgent/StopVrrp',
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StopVrrpRequest.SerializeToString,
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.StopVrrpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVrrpStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.agent.v1.AmphoraAgent/GetVrrpStatus',
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.GetVrrpStatusRequest.SerializeToString,
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.VrrpStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,8 @@ class Operation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OPERATION_DELETE: _ClassVar[Operation]
     OPERATION_FAILOVER: _ClassVar[Operation]
     OPERATION_BATCH_UPDATE: _ClassVar[Operation]
+    OPERATION_ROTATE_CERTIFICATE: _ClassVar[Operation]
+    OPERATION_REAP_ORPHANS: _ClassVar[Operation]
 RESOURCE_KIND_UNSPECIFIED: ResourceKind
 RESOURCE_KIND_LOAD_BALANCER: ResourceKind
 RESOURCE_KIND_LISTENER: ResourceKind
@@ -44,6 +46,8 @@ OPERATION_UPDATE: Operation
 OPERATION_DELETE: Operation
 OPERATION_FAILOVER: Operation
 OPERATION_BATCH_UPDATE: Operation
+OPERATION_ROTATE_CERTIFICATE: Operation
+OPERATION_REAP_ORPHANS: Operation
 
 class ProviderCommand(_message.Message):
     __slots__ = ("command_id", "provider", "kind", "operation", "resource_id", "load_balancer_id", "cascade", "create_time")

@@ -6,7 +6,7 @@ import ipaddress
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -24,7 +24,15 @@ from octavia_mesh.api.resources.protocols import (
     tls_defaults,
 )
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.models import L7Policy, Listener, ListenerStatistics, LoadBalancer, Pool, utcnow
+from octavia_mesh.common.db.models import (
+    Amphora,
+    L7Policy,
+    Listener,
+    ListenerStatistics,
+    LoadBalancer,
+    Pool,
+    utcnow,
+)
 
 LABEL = "Listener"
 
@@ -479,8 +487,21 @@ async def stats(app: App, call: Call) -> Reply:
 async def traffic(session: AsyncSession, which: ColumnElement[bool]) -> dict[str, int]:
     """Octavia's ``stats`` document: the counters of the listener statistics rows ``which`` selects, summed."""
     keys = ("bytes_in", "bytes_out", "active_connections", "total_connections", "request_errors")
-    sums = [func.coalesce(func.sum(getattr(ListenerStatistics, key)), 0) for key in keys]
-    totals = (await session.execute(select(*sums).where(which))).one()
+    # Totals add up over every amphora that ever served the listener; connections open *now* only over the
+    # live ones (a failed-over amphora's last count is stale), as Octavia's get_listener_stats. Rows of no
+    # amphora come from provider drivers (octavia-lib's update_statistics) and count as they are.
+    live = Amphora.id.is_(None) | (Amphora.status == "ALLOCATED")
+    sums = [
+        func.coalesce(
+            func.sum(case((live, ListenerStatistics.active_connections), else_=0))
+            if key == "active_connections"
+            else func.sum(getattr(ListenerStatistics, key)),
+            0,
+        )
+        for key in keys
+    ]
+    statement = select(*sums).outerjoin(Amphora, Amphora.id == ListenerStatistics.amphora_id).where(which)
+    totals = (await session.execute(statement)).one()
     return {key: int(total) for key, total in zip(keys, totals, strict=True)}
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
-from octavia_mesh.api import store, vip
+from octavia_mesh.api import store, topology, vip
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
@@ -154,6 +154,7 @@ async def create(app: App, call: Call) -> Reply:
     lb_id = str(uuid.uuid4())
     async with app.change() as session:
         provider = await _provider_for(app, session, values)
+        lb_topology = await topology.topology_for(app.settings, session, provider, values.get("flavor_id"))
         if values.get("availability_zone"):
             await _check_zone(session, values["availability_zone"])
         address = await vip.allocate(app.settings, session, provider, values, lb_id)
@@ -167,6 +168,7 @@ async def create(app: App, call: Call) -> Reply:
             provider=provider,
             flavor_id=values.get("flavor_id"),
             availability_zone=values.get("availability_zone"),
+            topology=lb_topology,
             vip_qos_policy_id=values.get("vip_qos_policy_id"),
             vip_sg_ids=values.get("vip_sg_ids") or [],
             additional_vips=address.additional_vips,

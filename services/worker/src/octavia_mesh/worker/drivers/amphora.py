@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +38,22 @@ class AmphoraDriver(Protocol):
 
     async def delete_load_balancer(self, endpoint: AgentEndpoint, lb_id: str) -> None: ...
 
+    async def rotate_certificate(self, endpoint: AgentEndpoint, identity: CertBundle) -> None:
+        """Make ``identity`` the agent's own certificate; later calls check the agent presents it."""
+        ...
+
+    async def put_vrrp_config(self, endpoint: AgentEndpoint, config: str) -> None:
+        """Stage the amphora's keepalived ``vrrp_instance`` (ACTIVE_STANDBY)."""
+        ...
+
+    async def start_vrrp(self, endpoint: AgentEndpoint) -> None:
+        """Start keepalived on the staged configuration, or make it reload."""
+        ...
+
+    async def vrrp_state(self, endpoint: AgentEndpoint) -> str:
+        """The VRRP state keepalived last announced: MASTER, BACKUP, FAULT, STOP or UNSPECIFIED."""
+        ...
+
 
 @dataclass
 class GrpcAmphoraDriver:
@@ -45,6 +62,7 @@ class GrpcAmphoraDriver:
     identity: CertBundle
     timeout_s: float = 30.0
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)
 
     def _stub(self, endpoint: AgentEndpoint) -> agent_pb2_grpc.AmphoraAgentStub:
         key = f"{endpoint.address}/{endpoint.amphora_id}"
@@ -100,6 +118,31 @@ class GrpcAmphoraDriver:
             agent_pb2.DeleteLoadBalancerRequest(load_balancer_id=lb_id, allow_missing=True),
         )
 
+    async def rotate_certificate(self, endpoint: AgentEndpoint, identity: CertBundle) -> None:
+        request = agent_pb2.RotateCertificateRequest(certificate=identity.certificate, private_key=identity.private_key)
+        reply = await self._call(endpoint, "RotateCertificate", request)
+        if reply.certificate_sha256 != hashlib.sha256(identity.certificate).hexdigest():  # type: ignore[attr-defined]
+            raise AmphoraError(f"amphora {endpoint.amphora_id} did not take the new certificate")
+        # The cached channel's connection was authenticated with the old certificate, and TLS never checks it
+        # again: later calls go through a new channel, whose handshake verifies the new one (chain and name).
+        # The old channel is closed once calls already on it (another flow's, perhaps) had their time.
+        old = self._channels.pop(f"{endpoint.address}/{endpoint.amphora_id}", None)
+        await self.wait_until_reachable(endpoint, self.timeout_s)
+        if old is not None:
+            task = asyncio.create_task(old.close(grace=self.timeout_s))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def put_vrrp_config(self, endpoint: AgentEndpoint, config: str) -> None:
+        await self._call(endpoint, "PutVrrpConfig", agent_pb2.PutVrrpConfigRequest(config=config))
+
+    async def start_vrrp(self, endpoint: AgentEndpoint) -> None:
+        await self._call(endpoint, "StartVrrp", agent_pb2.StartVrrpRequest())
+
+    async def vrrp_state(self, endpoint: AgentEndpoint) -> str:
+        status = await self._call(endpoint, "GetVrrpStatus", agent_pb2.GetVrrpStatusRequest())
+        return agent_pb2.VrrpStatus.State.Name(status.state).removeprefix("STATE_")  # type: ignore[attr-defined]
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
@@ -123,3 +166,15 @@ class NoopAmphoraDriver:
 
     async def delete_load_balancer(self, endpoint: AgentEndpoint, lb_id: str) -> None:
         return None
+
+    async def rotate_certificate(self, endpoint: AgentEndpoint, identity: CertBundle) -> None:
+        return None
+
+    async def put_vrrp_config(self, endpoint: AgentEndpoint, config: str) -> None:
+        return None
+
+    async def start_vrrp(self, endpoint: AgentEndpoint) -> None:
+        return None
+
+    async def vrrp_state(self, endpoint: AgentEndpoint) -> str:
+        return "MASTER"

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from octavia_mesh.common import pki
 
 #: The subject CN of the controller's client certificate; agents accept no other client.
 CONTROLLER_IDENTITY = "octavia-mesh-controller"
@@ -31,6 +31,7 @@ class CertBundle:
     private_key: bytes
     ca_certificate: bytes
     expires_at: dt.datetime
+    serial: str = ""  # lower-case hex, as ``amphora.cert_serial`` records it (the health service checks it)
 
 
 class CertificateDriver(Protocol):
@@ -53,12 +54,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -71,69 +66,28 @@ class LocalCertificateDriver:
     def __init__(self, directory: Path, ca_validity: dt.timedelta = dt.timedelta(days=3650)) -> None:
         self._dir = directory
         self._lock = threading.Lock()
-        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key_path, cert_path = self._dir / "ca.key", self._dir / "ca.pem"
-        with self._lock:
-            if not (key_path.exists() and cert_path.exists()):
-                key = ec.generate_private_key(ec.SECP256R1())
-                name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Octavia Mesh controller CA")])
-                cert = (
-                    x509.CertificateBuilder()
-                    .subject_name(name)
-                    .issuer_name(name)
-                    .public_key(key.public_key())
-                    .serial_number(x509.random_serial_number())
-                    .not_valid_before(_now() - dt.timedelta(minutes=5))
-                    .not_valid_after(_now() + ca_validity)
-                    .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                    .add_extension(
-                        x509.KeyUsage(
-                            digital_signature=True,
-                            key_cert_sign=True,
-                            crl_sign=True,
-                            content_commitment=False,
-                            key_encipherment=False,
-                            data_encipherment=False,
-                            key_agreement=False,
-                            encipher_only=False,
-                            decipher_only=False,
-                        ),
-                        critical=True,
-                    )
-                    .sign(key, hashes.SHA256())
-                )
-                _write_private(key_path, _pem_key(key))
-                cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self._ca_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        self._ca_pem = cert_path.read_bytes()
-        self._ca_cert = x509.load_pem_x509_certificate(self._ca_pem)
+        # The CA itself is shared with the health service (common.pki), which issues its server certificate
+        # from it and verifies amphorae against it.
+        self._ca = pki.LocalCA(directory, ca_validity)
+        self._ca_pem = self._ca.ca_pem
 
     @property
     def ca_path(self) -> Path:
         return self._dir / "ca.pem"
 
     def _issue(self, common_name: str, usage: x509.ObjectIdentifier, validity: dt.timedelta) -> CertBundle:
-        key = ec.generate_private_key(ec.SECP256R1())
-        expires = _now() + validity
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self._ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - dt.timedelta(minutes=5))
-            .not_valid_after(expires)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .sign(self._ca_key, hashes.SHA256())
-        )  # type: ignore[arg-type]
+        return self._issue_for(common_name, [usage], validity)
+
+    def _issue_for(self, common_name: str, usages: list[x509.ObjectIdentifier], validity: dt.timedelta) -> CertBundle:
+        issued = self._ca.issue(common_name, usages, validity)
         return CertBundle(
-            cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), self._ca_pem, expires.replace(tzinfo=None)
+            issued.certificate, issued.private_key, issued.ca_certificate, issued.expires_at, issued.serial
         )
 
     def issue_amphora_certificate(self, amphora_id: str, validity: dt.timedelta) -> CertBundle:
-        return self._issue(amphora_identity(amphora_id), ExtendedKeyUsageOID.SERVER_AUTH, validity)
+        # serverAuth towards the worker, clientAuth towards the health service it streams heartbeats to.
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        return self._issue_for(amphora_identity(amphora_id), usages, validity)
 
     def controller_certificate(self) -> CertBundle:
         cert_path, key_path = self._dir / "controller.pem", self._dir / "controller.key"

@@ -3,6 +3,8 @@ supervises HAProxy. It runs in its own session, so it outlives a worker restart 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -43,11 +45,59 @@ class ComputeDriver(Protocol):
 
     async def delete_instance(self, compute_id: str) -> None: ...
 
+    async def list_instances(self) -> list[str]:
+        """Compute ids of every instance, running or left behind (``delete_instance`` removes each).
+
+        Instances still being created may be missing: callers that look for orphans list first, then read
+        the amphora rows (a row always exists before its instance).
+        """
+        ...
+
 
 def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _processes_under(home: Path) -> list[int]:
+    """Live processes whose command line names a file under ``home`` (HAProxy names its configuration there)."""
+    needle = str(home).encode() + b"/"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle not in (proc / "cmdline").read_bytes():
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # a zombie holds nothing
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+async def _stop_leftovers(home: Path, drain_s: float = 5.0) -> None:
+    """Stop what an amphora without its agent left running: its HAProxy (own process group) may still hold the
+    VIP. Soft-stop first (SIGUSR1: stop accepting, finish the requests in flight, while the replacement, bound
+    to the same VIP with SO_REUSEPORT, takes the new connections), then kill what is left after ``drain_s``."""
+    leftovers = _processes_under(home)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + drain_s
+    while leftovers and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        leftovers = _processes_under(home)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _start_time(pid: int) -> str:
+    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22): a pid reused by another
+    process has another one."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -59,7 +109,15 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 class LocalComputeDriver:
     """Amphorae as local agent processes, each with a directory under ``base_dir``."""
 
-    def __init__(self, base_dir: Path, host: str = "127.0.0.1", python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        host: str = "127.0.0.1",
+        python: str = sys.executable,
+        health_endpoints: tuple[str, ...] = (),
+        heartbeat_interval_s: float = 1.0,
+    ) -> None:
+        self._health = (health_endpoints, heartbeat_interval_s)
         wanted = base_dir.resolve()
         self._base = wanted
         if len(str(wanted)) > MAX_STATE_DIR - 19:  # keep room for "/<12 hex>/state" below it
@@ -75,6 +133,15 @@ class LocalComputeDriver:
     def _dir(self, amphora_id: str) -> Path:
         return self._base / amphora_id.replace("-", "")[:12]
 
+    async def _place(self, spec: InstanceSpec, home: Path) -> str:
+        """Prepare where a new instance runs; the host:port its agent listens on. (The namespace driver of
+        ACTIVE_STANDBY amphorae builds a network namespace here.)"""
+        return f"{self._host}:{_free_port(self._host)}"
+
+    def _launcher(self, spec: InstanceSpec) -> list[str]:
+        """The prefix of the agent's command line (``ip netns exec <namespace>`` for a namespaced instance)."""
+        return []
+
     async def create_instance(self, spec: InstanceSpec) -> Instance:
         existing = await self.get_instance(spec.amphora_id)
         if existing is not None:
@@ -82,11 +149,13 @@ class LocalComputeDriver:
         home = self._dir(spec.amphora_id)
         shutil.rmtree(home, ignore_errors=True)
         (home / "state").mkdir(parents=True, mode=0o700)
+        _write(home / "amphora.id", spec.amphora_id.encode(), 0o600)  # list_instances names it by this
         _write(home / "agent.pem", spec.identity.certificate, 0o600)
         _write(home / "agent.key", spec.identity.private_key, 0o600)
         _write(home / "controller-ca.pem", spec.identity.ca_certificate, 0o600)
-        address = f"{self._host}:{_free_port(self._host)}"
+        address = await self._place(spec, home)
         argv = [
+            *self._launcher(spec),
             self._python,
             "-m",
             "octavia_mesh.amphora_agent",
@@ -105,10 +174,17 @@ class LocalComputeDriver:
             "--controller-identities",
             CONTROLLER_IDENTITY,
         ]
+        endpoints, interval = self._health
+        if endpoints:
+            # Heartbeats go out with the amphora's own certificate, to a health service verified by the same CA.
+            argv += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
         with open(home / "agent.log", "ab") as log:
             process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=home
             )
+        # And its start time: the process is ours exactly while that pid has it, even during its exec (when
+        # /proc/<pid>/cmdline reads empty for a moment, so that a delete right after a create missed it).
+        (home / "agent.start").write_text(f"{_start_time(process.pid)}\n")
         (home / "agent.pid").write_text(f"{process.pid}\n")
         (home / "agent.address").write_text(address)
         return Instance(compute_id=spec.amphora_id, management_address=address)
@@ -123,23 +199,55 @@ class LocalComputeDriver:
     def _pid(self, home: Path) -> int | None:
         try:
             pid = int((home / "agent.pid").read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if (home / "agent.start").exists():  # the start time identifies it, whatever its command line reads
+                started = (home / "agent.start").read_text().strip()
+                return pid if fields[0] != "Z" and fields[19] == started else None
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()  # an instance created before start times were kept
+        except (OSError, ValueError, IndexError):
             return None
-        return pid if str(home).encode() in cmdline and state != "Z" else None
+        return pid if str(home).encode() in cmdline and fields[0] != "Z" else None
 
     async def delete_instance(self, compute_id: str) -> None:
         home = self._dir(compute_id)
         pid = self._pid(home)
-        if pid is not None:
+        if pid is not None and any(p != pid for p in _processes_under(home)):
+            # HAProxy still serves (a failover retiring a live amphora): the agent's own shutdown would hard-stop
+            # it, cutting requests in flight, so the agent goes first and HAProxy drains below.
+            os.killpg(pid, signal.SIGKILL)
+        elif pid is not None:
             os.killpg(pid, signal.SIGTERM)  # the agent stops HAProxy and reaps it
             deadline = time.monotonic() + 10
             while self._pid(home) is not None and time.monotonic() < deadline:
-                time.sleep(0.02)
+                await asyncio.sleep(0.02)  # not time.sleep: the worker's other flows go on meanwhile
             if self._pid(home) is not None:
                 os.killpg(pid, signal.SIGKILL)
+        await _stop_leftovers(home)
         shutil.rmtree(home, ignore_errors=True)
+
+    #: A directory younger than this with no ``amphora.id`` yet may be an instance being created: not listed.
+    CREATING_GRACE_S = 60.0
+
+    async def list_instances(self) -> list[str]:
+        out = []
+        for home in sorted(self._base.iterdir()) if self._base.is_dir() else []:
+            if not home.is_dir():
+                continue
+            try:
+                out.append((home / "amphora.id").read_text().strip())
+                continue
+            except OSError:
+                pass
+            try:  # the process or the directory may go away while we look
+                pid = self._pid(home)
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if pid is not None else []
+                if b"--amphora-id" in argv[:-1]:  # an instance started before amphora.id was written
+                    out.append(argv[argv.index(b"--amphora-id") + 1].decode())
+                elif time.time() - home.stat().st_mtime > self.CREATING_GRACE_S:
+                    out.append(home.name)  # a leftover: delete_instance(<its name>) removes it
+            except OSError:
+                continue
+        return out
 
     def running(self) -> list[int]:
         """Pids of every amphora agent this driver started that still runs (for shutdown)."""
@@ -157,3 +265,6 @@ class NoopComputeDriver:
 
     async def delete_instance(self, compute_id: str) -> None:
         return None
+
+    async def list_instances(self) -> list[str]:
+        return []

@@ -30,7 +30,7 @@ from .enums import (
     ProxyProtocol,
     RuleType,
 )
-from .view import LoadBalancerView
+from .view import LOCAL_PEER, PEERS_SECTION, LoadBalancerView
 
 __all__ = ["HaproxyRenderer", "RenderedConfig", "create_environment"]
 
@@ -142,6 +142,8 @@ def create_environment() -> jinja2.Environment:
         ProxyProtocol=ProxyProtocol,
         RuleType=RuleType,
         MAX_RULES_PER_POLICY=MAX_RULES_PER_POLICY,
+        PEERS_SECTION=PEERS_SECTION,
+        LOCAL_PEER=LOCAL_PEER,
         fail=_fail,
     )
     return env

@@ -43,6 +43,8 @@ from .syntax import ConfigError
 
 __all__ = [
     "DEFAULT_RESERVED_FDS",
+    "LOCAL_PEER",
+    "PEERS_SECTION",
     "Backend",
     "ConfigError",
     "Frontend",
@@ -60,6 +62,12 @@ __all__ = [
     "connection_cap",
 ]
 
+
+#: The ``peers`` section stick tables name, holding only the local peer (``LOCAL_PEER``), so that a reload
+#: hands the tables to the new worker. A standalone configuration defines it on ``<runtime_dir>/peers.sock``;
+#: on an amphora the agent's own fragment defines it under these names (a contract with the agent).
+PEERS_SECTION = "local"
+LOCAL_PEER = "amphora"
 
 #: File descriptors kept out of the connection budget: listeners, one per health-checked server, the
 #: stats socket, logs, DNS and the master-worker socket pair. HAProxy 2.8 measured: 2 x maxconn + 25 +
@@ -203,9 +211,10 @@ class Backend:
 class Globals:
     maxconn: int
     stats_socket: str | None  # None: the agent's own global fragment provides the stats socket
-    server_state_file: str | None
+    server_state_file: str | None  # None: likewise, the agent's fragment names it
     hard_stop_after_s: int | None  # None: left to another config file (the agent's fragment)
     log_target: str | None = None
+    peers_socket: str | None = None  # None: the agent's fragment defines the peers section
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +264,8 @@ def build(
     """The view of ``lb``'s HAProxy configuration from its rows (other load balancers' rows are ignored).
 
     ``tls_files`` maps every TLS container ref in use (certificates, CA bundles, CRLs) to its PEM
-    file on the amphora; ``runtime_dir`` holds the stats socket, the server-state file and the
-    crt-lists; ``max_connections`` is the process cap (see :func:`connection_cap`): every
+    file on the amphora; ``runtime_dir`` holds the stats socket, the server-state file, the peers
+    socket and the crt-lists; ``max_connections`` is the process cap (see :func:`connection_cap`): every
     ``maxconn`` is clamped to it and a listener's ``-1`` means it. ``hard_stop_after_s`` bounds how
     long an old worker drains after a reload (None leaves it to another file, e.g. the agent's);
     ``log_target`` is ``stdout``, ``stderr``, a syslog socket path or ``address:port`` (None: no logs).
@@ -290,12 +299,13 @@ def build(
         id=lb.id,
         globals=Globals(
             maxconn=max_connections,
-            # An agent that brings its own stats socket (its unix-socket paths are short; these may not be)
-            # passes own_stats_socket=False.
+            # An agent that brings its own runtime files (stats socket, server-state file, peers section: its
+            # unix-socket paths are short; these may not be) passes own_stats_socket=False.
             stats_socket=f"{runtime_dir}/haproxy.sock" if own_stats_socket else None,
             server_state_file=f"{runtime_dir}/servers.state" if own_stats_socket else None,
             hard_stop_after_s=hard_stop_after_s,
             log_target=log_target,
+            peers_socket=f"{runtime_dir}/peers.sock" if own_stats_socket else None,
         ),
         frontends=tuple(frontends),
         backends=tuple(backends),

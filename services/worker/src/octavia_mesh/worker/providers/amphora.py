@@ -32,12 +32,14 @@ from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.worker import tls
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraDriver
-from octavia_mesh.worker.drivers.certificates import CertificateDriver
+from octavia_mesh.worker.drivers.certificates import CertBundle, CertificateDriver
 from octavia_mesh.worker.drivers.compute import ComputeDriver, InstanceSpec
+from octavia_mesh.worker.flows import maintenance
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer
 from octavia_mesh.worker.haproxy.view import build
 from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
+from octavia_mesh.worker.vrrp.render import VrrpOptions
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class AmphoraDeps:
     cert_validity: dt.timedelta = dt.timedelta(days=30)
     agent_timeout_s: float = 60.0
     keyring: secrets.Keyring | None = None  # decrypts listener and pool TLS material from the secret store
+    vrrp: VrrpOptions | None = None  # ACTIVE_STANDBY load balancers (flows/vrrp.py); None: SINGLE only
 
 
 async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> list[AgentEndpoint]:
@@ -120,10 +123,18 @@ class BootAmphora:
     def __init__(self, deps: AmphoraDeps, key: str = "amphora_id") -> None:
         self.deps, self.key = deps, key
 
+    async def instance_spec(self, ctx: FlowContext, amphora_id: str, identity: CertBundle) -> InstanceSpec:
+        """What to boot (an ACTIVE_STANDBY amphora boots into a network namespace: flows/vrrp.py)."""
+        return InstanceSpec(amphora_id, identity)
+
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         amphora_id = ctx.store[self.key]
         identity = self.deps.certificates.issue_amphora_certificate(amphora_id, self.deps.cert_validity)
-        instance = await self.deps.compute.create_instance(InstanceSpec(amphora_id, identity))
+        if await self.deps.compute.get_instance(amphora_id) is not None:
+            # A run of this task that died after booting: that instance holds a certificate whose serial was
+            # never recorded (or is about to be replaced), so the health service would refuse it. Boot afresh.
+            await self.deps.compute.delete_instance(amphora_id)
+        instance = await self.deps.compute.create_instance(await self.instance_spec(ctx, amphora_id, identity))
         await _set_amphora(
             self.deps,
             amphora_id,
@@ -131,6 +142,7 @@ class BootAmphora:
             compute_id=instance.compute_id,
             lb_network_ip=instance.management_address.rsplit(":", 1)[0],
             cert_expiration=identity.expires_at,
+            cert_serial=identity.serial or None,  # the health service accepts heartbeats from this certificate only
         )
         return {}
 
@@ -298,7 +310,7 @@ class Settle:
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         async with self.deps.sessions() as session, session.begin():
-            await settle(session, ctx.load_balancer_id)
+            await settle(session, ctx.load_balancer_id, reported=True)  # operating statuses: the health service's
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:
@@ -322,6 +334,8 @@ class AmphoraProvider:
     def flow_for(self, command: commands_pb2.ProviderCommand) -> Flow:
         d = self.deps
         kind, op = command.kind, command.operation
+        if op in maintenance.OPERATIONS:  # certificate rotation, orphan reaping (from housekeeping)
+            return maintenance.flow(d, op)
         if kind == Kind.RESOURCE_KIND_LOAD_BALANCER and op == Op.OPERATION_CREATE:
             return Flow(
                 "create-load-balancer", [CreateAmphora(d), BootAmphora(d), WaitForAgent(d), Configure(d), Settle(d)]
@@ -346,6 +360,9 @@ class AmphoraProvider:
         return Flow("configure", [Configure(d), Settle(d)])
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> None:
+        if command.operation in maintenance.OPERATIONS:  # no PENDING_* state to settle or fail
+            await maintenance.run(self.engine, self.flow_for(command), command)
+            return
         ctx = FlowContext(
             command_id=command.command_id, load_balancer_id=command.load_balancer_id, resource_id=command.resource_id
         )
@@ -356,7 +373,9 @@ class AmphoraProvider:
             await _set_amphora(self.deps, command.resource_id, status="DELETED")
             return
         try:
-            await self.engine.run(self.flow_for(command), ctx)
+            from octavia_mesh.worker.flows import vrrp  # imported here: it builds on this module's tasks
+
+            await self.engine.run(await vrrp.flow_for(self.deps, command) or self.flow_for(command), ctx)
         except FlowFailed:
             logger.exception("%s of %s failed", commands_pb2.Operation.Name(command.operation), command.resource_id)
             async with self.deps.sessions() as session, session.begin():

@@ -1,0 +1,446 @@
+"""Automatic failover: amphorae that stop reporting are replaced by the worker's failover flow.
+
+Every ``failover_scan_interval_s`` the detector reads ``amphora_health`` (which the heartbeat streams keep
+fresh) and:
+
+1. counts the monitored amphorae (ALLOCATED, with a health row, not already claimed) and the *silent* ones
+   (not heard from for half the heartbeat timeout: by the time the first of a health-plane outage's victims
+   is stale, all of them are silent, so the breaker sees the outage whole, not its first few rows);
+2. asks the :class:`~octavia_mesh.health.breaker.Gate` whether failover is armed (start-up grace, database
+   trouble, circuit breaker);
+3. claims *stale* amphorae (silent for the whole heartbeat timeout), oldest first, at most
+   ``failover_max_per_scan`` per scan and ``failover_max_in_flight`` claimed and not yet finished across all
+   replicas: Octavia's storms came from unbounded parallel rebuilds.
+
+A claim is one transaction, as the API's own failover: the health row turns ``busy`` (only if it is still
+stale and unclaimed), the load balancer turns PENDING_UPDATE (only from ACTIVE or ERROR, Octavia's
+``FAILOVERABLE_STATUSES``; a load balancer already PENDING_* is left to the change in flight), and the
+provider command ``AMPHORA FAILOVER`` joins the outbox. Conditional UPDATEs with their row counts checked
+make the claim safe with any number of health replicas. The health service never imports the worker: the
+command goes out through an outbox relay of its own (and the API's relay would publish it anyway).
+
+Housekeeping of the table happens here too: rows of amphorae that are gone are deleted, a claim whose
+failover failed (the load balancer settled while the amphora is still ALLOCATED) is released for a retry
+after :data:`FAILED_RETRY_S`, and ALLOCATED amphorae that never reported are logged (they cannot be failed
+over: a health plane that hears nothing must be loud, not silent as in Octavia).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, delete, exists, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from octavia_mesh.common import commands
+from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.engine import make_engine, session_factories
+from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, utcnow
+from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.health.breaker import BreakerPolicy, Gate, Verdict
+
+logger = logging.getLogger(__name__)
+
+#: grpc.health.v1 service name: SERVING while automatic failover is armed, NOT_SERVING while it is held
+#: (start-up grace, database trouble, circuit breaker open, disabled).
+AUTOMATIC_FAILOVER = "octavia_mesh.health.AutomaticFailover"
+#: Load balancer states a failover may start from (Octavia's FAILOVERABLE_STATUSES).
+FAILOVERABLE = ("ACTIVE", "ERROR")
+#: A claim whose failover failed is released for another attempt after this long.
+FAILED_RETRY_S = 30.0
+#: How often the table is tidied (gone amphorae, failed claims, amphorae that never reported).
+TIDY_EVERY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorPolicy:
+    """The detector's settings (from the health service's ``heartbeat_timeout_s`` and ``failover_*``)."""
+
+    heartbeat_timeout_s: float = 5.0
+    scan_interval_s: float = 1.0
+    max_per_scan: int = 2
+    max_in_flight: int = 5
+    startup_grace_s: float = 15.0
+    enabled: bool = True
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DetectorPolicy:
+        return cls(
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            scan_interval_s=settings.failover_scan_interval_s,
+            max_per_scan=settings.failover_max_per_scan,
+            max_in_flight=settings.failover_max_in_flight,
+            startup_grace_s=settings.failover_startup_grace_s,
+            enabled=settings.failover_enabled,
+            breaker=BreakerPolicy(settings.failover_breaker_max_silent, settings.failover_breaker_max_silent_percent),
+        )
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What one scan saw and did."""
+
+    verdict: Verdict
+    monitored: int = 0
+    silent: int = 0
+    in_flight: int = 0
+    claimed: list[str] = field(default_factory=list)
+
+
+class _Lost(Exception):
+    """Another replica, a heartbeat or a change got there first: the claim is rolled back."""
+
+
+class FailoverDetector:
+    """Finds stale amphorae and queues their failover, within the rate limit and the breaker's verdict.
+
+    Args:
+        engine: the database (the one the heartbeat writers fill).
+        policy: timeouts, limits and breaker thresholds.
+        wake: called after a claim commits (the outbox relay's ``wake``), so the command goes out at once.
+        on_verdict: called with every verdict that differs from the previous one.
+        writes_ok: whether this replica's heartbeat writes currently succeed (failover is held while not).
+        clock: monotonic seconds (grace and holds); ``now``: naive UTC, as ``last_update`` is stored.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policy: DetectorPolicy,
+        *,
+        wake: Callable[[], None] | None = None,
+        on_verdict: Callable[[Verdict], Any] | None = None,
+        writes_ok: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.policy = policy
+        self._read, self._write = session_factories(engine)
+        self._wake = wake
+        self._on_verdict = on_verdict
+        self._writes_ok = writes_ok or (lambda: True)
+        self._clock = clock
+        self._now = now
+        self.gate = Gate(policy.breaker, policy.heartbeat_timeout_s, policy.startup_grace_s, clock())
+        self.verdict: Verdict | None = None
+        self._next_tidy = 0.0
+        self._failed_since: dict[str, float] = {}
+        self._never_reported: set[str] = set()
+        self._started_at = clock()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Scan every ``scan_interval_s`` until cancelled."""
+        while True:
+            started = self._clock()
+            await self.scan()
+            await asyncio.sleep(max(0.0, self.policy.scan_interval_s - (self._clock() - started)))
+
+    async def scan(self) -> ScanResult:
+        """One pass: count, judge, claim. Database errors hold failover; they never end the loop."""
+        try:
+            result = await self._scan()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, SQLAlchemyError | OSError):  # a bug, not an outage: say so, and hold all the same
+                logger.exception("failover scan failed")
+            result = ScanResult(self.gate.database_failed(exc))
+        await self._report(result.verdict)
+        return result
+
+    async def _report(self, verdict: Verdict) -> None:
+        if verdict == self.verdict:
+            return
+        self.verdict = verdict
+        if verdict.armed:
+            logger.info("automatic failover armed")
+        else:
+            logger.info("automatic failover held: %s", verdict.reason)
+        if self._on_verdict is not None:
+            outcome = self._on_verdict(verdict)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+
+    async def _scan(self) -> ScanResult:
+        mono, now = self._clock(), self._now()
+        timeout = dt.timedelta(seconds=self.policy.heartbeat_timeout_s)
+        stale_before, silent_before = now - timeout, now - timeout / 2
+        if mono >= self._next_tidy:
+            await self._tidy(mono, now)
+            self._next_tidy = mono + TIDY_EVERY_S
+        monitored_rows = (
+            select(AmphoraHealth.last_update)
+            .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
+            .where(Amphora.status == "ALLOCATED", AmphoraHealth.busy.is_(False))
+            .subquery()
+        )
+        async with self._read() as session:
+            monitored, silent = (
+                await session.execute(
+                    # SUM(CASE ...), not COUNT(*) FILTER: MariaDB has no FILTER clause.
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(case((monitored_rows.c.last_update < silent_before, 1), else_=0)), 0),
+                    ).select_from(monitored_rows)
+                )
+            ).one()
+            in_flight = (
+                await session.scalar(
+                    select(func.count())
+                    .select_from(AmphoraHealth)
+                    .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
+                    .where(AmphoraHealth.busy.is_(True), Amphora.status != "DELETED")
+                )
+            ) or 0
+        monitored, silent = int(monitored), int(silent)  # MariaDB sums to Decimal
+        verdict = self.gate.assess(mono, silent, monitored, self._writes_ok())
+        if verdict.armed and not self.policy.enabled:
+            verdict = Verdict(False, "automatic failover is disabled (failover_enabled)")
+        result = ScanResult(verdict, monitored, silent, in_flight)
+        budget = min(self.policy.max_per_scan, self.policy.max_in_flight - in_flight)
+        if not verdict.armed or budget <= 0:
+            return result
+        async with self._read() as session:
+            candidates = (
+                await session.execute(
+                    select(AmphoraHealth.amphora_id, AmphoraHealth.last_update, Amphora.load_balancer_id)
+                    .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
+                    .join(LoadBalancer, LoadBalancer.id == Amphora.load_balancer_id)
+                    .where(
+                        AmphoraHealth.busy.is_(False),
+                        AmphoraHealth.last_update < stale_before,
+                        Amphora.status == "ALLOCATED",
+                        LoadBalancer.provisioning_status.in_(FAILOVERABLE),
+                    )
+                    .order_by(AmphoraHealth.last_update)
+                    .limit(budget * 4)  # some may be lost to a replica or a change; the rest wait a scan
+                )
+            ).all()
+        for amphora_id, last_update, lb_id in candidates:
+            if len(result.claimed) >= budget:
+                break
+            if await self._claim(amphora_id, lb_id, stale_before):
+                result.claimed.append(amphora_id)
+                logger.warning(
+                    "amphora %s of load balancer %s silent since %s (%.1fs): failover queued",
+                    amphora_id,
+                    lb_id,
+                    last_update.isoformat(sep=" ", timespec="milliseconds"),
+                    (now - last_update).total_seconds(),
+                )
+        if result.claimed and self._wake is not None:
+            self._wake()
+        return result
+
+    # -- claiming ----------------------------------------------------------------------------------
+
+    async def _claim(self, amphora_id: str, lb_id: str, stale_before: dt.datetime, attempts: int = 3) -> bool:
+        for attempt in range(attempts):
+            try:
+                async with self._write() as session, session.begin():
+                    await self._claim_in(session, amphora_id, lb_id, stale_before)
+                return True
+            except _Lost:
+                return False
+            except Exception as exc:
+                if not is_retryable(exc) or attempt == attempts - 1:
+                    raise
+        return False
+
+    async def _claim_in(self, session: AsyncSession, amphora_id: str, lb_id: str, stale_before: dt.datetime) -> None:
+        claimed = await session.execute(
+            update(AmphoraHealth)
+            .where(
+                AmphoraHealth.amphora_id == amphora_id,
+                AmphoraHealth.busy.is_(False),
+                AmphoraHealth.last_update < stale_before,
+            )
+            .values(busy=True)
+        )
+        if claimed.rowcount != 1:
+            raise _Lost
+        locked = await session.execute(
+            update(LoadBalancer)
+            .where(LoadBalancer.id == lb_id, LoadBalancer.provisioning_status.in_(FAILOVERABLE))
+            .values(provisioning_status="PENDING_UPDATE", updated_at=utcnow())
+        )
+        if locked.rowcount != 1:
+            raise _Lost
+        # With the load balancer locked no flow can change its amphorae: this read stays true until commit.
+        amphora = (
+            await session.execute(select(Amphora.status, Amphora.load_balancer_id).where(Amphora.id == amphora_id))
+        ).one_or_none()
+        if amphora is None or tuple(amphora) != ("ALLOCATED", lb_id):
+            raise _Lost
+        provider = await session.scalar(select(LoadBalancer.provider).where(LoadBalancer.id == lb_id))
+        commands.new_command(session, provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, amphora_id, lb_id)
+
+    # -- tidying -----------------------------------------------------------------------------------
+
+    async def _tidy(self, mono: float, now: dt.datetime) -> None:
+        live = exists().where(Amphora.id == AmphoraHealth.amphora_id, Amphora.status != "DELETED")
+        async with self._write() as session, session.begin():
+            gone = await session.execute(delete(AmphoraHealth).where(~live))
+        if gone.rowcount:
+            logger.info("forgot the health of %d amphorae that are gone", gone.rowcount)
+        async with self._read() as session:
+            # Claimed, yet the load balancer settled and the amphora is still there: that failover failed.
+            failed = set(
+                (
+                    await session.execute(
+                        select(AmphoraHealth.amphora_id)
+                        .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
+                        .join(LoadBalancer, LoadBalancer.id == Amphora.load_balancer_id)
+                        .where(
+                            AmphoraHealth.busy.is_(True),
+                            Amphora.status == "ALLOCATED",
+                            LoadBalancer.provisioning_status.in_(FAILOVERABLE),
+                        )
+                    )
+                ).scalars()
+            )
+            silent_since_start = self._started_at + self.policy.startup_grace_s + self.policy.heartbeat_timeout_s
+            unheard = (
+                set(
+                    (
+                        await session.execute(
+                            select(Amphora.id).where(
+                                Amphora.status == "ALLOCATED",
+                                Amphora.load_balancer_id.is_not(None),
+                                ~exists().where(AmphoraHealth.amphora_id == Amphora.id),
+                                Amphora.updated_at < now - dt.timedelta(seconds=self.policy.heartbeat_timeout_s),
+                            )
+                        )
+                    ).scalars()
+                )
+                if mono >= silent_since_start
+                else set()
+            )
+        self._failed_since = {a: self._failed_since.get(a, mono) for a in failed}
+        retry = [a for a, since in self._failed_since.items() if mono - since >= FAILED_RETRY_S]
+        if retry:
+            async with self._write() as session, session.begin():
+                await session.execute(
+                    update(AmphoraHealth)
+                    .where(AmphoraHealth.amphora_id.in_(retry), AmphoraHealth.busy.is_(True))
+                    .values(busy=False)
+                )
+            logger.warning("failover of amphorae %s did not replace them; released for another attempt", retry)
+            for amphora_id in retry:
+                self._failed_since.pop(amphora_id, None)
+        fresh = unheard - self._never_reported
+        if fresh:
+            logger.error(
+                "amphorae %s never reported a heartbeat: they cannot be failed over. Check that their agents "
+                "reach the health service.",
+                sorted(fresh),
+            )
+        self._never_reported = unheard
+
+
+class FailoverService:
+    """The detector as a task of the health service, with its outbox relay and its health status.
+
+    The relay connects to NATS in the background: the health service must start, and heartbeats must be
+    written, whether or not NATS is up (commands wait in the outbox, which the API's relay also sweeps).
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        health: Any | None = None,
+        *,
+        engine: AsyncEngine | None = None,
+        writes_ok: Callable[[], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._health = health
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else make_engine(settings.database_url)
+        self.detector = FailoverDetector(
+            self.engine,
+            DetectorPolicy.from_settings(settings),
+            wake=self._wake,
+            on_verdict=self._publish_verdict,
+            writes_ok=writes_ok,
+        )
+        self._relay: commands.OutboxRelay | None = None
+        self._nats: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _wake(self) -> None:
+        if self._relay is not None:
+            self._relay.wake()
+
+    async def _publish_verdict(self, verdict: Verdict) -> None:
+        if self._health is not None:
+            await self._health.set_status(AUTOMATIC_FAILOVER, verdict.armed)
+
+    async def start(self) -> None:
+        if self._health is not None:
+            await self._health.set_status(AUTOMATIC_FAILOVER, False)
+        self._tasks = [
+            asyncio.create_task(self.detector.run(), name="failover-detector"),
+            asyncio.create_task(self._connect_relay(), name="failover-relay"),
+        ]
+
+    async def _connect_relay(self) -> None:
+        complained = False
+        while True:
+            try:
+                self._nats, js = await commands.connect(self.settings.nats_url, "octavia-mesh-health")
+                await commands.ensure_stream(js)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not complained:
+                    logger.warning("NATS unreachable (%s): failover commands wait in the outbox", exc)
+                    complained = True
+                if self._nats is not None:
+                    with contextlib.suppress(Exception):
+                        await self._nats.close()
+                    self._nats = None
+                await asyncio.sleep(1.0)
+        _, write = session_factories(self.engine)
+        self._relay = commands.OutboxRelay(write, js)
+        self._relay.start()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._relay is not None:
+            await self._relay.stop()
+        if self._nats is not None:
+            await commands.close_nats(self._nats)
+        if self._own_engine:
+            await self.engine.dispose()
+
+
+async def start(settings: Any, health: Any | None = None, **kwargs: Any) -> FailoverService:
+    """Start automatic failover for the health service (``await service.stop()`` on shutdown)."""
+    service = FailoverService(settings, health, **kwargs)
+    await service.start()
+    return service
+
+
+__all__ = [
+    "AUTOMATIC_FAILOVER",
+    "DetectorPolicy",
+    "FailoverDetector",
+    "FailoverService",
+    "ScanResult",
+    "start",
+]

@@ -1,0 +1,74 @@
+"""``octavia_mesh.health.v1.AmphoraHealth``: who may stream, and each heartbeat handed to the ingest.
+
+A stream is accepted when its client certificate (already verified against the controller CA by the TLS
+handshake) names an amphora, ``amphora-<id>``, that exists, is not deleted, and whose current certificate
+serial (``amphora.cert_serial``) is this certificate's. Every heartbeat must name that same amphora. A
+stream whose certificate stops being current while it is open (a rotation, a deletion) is ended with
+``PERMISSION_DENIED`` at its next heartbeat; a stream open while the service stops is ended with
+``UNAVAILABLE``, which sends the agent to another replica.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import duration_pb2
+
+from octavia_mesh.common import pki
+from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
+from octavia_mesh.health.store import refusal
+from octavia_mesh.health.tls import peer_certificate
+from octavia_mesh.protos.health.v1 import health_pb2, health_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["AmphoraHealth"].full_name
+
+
+class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
+    def __init__(self, ingest: Ingest, directory: AmphoraDirectory, interval_s: float) -> None:
+        self._ingest = ingest
+        self._directory = directory
+        self._interval = duration_pb2.Duration()
+        self._interval.FromNanoseconds(int(interval_s * 1e9))
+        #: Set when the service stops: open streams end at their next heartbeat.
+        self.closing = False
+
+    async def StreamHeartbeats(
+        self,
+        request_iterator: AsyncIterator[health_pb2.StreamHeartbeatsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[health_pb2.StreamHeartbeatsResponse]:
+        certificate = peer_certificate(context)
+        if certificate is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+        assert certificate is not None
+        amphora_id = pki.amphora_id_of(pki.common_name(certificate))
+        serial = pki.serial_hex(certificate)
+        if amphora_id is None:
+            logger.warning("refused heartbeats from %s: certificate names no amphora", context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the certificate names no amphora")
+        assert amphora_id is not None
+        reason = refusal(await self._directory.get(amphora_id), serial)
+        if reason is not None:
+            logger.warning("refused heartbeats of amphora %s (serial %s): %s", amphora_id, serial, reason)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"amphora {amphora_id}: {reason}")
+        stream = self._ingest.open(amphora_id, serial, context.peer())
+        try:
+            async for heartbeat in request_iterator:
+                if self.closing:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "this health replica is stopping")
+                if stream.revoked is not None:
+                    logger.warning("ending heartbeats of amphora %s: %s", amphora_id, stream.revoked)
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"amphora {amphora_id}: {stream.revoked}")
+                if heartbeat.amphora_id != amphora_id:
+                    await context.abort(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        f"the certificate is amphora {amphora_id}'s, not {heartbeat.amphora_id or 'empty'}'s",
+                    )
+                self._ingest.offer(stream, heartbeat)
+                yield health_pb2.StreamHeartbeatsResponse(sequence=heartbeat.sequence, interval=self._interval)
+        finally:
+            self._ingest.close(stream)

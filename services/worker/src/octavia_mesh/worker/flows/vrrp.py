@@ -1,0 +1,297 @@
+"""ACTIVE_STANDBY load balancers: two amphorae, MASTER and BACKUP, the VIP held by keepalived (VRRP).
+
+The amphora provider asks :func:`flow_for` first; for a load balancer whose ``topology`` is ACTIVE_STANDBY
+it gets these flows, for the others ``None`` (and builds its SINGLE flows):
+
+* **create**: two amphora rows (MASTER priority 100, BACKUP 90), both booted into network namespaces on the
+  load balancer's bridge (:mod:`..drivers.namespaces`), their agents awaited, the same HAProxy configuration
+  on both, then keepalived on both (MASTER first), and ACTIVE once one of them holds the VIP;
+* **amphora failover**: a replacement with the old amphora's role, configured, the old one retired, then
+  keepalived reconfigured on the pair (the survivor's peer changes) and a master awaited: the survivor
+  keeps serving throughout (``nopreempt``: the replacement joins as BACKUP);
+* **load-balancer failover**: the same, one amphora at a time, BACKUP first (Octavia rebuilds amphorae one by
+  one so that an ACTIVE_STANDBY load balancer keeps serving).
+
+Changes of listeners, pools and members, and deletes, need nothing of their own: the SINGLE flows push the
+configuration to every allocated amphora, and deleting an instance removes its namespace (and the bridge
+with the last one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
+from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.worker.drivers.amphora import AgentEndpoint
+from octavia_mesh.worker.drivers.certificates import CertBundle
+from octavia_mesh.worker.drivers.compute import InstanceSpec
+from octavia_mesh.worker.drivers.namespaces import VRRP_INTERFACE, NamespaceComputeDriver, NamespacedInstanceSpec
+from octavia_mesh.worker.flows.engine import Flow, FlowContext
+from octavia_mesh.worker.providers.amphora import (
+    _AMPHORA_IDS,
+    AmphoraDeps,
+    BootAmphora,
+    Configure,
+    RetireAmphorae,
+    Settle,
+    WaitForAgent,
+    _set_amphora,
+)
+from octavia_mesh.worker.vrrp.render import VrrpOptions, VrrpView
+
+ACTIVE_STANDBY = "ACTIVE_STANDBY"
+#: Octavia's priorities: the MASTER wins the first election, nopreempt keeps whoever serves afterwards.
+PRIORITIES = {"MASTER": 100, "BACKUP": 90}
+#: Octavia's DEFAULT_VRRP_ID; each load balancer has its own bridge and unicast peers, so one id suffices.
+VRRP_ID = 1
+
+
+async def topology_of(deps: AmphoraDeps, lb_id: str) -> str | None:
+    async with deps.sessions() as session:
+        return (await session.execute(select(LoadBalancer.topology).where(LoadBalancer.id == lb_id))).scalar()
+
+
+async def flow_for(deps: AmphoraDeps, command: commands_pb2.ProviderCommand) -> Flow | None:
+    """The ACTIVE_STANDBY flow of ``command``, or None when the SINGLE flow applies."""
+    if not command.load_balancer_id or await topology_of(deps, command.load_balancer_id) != ACTIVE_STANDBY:
+        return None
+    kind, op = command.kind, command.operation
+    if kind == Kind.RESOURCE_KIND_LOAD_BALANCER and op == Op.OPERATION_CREATE:
+        return create_flow(deps)
+    if op == Op.OPERATION_FAILOVER and kind == Kind.RESOURCE_KIND_AMPHORA:
+        return Flow("failover-pair-amphora", [*replace(deps, "new_amphora_id", None), Settle(deps)])
+    if op == Op.OPERATION_FAILOVER:
+        return Flow(
+            "failover-pair",
+            [*replace(deps, "new_backup_id", "BACKUP"), *replace(deps, "new_master_id", "MASTER"), Settle(deps)],
+        )
+    return None
+
+
+def create_flow(deps: AmphoraDeps) -> Flow:
+    keys = {"MASTER": "amphora_id", "BACKUP": "backup_amphora_id"}
+    return Flow(
+        "create-pair",
+        [
+            *(CreatePairAmphora(deps, key, role) for role, key in keys.items()),
+            *(BootPairAmphora(deps, key) for key in keys.values()),  # both boot, then both are awaited
+            *(WaitForAgent(deps, key) for key in keys.values()),
+            Configure(deps),
+            ConfigureVrrp(deps),
+            WaitForMaster(deps),
+            Settle(deps),
+        ],
+    )
+
+
+def replace(deps: AmphoraDeps, key: str, role: str | None) -> list[Any]:
+    """Replace one amphora: the one named by ``old_amphora_id`` (``role`` None), or the one of ``role``."""
+    return [
+        CreatePairAmphora(deps, key, role),
+        BootPairAmphora(deps, key),
+        WaitForAgent(deps, key),
+        Configure(deps, key),
+        RetireAmphorae(deps, keep_key=key, only_key="old_amphora_id") if role is None else RetireRole(deps, role, key),
+        ConfigureVrrp(deps),
+        WaitForMaster(deps),
+    ]
+
+
+def _vrrp(deps: AmphoraDeps) -> VrrpOptions:
+    options = deps.vrrp
+    if options is None or not isinstance(deps.compute, NamespaceComputeDriver):
+        raise RuntimeError("ACTIVE_STANDBY needs the local compute driver with namespaces (the worker runs as root)")
+    return options
+
+
+class CreatePairAmphora:
+    """Adds the row of one amphora of the pair: its role (given, or the old amphora's) and VRRP priority."""
+
+    name = "create-pair-amphora"
+
+    def __init__(self, deps: AmphoraDeps, key: str, role: str | None) -> None:
+        self.deps, self.key, self.role = deps, key, role
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        # Derived from the command (see CreateAmphora): a task run again after a crash finds its row.
+        amphora_id = ctx.store.get(self.key) or str(uuid.uuid5(_AMPHORA_IDS, f"{ctx.command_id}/{self.key}"))
+        async with self.deps.sessions() as session, session.begin():
+            role = self.role
+            if role is None:
+                old = await session.get(Amphora, ctx.store["old_amphora_id"])
+                role = old.role if old is not None and old.role in PRIORITIES else "BACKUP"
+            if await session.get(Amphora, amphora_id) is None:
+                session.add(
+                    Amphora(
+                        id=amphora_id,
+                        load_balancer_id=ctx.load_balancer_id,
+                        status="PENDING_CREATE",
+                        role=role,
+                        vrrp_id=VRRP_ID,
+                        vrrp_priority=PRIORITIES[role],
+                        vrrp_interface=VRRP_INTERFACE,
+                        created_at=utcnow(),
+                    )
+                )
+        return {self.key: amphora_id}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        if self.key in ctx.store:
+            await _set_amphora(self.deps, ctx.store[self.key], status="DELETED")
+
+
+class BootPairAmphora(BootAmphora):
+    """Boots the amphora into a network namespace on its load balancer's bridge and records its VRRP port."""
+
+    name = "boot-pair-amphora"
+
+    async def instance_spec(self, ctx: FlowContext, amphora_id: str, identity: CertBundle) -> InstanceSpec:
+        _vrrp(self.deps)
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+        if lb is None or not lb.vip_address:
+            raise RuntimeError(f"load balancer {ctx.load_balancer_id} has no VIP")
+        return NamespacedInstanceSpec(amphora_id, identity, load_balancer_id=lb.id, vip_address=lb.vip_address)
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        await super().execute(ctx)
+        amphora_id = ctx.store[self.key]
+        instance = await self.deps.compute.get_instance(amphora_id)
+        if instance is None:
+            raise RuntimeError(f"amphora {amphora_id} has no running instance")
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+        # One link carries management and VRRP here; ha_ip is the VIP, as Octavia records it.
+        await _set_amphora(
+            self.deps,
+            amphora_id,
+            vrrp_ip=instance.management_address.rsplit(":", 1)[0],
+            ha_ip=lb.vip_address if lb else None,
+        )
+        return {}
+
+
+class RetireRole:
+    """Retires every amphora of ``role`` but the new one (load-balancer failover, one role at a time)."""
+
+    name = "retire-role"
+
+    def __init__(self, deps: AmphoraDeps, role: str, keep_key: str) -> None:
+        self.deps, self.role, self.keep_key = deps, role, keep_key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        async with self.deps.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Amphora.id, Amphora.compute_id, Amphora.role).where(
+                        Amphora.load_balancer_id == ctx.load_balancer_id,
+                        Amphora.status != "DELETED",
+                        Amphora.id != ctx.store[self.keep_key],
+                    )
+                )
+            ).all()
+        # Rows of no pair role (a STANDALONE amphora) go with the BACKUP round.
+        doomed = [(i, c) for i, c, role in rows if (role == "MASTER") == (self.role == "MASTER")]
+        for amphora_id, compute_id in doomed:
+            await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
+            await self.deps.compute.delete_instance(compute_id or amphora_id)
+            await _set_amphora(self.deps, amphora_id, status="DELETED")
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+async def _pair(deps: AmphoraDeps, lb_id: str) -> list[Amphora]:
+    """The load balancer's allocated amphorae, MASTER role first."""
+    async with deps.sessions() as session:
+        rows = list(
+            (
+                await session.execute(
+                    select(Amphora).where(Amphora.load_balancer_id == lb_id, Amphora.status == "ALLOCATED")
+                )
+            ).scalars()
+        )
+    return sorted(rows, key=lambda a: (-(a.vrrp_priority or 0), a.created_at, a.id))
+
+
+async def _endpoint(deps: AmphoraDeps, amphora: Amphora) -> AgentEndpoint | None:
+    instance = await deps.compute.get_instance(amphora.compute_id or amphora.id)
+    return None if instance is None else AgentEndpoint(instance.management_address, amphora.id)
+
+
+class ConfigureVrrp:
+    """Renders each allocated amphora's VRRP instance (its peers: the others) and starts or reloads keepalived.
+
+    An amphora whose instance is gone (the one a failover is about to replace) is skipped; its address stays
+    a peer of the others until it is retired, which does no harm.
+    """
+
+    name = "configure-vrrp"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        options = _vrrp(self.deps)
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+        assert lb is not None and lb.vip_address
+        pair = await _pair(self.deps, lb.id)
+        for amphora in pair:
+            endpoint = await _endpoint(self.deps, amphora)
+            if endpoint is None or not amphora.vrrp_ip:
+                continue
+            view = VrrpView(
+                amphora_id=amphora.id,
+                load_balancer_id=lb.id,
+                name=f"lb_{lb.id.replace('-', '')}",
+                interface=amphora.vrrp_interface or VRRP_INTERFACE,
+                vrrp_id=amphora.vrrp_id or VRRP_ID,
+                priority=amphora.vrrp_priority or PRIORITIES["BACKUP"],
+                advert_int_s=options.advert_int_s,
+                own_ip=amphora.vrrp_ip,
+                peers=tuple(a.vrrp_ip for a in pair if a.id != amphora.id and a.vrrp_ip),
+                vip=lb.vip_address,
+            )
+            await self.deps.amphora.put_vrrp_config(endpoint, options.renderer.render(view))
+            await self.deps.amphora.start_vrrp(endpoint)
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class WaitForMaster:
+    """Waits until one amphora of the pair holds the VIP, so ACTIVE means the VIP answers."""
+
+    name = "wait-for-vrrp-master"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        options = _vrrp(self.deps)
+        loop = asyncio.get_running_loop()
+        # An election takes three advertisement intervals plus a skew when no peer advertises.
+        deadline = loop.time() + 4 * options.advert_int_s + options.election_timeout_s
+        states: list[str] = []
+        while loop.time() < deadline:
+            states = []
+            for amphora in await _pair(self.deps, ctx.load_balancer_id):
+                endpoint = await _endpoint(self.deps, amphora)
+                if endpoint is not None:
+                    states.append(await self.deps.amphora.vrrp_state(endpoint))
+            if "MASTER" in states:
+                return {}
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"no amphora of load balancer {ctx.load_balancer_id} became VRRP master: {states}")
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
