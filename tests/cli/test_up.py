@@ -39,24 +39,31 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
+def _start_up(state: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    """``octavia-mesh up`` in a subprocess, once it printed its banner (returned)."""
     proc = subprocess.Popen(
-        [OCTAVIA_MESH, "up", "--port", str(port), "--state-dir", str(tmp_path)],
+        [OCTAVIA_MESH, "up", "--port", str(port), "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    banner = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            proc.kill()
+            raise AssertionError(f"octavia-mesh exited: {proc.stderr.read()}")
+        banner.append(line)
+        if line.startswith("Ctrl-C"):
+            break
+    return proc, "".join(banner)
+
+
+def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc, text = _start_up(tmp_path, port)
     try:
-        banner = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, f"octavia-mesh exited: {proc.stderr.read()}"
-            banner.append(line)
-            if line.startswith("Ctrl-C"):
-                break
-        text = "".join(banner)
         assert f"http://127.0.0.1:{port}" in text and "load_balancer_endpoint_override" in text
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert response.status == 200
@@ -78,6 +85,23 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_killed_up_takes_its_services_with_it(tmp_path: Path) -> None:
+    proc, _ = _start_up(tmp_path, free_port())
+    children = _children_of(proc.pid)
+    try:
+        assert len(children) == 7
+        proc.kill()  # SIGKILL: no chance to stop anything itself
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and [pid for pid in children if _alive(pid)]:
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_taken_port_is_reported(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -12,6 +13,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the process that started it dies, even by SIGKILL.
+
+    The services run in sessions of their own (so a Ctrl-C reaches them only through us, in order); without
+    this, a supervisor killed outright would leave them running with nothing to stop them.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class LaunchError(Exception):
@@ -99,7 +112,14 @@ class Supervisor:
         log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its whole life
         merged = {**os.environ, **(env or {})}
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=merged, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=merged,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - only prctl, no locks
+        )
         log.close()
         child = Child(name, process, log_path, list(argv), dict(env or {}))
         self.children.append(child)
