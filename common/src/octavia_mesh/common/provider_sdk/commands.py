@@ -6,9 +6,10 @@ consumer, ``provider-<provider>``, shared by all its replicas (each command
 goes to one of them). A command is acknowledged once the handler returns; a
 handler that raises gets the command again after a back-off, and one that
 takes long keeps it from being redelivered meanwhile. The API's outbox
-publishes a command again when its load balancer is still pending a minute
-later (a provider that acknowledged a command but never reported on it gets
-it once more), so handlers must be idempotent: read the objects
+relay publishes a command again while no report has completed it (JetStream
+lets the copy through once its duplicate window, 5 minutes, has passed), so a
+provider that acknowledged a command but never reported on it gets it once
+more. Handlers must therefore be idempotent: read the objects
 (``DriverLibrary.get_*``) and act on their current state.
 """
 

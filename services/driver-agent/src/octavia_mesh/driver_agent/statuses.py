@@ -17,7 +17,8 @@ nothing. Otherwise the semantics are Octavia's:
 Once a load balancer and everything under it are out of ``PENDING_*``, the
 provider commands in flight for it are stamped completed, in the same
 transaction: the API's outbox relay stops re-publishing them. A provider that
-never reports gets its command again after the relay's re-drive interval.
+never reports gets its command again from the relay (once JetStream's
+duplicate window has passed).
 """
 
 from __future__ import annotations
