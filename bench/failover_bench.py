@@ -25,6 +25,7 @@ import http.client
 import http.server
 import json
 import os
+import random
 import signal
 import statistics
 import tempfile
@@ -224,6 +225,8 @@ def main() -> None:
                 "loadbalancer": {
                     "name": "failover-bench",
                     "vip_subnet_id": mesh.local_subnet(),
+                    # Away from the low addresses other meshes on this machine allocate first (SO_REUSEPORT).
+                    "vip_address": f"127.226.{random.randint(64, 250)}.{random.randint(2, 250)}",
                     "listeners": [
                         {
                             "protocol": "HTTP",

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.skipif(
 
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 #: The worker's default VRRP advertisement interval: a dead master is replaced after about 3.6 of them.
-ADVERT_S = 1.0
+ADVERT_S = 0.1
 #: The longest a dead master may leave the VIP unanswered (3 advertisements, the skew, a loaded machine).
 TAKEOVER_BOUND_S = 4 * ADVERT_S + 2.0
 
@@ -296,7 +296,7 @@ def test_master_killed_under_load_the_backup_takes_over(pair: Pair) -> None:
         f" requests failed, the last {gap:.2f}s after the kill"
     )
     assert gap < TAKEOVER_BOUND_S
-    assert load.succeeded(killed + TAKEOVER_BOUND_S) > 50, "traffic did not continue after the takeover"
+    assert load.succeeded(took_over) > 50, "traffic did not continue after the takeover"
     assert not load.failures(took_over + 0.5), "requests failed after the BACKUP held the VIP"
 
     # The dead amphora is rebuilt by an amphora failover, with its role, while the survivor keeps serving.
@@ -329,7 +329,7 @@ def test_load_balancer_failover_rebuilds_both_one_at_a_time(pair: Pair) -> None:
     failures = load.failures()
     print(f"\nload balancer failover: {len(failures)} of {len(load.results)} requests failed")
     # The master's keepalived stops gracefully (priority 0): its peer takes over within the skew time.
-    assert not failures or failures[-1] - failures[0] < 2 * ADVERT_S, "the VIP was unanswered for too long"
+    assert not failures or failures[-1] - failures[0] < TAKEOVER_BOUND_S / 2, "the VIP was unanswered for too long"
 
 
 def test_keepalived_killed_is_reaped_and_restarted(pair: Pair) -> None:

@@ -4,6 +4,7 @@ status tree read through the API, and direct access to the heartbeat endpoint an
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,11 @@ def run_mesh(tmp_path_factory: pytest.TempPathFactory, project: str, health_repl
         mesh.stop()
         if drop is not None:
             drop()
+
+
+def random_vip() -> str:
+    """A VIP of the local subnet away from the low addresses other meshes on this machine allocate first."""
+    return f"127.226.{random.randint(64, 250)}.{random.randint(2, 250)}"
 
 
 def heartbeat_endpoint(mesh: Mesh, replica: str = "health") -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import random
 import signal
 import sys
 import threading
@@ -115,7 +116,10 @@ def make_lb(api: Rest, created: list[str], backend: Backend, port: int, name: st
             "members": [{"address": backend.address, "protocol_port": backend.port}],
         },
     }
-    body = {"name": name, "vip_subnet_id": local_subnet(api), "listeners": [tree]}
+    # A VIP away from the low addresses other meshes on this machine allocate first: HAProxy binds with
+    # SO_REUSEPORT, so two meshes' load balancers on one address and port would share its traffic.
+    vip = f"127.226.{random.randint(64, 250)}.{random.randint(2, 250)}"
+    body = {"name": name, "vip_subnet_id": local_subnet(api), "vip_address": vip, "listeners": [tree]}
     lb = api.ok("POST", LBS, {"loadbalancer": body})["loadbalancer"]
     created.append(lb["id"])
     lb = wait_lb(api, lb["id"], timeout=60)

@@ -23,7 +23,7 @@ import nats
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from nats.js.api import DeliverPolicy
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "dataplane")]
 
@@ -44,6 +44,7 @@ from health_helpers import (  # noqa: E402
     ca_dir,
     heartbeat_endpoint,
     nats_url,
+    random_vip,
     run_mesh,
     tree,
     wait_for,
@@ -53,6 +54,7 @@ from support import Rest, mesh_engine  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 from octavia_mesh.common import pki  # noqa: E402
+from octavia_mesh.common.db.models import AmphoraHealth  # noqa: E402
 from octavia_mesh.protos.events.v1 import events_pb2  # noqa: E402
 from octavia_mesh.protos.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
@@ -86,7 +88,7 @@ class Web:
 def web(api: Rest) -> Iterator[Web]:
     backends = [Backend("m0"), Backend("m1")]
     try:
-        with load_balancer(api, "heartbeats") as lb:
+        with load_balancer(api, "heartbeats", vip_address=random_vip()) as lb:
             listener = lb.listener(PORT)
             pool = lb.pool(listener)
             lb.monitor(pool, "HTTP", **MONITOR)
@@ -274,7 +276,7 @@ def issued(ca: pki.LocalCA, name: str, validity: dt.timedelta = dt.timedelta(day
 
 @pytest.fixture(scope="module")
 def other_amphora(api: Rest) -> Iterator[str]:
-    lb = create_lb(api, "second")
+    lb = create_lb(api, "second", vip_address=random_vip())
     try:
         (amphora,) = amphorae_of(api, lb["id"])
         yield amphora["id"]
@@ -332,7 +334,7 @@ async def test_a_stream_ends_when_its_certificate_stops_being_current(
     def reporting() -> bool:
         with engine.connect() as conn:
             last = conn.execute(
-                text("SELECT last_update FROM amphora_health WHERE amphora_id = :i"), {"i": other_amphora}
+                select(AmphoraHealth.last_update).where(AmphoraHealth.amphora_id == other_amphora)
             ).scalar_one()
         return last > since
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from dataplane_helpers import Backend, amphora_home, amphorae_of, load_balancer, wait_lb, who
-from hk_timing import CERT_BUFFER_S, CERT_VALIDITY_S
+from hk_timing import CERT_BUFFER_S, CERT_VALIDITY_S, spare_vip
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from support import Rest, mesh_engine
@@ -118,7 +118,7 @@ def test_rotation_under_load_loses_no_request(amphora_mesh: Mesh, amphora_api: R
     api, db = amphora_api, mesh_engine(amphora_mesh)
     members = [Backend(f"member{i}") for i in range(3)]
     try:
-        with load_balancer(api, "rotation") as lb:
+        with load_balancer(api, "rotation", vip_address=spare_vip()) as lb:
             listener = lb.listener(PORT)
             pool = lb.pool(listener)
             lb.members(pool, members[:2])

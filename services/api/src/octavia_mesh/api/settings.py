@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from octavia_mesh.api.policy import AuthStrategy
+from octavia_mesh.common.network import DRIVERS
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_API_"
@@ -57,6 +58,10 @@ class ApiSettings:
         default="0c5b7e3a-9d2f-4b6e-8a1c-3e5f7a9b1d20", metadata={"help": "id of the local VIP subnet's network"}
     )
     local_vip_cidr: str = field(default="127.226.0.0/16", metadata={"help": "addresses of the local VIP subnet"})
+    network_driver: str = field(
+        default="local",
+        metadata={"help": "allocates the amphora provider's VIPs: local (the local VIP subnet) or noop"},
+    )
     secret_key_file: str = field(
         default="octavia-mesh-secret.key",
         metadata={
@@ -85,6 +90,8 @@ class ApiSettings:
             raise ValueError(f"default topology {self.default_topology!r} is not SINGLE or ACTIVE_STANDBY")
         if self.active_standby not in ("auto", "enabled", "disabled"):
             raise ValueError(f"active_standby {self.active_standby!r} is not auto, enabled or disabled")
+        if self.network_driver not in DRIVERS:
+            raise ValueError(f"network driver {self.network_driver!r} is not one of {', '.join(sorted(DRIVERS))}")
 
     @property
     def auth(self) -> AuthStrategy:

@@ -1,89 +1,60 @@
-"""Choosing a new load balancer's VIP.
+"""Choosing a new load balancer's VIP, through the network driver (:mod:`octavia_mesh.common.network`).
 
-* The ``amphora`` provider serves VIPs on this machine: each load balancer gets its own address from the
-  local VIP subnet, a range of 127.0.0.0/8 (no root needed), allocated once and given back on delete.
-  That subnet has a stable id (settings ``local_vip_subnet_id``), which ``octavia-mesh up`` prints and the
-  edge answers Neutron-style subnet lookups for.
+* The ``amphora`` provider uses the configured driver (setting ``network_driver``): by default ``local``,
+  which gives each load balancer its own address of the local VIP subnet, a range of 127.0.0.0/8 (no root
+  needed), allocated in the create's transaction and given back on delete. That subnet has a stable id
+  (settings ``local_vip_subnet_id``), which ``octavia-mesh up`` prints and the edge answers Neutron-style
+  subnet lookups for.
 * The ``noop`` provider has no network: like Octavia's no-op network driver, it keeps the address asked
   for, or hands out ``198.51.100.1`` (TEST-NET-2), and derives stable port and network ids.
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+import functools
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api.errors import Conflict, InvalidInput
 from octavia_mesh.api.settings import ApiSettings
-from octavia_mesh.common.db import vips
+from octavia_mesh.common import network
+from octavia_mesh.common.network.local import LocalNetworkDriver, LocalSubnet
+from octavia_mesh.common.network.noop import NOOP_ADDRESS, NoopNetworkDriver
 
-NOOP_ADDRESS = "198.51.100.1"
-_NAMESPACE = uuid.UUID("5b0f1c8e-33a3-4c1e-9b8a-0c7d2f4e6a10")
-#: Providers whose VIPs live on the local VIP subnet.
+__all__ = ["LOCAL_PROVIDERS", "NOOP_ADDRESS", "allocate", "driver_for"]
+
+#: Providers whose VIPs come from the configured network driver (the others have no network: no-op).
 LOCAL_PROVIDERS = ("amphora",)
 
 
-@dataclass(frozen=True, slots=True)
-class VipAddress:
-    address: str
-    port_id: str
-    subnet_id: str | None
-    network_id: str
-    additional_vips: list[dict[str, Any]] = field(default_factory=list)
+@functools.cache
+def _configured(settings: ApiSettings) -> network.NetworkDriver:
+    if settings.network_driver == "local":
+        return LocalNetworkDriver(
+            LocalSubnet(settings.local_vip_subnet_id, settings.local_vip_network_id, settings.local_vip_cidr)
+        )
+    return network.create_driver(settings.network_driver)
+
+
+def driver_for(settings: ApiSettings, provider: str) -> network.NetworkDriver:
+    """The network driver that allocates the VIPs of ``provider``'s load balancers."""
+    return _configured(settings) if provider in LOCAL_PROVIDERS else NoopNetworkDriver()
 
 
 async def allocate(
-    settings: ApiSettings, session: AsyncSession, provider: str, values: dict[str, Any], lb_id: str
-) -> VipAddress:
-    """Choose the VIP of a new load balancer of ``provider`` from its request ``values``."""
-    if provider in LOCAL_PROVIDERS:
-        return await _local(settings, session, values, lb_id)
-    return _noop(values, lb_id)
-
-
-async def _local(settings: ApiSettings, session: AsyncSession, values: dict[str, Any], lb_id: str) -> VipAddress:
-    subnet, network = values.get("vip_subnet_id"), values.get("vip_network_id")
-    if values.get("vip_port_id"):
-        raise InvalidInput(f"Port {values['vip_port_id']} not found.")
-    if network and network != settings.local_vip_network_id:
-        raise InvalidInput(f"Network {network} not found.")
-    if subnet and subnet != settings.local_vip_subnet_id:
-        raise InvalidInput(f"Subnet {subnet} not found.")
-    if values.get("additional_vips"):
-        raise InvalidInput("The local VIP subnet offers one VIP per load balancer: additional_vips are not supported.")
+    settings: ApiSettings,
+    session: AsyncSession,
+    provider: str,
+    values: dict[str, Any],
+    lb_id: str,
+    project_id: str = "",
+) -> network.Vip:
+    """Allocate the VIP of a new load balancer of ``provider`` from its request ``values``, in ``session``."""
+    request = network.VipRequest.from_values(lb_id, project_id, values)
     try:
-        address = await vips.allocate(
-            session, settings.local_vip_subnet_id, settings.local_vip_cidr, lb_id, values.get("vip_address")
-        )
-    except vips.AddressUnavailable as exc:
-        raise Conflict(
-            f"IP address {values.get('vip_address') or ''} is not available: {exc}".replace("  ", " ")
-        ) from None
-    return VipAddress(
-        address=address,
-        port_id=str(uuid.uuid5(_NAMESPACE, f"port:{lb_id}")),
-        subnet_id=settings.local_vip_subnet_id,
-        network_id=settings.local_vip_network_id,
-    )
-
-
-def _noop(values: dict[str, Any], lb_id: str) -> VipAddress:
-    subnet = values.get("vip_subnet_id")
-    network = values.get("vip_network_id") or str(uuid.uuid5(_NAMESPACE, subnet or lb_id))
-    if subnet is None and values.get("vip_network_id"):
-        subnet = str(uuid.uuid5(_NAMESPACE, f"subnet:{network}"))
-    extra = [
-        {"subnet_id": v.get("subnet_id"), "ip_address": v.get("ip_address") or NOOP_ADDRESS}
-        for v in values.get("additional_vips") or []
-        if isinstance(v, dict)
-    ]
-    return VipAddress(
-        address=values.get("vip_address") or NOOP_ADDRESS,
-        port_id=values.get("vip_port_id") or str(uuid.uuid5(_NAMESPACE, f"port:{lb_id}")),
-        subnet_id=subnet,
-        network_id=network,
-        additional_vips=extra,
-    )
+        return await driver_for(settings, provider).allocate_vip(session, request)
+    except network.InvalidVip as exc:
+        raise InvalidInput(str(exc)) from None
+    except network.VipUnavailable as exc:
+        raise Conflict(str(exc)) from None

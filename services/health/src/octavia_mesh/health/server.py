@@ -67,8 +67,10 @@ def build(
     *,
     engine: AsyncEngine | None = None,
     publisher: events.EventPublisher | None = None,
+    ingest_class: type[Ingest] = Ingest,
 ) -> HeartbeatPlane:
-    """Everything of the heartbeat plane, not started (tests and benchmarks build it on ``:0``)."""
+    """Everything of the heartbeat plane, not started (tests and benchmarks build it on ``:0``; the benchmark
+    swaps ``ingest_class`` for its baselines)."""
     identity = tls.load_identity(settings)
     engine = engine if engine is not None else make_engine(settings.database_url)
     server = grpc.aio.server(
@@ -91,7 +93,7 @@ def build(
             settings.events_max_bytes,
             f"octavia-mesh-health {reporter}",
         )
-    ingest = Ingest(store, publisher, settings.flush_interval_s, settings.flush_max_amphorae)
+    ingest = ingest_class(store, publisher, settings.flush_interval_s, settings.flush_max_amphorae)
     servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s)
     health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)
     health = ServiceHealth(server, [SERVICE_NAME])  # on the mutual-TLS port too, for agents that probe it

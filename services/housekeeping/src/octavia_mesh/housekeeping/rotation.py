@@ -56,6 +56,7 @@ async def queue_rotations(
                     Amphora.cert_expiration.is_not(None),
                     Amphora.cert_expiration < due_before,
                     LoadBalancer.provider.in_(providers),
+                    LoadBalancer.provisioning_status != "DELETED",  # its amphorae are the orphan sweep's
                 )
             )
         ).all()

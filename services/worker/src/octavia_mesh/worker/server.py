@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from octavia_mesh.common import commands, secrets
+from octavia_mesh.common import commands, network, secrets
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
@@ -66,6 +66,7 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
             vrrp=vrrp_render.VrrpOptions(
                 vrrp_render.VrrpRenderer(vrrp_render.create_environment()), advert_int_s=settings.vrrp_advert_int_s
             ),
+            network=network.create_driver(settings.network_driver),
         )
     )
 

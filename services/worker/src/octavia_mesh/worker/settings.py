@@ -24,6 +24,9 @@ class WorkerSettings:
     )
     compute_driver: str = field(default="local", metadata={"help": "amphora instances: local (processes) or noop"})
     amphora_driver: str = field(default="grpc", metadata={"help": "talking to agents: grpc (mutual TLS) or noop"})
+    network_driver: str = field(
+        default="local", metadata={"help": "plugs VIPs and member subnets into amphorae: local or noop"}
+    )
     agent_timeout_s: float = field(default=60.0, metadata={"help": "how long a new amphora's agent may take to answer"})
     amphora_cert_validity_s: float = field(
         default=30 * 86400.0,
@@ -37,8 +40,8 @@ class WorkerSettings:
         default=1.0, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
     )
     vrrp_advert_int_s: float = field(
-        default=1.0,
-        metadata={"help": "ACTIVE_STANDBY: VRRP advertisement interval (a dead master is replaced after ~3.5 of them)"},
+        default=0.1,
+        metadata={"help": "ACTIVE_STANDBY: VRRP advertisement interval (a dead master is replaced after ~3.6 of them)"},
     )
     active_standby_link_cidr: str = field(
         default="169.254.64.0/18",

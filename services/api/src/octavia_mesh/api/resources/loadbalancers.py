@@ -157,7 +157,7 @@ async def create(app: App, call: Call) -> Reply:
         lb_topology = await topology.topology_for(app.settings, session, provider, values.get("flavor_id"))
         if values.get("availability_zone"):
             await _check_zone(session, values["availability_zone"])
-        address = await vip.allocate(app.settings, session, provider, values, lb_id)
+        address = await vip.allocate(app.settings, session, provider, values, lb_id, project_id)
         lb = store.fresh(
             LoadBalancer,
             id=lb_id,
@@ -171,7 +171,7 @@ async def create(app: App, call: Call) -> Reply:
             topology=lb_topology,
             vip_qos_policy_id=values.get("vip_qos_policy_id"),
             vip_sg_ids=values.get("vip_sg_ids") or [],
-            additional_vips=address.additional_vips,
+            additional_vips=list(address.additional_vips),
             vip_address=address.address,
             vip_port_id=address.port_id,
             vip_subnet_id=address.subnet_id,

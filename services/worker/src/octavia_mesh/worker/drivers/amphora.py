@@ -39,7 +39,7 @@ class AmphoraDriver(Protocol):
     async def delete_load_balancer(self, endpoint: AgentEndpoint, lb_id: str) -> None: ...
 
     async def rotate_certificate(self, endpoint: AgentEndpoint, identity: CertBundle) -> None:
-        """Make ``identity`` the agent's own certificate; later calls check the agent presents it."""
+        """Make ``identity`` the agent's own certificate; later calls verify it on a new connection."""
         ...
 
     async def put_vrrp_config(self, endpoint: AgentEndpoint, config: str) -> None:
@@ -127,7 +127,6 @@ class GrpcAmphoraDriver:
         # again: later calls go through a new channel, whose handshake verifies the new one (chain and name).
         # The old channel is closed once calls already on it (another flow's, perhaps) had their time.
         old = self._channels.pop(f"{endpoint.address}/{endpoint.amphora_id}", None)
-        await self.wait_until_reachable(endpoint, self.timeout_s)
         if old is not None:
             task = asyncio.create_task(old.close(grace=self.timeout_s))
             self._closing.add(task)

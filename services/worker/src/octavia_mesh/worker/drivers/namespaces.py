@@ -172,10 +172,35 @@ class NamespaceComputeDriver(LocalComputeDriver):
         return [self._ip(), "netns", "exec", Names.of(spec.amphora_id, spec.load_balancer_id).netns]
 
     async def delete_instance(self, compute_id: str) -> None:
-        record = self._record(self._dir(compute_id))
-        await super().delete_instance(compute_id)  # the agent stops keepalived and HAProxy, then its home goes
+        home = self._dir(compute_id)
+        record = self._record(home)
+        if record is not None:
+            await self._release_vip(home)
+        await super().delete_instance(compute_id)
         if record is not None:
             await asyncio.to_thread(teardown, record)
+
+    async def _release_vip(self, home: Path, timeout_s: float = 10.0) -> None:
+        """Stop the amphora's agent the graceful way: it stops keepalived first (a master advertises priority 0
+        and its peer takes the VIP within the skew time, ~60 ms at 0.1 s adverts), then HAProxy. Killing it
+        would leave keepalived holding the VIP of a stopped HAProxy until killed in turn, and the peer would
+        wait for three missed advertisements. Draining the old HAProxy gains nothing here: once the VIP has
+        moved, the host sends its connections to the peer anyway."""
+        loop = asyncio.get_running_loop()
+        pid = self._pid(home)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = loop.time() + timeout_s
+            while self._pid(home) is not None and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+        # A keepalived whose agent died before it: stopped the same graceful way.
+        for pid in _keepalived_pids(home):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = loop.time() + 3.0
+            while pid in _keepalived_pids(home) and loop.time() < deadline:
+                await asyncio.sleep(0.02)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -269,6 +294,17 @@ class NamespaceComputeDriver(LocalComputeDriver):
             if candidate not in taken:
                 return candidate
         raise NamespaceError(f"no free address left on bridge {bridge}")
+
+
+def _keepalived_pids(home: Path) -> list[int]:
+    """The live keepalived (parent) of the amphora in ``home``, per its pid file."""
+    try:
+        pid = int((home / "state" / "vrrp" / "keepalived.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return []
+    return [pid] if str(home).encode() in cmdline and state != "Z" else []
 
 
 def _route_vip(ip: str, bridge: str, vip: str, gateway: ipaddress.IPv4Interface) -> None:

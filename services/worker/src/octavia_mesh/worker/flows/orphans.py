@@ -61,7 +61,8 @@ class ReapOrphans:
                 homeless.append((amphora_id, compute_id or amphora_id))
             else:
                 live.update((amphora_id, compute_id or amphora_id))
-        removed = [compute_id for compute_id in instances if compute_id not in live]
+        retiring = {compute_id for _, compute_id in homeless}
+        removed = [compute_id for compute_id in instances if compute_id not in live and compute_id not in retiring]
         for compute_id in removed:
             logger.warning("deleting instance %s: no live amphora accounts for it", compute_id)
             await self.deps.compute.delete_instance(compute_id)

@@ -57,17 +57,19 @@ class RotateCertificate:
             raise RuntimeError(f"amphora {amphora_id} has no running instance")
         identity = self.deps.certificates.issue_amphora_certificate(amphora_id, self.deps.cert_validity)
         serial = identity.serial or format(x509.load_pem_x509_certificate(identity.certificate).serial_number, "x")
-        await self.deps.amphora.rotate_certificate(AgentEndpoint(instance.management_address, amphora_id), identity)
-        # Recorded once the agent presents it, never before: the health service accepts this serial only, and a
-        # rotation that failed half-way must not lock out the certificate the amphora still has.
+        endpoint = AgentEndpoint(instance.management_address, amphora_id)
+        await self.deps.amphora.rotate_certificate(endpoint, identity)
+        # Recorded as soon as the agent presents it, never before: the health service accepts this serial only
+        # (the agent's heartbeats reconnect with it at once), and a rotation that failed half-way must not lock
+        # out the certificate the amphora still has.
         async with self.deps.sessions() as session, session.begin():
             await session.execute(
                 update(Amphora)
                 .where(Amphora.id == amphora_id, Amphora.status == "ALLOCATED")
-                .values(
-                    cert_serial=serial, cert_expiration=identity.expires_at, cert_busy=False, updated_at=utcnow()
-                )
+                .values(cert_serial=serial, cert_expiration=identity.expires_at, cert_busy=False, updated_at=utcnow())
             )
+        # A new connection's handshake verifies the new certificate (chain, name, validity) before we call it done.
+        await self.deps.amphora.wait_until_reachable(endpoint, self.deps.agent_timeout_s)
         logger.info("amphora %s presents its new certificate %s (until %s)", amphora_id, serial, identity.expires_at)
         return {"cert_serial": serial}
 

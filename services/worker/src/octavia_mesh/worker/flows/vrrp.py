@@ -9,8 +9,8 @@ it gets these flows, for the others ``None`` (and builds its SINGLE flows):
 * **amphora failover**: a replacement with the old amphora's role, configured, the old one retired, then
   keepalived reconfigured on the pair (the survivor's peer changes) and a master awaited: the survivor
   keeps serving throughout (``nopreempt``: the replacement joins as BACKUP);
-* **load-balancer failover**: the same, one amphora at a time, BACKUP first (Octavia rebuilds amphorae one by
-  one so that an ACTIVE_STANDBY load balancer keeps serving).
+* **load-balancer failover**: the same, one amphora at a time (as Octavia, so that the load balancer keeps
+  serving), the one not holding the VIP first: the VIP then moves once, in a graceful handover.
 
 Changes of listeners, pools and members, and deletes, need nothing of their own: the SINGLE flows push the
 configuration to every allocated amphora, and deleting an instance removes its namespace (and the bridge
@@ -38,7 +38,6 @@ from octavia_mesh.worker.providers.amphora import (
     AmphoraDeps,
     BootAmphora,
     Configure,
-    RetireAmphorae,
     Settle,
     WaitForAgent,
     _set_amphora,
@@ -65,11 +64,16 @@ async def flow_for(deps: AmphoraDeps, command: commands_pb2.ProviderCommand) -> 
     if kind == Kind.RESOURCE_KIND_LOAD_BALANCER and op == Op.OPERATION_CREATE:
         return create_flow(deps)
     if op == Op.OPERATION_FAILOVER and kind == Kind.RESOURCE_KIND_AMPHORA:
-        return Flow("failover-pair-amphora", [*replace(deps, "new_amphora_id", None), Settle(deps)])
+        return Flow("failover-pair-amphora", [*replace(deps, "new_amphora_id", "old_amphora_id"), Settle(deps)])
     if op == Op.OPERATION_FAILOVER:
         return Flow(
             "failover-pair",
-            [*replace(deps, "new_backup_id", "BACKUP"), *replace(deps, "new_master_id", "MASTER"), Settle(deps)],
+            [
+                OrderPair(deps),
+                *replace(deps, "new_first_id", "first_old_id", "first_role"),
+                *replace(deps, "new_second_id", "second_old_id", "second_role"),
+                Settle(deps),
+            ],
         )
     return None
 
@@ -79,7 +83,7 @@ def create_flow(deps: AmphoraDeps) -> Flow:
     return Flow(
         "create-pair",
         [
-            *(CreatePairAmphora(deps, key, role) for role, key in keys.items()),
+            *(CreatePairAmphora(deps, key, role=role) for role, key in keys.items()),
             *(BootPairAmphora(deps, key) for key in keys.values()),  # both boot, then both are awaited
             *(WaitForAgent(deps, key) for key in keys.values()),
             Configure(deps),
@@ -90,14 +94,15 @@ def create_flow(deps: AmphoraDeps) -> Flow:
     )
 
 
-def replace(deps: AmphoraDeps, key: str, role: str | None) -> list[Any]:
-    """Replace one amphora: the one named by ``old_amphora_id`` (``role`` None), or the one of ``role``."""
+def replace(deps: AmphoraDeps, key: str, old_key: str, role_key: str | None = None) -> list[Any]:
+    """Replace the amphora named by ``old_key`` (if any) with a new one (``key``) of its role (or of the role
+    ``role_key`` names): built and configured first, then the old one retired, then keepalived reconfigured."""
     return [
-        CreatePairAmphora(deps, key, role),
+        CreatePairAmphora(deps, key, old_key=old_key, role_key=role_key),
         BootPairAmphora(deps, key),
         WaitForAgent(deps, key),
         Configure(deps, key),
-        RetireAmphorae(deps, keep_key=key, only_key="old_amphora_id") if role is None else RetireRole(deps, role, key),
+        RetireOld(deps, old_key, keep_key=key),
         ConfigureVrrp(deps),
         WaitForMaster(deps),
     ]
@@ -115,16 +120,19 @@ class CreatePairAmphora:
 
     name = "create-pair-amphora"
 
-    def __init__(self, deps: AmphoraDeps, key: str, role: str | None) -> None:
-        self.deps, self.key, self.role = deps, key, role
+    def __init__(
+        self, deps: AmphoraDeps, key: str, role: str | None = None, old_key: str = "", role_key: str | None = None
+    ) -> None:
+        self.deps, self.key, self.role, self.old_key, self.role_key = deps, key, role, old_key, role_key
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         # Derived from the command (see CreateAmphora): a task run again after a crash finds its row.
         amphora_id = ctx.store.get(self.key) or str(uuid.uuid5(_AMPHORA_IDS, f"{ctx.command_id}/{self.key}"))
         async with self.deps.sessions() as session, session.begin():
-            role = self.role
-            if role is None:
-                old = await session.get(Amphora, ctx.store["old_amphora_id"])
+            role = self.role or (ctx.store.get(self.role_key) if self.role_key else None)
+            if role not in PRIORITIES:
+                old_id = ctx.store.get(self.old_key)
+                old = await session.get(Amphora, old_id) if old_id else None
                 role = old.role if old is not None and old.role in PRIORITIES else "BACKUP"
             if await session.get(Amphora, amphora_id) is None:
                 session.add(
@@ -177,32 +185,67 @@ class BootPairAmphora(BootAmphora):
         return {}
 
 
-class RetireRole:
-    """Retires every amphora of ``role`` but the new one (load-balancer failover, one role at a time)."""
+class RetireOld:
+    """Retires the amphora a replacement was built for (nothing when there was none)."""
 
-    name = "retire-role"
+    name = "retire-old-amphora"
 
-    def __init__(self, deps: AmphoraDeps, role: str, keep_key: str) -> None:
-        self.deps, self.role, self.keep_key = deps, role, keep_key
+    def __init__(self, deps: AmphoraDeps, old_key: str, keep_key: str) -> None:
+        self.deps, self.old_key, self.keep_key = deps, old_key, keep_key
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        old_id = ctx.store.get(self.old_key)
+        if not old_id or old_id == ctx.store.get(self.keep_key):
+            return {}
         async with self.deps.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(Amphora.id, Amphora.compute_id, Amphora.role).where(
-                        Amphora.load_balancer_id == ctx.load_balancer_id,
-                        Amphora.status != "DELETED",
-                        Amphora.id != ctx.store[self.keep_key],
-                    )
-                )
-            ).all()
-        # Rows of no pair role (a STANDALONE amphora) go with the BACKUP round.
-        doomed = [(i, c) for i, c, role in rows if (role == "MASTER") == (self.role == "MASTER")]
-        for amphora_id, compute_id in doomed:
-            await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
-            await self.deps.compute.delete_instance(compute_id or amphora_id)
-            await _set_amphora(self.deps, amphora_id, status="DELETED")
+            old = await session.get(Amphora, old_id)
+        if old is None or old.load_balancer_id != ctx.load_balancer_id or old.status == "DELETED":
+            return {}
+        await _set_amphora(self.deps, old_id, status="PENDING_DELETE")
+        # The agent stops keepalived first: a master advertises priority 0 and its peer takes the VIP at once.
+        await self.deps.compute.delete_instance(old.compute_id or old_id)
+        await _set_amphora(self.deps, old_id, status="DELETED")
         return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class OrderPair:
+    """Chooses the order of a load-balancer failover: first the amphora not holding the VIP (dead, or BACKUP),
+    last the one serving, which then hands the VIP over once, gracefully, to the first one's replacement."""
+
+    name = "order-pair"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        pair = await _pair(self.deps, ctx.load_balancer_id)
+        states = {}
+        for amphora in pair:
+            endpoint = await _endpoint(self.deps, amphora)
+            try:
+                states[amphora.id] = await self.deps.amphora.vrrp_state(endpoint) if endpoint else "GONE"
+            except Exception:  # an agent that does not answer holds nothing worth keeping
+                states[amphora.id] = "GONE"
+        ordered = sorted(pair, key=lambda a: (states[a.id] == "MASTER", a.role == "MASTER"))[:2]
+        roles = [a.role if a.role in PRIORITIES else None for a in ordered]
+        while len(ordered) < 2:
+            ordered.append(None)  # type: ignore[arg-type]
+            roles.append(None)
+        # Two distinct roles, whatever the rows said (a lost row, or a SINGLE-era STANDALONE one).
+        if roles[1] is None or roles[1] == roles[0]:
+            roles[1] = "MASTER" if roles[0] != "MASTER" else "BACKUP"
+        if roles[0] is None:
+            roles[0] = "MASTER" if roles[1] != "MASTER" else "BACKUP"
+        first, second = ordered
+        return {
+            "first_old_id": first.id if first else None,
+            "first_role": roles[0],
+            "second_old_id": second.id if second else None,
+            "second_role": roles[1],
+        }
 
     async def revert(self, ctx: FlowContext) -> None:
         return None

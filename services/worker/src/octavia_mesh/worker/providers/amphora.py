@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import posixpath
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.common import secrets
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.network import NetworkDriver
+from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.worker import tls
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraDriver
@@ -36,6 +38,7 @@ from octavia_mesh.worker.drivers.certificates import CertBundle, CertificateDriv
 from octavia_mesh.worker.drivers.compute import ComputeDriver, InstanceSpec
 from octavia_mesh.worker.flows import maintenance
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
+from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer
 from octavia_mesh.worker.haproxy.view import build
 from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
@@ -62,6 +65,7 @@ class AmphoraDeps:
     agent_timeout_s: float = 60.0
     keyring: secrets.Keyring | None = None  # decrypts listener and pool TLS material from the secret store
     vrrp: VrrpOptions | None = None  # ACTIVE_STANDBY load balancers (flows/vrrp.py); None: SINGLE only
+    network: NetworkDriver = field(default_factory=NoopNetworkDriver)  # plugs VIPs and member subnets
 
 
 async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> list[AgentEndpoint]:
@@ -338,10 +342,21 @@ class AmphoraProvider:
             return maintenance.flow(d, op)
         if kind == Kind.RESOURCE_KIND_LOAD_BALANCER and op == Op.OPERATION_CREATE:
             return Flow(
-                "create-load-balancer", [CreateAmphora(d), BootAmphora(d), WaitForAgent(d), Configure(d), Settle(d)]
+                "create-load-balancer",
+                [
+                    CreateAmphora(d),
+                    BootAmphora(d),
+                    WaitForAgent(d),
+                    PlugVip(d),
+                    PlugMemberSubnets(d),
+                    Configure(d),
+                    Settle(d),
+                ],
             )
         if kind == Kind.RESOURCE_KIND_LOAD_BALANCER and op == Op.OPERATION_DELETE:
-            return Flow("delete-load-balancer", [Unconfigure(d), RetireAmphorae(d), Settle(d)])
+            return Flow(
+                "delete-load-balancer", [Unconfigure(d), UnplugVip(d), RetireAmphorae(d), DeallocateVip(d), Settle(d)]
+            )
         if op == Op.OPERATION_FAILOVER:
             only = "old_amphora_id" if kind == Kind.RESOURCE_KIND_AMPHORA else None
             return Flow(
@@ -350,6 +365,8 @@ class AmphoraProvider:
                     CreateAmphora(d, "new_amphora_id"),
                     BootAmphora(d, "new_amphora_id"),
                     WaitForAgent(d, "new_amphora_id"),
+                    PlugVip(d, "new_amphora_id"),
+                    PlugMemberSubnets(d),
                     Configure(d, "new_amphora_id"),
                     RetireAmphorae(d, keep_key="new_amphora_id", only_key=only),
                     Settle(d),
@@ -357,7 +374,7 @@ class AmphoraProvider:
             )
         if kind == Kind.RESOURCE_KIND_AMPHORA and op == Op.OPERATION_DELETE:
             return Flow("delete-amphora", [RetireAmphorae(d, only_key="old_amphora_id"), Settle(d)])
-        return Flow("configure", [Configure(d), Settle(d)])
+        return Flow("configure", [PlugMemberSubnets(d), Configure(d), Settle(d)])
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> None:
         if command.operation in maintenance.OPERATIONS:  # no PENDING_* state to settle or fail

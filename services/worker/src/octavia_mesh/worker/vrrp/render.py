@@ -106,6 +106,6 @@ class VrrpOptions:
     """What the ACTIVE_STANDBY flows need besides the provider's other dependencies."""
 
     renderer: VrrpRenderer
-    advert_int_s: float = 1.0
+    advert_int_s: float = 0.1
     #: How long a pair may take to elect a master, beyond the protocol's own 3 advertisements and skew.
     election_timeout_s: float = 10.0

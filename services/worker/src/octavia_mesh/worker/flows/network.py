@@ -1,0 +1,143 @@
+"""Flow tasks that plug amphorae into networks through the network driver (:mod:`octavia_mesh.common.network`).
+
+As Octavia's flows do: a new amphora gets the VIP plugged once its agent answers (``PlugVip``), every change
+re-plugs the amphorae into their members' subnets before the configuration that uses them (``PlugMemberSubnets``),
+and a deleted load balancer's amphorae are unplugged (``UnplugVip``) and its VIP given back (``DeallocateVip``).
+With the local driver all of this is a no-op; the tasks keep the flows ready for one that is not.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from octavia_mesh.common.db.models import Amphora, LoadBalancer, Member, Pool
+from octavia_mesh.common.network import Vip
+from octavia_mesh.worker.flows.engine import FlowContext
+
+if TYPE_CHECKING:
+    from octavia_mesh.worker.providers.amphora import AmphoraDeps
+
+#: Amphorae whose instances may carry ports.
+_PLUGGED = ("BOOTING", "ALLOCATED", "PENDING_DELETE")
+
+
+def vip_of(lb: LoadBalancer) -> Vip:
+    """The VIP the API allocated, as recorded on the load balancer row."""
+    return Vip(
+        load_balancer_id=lb.id,
+        address=lb.vip_address or "",
+        port_id=lb.vip_port_id or "",
+        subnet_id=lb.vip_subnet_id,
+        network_id=lb.vip_network_id or "",
+        additional_vips=tuple(lb.additional_vips or ()),
+    )
+
+
+async def _load(deps: AmphoraDeps, lb_id: str) -> tuple[Vip | None, list[str], set[str]]:
+    """The load balancer's VIP, its amphorae's compute ids, and its members' subnets (but the VIP's)."""
+    async with deps.sessions() as session:
+        lb = await session.get(LoadBalancer, lb_id)
+        if lb is None:
+            return None, [], set()
+        amphorae = (
+            await session.execute(
+                select(Amphora.id, Amphora.compute_id).where(
+                    Amphora.load_balancer_id == lb_id, Amphora.status.in_(_PLUGGED)
+                )
+            )
+        ).all()
+        subnets = set(
+            (
+                await session.execute(
+                    select(Member.subnet_id)
+                    .join(Pool, Pool.id == Member.pool_id)
+                    .where(Pool.load_balancer_id == lb_id, Member.subnet_id.is_not(None))
+                )
+            ).scalars()
+        )
+        subnets.discard(lb.vip_subnet_id)
+        return vip_of(lb), [compute_id or amphora_id for amphora_id, compute_id in amphorae], subnets
+
+
+class PlugVip:
+    """Plugs the VIP into the new amphora (``key`` in the flow's store)."""
+
+    name = "plug-vip"
+
+    def __init__(self, deps: AmphoraDeps, key: str = "amphora_id") -> None:
+        self.deps, self.key = deps, key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        vip, _, _ = await _load(self.deps, ctx.load_balancer_id)
+        if vip is not None:
+            await self.deps.network.plug_vip(vip, await self._compute_id(ctx))
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        vip, _, _ = await _load(self.deps, ctx.load_balancer_id)
+        if vip is not None and self.key in ctx.store:
+            await self.deps.network.unplug_vip(vip, await self._compute_id(ctx))
+
+    async def _compute_id(self, ctx: FlowContext) -> str:
+        amphora_id = ctx.store[self.key]
+        async with self.deps.sessions() as session:
+            amphora = await session.get(Amphora, amphora_id)
+        return (amphora.compute_id if amphora is not None else None) or amphora_id
+
+
+class PlugMemberSubnets:
+    """Leaves every amphora of the load balancer plugged into exactly its members' subnets."""
+
+    name = "plug-member-subnets"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        _, compute_ids, subnets = await _load(self.deps, ctx.load_balancer_id)
+        for compute_id in compute_ids:
+            await self.deps.network.plug_member_subnets(compute_id, sorted(subnets))
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None  # the next change plugs what its members need
+
+
+class UnplugVip:
+    """Unplugs the VIP from every amphora of the load balancer before their instances go."""
+
+    name = "unplug-vip"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        vip, compute_ids, _ = await _load(self.deps, ctx.load_balancer_id)
+        if vip is not None:
+            for compute_id in compute_ids:
+                await self.deps.network.unplug_vip(vip, compute_id)
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class DeallocateVip:
+    """Gives the deleted load balancer's VIP back to the network."""
+
+    name = "deallocate-vip"
+
+    def __init__(self, deps: AmphoraDeps) -> None:
+        self.deps = deps
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        async with self.deps.sessions() as session, session.begin():
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+            if lb is not None:
+                await self.deps.network.deallocate_vip(session, vip_of(lb))
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
