@@ -273,8 +273,10 @@ def run_advert(advert: float, args: argparse.Namespace, work: Path, farm_ports: 
             wait(lambda: fetch(lb.vip, 80) is not None, 30, f"{name} serving")
             return lb
 
-        pair = create("pair", flavor_id=flavor["flavor"]["id"])
-        single = create("single")
+        # VIPs of the subnet's upper range: an ACTIVE_STANDBY VIP is routed to its bridge machine-wide, which would
+        # hide another mesh's SINGLE load balancer that got the same (lowest free) address.
+        pair = create("pair", flavor_id=flavor["flavor"]["id"], vip_address=f"127.226.229.{7 + len(lbs)}")
+        single = create("single", vip_address=f"127.226.229.{7 + len(lbs)}")
         with Poller(pair.vip, 80) as poller:
             for _ in range(args.trials):  # amphora death, then rebuild the dead one
                 victim = pair.holder_id()

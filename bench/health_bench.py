@@ -260,8 +260,9 @@ def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, am
         loads.append((process, end))
     try:
         for _, end in loads:
-            if not end.poll(180) or end.recv() != "connected":
-                raise RuntimeError("the load processes did not connect")
+            answer = end.recv() if end.poll(180) else "nothing"
+            if answer != "connected":
+                raise RuntimeError(f"a load process did not connect: {answer}")
         time.sleep(1.0)  # warm up: every stream busy, the first flushes done
         service_end.send("snapshot")
         wall0, cpu0, received0, written0 = service_end.recv()

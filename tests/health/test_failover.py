@@ -181,15 +181,18 @@ def restart_health(mesh: Mesh) -> None:
     wait_until(lambda: grpc_serving(mesh.grpc_targets["health"]), 60, "the health service to serve again")
 
 
-def kill_amphora(mesh: Mesh, amphora_id: str) -> list[int]:
-    """SIGKILL every process of the amphora: its agent and its HAProxy (master and workers)."""
+def kill_amphora(mesh: Mesh, amphora_id: str) -> tuple[float, float]:
+    """SIGKILL every process of the amphora: its agent and its HAProxy (master and workers). Returns the moment
+    (monotonic, wall clock), read once the processes are found (scanning /proc takes a while on a busy machine),
+    right before the signals go."""
     victims = processes_mentioning(str(amphora_home(mesh, amphora_id)))
     assert any("amphora_agent" in cmd for cmd in victims.values()), victims
     assert any("haproxy" in cmd for cmd in victims.values()), victims
+    moment = (time.monotonic(), time.time())
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return list(victims)
+    return moment
 
 
 def agent_pid(mesh: Mesh, amphora_id: str) -> int:
@@ -339,8 +342,7 @@ def test_a_killed_amphora_is_replaced_behind_the_same_vip(fmesh: Mesh, api: Rest
     before = len(failover_commands(fmesh))
     with Traffic(lb["vip_address"], 8231) as traffic:
         time.sleep(0.3)
-        killed_at, killed_wall = time.monotonic(), time.time()
-        kill_amphora(fmesh, old)
+        killed_at, killed_wall = kill_amphora(fmesh, old)
         wait_until(lambda: len(failover_commands(fmesh)) > before, DETECT_WITHIN_S + 5, "the failover to be queued")
         wait_until(lambda: traffic.first_ok_after(killed_at + 0.05), REBUILD_WITHIN_S, "the VIP to serve again")
     back = traffic.first_ok_after(killed_at + 0.05) - killed_at

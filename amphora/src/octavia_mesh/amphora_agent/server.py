@@ -30,15 +30,6 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AmphoraAgent"].full_name
 
 
-def server_credentials(settings: AgentSettings) -> grpc.ServerCredentials:
-    """The agent's certificate, and the CA a client certificate must be signed by (and must be presented)."""
-    return grpc.ssl_server_credentials(
-        [(Path(settings.server_key).read_bytes(), Path(settings.server_cert).read_bytes())],
-        root_certificates=Path(settings.client_ca).read_bytes(),
-        require_client_auth=True,
-    )
-
-
 def haproxy_options(settings: AgentSettings) -> HaproxyOptions:
     return HaproxyOptions(
         binary=settings.haproxy_binary,
