@@ -4,6 +4,7 @@ and never into a change in flight, revocation found by a flush, and events for w
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import uuid
@@ -27,7 +28,7 @@ from octavia_mesh.common.db.models import (
     utcnow,
 )
 from octavia_mesh.health.events import InMemoryEventPublisher
-from octavia_mesh.health.ingest import Ingest
+from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
 from octavia_mesh.health.status import Report
 from octavia_mesh.health.store import Counters, HealthStore, Item
 from octavia_mesh.protos.events.v1 import events_pb2
@@ -290,3 +291,19 @@ async def test_a_deleted_amphora_is_revoked(engine: AsyncEngine) -> None:
     ingest.offer(stream, heartbeat(lb))
     assert await ingest.flush() == 0
     assert stream.revoked == "the amphora was deleted"
+
+
+async def test_concurrent_stream_openings_share_lookups_and_all_get_an_answer(engine: AsyncEngine) -> None:
+    lbs = [await Lb().plant(engine) for _ in range(6)]
+    directory = AmphoraDirectory(HealthStore(engine, "r"))
+
+    async def opening(lb: Lb, delay: float) -> str | None:
+        await asyncio.sleep(delay)
+        record = await directory.get(lb.amphora)
+        return record.cert_serial if record else None
+
+    # Staggered: some arrive while an earlier lookup's query runs.
+    delays = [0.0, 0.002, 0.004, 0.008, 0.015, 0.03]
+    got = await asyncio.wait_for(asyncio.gather(*(opening(lb, d) for lb, d in zip(lbs, delays, strict=True))), 10)
+    assert got == [SERIAL] * 6
+    assert await directory.get(str(uuid.uuid4())) is None

@@ -14,7 +14,6 @@ before anything is written, so no load balancer is left PENDING_* or ERROR.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -54,18 +53,13 @@ def missing_for_active_standby(
     return missing
 
 
-@functools.cache
-def _machine_missing() -> tuple[str, ...]:
-    return tuple(missing_for_active_standby())
-
-
 def active_standby_refusal(settings: ApiSettings) -> str | None:
     """Why this deployment does not build ACTIVE_STANDBY load balancers, or None when it does."""
     if settings.active_standby == "enabled":
         return None
     if settings.active_standby == "disabled":
         return "it is disabled in this deployment (OCTAVIA_MESH_API_ACTIVE_STANDBY=disabled)"
-    missing = _machine_missing()
+    missing = missing_for_active_standby()  # a few stat calls: checked per request, so installing keepalived counts
     return f"it needs {'; '.join(missing)} on the machine that runs the amphorae" if missing else None
 
 

@@ -48,20 +48,22 @@ class AmphoraDirectory:
         return await future
 
     async def _lookup(self) -> None:
-        await asyncio.sleep(self._window_s)
-        waiting, self._waiting = self._waiting, {}
-        try:
-            found = await self._store.amphorae(waiting)
-        except Exception as exc:
-            for futures in waiting.values():
+        # Calls that arrive while a query runs wait for the next round of this same task.
+        while self._waiting:
+            await asyncio.sleep(self._window_s)
+            waiting, self._waiting = self._waiting, {}
+            try:
+                found = await self._store.amphorae(waiting)
+            except Exception as exc:
+                for futures in waiting.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for amphora_id, futures in waiting.items():
                 for future in futures:
                     if not future.done():
-                        future.set_exception(exc)
-            return
-        for amphora_id, futures in waiting.items():
-            for future in futures:
-                if not future.done():
-                    future.set_result(found.get(amphora_id))
+                        future.set_result(found.get(amphora_id))
 
 
 @dataclass(eq=False, slots=True)

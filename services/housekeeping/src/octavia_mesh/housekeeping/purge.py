@@ -9,8 +9,9 @@
   command whose row is gone is skipped by the worker as unknown. Octavia's flows have no such record; ours
   were never removed before.
 * ``amphora_health`` rows of amphorae that are gone (no row, or ``DELETED``), and ``listener_statistics``
-  rows whose listener or amphora row is gone. Statistics rows no service ever stamped (no ``updated_at``)
-  are left alone.
+  rows whose listener is gone. Statistics of a listener's retired amphorae stay while the listener lives:
+  its totals are the sum over its amphorae, and must not drop a week after a failover. Statistics rows no
+  service ever stamped (no ``updated_at``) are left alone.
 
 Every purge runs in batches, each in its own short transaction, and is safe to run from several replicas at
 once (a row deleted twice is deleted once).
@@ -51,11 +52,10 @@ def _age(model: Any) -> Any:
 
 
 async def _drop_amphorae(session: AsyncSession, amphora_ids: Sequence[str]) -> None:
-    """Delete amphora rows with their health and statistics rows."""
+    """Delete amphora rows with their health rows, as Octavia does (statistics: see the module docstring)."""
     if not amphora_ids:
         return
     await session.execute(delete(AmphoraHealth).where(AmphoraHealth.amphora_id.in_(amphora_ids)))
-    await session.execute(delete(ListenerStatistics).where(ListenerStatistics.amphora_id.in_(amphora_ids)))
     await session.execute(delete(Amphora).where(Amphora.id.in_(amphora_ids)))
 
 
@@ -123,15 +123,14 @@ async def purge_records(sessions: async_sessionmaker[AsyncSession], cutoff: dt.d
 
 
 async def purge_gone_objects(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
-    """Delete health rows of gone amphorae and statistics of gone listeners or amphorae; returns the counts."""
+    """Delete health rows of gone amphorae and statistics of gone listeners; returns the counts."""
     async with sessions() as session, session.begin():
         live = exists().where(Amphora.id == AmphoraHealth.amphora_id, Amphora.status != DELETED)
         health = await session.execute(delete(AmphoraHealth).where(~live))
     async with sessions() as session, session.begin():
         listener = exists().where(Listener.id == ListenerStatistics.listener_id)
-        amphora = exists().where(Amphora.id == ListenerStatistics.amphora_id)
         stats = await session.execute(
-            delete(ListenerStatistics).where(ListenerStatistics.updated_at.is_not(None), ~(listener & amphora))
+            delete(ListenerStatistics).where(ListenerStatistics.updated_at.is_not(None), ~listener)
         )
     return health.rowcount or 0, stats.rowcount or 0
 

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
 from octavia_mesh.protos.provider.v1 import commands_pb2
-from octavia_mesh.worker.drivers.amphora import AgentEndpoint
+from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraError
 from octavia_mesh.worker.drivers.certificates import CertBundle
 from octavia_mesh.worker.drivers.compute import InstanceSpec
 from octavia_mesh.worker.drivers.namespaces import VRRP_INTERFACE, NamespaceComputeDriver, NamespacedInstanceSpec
@@ -330,7 +330,10 @@ class WaitForMaster:
             for amphora in await _pair(self.deps, ctx.load_balancer_id):
                 endpoint = await _endpoint(self.deps, amphora)
                 if endpoint is not None:
-                    states.append(await self.deps.amphora.vrrp_state(endpoint))
+                    try:
+                        states.append(await self.deps.amphora.vrrp_state(endpoint))
+                    except AmphoraError as exc:  # one that does not answer cannot be the master
+                        states.append(f"unreachable ({exc})")
             if "MASTER" in states:
                 return {}
             await asyncio.sleep(0.05)
