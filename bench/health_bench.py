@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import multiprocessing as mp
@@ -68,27 +67,20 @@ class Amp:
 
 
 class UnbatchedIngest(Ingest):
-    """The baseline: one transaction per heartbeat (amphora lookup, then its writes), one after the other."""
+    """The baseline: every heartbeat written in a transaction of its own (amphora lookup, then its writes)
+    before it is acknowledged, one at a time."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queue: collections.deque[_Pending] = collections.deque()
-        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
 
-    def offer(self, stream: Any, heartbeat: health_pb2.StreamHeartbeatsRequest) -> None:
+    async def admit(self, stream: Any, heartbeat: health_pb2.StreamHeartbeatsRequest) -> None:
         self.received += 1
-        self._queue.append(_Pending(stream, heartbeat, utcnow()))
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                pending = self._queue.popleft()
-                records = await self._store.amphorae([pending.stream.amphora_id])
-                await self._store.write([to_item(pending, records[pending.stream.amphora_id])])
-                self.written += 1
+        pending = _Pending(stream, heartbeat, utcnow())
+        async with self._lock:
+            records = await self._store.amphorae([stream.amphora_id])
+            await self._store.write([to_item(pending, records[stream.amphora_id])])
+        self.written += 1
 
     async def flush(self) -> int:
         return 0

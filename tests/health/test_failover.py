@@ -171,7 +171,11 @@ def armed(mesh: Mesh) -> bool:
 
 def wait_armed(mesh: Mesh, *amphora_ids: str) -> None:
     """Until every amphora named reports and automatic failover is armed (start-up grace over)."""
-    wait_until(lambda: all(reporting(mesh, a) for a in amphora_ids), 30, f"heartbeats of {amphora_ids}")
+    wait_until(
+        lambda: all(reporting(mesh, a) for a in amphora_ids),
+        30,
+        f"heartbeats of {amphora_ids} (do their agents resume streaming after an outage?)",
+    )
     wait_until(lambda: armed(mesh), GRACE_S + 30, "automatic failover to be armed")
 
 

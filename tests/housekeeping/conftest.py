@@ -34,9 +34,6 @@ NOOP_ENV = {
 }
 AMPHORA_ENV = {
     "OCTAVIA_MESH_WORKER_AMPHORA_CERT_VALIDITY_S": str(CERT_VALIDITY_S),
-    # A rotation in flight when the worker stops is redelivered after this; it must come well before the
-    # certificate (30 s) expires.
-    "OCTAVIA_MESH_WORKER_ACK_WAIT_S": "6",
     "OCTAVIA_MESH_HOUSEKEEPING_CERT_EXPIRY_BUFFER_S": str(CERT_BUFFER_S),
     "OCTAVIA_MESH_HOUSEKEEPING_CERT_INTERVAL_S": "0.5",
     "OCTAVIA_MESH_HOUSEKEEPING_ORPHAN_INTERVAL_S": "1",

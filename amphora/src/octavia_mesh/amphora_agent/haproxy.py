@@ -253,7 +253,8 @@ class Haproxy:
             return
         self._write_fragment()
         config = self.files.config.read_bytes()
-        tables = await self._await_peers_resync()
+        # Both steps cost round trips to the old worker; a configuration without stick tables (or checks) skips them.
+        tables = await self._await_peers_resync() if b"stick-table" in self._loaded else False
         await self._save_server_state(config)
         try:
             answer = await hacli.command(self.files.master_socket, "reload", self._options.reload_timeout_s)
@@ -314,6 +315,8 @@ class Haproxy:
     async def _save_server_state(self, config: bytes) -> None:
         """Leave the old worker's server health, as far as ``config`` still applies it, for the new worker."""
         remove(self.state_file)
+        if b" check" not in config or b" check" not in self._loaded:
+            return  # no server is health-checked on one side: no health to carry over
         try:
             state = await hacli.command(self.files.stats_socket, "show servers state", 5.0)
         except hacli.CliError as exc:
@@ -321,7 +324,12 @@ class Haproxy:
             return
         kept = serverstate.carry_over(state, self._loaded.decode(errors="replace"), config.decode(errors="replace"))
         if kept:
-            write_atomic(self.state_file, kept.encode(), 0o600)
+            # Read once, by the reload that follows: no fsync (write_atomic's), which costs reloads on a busy disk.
+            tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(kept.encode())
+            os.replace(tmp, self.state_file)
 
     async def _await_peers_resync(self, after_reload: bool = False) -> bool:
         """Wait until the running worker's stick tables can be handed over; whether any hold entries.

@@ -68,7 +68,7 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
                         grpc.StatusCode.PERMISSION_DENIED,
                         f"the certificate is amphora {amphora_id}'s, not {heartbeat.amphora_id or 'empty'}'s",
                     )
-                self._ingest.offer(stream, heartbeat)
+                await self._ingest.admit(stream, heartbeat)
                 yield health_pb2.StreamHeartbeatsResponse(sequence=heartbeat.sequence, interval=self._interval)
         finally:
             self._ingest.close(stream)

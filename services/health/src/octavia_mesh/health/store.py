@@ -110,10 +110,11 @@ def _greatest(dialect: str, a: ColumnElement[Any], b: ColumnElement[Any]) -> Col
     return func.max(a, b) if dialect == "sqlite" else func.greatest(a, b)
 
 
-def upsert(dialect: str, table: Table, rows: list[dict[str, Any]], keys: Sequence[str], updates: dict[str, Any]) -> Any:
-    """An INSERT of ``rows`` that updates the existing row instead; ``updates`` maps columns to a function of
-    the proposed row's column (``excluded``/``VALUES()``) and the table's column."""
-    stmt = _insert(dialect, table).values(rows)
+def upsert(dialect: str, table: Table, keys: Sequence[str], updates: dict[str, Any]) -> Any:
+    """An INSERT that updates the existing row instead; ``updates`` maps columns to a function of the proposed
+    row's column (``excluded``/``VALUES()``) and the table's column. Executed with a list of rows (an
+    executemany): one statement, compiled once, whatever the batch size."""
+    stmt = _insert(dialect, table)
     if dialect in ("mysql", "mariadb"):
         return stmt.on_duplicate_key_update({c: f(stmt.inserted[c], table.c[c]) for c, f in updates.items()})
     return stmt.on_conflict_do_update(
@@ -130,6 +131,30 @@ class HealthStore:
         self.reporter = reporter
         self._read: async_sessionmaker[AsyncSession]
         self._read, self._write = session_factories(engine)
+        d = self.dialect
+
+        def never_less(new: Any, old: Any) -> Any:
+            return _greatest(d, old, new)
+
+        def take(new: Any, _old: Any) -> Any:
+            return new
+
+        self._health_upsert = upsert(
+            d, AmphoraHealth.__table__, ["amphora_id"], {"last_update": take, "reporter": take}
+        )
+        self._statistics_upsert = upsert(
+            d,
+            ListenerStatistics.__table__,
+            ["listener_id", "amphora_id"],
+            {
+                "bytes_in": never_less,
+                "bytes_out": never_less,
+                "total_connections": never_less,
+                "request_errors": never_less,
+                "active_connections": take,
+                "updated_at": take,
+            },
+        )
 
     async def amphorae(self, ids: Iterable[str]) -> dict[str, AmphoraRecord]:
         wanted = sorted(set(ids))
@@ -160,18 +185,12 @@ class HealthStore:
         result = BatchResult()
         if not items:
             return result
-        health = AmphoraHealth.__table__
         await session.execute(
-            upsert(
-                self.dialect,
-                health,
-                [
-                    {"amphora_id": i.amphora_id, "last_update": i.received_at, "busy": False, "reporter": self.reporter}
-                    for i in items
-                ],
-                ["amphora_id"],
-                {"last_update": lambda new, _old: new, "reporter": lambda new, _old: new},
-            )
+            self._health_upsert,
+            [
+                {"amphora_id": i.amphora_id, "last_update": i.received_at, "busy": False, "reporter": self.reporter}
+                for i in items
+            ],
         )
         lb_ids = sorted({i.load_balancer_id for i in items if i.load_balancer_id})
         if not lb_ids:
@@ -274,29 +293,8 @@ class HealthStore:
                             "updated_at": item.received_at,
                         }
                     )
-        if not rows:
-            return 0
-        d = self.dialect
-
-        def never_less(new: Any, old: Any) -> Any:
-            return _greatest(d, old, new)
-
-        await session.execute(
-            upsert(
-                d,
-                ListenerStatistics.__table__,
-                rows,
-                ["listener_id", "amphora_id"],
-                {
-                    "bytes_in": never_less,
-                    "bytes_out": never_less,
-                    "total_connections": never_less,
-                    "request_errors": never_less,
-                    "active_connections": lambda new, _old: new,
-                    "updated_at": lambda new, _old: new,
-                },
-            )
-        )
+        if rows:
+            await session.execute(self._statistics_upsert, rows)
         return len(rows)
 
     async def _write_statuses(self, session: AsyncSession, changes: list[st.Change]) -> None:

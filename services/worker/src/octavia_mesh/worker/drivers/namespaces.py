@@ -70,6 +70,9 @@ class NamespacedInstanceSpec(InstanceSpec):
 
     load_balancer_id: str = ""
     vip_address: str = ""
+    #: Link addresses the load balancer's other amphorae were given, dead ones included (whose namespaces may
+    #: be gone after a restart, but whose rows still name them as VRRP peers): never handed out again.
+    reserved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +235,7 @@ class NamespaceComputeDriver(LocalComputeDriver):
             gateway = self._ensure_bridge(ip, names.bridge, spec.load_balancer_id)
             _route_vip(ip, names.bridge, spec.vip_address, gateway)
             _remove_amphora(ip, names.netns, names.veth)  # a half-built earlier attempt
-            address = self._free_address(ip, names.bridge, gateway)
+            address = self._free_address(ip, names.bridge, gateway, spec.reserved)
             _run(ip, "netns", "add", names.netns)
             _run(ip, "link", "add", names.veth, "type", "veth", "peer", "name", VRRP_INTERFACE, "netns", names.netns)
             _sysctl(f"net/ipv6/conf/{names.veth}/disable_ipv6", "1")
@@ -284,8 +287,10 @@ class NamespaceComputeDriver(LocalComputeDriver):
         raise NamespaceError(f"no free /{_LINK_PREFIX} left in {self._link} for another ACTIVE_STANDBY bridge")
 
     @staticmethod
-    def _free_address(ip: str, bridge: str, gateway: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
-        taken = {gateway.ip}
+    def _free_address(
+        ip: str, bridge: str, gateway: ipaddress.IPv4Interface, reserved: tuple[str, ...]
+    ) -> ipaddress.IPv4Address:
+        taken = {gateway.ip, *(ipaddress.IPv4Address(r) for r in reserved)}
         for port in sorted(os.listdir(f"/sys/class/net/{bridge}/brif")):
             if port.startswith("omv"):
                 out = _run(ip, "-n", f"om-amp-{port[3:]}", "-4", "-o", "addr", "show", check=False)

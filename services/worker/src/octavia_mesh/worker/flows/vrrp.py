@@ -163,9 +163,22 @@ class BootPairAmphora(BootAmphora):
         _vrrp(self.deps)
         async with self.deps.sessions() as session:
             lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+            others = (
+                await session.execute(
+                    select(Amphora.vrrp_ip).where(
+                        Amphora.load_balancer_id == ctx.load_balancer_id,
+                        Amphora.status != "DELETED",
+                        Amphora.id != amphora_id,
+                        Amphora.vrrp_ip.is_not(None),
+                    )
+                )
+            ).scalars()
+            reserved = tuple(sorted(set(others)))
         if lb is None or not lb.vip_address:
             raise RuntimeError(f"load balancer {ctx.load_balancer_id} has no VIP")
-        return NamespacedInstanceSpec(amphora_id, identity, load_balancer_id=lb.id, vip_address=lb.vip_address)
+        return NamespacedInstanceSpec(
+            amphora_id, identity, load_balancer_id=lb.id, vip_address=lb.vip_address, reserved=reserved
+        )
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         await super().execute(ctx)
@@ -300,7 +313,8 @@ class ConfigureVrrp:
                 priority=amphora.vrrp_priority or PRIORITIES["BACKUP"],
                 advert_int_s=options.advert_int_s,
                 own_ip=amphora.vrrp_ip,
-                peers=tuple(a.vrrp_ip for a in pair if a.id != amphora.id and a.vrrp_ip),
+                # Dead peers stay listed until retired: adverts to them are lost on the link, harmlessly.
+                peers=tuple(sorted({a.vrrp_ip for a in pair if a.vrrp_ip and a.vrrp_ip != amphora.vrrp_ip})),
                 vip=lb.vip_address,
             )
             await self.deps.amphora.put_vrrp_config(endpoint, options.renderer.render(view))
