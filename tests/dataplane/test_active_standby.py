@@ -358,6 +358,30 @@ def test_load_balancer_failover_rebuilds_both_one_at_a_time(pair: Pair) -> None:
     assert load.failed_share() <= 0.02
 
 
+def test_whole_pair_lost_is_rebuilt_by_a_load_balancer_failover(pair: Pair) -> None:
+    lost = pair.amphorae()
+    for amphora in lost:  # both amphorae die: nothing answers the VIP any more
+        for pid in namespace_pids(amphora["id"]):
+            os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not pair.serves(), 5.0, "the VIP to go unanswered")
+    response = pair.api.call("PUT", f"{LBS}/{pair.lb['id']}/failover")
+    assert response.status_code in (202, 409), response.text  # 409: the health service got there first
+
+    def rebuilt() -> bool:
+        now = pair.amphorae()
+        return len(now) == 2 and not {a["id"] for a in lost} & {a["id"] for a in now}
+
+    wait_until(rebuilt, 120.0, "both amphorae replaced")
+    wait_lb(pair.api, pair.lb["id"], timeout=60.0)
+    wait_until(pair.serves, 5.0, "the VIP to answer again")
+    amphorae = pair.amphorae()
+    assert sorted(a["role"] for a in amphorae) == ["BACKUP", "MASTER"]
+    assert len({a["vrrp_ip"] for a in amphorae}) == 2
+    pair.holder()
+    for amphora in lost:
+        assert not Path("/run/netns", netns(amphora["id"])).exists()
+
+
 def test_keepalived_killed_is_reaped_and_restarted(pair: Pair) -> None:
     backup = next(a for a in pair.amphorae() if not holds(a["id"], pair.vip))
     vrrp_dir = amphora_home(pair.mesh, backup["id"]) / "state" / "vrrp"
