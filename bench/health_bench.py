@@ -173,15 +173,16 @@ async def _load(conn: Connection, endpoint: str, ca: bytes, amps: list[Amp]) -> 
             call.cancel()
 
     tasks = [asyncio.create_task(one(amp)) for amp in amps]
-    try:
-        await asyncio.wait_for(all_connected.wait(), 120)
+    waiter = asyncio.create_task(all_connected.wait())
+    await asyncio.wait([waiter, *tasks], timeout=120, return_when=asyncio.FIRST_COMPLETED)
+    if all_connected.is_set():
         conn.send("connected")
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
-    finally:
-        stop.set()
-        done = await asyncio.gather(*tasks, return_exceptions=True)
+    stop.set()
+    waiter.cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
     failures = [d for d in done if isinstance(d, BaseException) and not isinstance(d, asyncio.CancelledError)]
-    conn.send((acked, len(failures), repr(failures[0]) if failures else ""))
+    conn.send((acked, len(failures), f"{connected} connected; {failures[0]!r}" if failures else ""))
 
 
 # ------------------------------------------------------------------------------------------------ setup
