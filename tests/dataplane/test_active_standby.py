@@ -51,6 +51,13 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 ADVERT_S = 0.1
 #: The longest a dead master may leave the VIP unanswered (3 advertisements, the skew, a loaded machine).
 TAKEOVER_BOUND_S = 4 * ADVERT_S + 2.0
+#: Clients of the rebuild and handover tests wait as long as real ones would: a SYN that reached the old master
+#: in the ~0.1 s between its graceful stop (it drops the VIP) and the new master's gratuitous ARP is dropped,
+#: and TCP sends it again after 1 s. Such a request is late, not failed.
+PATIENT_S = 2.0
+#: So the longest pause may reach that 1 s retransmission plus the skew, plus stalls of this loaded 2-core
+#: machine; an outage (a master killed, not stopped, at Octavia's 1 s adverts) lasts 3 s and more.
+HANDOVER_BOUND_S = 2.5
 
 
 def ensure_keepalived() -> str:
@@ -114,6 +121,8 @@ class Load:
     timeout_s: float = 0.5
     limit_s: float = 30.0
     results: list[tuple[float, bool]] = field(default_factory=list)
+    #: Failed requests: when each began (from the start), how long it took, and what it got.
+    errors: list[str] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -122,11 +131,15 @@ class Load:
     def _client(self) -> None:
         deadline = time.monotonic() + self.limit_s
         while not self._stop.is_set() and time.monotonic() < deadline:
+            began = time.monotonic()
             try:
-                ok = get(self.address, self.port, timeout=self.timeout_s).status == 200
-            except Exception:
-                ok = False
+                status = get(self.address, self.port, timeout=self.timeout_s).status
+                ok, what = status == 200, str(status)
+            except Exception as exc:
+                ok, what = False, type(exc).__name__
             self.results.append((time.monotonic(), ok))
+            if not ok:
+                self.errors.append(f"{began - self.started:.3f}s+{time.monotonic() - began:.3f}s {what}")
             time.sleep(self.pause_s)
 
     def __enter__(self) -> Load:
@@ -302,7 +315,7 @@ def test_master_killed_under_load_the_backup_takes_over(pair: Pair) -> None:
     master, backup = pair.holder(), next(a for a in pair.amphorae() if not holds(a["id"], pair.vip))
     with Load(pair.vip, pair.port, limit_s=30.0) as load:
         time.sleep(1.0)
-        assert load.failed_share() <= 0.01, "requests failed before anything was killed"
+        assert load.failed_share() <= 0.01, f"requests failed before anything was killed: {load.errors}"
         killed = time.monotonic()
         for pid in namespace_pids(master["id"]):  # the amphora dies: its agent, HAProxy and keepalived at once
             os.kill(pid, signal.SIGKILL)
@@ -320,14 +333,15 @@ def test_master_killed_under_load_the_backup_takes_over(pair: Pair) -> None:
     assert load.failed_share(took_over + 0.5) <= 0.01, "requests failed after the BACKUP held the VIP"
 
     # The dead amphora is rebuilt by an amphora failover, with its role, while the survivor keeps serving.
-    with Load(pair.vip, pair.port, clients=2, limit_s=60.0) as load:
+    with Load(pair.vip, pair.port, clients=2, timeout_s=PATIENT_S, limit_s=60.0) as load:
         response = pair.api.call("PUT", f"{AMPHORAE}/{master['id']}/failover")
         # 409: the health service noticed the silent amphora first and its failover is under way.
         assert response.status_code in (202, 409), response.text
         wait_until(lambda: master["id"] not in {a["id"] for a in pair.amphorae()}, 60.0, "the dead one replaced")
         wait_lb(pair.api, pair.lb["id"], timeout=60.0)
     print(f"rebuild: {len(load.failures())} of {len(load.results)} requests failed, gap {load.longest_gap():.2f}s")
-    assert load.longest_gap() < 1.0 and load.failed_share() <= 0.01, "the rebuild disturbed the survivor"
+    assert not load.failures(), f"requests failed while the dead amphora was rebuilt: {load.errors}"
+    assert load.longest_gap() < HANDOVER_BOUND_S, "the VIP went unanswered while the dead amphora was rebuilt"
     amphorae = pair.amphorae()
     assert sorted(a["role"] for a in amphorae) == ["BACKUP", "MASTER"]
     assert master["id"] not in {a["id"] for a in amphorae}
@@ -342,7 +356,7 @@ def test_master_killed_under_load_the_backup_takes_over(pair: Pair) -> None:
 
 def test_load_balancer_failover_rebuilds_both_one_at_a_time(pair: Pair) -> None:
     before = {a["id"] for a in pair.amphorae()}
-    with Load(pair.vip, pair.port, clients=2, limit_s=90.0) as load:
+    with Load(pair.vip, pair.port, clients=2, timeout_s=PATIENT_S, limit_s=90.0) as load:
         pair.api.ok("PUT", f"{LBS}/{pair.lb['id']}/failover", status=202)
         wait_lb(pair.api, pair.lb["id"], timeout=90.0)
         time.sleep(0.5)
@@ -354,8 +368,8 @@ def test_load_balancer_failover_rebuilds_both_one_at_a_time(pair: Pair) -> None:
     print(f"\nload balancer failover: {len(failures)} of {len(load.results)} requests failed, gap {gap:.2f}s")
     # The standby is replaced first; then the master's keepalived stops gracefully (priority 0) and the first
     # replacement takes the VIP over within the skew time: one short gap.
-    assert gap < TAKEOVER_BOUND_S / 2, "the VIP went unanswered for too long"
-    assert load.failed_share() <= 0.02
+    assert not failures, f"requests failed during the load balancer failover: {load.errors}"
+    assert gap < HANDOVER_BOUND_S, "the VIP went unanswered for too long"
 
 
 def test_whole_pair_lost_is_rebuilt_by_a_load_balancer_failover(pair: Pair) -> None:
