@@ -187,8 +187,12 @@ class HeartbeatSender:
             except grpc.aio.AioRpcError as exc:
                 level = logging.WARNING if exc.code() == grpc.StatusCode.PERMISSION_DENIED else logging.INFO
                 logger.log(level, "heartbeats to %s ended: %s %s", endpoint, exc.code().name, exc.details())
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, asyncio.InvalidStateError) as exc:
+                # InvalidStateError: a write raced the call's failure ("RPC already finished").
                 logger.info("heartbeats to %s ended: %s", endpoint, exc)
+            except Exception:
+                # The sender must outlive any surprise: an agent that stops reporting gets failed over.
+                logger.exception("heartbeats to %s failed", endpoint)
             self.connected_to = ""
             if time.monotonic() - began > _STABLE_S:
                 backoff = _BACKOFF_S[0]
@@ -203,6 +207,9 @@ class HeartbeatSender:
             ("grpc.ssl_target_name_override", self._settings.health_identity),
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
+            # A subchannel of our own: the process-wide pool would keep the failed one's reconnect backoff (up to
+            # two minutes), so a restarted health replica would not hear from us for that long.
+            ("grpc.use_local_subchannel_pool", 1),
         ]
         async with grpc.aio.secure_channel(endpoint, self._credentials(), options=options) as channel:
             call = health_pb2_grpc.AmphoraHealthStub(channel).StreamHeartbeats()
