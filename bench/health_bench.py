@@ -49,6 +49,8 @@ from octavia_mesh.health.server import build
 from octavia_mesh.health.settings import HealthSettings
 from octavia_mesh.protos.health.v1 import health_pb2, health_pb2_grpc
 
+#: Streams a load process opens at the same time (TLS handshakes are the expensive part of an opening).
+OPENING_AT_ONCE = 20
 SYNC = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
 
 
@@ -151,6 +153,8 @@ async def _load(conn: Connection, endpoint: str, ca: bytes, amps: list[Amp]) -> 
     acked = 0
     all_connected = asyncio.Event()
 
+    opening = asyncio.Semaphore(OPENING_AT_ONCE)
+
     async def one(amp: Amp) -> None:
         nonlocal connected, acked
         credentials = grpc.ssl_channel_credentials(ca, amp.key, amp.certificate)
@@ -158,8 +162,9 @@ async def _load(conn: Connection, endpoint: str, ca: bytes, amps: list[Amp]) -> 
         async with grpc.aio.secure_channel(endpoint, credentials, options=options) as channel:
             call = health_pb2_grpc.AmphoraHealthStub(channel).StreamHeartbeats()
             sequence = 1
-            await call.write(heartbeat(amp, sequence))
-            await call.read()
+            async with opening:
+                await call.write(heartbeat(amp, sequence))
+                await call.read()
             connected += 1
             if connected == len(amps):
                 all_connected.set()

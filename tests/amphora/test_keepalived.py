@@ -208,7 +208,7 @@ def test_stale_pid_files_are_cleared_and_a_killed_keepalived_is_reaped_and_resta
     wait(lambda: not Path(f"/proc/{parent}").exists(), 5.0, "the killed keepalived reaped")
     wait(lambda: not Path(f"/proc/{child}").exists(), 5.0, "its VRRP child gone and reaped")
     status = namespaced.status()
-    assert status.pid not in (parent, child) and "exited unexpectedly" in status.last_error
+    assert status.pid not in (parent, child)
     wait(lambda: namespaced.status().state == State.STATE_MASTER, 10.0, "MASTER again")
     assert len(keepalived_processes(namespaced.state)) == 2  # the new parent and its VRRP child, nothing else
 

@@ -367,8 +367,10 @@ def test_load_balancer_failover_rebuilds_both_one_at_a_time(pair: Pair) -> None:
     failures, gap = load.failures(), load.longest_gap()
     print(f"\nload balancer failover: {len(failures)} of {len(load.results)} requests failed, gap {gap:.2f}s")
     # The standby is replaced first; then the master's keepalived stops gracefully (priority 0) and the first
-    # replacement takes the VIP over within the skew time: one short gap.
-    assert not failures, f"requests failed during the load balancer failover: {load.errors}"
+    # replacement takes the VIP over within the skew time: one short gap. A request in flight at that moment
+    # may be reset (its connection's next packets reach the new master, which never saw it: the pair shares no
+    # connection state, as in Octavia), so each client may lose the one it had in flight; no more.
+    assert len(failures) <= load.clients, f"requests failed during the load balancer failover: {load.errors}"
     assert gap < HANDOVER_BOUND_S, "the VIP went unanswered for too long"
 
 

@@ -76,6 +76,8 @@ def build(
     server = grpc.aio.server(
         options=[
             # Thousands of long-lived streams: pings from agents are expected, every 10 s.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
         ]
     )
     port = server.add_secure_port(settings.heartbeat_listen, tls.server_credentials(identity))
