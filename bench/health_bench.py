@@ -148,7 +148,7 @@ def load_process(conn: Connection, endpoint: str, ca: bytes, amps: list[Amp]) ->
 
 
 async def _load(conn: Connection, endpoint: str, ca: bytes, amps: list[Amp]) -> None:
-    stop = asyncio.Event()
+    stop, go = asyncio.Event(), asyncio.Event()
     connected = 0
     acked = 0
     all_connected = asyncio.Event()
@@ -168,6 +168,9 @@ async def _load(conn: Connection, endpoint: str, ca: bytes, amps: list[Amp]) -> 
             connected += 1
             if connected == len(amps):
                 all_connected.set()
+            # Saturating load only once every stream is open: gRPC's asyncio server accepts new calls between
+            # the busy ones, and cancels a call it has not accepted within 30 s.
+            await go.wait()
             while not stop.is_set():
                 sequence += 1
                 await call.write(heartbeat(amp, sequence))
@@ -182,8 +185,12 @@ async def _load(conn: Connection, endpoint: str, ca: bytes, amps: list[Amp]) -> 
     await asyncio.wait([waiter, *tasks], timeout=120, return_when=asyncio.FIRST_COMPLETED)
     if all_connected.is_set():
         conn.send("connected")
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, conn.recv)  # "go"
+        go.set()
+        await loop.run_in_executor(None, conn.recv)  # "stop"
     stop.set()
+    go.set()
     waiter.cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
     failures = [d for d in done if isinstance(d, BaseException) and not isinstance(d, asyncio.CancelledError)]
@@ -261,6 +268,8 @@ def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, am
             answer = end.recv() if end.poll(180) else "nothing"
             if answer != "connected":
                 raise RuntimeError(f"a load process did not connect: {answer}")
+        for _, end in loads:
+            end.send("go")
         time.sleep(1.0)  # warm up: every stream busy, the first flushes done
         service_end.send("snapshot")
         wall0, cpu0, received0, written0 = service_end.recv()

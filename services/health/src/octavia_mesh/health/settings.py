@@ -87,6 +87,14 @@ class HealthSettings:
         default=15.0, metadata={"help": "no failover this long after start, while heartbeat streams reconnect"}
     )
 
+    def __post_init__(self) -> None:
+        # Fail at start-up, naming the setting: a zero interval would spin the flusher or the agents.
+        for name in ("heartbeat_interval_s", "flush_interval_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{PREFIX}{name.upper()} must be positive")
+        if self.flush_max_amphorae < 1:
+            raise ValueError(f"{PREFIX}FLUSH_MAX_AMPHORAE must be at least 1")
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> HealthSettings:
         return from_env(cls, PREFIX, environ, **overrides)
