@@ -89,11 +89,33 @@ def test_service_settings_are_accepted_and_ports_line_up(module: str) -> None:
     assert settings.nats_url == "nats://nats.octavia-mesh.svc:4222"
     port = int(settings.grpc_listen.rsplit(":", 1)[1])
     assert settings.grpc_listen.startswith("0.0.0.0:")  # reachable from the Service, not only loopback
-    assert [p["containerPort"] for p in container["ports"]] == [port]
+    ports = [port]
+    if module == "octavia_mesh.health":  # amphorae stream heartbeats to a second, mutual-TLS port
+        ports.append(int(settings.heartbeat_listen.rsplit(":", 1)[1]))
+    assert [p["containerPort"] for p in container["ports"]] == ports
     assert container["readinessProbe"]["grpc"]["port"] == port
     service = _named("Service")[deployment["metadata"]["name"]]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == [port]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ports
+
+
+def test_workers_tell_amphorae_the_health_services_heartbeat_port() -> None:
+    worker = _named("Deployment")["octavia-mesh-worker"]["spec"]["template"]["spec"]["containers"][0]
+    endpoints = WorkerSettings.from_env({e["name"]: e["value"] for e in worker["env"]}).health_endpoints
+    health = _named("Service")["octavia-mesh-health"]
+    heartbeats = next(p["port"] for p in health["spec"]["ports"] if p["name"] == "heartbeats")
+    assert endpoints == (f"{health['metadata']['name']}.octavia-mesh.svc:{heartbeats}",)
+
+
+def test_services_holding_the_controller_ca_copy_it_from_its_secret() -> None:
+    ca_secret = _named("Secret")["octavia-mesh-ca"]
+    assert set(ca_secret["stringData"]) == {"ca.pem", "ca.key"}
+    for name, ca_dir in (("octavia-mesh-health", "/var/lib/octavia-mesh/ca"), ("octavia-mesh-worker", None)):
+        spec = _named("Deployment")[name]["spec"]["template"]["spec"]
+        env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+        ca_dir = ca_dir or env["OCTAVIA_MESH_WORKER_STATE_DIR"] + "/ca"  # the worker keeps its CA in its state
+        assert f"{ca_dir}/" in spec["initContainers"][0]["command"][-1]
+        assert {"name": "ca-secret", "secret": {"secretName": "octavia-mesh-ca"}} in spec["volumes"]
 
 
 def test_migration_job_runs_the_migrations_module() -> None:
