@@ -18,7 +18,10 @@ $UV run pytest
 run_on() {  # name url host port
   if $UV run python -c "import socket,sys; socket.create_connection(('$3', $4), 2)" 2>/dev/null; then
     echo "== database tests on $1"
-    OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -m "not sqlite_only" tests/api tests/db
+    # The API and every service's own database layer (health writes, failover claims, housekeeping purges).
+    OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -m "not sqlite_only" tests/api tests/db \
+      tests/health/test_health_store.py tests/health/test_failover_detector.py \
+      tests/housekeeping/test_purge.py tests/housekeeping/test_queueing.py
   elif [ "${OCTAVIA_MESH_REQUIRE_ALL_DBS:-0}" = 1 ]; then
     echo "$1 is not reachable on $3:$4, and OCTAVIA_MESH_REQUIRE_ALL_DBS=1" >&2
     exit 1
