@@ -167,6 +167,7 @@ def test_changes_nobody_applies_are_given_up(noop_mesh: Mesh, noop_api: Rest, db
     assert [_status(noop_api, p, k) for p, k in paths] == statuses
     # Everything in ERROR can be deleted, and the deletes are applied.
     noop_api.ok("DELETE", f"{LISTENERS}/{listener_id}")
+    noop_api.wait_lb_active(child_lb)  # the listener's delete holds its load balancer until it is applied
     for lb_id in (created_lb, child_lb, updated_lb, deleted_lb):
         noop_api.ok("DELETE", f"{LBS}/{lb_id}?cascade=true")
     for lb_id in (created_lb, child_lb, updated_lb, deleted_lb):
