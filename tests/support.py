@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -215,3 +217,23 @@ def start_mesh(
         mesh.stop()
         if drop is not None:
             drop()
+
+
+#: Where Debian puts keepalived (root's sbin directories are not always on PATH).
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+def ensure_keepalived() -> str:
+    """keepalived's path, installed from the distribution's packages when missing (root only), so that the suite
+    sets up what it uses on a fresh machine."""
+    found = shutil.which("keepalived", path=SBIN_PATH)
+    if found is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "keepalived"]
+        if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+            result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+            assert result.returncode == 0, f"apt-get install keepalived failed:\n{result.stderr[-2000:]}"
+        found = shutil.which("keepalived", path=SBIN_PATH)
+    assert found is not None, "keepalived is not installed"
+    return found

@@ -9,7 +9,6 @@ when missing.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 from amphora_testkit import CONTROLLER, Pki, alive, processes_mentioning
+from support import ensure_keepalived
 
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
 
@@ -29,16 +29,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="keepalived in a netwo
 
 HOST, AMPHORA, PEER, VIP = "169.254.250.1", "169.254.250.2", "169.254.250.3", "169.254.250.10"
 State = agent_pb2.VrrpStatus
-
-
-def _ensure_keepalived() -> None:
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    if shutil.which("keepalived", path=path) is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "keepalived"]
-        if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-            subprocess.run(install, env=env, capture_output=True, check=True)
 
 
 def _ip(*args: str) -> str:
@@ -135,7 +125,7 @@ def keepalived_processes(state: Path) -> list[int]:
 
 @pytest.fixture
 def namespaced(pki: Pki, short_dir: Path) -> Iterator[NamespacedAgent]:
-    _ensure_keepalived()
+    ensure_keepalived()
     suffix = uuid.uuid4().hex[:8]
     netns, host_end = f"om-test-{suffix}", f"omt{suffix}"
     _ip("netns", "add", netns)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import threading
@@ -38,7 +37,7 @@ from dataplane_helpers import (
     wait_lb,
     wait_until,
 )
-from support import Rest
+from support import Rest, ensure_keepalived
 
 from octavia_mesh.cli.mesh import Mesh
 
@@ -46,7 +45,6 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="ACTIVE_STANDBY needs root: network namespaces, veth links and keepalived (VRRP)"
 )
 
-SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 #: The worker's default VRRP advertisement interval: a dead master is replaced after about 3.6 of them.
 ADVERT_S = 0.1
 #: The longest a dead master may leave the VIP unanswered (3 advertisements, the skew, a loaded machine).
@@ -58,21 +56,6 @@ PATIENT_S = 2.0
 #: So the longest pause may reach that 1 s retransmission plus the skew, plus stalls of this loaded 2-core
 #: machine; an outage (a master killed, not stopped, at Octavia's 1 s adverts) lasts 3 s and more.
 HANDOVER_BOUND_S = 2.5
-
-
-def ensure_keepalived() -> str:
-    """keepalived's path, installed from the distribution's packages when missing (root only)."""
-    found = shutil.which("keepalived", path=SBIN_PATH)
-    if found is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "keepalived"]
-        if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-            result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
-            assert result.returncode == 0, f"apt-get install keepalived failed:\n{result.stderr[-2000:]}"
-        found = shutil.which("keepalived", path=SBIN_PATH)
-    assert found is not None, "keepalived is not installed"
-    return found
 
 
 def own_vip() -> str:
