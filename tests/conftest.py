@@ -7,17 +7,21 @@ test session gets a fresh database that is dropped afterwards.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import Rest, start_mesh  # noqa: E402
+from support import Rest, fresh_database, start_mesh  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
+from octavia_mesh.common.db.engine import make_engine  # noqa: E402
+from octavia_mesh.common.db.migrate import upgrade  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +50,24 @@ def rest(mesh: Mesh) -> Rest:
 @pytest.fixture(scope="session")
 def secure_rest(secure_mesh: Mesh) -> Rest:
     return Rest(secure_mesh.endpoint)
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty database per test module, on the server OCTAVIA_MESH_TEST_DATABASE_URL names (else SQLite)."""
+    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db')}/t.db"
+    url, drop = fresh_database(url)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import fresh_database
 
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.engine import make_engine, session_factories
-from octavia_mesh.common.db.migrate import upgrade
 from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, ProviderCommand, utcnow
 from octavia_mesh.health.breaker import BreakerPolicy
 from octavia_mesh.health.failover import FAILED_RETRY_S, TIDY_EVERY_S, DetectorPolicy, FailoverDetector
@@ -29,17 +26,6 @@ from octavia_mesh.protos.provider.v1 import commands_pb2
 
 TIMEOUT = 4.0
 NO_BREAKER = BreakerPolicy(0, 0)
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db')}/f.db"
-    url, drop = fresh_database(url)
-    upgrade(url)
-    try:
-        yield url
-    finally:
-        drop()
 
 
 @pytest.fixture

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
-import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import fresh_database
 
-from octavia_mesh.common.db.engine import make_engine, session_factories
-from octavia_mesh.common.db.migrate import upgrade
+from octavia_mesh.common.db.engine import session_factories
 from octavia_mesh.common.db.models import (
     Amphora,
     AmphoraHealth,
@@ -35,26 +30,6 @@ from octavia_mesh.protos.events.v1 import events_pb2
 from octavia_mesh.protos.health.v1 import health_pb2
 
 SERIAL = "abc123"
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db')}/h.db"
-    url, drop = fresh_database(url)
-    upgrade(url)
-    try:
-        yield url
-    finally:
-        drop()
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 class Lb:

@@ -60,21 +60,3 @@ def noop_api(noop_mesh: Mesh) -> Rest:
 @pytest.fixture(scope="module")
 def amphora_api(amphora_mesh: Mesh) -> Rest:
     return Rest(amphora_mesh.endpoint)
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated, empty database (on the server OCTAVIA_MESH_TEST_DATABASE_URL names, else SQLite)."""
-    import os
-
-    from support import fresh_database
-
-    from octavia_mesh.common.db.migrate import upgrade
-
-    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db')}/t.db"
-    url, drop = fresh_database(url)
-    upgrade(url)
-    try:
-        yield url
-    finally:
-        drop()
