@@ -189,6 +189,7 @@ def start_mesh(
     default_project: str = "",
     default_provider: str = "noop",
     service_env: dict[str, str] | None = None,
+    health_replicas: int = 1,
 ) -> Iterator[Mesh]:
     """Start the whole mesh (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server); stop it after."""
     state = tmp_path_factory.mktemp(f"mesh-{auth}")
@@ -208,6 +209,7 @@ def start_mesh(
             default_project=default_project,
             default_provider=default_provider,
             service_env=service_env or {},
+            health_replicas=health_replicas,
         )
     )
     mesh.start()

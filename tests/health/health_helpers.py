@@ -3,7 +3,6 @@ status tree read through the API, and direct access to the heartbeat endpoint an
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -17,10 +16,9 @@ if str(Path(__file__).resolve().parents[1] / "dataplane") not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
 
 from dataplane_helpers import LBS  # noqa: E402
-from support import Rest, fresh_database  # noqa: E402
+from support import Rest, start_mesh  # noqa: E402
 
-from octavia_mesh.cli.mesh import Mesh, MeshOptions  # noqa: E402
-from octavia_mesh.cli.processes import free_port  # noqa: E402
+from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 
 HEARTBEAT_S = 0.2
 ENV = {
@@ -39,33 +37,7 @@ STATUS_WITHIN_S = 10.0
 
 def run_mesh(tmp_path_factory: pytest.TempPathFactory, project: str, health_replicas: int = 1) -> Iterator[Mesh]:
     """An amphora-provider mesh with :data:`ENV` (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database)."""
-    state = tmp_path_factory.mktemp(f"mesh-{project}")
-    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")
-    drop = None
-    if url:
-        url, drop = fresh_database(url)
-    mesh = Mesh(
-        MeshOptions(
-            host="127.0.0.1",
-            port=free_port(),
-            state_dir=state,
-            database_url=url,
-            nats_url=None,
-            auth_strategy="noauth",
-            start_timeout=60.0,
-            default_project=project,
-            default_provider="amphora",
-            service_env=ENV,
-            health_replicas=health_replicas,
-        )
-    )
-    mesh.start()
-    try:
-        yield mesh
-    finally:
-        mesh.stop()
-        if drop is not None:
-            drop()
+    yield from start_mesh(tmp_path_factory, "noauth", project, "amphora", ENV, health_replicas)
 
 
 def random_vip() -> str:
