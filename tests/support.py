@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from octavia_mesh.cli.mesh import Mesh, MeshOptions, grpc_serving
-from octavia_mesh.cli.processes import free_port, listen_port
+from octavia_mesh.cli.processes import listen_port
 from octavia_mesh.worker.server import CONSUMING
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
