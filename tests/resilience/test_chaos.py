@@ -188,6 +188,11 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> float:
         time.sleep(0.05)
 
 
+def _amphorae(rest: Rest, lb_id: str) -> list[tuple[str, str]]:
+    found = rest.ok("GET", f"/v2/octavia/amphorae?loadbalancer_id={lb_id}")["amphorae"]
+    return sorted((a["id"], a["status"]) for a in found)
+
+
 def _pending(rest: Rest, lb_id: str) -> list[str]:
     response = rest.get(f"{LBS}/{lb_id}/status")
     if response.status_code == 404:
@@ -232,6 +237,7 @@ def test_killing_every_control_plane_process_in_turn_fails_nothing(chaos_mesh: M
         for lb in lbs:
             rest.wait_lb_active(lb["id"])
             lb["pool"] = rest.ok("GET", f"/v2/lbaas/pools?loadbalancer_id={lb['id']}")["pools"][0]["id"]
+        amphorae = {lb["id"]: _amphorae(rest, lb["id"]) for lb in lbs}
         traffic = [Traffic(lb["vip_address"], port, token) for lb in lbs]
         churn = Churn(rest, subnet, lbs, port, ports)
         threads = [threading.Thread(target=t.run, args=(stop,), daemon=True) for t in traffic]
@@ -278,6 +284,8 @@ def test_killing_every_control_plane_process_in_turn_fails_nothing(chaos_mesh: M
         }
         errors |= {lb_id: status for lb_id, status in churn.settled.items() if status != "ACTIVE"}
         assert errors == {}, f"load balancers that did not end ACTIVE: {errors}"
+        # No kill made anyone rebuild an amphora: the same ones serve (adopted by every restarted service).
+        assert {lb["id"]: _amphorae(rest, lb["id"]) for lb in lbs} == amphorae
         # Every process runs again, started by the supervisor, none given up.
         for name in VICTIMS:
             child = chaos_mesh.supervisor.child(name)
