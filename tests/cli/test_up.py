@@ -199,3 +199,14 @@ def test_edge_config_renders() -> None:
     )
     assert '"octavia_mesh.lbaas.v2.LoadBalancers"' in done.stdout
     assert os.path.basename(done.stdout.split('"proto_descriptor": "')[1].split('"')[0]) == "lbaas_v2.pb"
+
+
+def test_keep_amphorae_and_down_are_offered(tmp_path: Path) -> None:
+    """`up --keep-amphorae` leaves the amphorae serving at Ctrl-C (tests/resilience/test_mesh_restart.py runs
+    it); `down` stops what it left, and finds nothing to stop in a state directory with no amphorae."""
+    helped = subprocess.run([OCTAVIA_MESH, "up", "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "--keep-amphorae" in helped.stdout
+    done = subprocess.run(
+        [OCTAVIA_MESH, "down", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "octavia-mesh: amphorae stopped")
