@@ -231,9 +231,6 @@ class Supervisor:
             self._due.pop(name, None)
             return new
 
-    def first_exited(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
-
     def tick(self) -> None:
         """One round of supervision: note children that exited, restart those whose back-off is over."""
         now = time.monotonic()
