@@ -10,6 +10,14 @@ from __future__ import annotations
 
 import grpc
 
+#: How much of a client's value a fault quotes (a fault echoing a 100 KB value made a 100 KB gRPC trailer).
+SHOWN_CHARS = 255
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
+
 
 class ApiError(Exception):
     """A fault answered to the caller; never a crash."""
@@ -31,7 +39,7 @@ class InvalidField(InvalidInput):
     """WSME's wording for a value of the wrong type, range or form."""
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__(f"Invalid input for field/attribute {field}. Value: '{value}'. {reason}")
+        super().__init__(f"Invalid input for field/attribute {field}. Value: '{_shown(value)}'. {reason}")
         self.reason = reason
 
 

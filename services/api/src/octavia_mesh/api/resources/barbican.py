@@ -107,7 +107,7 @@ def project_of(call: KmCall) -> str:
 def load_json(body: bytes, schema: str) -> dict[str, Any]:
     try:
         doc = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BarbicanError(400, "Malformed JSON") from None
     if not isinstance(doc, dict):
         raise invalid(schema, "the request body is not a JSON object", None)
@@ -200,6 +200,7 @@ def _adapter(
         host = metadata.get("x-forwarded-host")
         proto = metadata.get("x-forwarded-proto", "http")
         try:
+            edge.check_request(request)
             call = KmCall(
                 caller=ANONYMOUS
                 if public

@@ -34,6 +34,7 @@ from octavia_mesh.api.query import (
     strict_bool,
     words,
 )
+from octavia_mesh.common import haproxy_values
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, LoadBalancer, utcnow
 
@@ -66,10 +67,12 @@ def _invalid(message: str) -> InvalidInput:
 
 
 def _regex(value: str) -> None:
+    """Octavia compiles with Python's ``re``; the amphora's HAProxy with PCRE, which refuses some of what
+    Python takes (``\\u0061``, ``\\N{BULLET}``, ``(?a)``): the shared rule checks both."""
     try:
-        re.compile(value)
-    except Exception as exc:  # re.error, or RecursionError on pathological input
-        raise _invalid(f"Unable to parse regular expression: {exc}") from None
+        haproxy_values.pcre_regex(value)
+    except haproxy_values.ValueRefused as exc:
+        raise _invalid(exc.reason) from None
 
 
 def _ssl_rule(rule_type: str, compare_type: Any, key: Any, value: str) -> None:
