@@ -273,11 +273,11 @@ async def _load_rule(session: AsyncSession, call: Call, policy: L7Policy) -> L7R
 
 async def _lock(session: AsyncSession, policy: L7Policy, lb: LoadBalancer) -> None:
     """Octavia's order: the policy must be ACTIVE, then the load balancer lock is taken."""
-    if policy.provisioning_status != store.ACTIVE:
+    if policy.provisioning_status not in store.CHANGEABLE:
         raise Immutable("L7Policy", policy.id)
     await store.lock_load_balancer(session, lb.id)
     await store.reload(session, policy, "L7Policy")
-    if policy.provisioning_status != store.ACTIVE:  # changed between our read and the lock
+    if policy.provisioning_status not in store.CHANGEABLE:  # changed between our read and the lock
         raise Immutable("L7Policy", policy.id)
 
 
@@ -336,8 +336,6 @@ async def update_(app: App, call: Call) -> Reply:
         listener, lb = await parents(session, policy)
         merged = _merge(rule, values)
         check_rule(merged)
-        if rule.provisioning_status == store.ERROR:  # an object in ERROR may only be deleted
-            raise Immutable("L7Rule", rule.id)
         await _lock(session, policy, lb)
         await store.reload(session, rule, "L7 Rule")
         await store.reload(session, listener, "Listener")

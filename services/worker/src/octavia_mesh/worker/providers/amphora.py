@@ -41,7 +41,7 @@ from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, Flow
 from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer
 from octavia_mesh.worker.haproxy.view import build
-from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
+from octavia_mesh.worker.settle import SUBJECTS, Tree, doomed_ids, fail, settle
 from octavia_mesh.worker.vrrp.render import VrrpOptions
 
 logger = logging.getLogger(__name__)
@@ -401,4 +401,4 @@ class AmphoraProvider:
         except FlowFailed:
             logger.exception("%s of %s failed", commands_pb2.Operation.Name(command.operation), command.resource_id)
             async with self.deps.sessions() as session, session.begin():
-                await fail(session, command.load_balancer_id)
+                await fail(session, command.load_balancer_id, SUBJECTS.get(command.kind))
