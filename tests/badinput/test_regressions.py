@@ -163,9 +163,17 @@ def test_long_paths_and_queries(rest: Rest) -> None:
 
 
 def test_barbican_errors_in_barbicans_format(rest: Rest) -> None:
-    for response in (rest.get("/v1/secrets/%ff"), raw(rest, "POST", "/v1/secrets", b'{"name": "\\ud800"}')):
-        assert response.status_code == 400, response.text
-        assert set(response.json()) == {"code", "title", "description"}
+    for response in (
+        rest.get("/v1/secrets/%ff"),
+        raw(rest, "POST", "/v1/secrets", b'{"name": "\\ud800"}'),
+        rest.get(f"/v1/secrets/{'a' * 2000}"),
+        rest.get(f"/key-manager/v1/containers?name={'a' * 40000}"),
+        rest.post("/v1/secrets", {"name": "x" * 200_000}),
+        rest.get("/v1/nothing-here"),
+    ):
+        assert 400 <= response.status_code < 500, response.text
+        assert set(response.json()) == {"code", "title", "description"}, response.text
+        assert response.json()["code"] == response.status_code
 
 
 def test_members_of_a_missing_pool(rest: Rest) -> None:

@@ -31,6 +31,7 @@ KEYMANAGER_SERVICES = tuple(f"octavia_mesh.keymanager.v1.{s}" for s in ("KeyMana
 #: Request limits, also in octavia.lua (which answers the common cases itself, with Octavia's fault).
 #: Octavia's oslo.middleware ``max_request_body_size``: a larger body is a 413.
 MAX_BODY_BYTES = 114688
+TOO_LARGE = f"Request is too large. Larger than max_request_body_size ({MAX_BODY_BYTES})."
 MAX_PATH_BYTES = 1024
 MAX_QUERY_BYTES = 32768
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -51,6 +52,23 @@ def _status_is(op: str, code: int) -> dict[str, Any]:
     """An access-log filter on the response status, for local_reply_config mappers."""
     value = {"default_value": code, "runtime_key": f"octavia_edge_status_{op.lower()}_{code}"}
     return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
+
+
+#: Request paths of the secret store, whose faults are Barbican's ``{"code", "title", "description"}``.
+BARBICAN_PREFIXES = ("/v1", "/key-manager")
+
+
+def _barbican(status_filter: dict[str, Any]) -> dict[str, Any]:
+    """A local-reply filter: ``status_filter`` on a secret-store path."""
+    on_path = {
+        "or_filter": {
+            "filters": [
+                {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": prefix}}}}
+                for prefix in BARBICAN_PREFIXES
+            ]
+        }
+    }
+    return {"and_filter": {"filters": [on_path, status_filter]}}
 
 
 def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -159,14 +177,45 @@ def envoy_config(
                     "filter": _status_is("EQ", 404),
                     "body_format_override": {"json_format": {"code": 404, "title": "Not Found", "description": ""}},
                 },
+                # The secret store's local replies in Barbican's shape (Lua writes its own 400s and 413s so).
+                {
+                    "filter": _barbican(_status_is("EQ", 413)),
+                    "body_format_override": {
+                        "json_format": {
+                            "code": 413,
+                            "title": "Request Entity Too Large",
+                            "description": TOO_LARGE,
+                        }
+                    },
+                },
+                {
+                    "filter": _barbican(_status_is("EQ", 404)),
+                    "body_format_override": {
+                        "json_format": {
+                            "code": 404,
+                            "title": "Not Found",
+                            "description": "The resource could not be found.",
+                        }
+                    },
+                },
+                {
+                    "filter": _barbican(_status_is("GE", 500)),
+                    "body_format_override": {
+                        "json_format": {
+                            "code": "%RESPONSE_CODE%",
+                            "title": "Internal Server Error",
+                            "description": "%LOCAL_REPLY_BODY%",
+                        }
+                    },
+                },
+                {"filter": _barbican(_status_is("GE", 400))},
                 {
                     # The buffer filter's 413 for a chunked body says only "Payload Too Large".
                     "filter": _status_is("EQ", 413),
                     "body_format_override": {
                         "json_format": {
                             **fault,
-                            "faultstring": "Request is too large. Larger than max_request_body_size "
-                            f"({MAX_BODY_BYTES}).",
+                            "faultstring": TOO_LARGE,
                         }
                     },
                 },

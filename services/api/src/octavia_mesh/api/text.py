@@ -23,7 +23,7 @@ from octavia_mesh.api.errors import InvalidInput
 #: Deeper than any Octavia or Barbican body (a single-call create nests about 8 levels).
 MAX_JSON_DEPTH = 32
 #: The longest status message sent (the edge turns it into the faultstring); the HTTP/2 trailer stays small.
-MAX_FAULT_CHARS = 2048
+MAX_FAULT_CHARS = 1024
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
