@@ -22,8 +22,9 @@ from octavia_mesh.api.errors import InvalidInput
 
 #: Deeper than any Octavia or Barbican body (a single-call create nests about 8 levels).
 MAX_JSON_DEPTH = 32
-#: The longest status message sent (the edge turns it into the faultstring); the HTTP/2 trailer stays small.
-MAX_FAULT_CHARS = 1024
+#: The longest status message sent, in UTF-8 bytes (the edge turns it into the faultstring): its HTTP/2 trailer,
+#: percent-encoded, stays under 25 KB, well within Envoy's header limit.
+MAX_FAULT_BYTES = 8192
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -81,6 +82,8 @@ def _has_surrogate(raw: bytes) -> bool:
 
 
 def status_message(message: str) -> str:
-    """A fault's message as a gRPC status can carry it: valid UTF-8, at most :data:`MAX_FAULT_CHARS` long."""
-    clean = message.encode("utf-8", "replace").decode("utf-8")
-    return clean if len(clean) <= MAX_FAULT_CHARS else clean[:MAX_FAULT_CHARS] + "..."
+    """A fault's message as a gRPC status can carry it: valid UTF-8, at most :data:`MAX_FAULT_BYTES` long."""
+    encoded = message.encode("utf-8", "replace")
+    if len(encoded) <= MAX_FAULT_BYTES:
+        return encoded.decode("utf-8")
+    return encoded[:MAX_FAULT_BYTES].decode("utf-8", "ignore") + "..."

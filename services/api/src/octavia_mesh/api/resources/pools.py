@@ -78,7 +78,7 @@ BODY = s.Schema(
         "ca_tls_container_ref": s.Attr(_REF),
         "crl_container_ref": s.Attr(_REF),
         "tls_enabled": s.Attr(s.boolean, default=False),
-        "tls_ciphers": s.Attr(s.haproxy_rule(haproxy_values.cipher_list, 2048, single_word=False)),
+        "tls_ciphers": s.Attr(s.haproxy_rule(haproxy_values.cipher_list, 2048)),
         "tls_versions": s.Attr(s.listof(s.text(32))),
         "alpn_protocols": s.Attr(alpn_list),
         "project_id": s.Attr(s.text(36), create_only=True),
