@@ -142,6 +142,14 @@ def paths(ids: dict[str, str]) -> list[tuple[str, str, str | None]]:
         ("/v1/secrets", "/v1/secrets/{id}", None),
         ("/v1/containers", "/v1/containers/{id}", None),
         ("/v2.0/subnets", "/v2.0/subnets/{id}", None),
+        ("/v2.0/networks", "/v2.0/networks/{id}", None),
+        (f"{v2}/loadbalancers", f"{v2}/loadbalancers/{{id}}/status", "loadbalancer"),
+        (f"{v2}/loadbalancers", f"{v2}/loadbalancers/{{id}}/stats", "loadbalancer"),
+        (f"{v2}/loadbalancers", f"{v2}/loadbalancers/{{id}}/failover", "loadbalancer"),
+        (f"{v2}/listeners", f"{v2}/listeners/{{id}}/stats", "listener"),
+        ("/v2/octavia/amphorae", "/v2/octavia/amphorae/{id}/config", None),
+        ("/v1/secrets", "/v1/secrets/{id}/payload", None),
+        ("/v2", "/v2.0", None),
     ]
 
 
@@ -283,6 +291,7 @@ def ids(rest: Rest) -> dict[str, str]:
     }
 
 
+@pytest.mark.timeout(300)  # the mesh's start, the objects, then at most BUDGET_S of requests
 def test_generated_requests(rest: Rest, ids: dict[str, str]) -> None:
     rng = random.Random(SEED)
     # The valid clients read a load balancer the generator never aims at (it may delete its own).

@@ -11,9 +11,9 @@ from __future__ import annotations
 import grpc
 
 #: How much of a client's value a fault quotes (a fault echoing a 100 KB value made a 100 KB gRPC trailer, and
-#: Envoy reset the connection every client shares). Values just over Octavia's longest limit (2048) are still
-#: quoted whole, as Octavia quotes them.
-SHOWN_CHARS = 4096
+#: Envoy reset the connection every client shares). Values just over Octavia's longest length limit (4096, flavor
+#: and zone data) are still quoted whole, as Octavia quotes them.
+SHOWN_CHARS = 4200
 
 
 def _shown(value: object) -> str:
