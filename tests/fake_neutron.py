@@ -118,7 +118,7 @@ class FakeNeutron:
             return 200, {collection: []}
         store, singular = self.items[collection], _WRITABLE[collection]
         if method == "GET" and ident is None:
-            return 200, {collection: self._filter(list(store.values()), query)}
+            return 200, {collection.replace("-", "_"): self._filter(list(store.values()), query)}
         if method == "POST" and ident is None:
             return getattr(self, f"_create_{singular}")(body[singular])
         if ident not in store:

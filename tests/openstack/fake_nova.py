@@ -228,6 +228,15 @@ class FakeNova:
         self.servers[server_id] = server
         return 202, {"server": {"id": server_id, "links": [], "OS-DCF:diskConfig": "MANUAL", "adminPass": "x"}}
 
+    def add_server(self, name: str) -> str:
+        """An ACTIVE server that runs nothing here (for the network driver's tests)."""
+        server_id = str(uuid.uuid4())
+        self.servers[server_id] = {
+            "id": server_id, "name": name, "status": "ACTIVE", "metadata": {}, "addresses": {}, "hostId": "h",
+            "OS-EXT-STS:task_state": None, "_host": self.hosts[0],
+        }  # fmt: skip
+        return server_id
+
     def _kill(self, server_id: str) -> None:
         process = self.processes.pop(server_id, None)
         if process is not None and process.poll() is None:
