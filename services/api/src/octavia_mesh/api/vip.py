@@ -34,6 +34,8 @@ def _configured(settings: ApiSettings) -> network.NetworkDriver:
         return LocalNetworkDriver(
             LocalSubnet(settings.local_vip_subnet_id, settings.local_vip_network_id, settings.local_vip_cidr)
         )
+    if settings.network_driver == "neutron":
+        return network.create_driver("neutron", cloud=settings.openstack_cloud)
     return network.create_driver(settings.network_driver)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import secrets
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.common.network import NetworkDriver
@@ -66,6 +67,7 @@ class AmphoraDeps:
     keyring: secrets.Keyring | None = None  # decrypts listener and pool TLS material from the secret store
     vrrp: VrrpOptions | None = None  # ACTIVE_STANDBY load balancers (flows/vrrp.py); None: SINGLE only
     network: NetworkDriver = field(default_factory=NoopNetworkDriver)  # plugs VIPs and member subnets
+    barbican: BarbicanCertManager | None = None  # TLS refs from Barbican instead of the local store
 
 
 async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> list[AgentEndpoint]:
@@ -222,10 +224,13 @@ class Configure:
         objects = [*listeners, *keep(tree.pools)]
         material: dict[str, tuple[str, bytes]] = {}
         if any(tls.refs_of(objects)):
-            if self.deps.keyring is None:
+            if self.deps.barbican is not None:
+                material = await tls.barbican_materials(self.deps.barbican, objects)
+            elif self.deps.keyring is None:
                 raise RuntimeError("TLS material is referenced but the worker has no secret key")
-            async with self.deps.sessions() as session:
-                material = await tls.materials(session, self.deps.keyring, objects)
+            else:
+                async with self.deps.sessions() as session:
+                    material = await tls.materials(session, self.deps.keyring, objects)
         for endpoint in endpoints:
             # Certificate paths are the amphora's own, so each amphora gets its own rendering.
             paths = await tls.push(self.deps.amphora, endpoint, ctx.load_balancer_id, material)
