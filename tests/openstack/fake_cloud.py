@@ -53,13 +53,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(address_prefix: str = "127.231") -> Iterator[FakeCloud]:
+def running(address_prefix: str = "127.231", vip_cidr: str = "10.0.0.0/24") -> Iterator[FakeCloud]:
+    """The fakes; amphorae get management addresses of ``<address_prefix>.0.0/16``, VIPs come from ``vip_cidr``
+    (a loopback range when HAProxy must bind them on this machine)."""
     root = Path(tempfile.mkdtemp(prefix="fc-", dir="/tmp"))  # short: agents keep unix sockets below it
     glance = FakeGlance()
     neutron = FakeNeutron(
         [
             (MGMT_SUBNET, MGMT_NET[0], f"{address_prefix}.0.0/16"),
-            (VIP_SUBNET, VIP_NET, "10.0.0.0/24"),
+            (VIP_SUBNET, VIP_NET, vip_cidr),
             (MEMBER_SUBNET, MEMBER_NET, "10.1.0.0/24"),
         ],
         networks={MGMT_NET[0]: MGMT_NET[1]},

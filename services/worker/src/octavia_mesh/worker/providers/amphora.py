@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.common import secrets
 from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
 from octavia_mesh.common.network import NetworkDriver
 from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -39,7 +39,7 @@ from octavia_mesh.worker.drivers.certificates import CertBundle, CertificateDriv
 from octavia_mesh.worker.drivers.compute import ComputeDriver, InstanceSpec
 from octavia_mesh.worker.flows import maintenance
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
-from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip
+from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip, vip_of
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer
 from octavia_mesh.worker.haproxy.view import build
 from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
@@ -302,10 +302,17 @@ class RetireAmphorae:
                     )
                 )
             ).all()
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
         for amphora_id, compute_id in rows:
             if amphora_id == keep or (only is not None and amphora_id != only):
                 continue
             await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
+            # Its ports go with it (Octavia's failover deletes the old amphora's VRRP port): a real network
+            # keeps ports a deleted server had attached.
+            await self.deps.network.plug_member_subnets(compute_id or amphora_id, [])
+            if lb is not None:
+                await self.deps.network.unplug_vip(vip_of(lb), compute_id or amphora_id)
             await self.deps.compute.delete_instance(compute_id or amphora_id)
             await _set_amphora(self.deps, amphora_id, status="DELETED")
         return {}
