@@ -50,6 +50,21 @@ def _not_found(what: str) -> tuple[int, Any]:
     return 404, {"itemNotFound": {"code": 404, "message": f"{what} could not be found."}}
 
 
+#: The image recipe's agent unit: what a booted amphora runs.
+UNIT = (
+    Path(__file__).resolve().parents[2]
+    / "amphora/image/elements/octavia-mesh-amphora/static/etc/systemd/system/octavia-mesh-amphora-agent.service"
+)
+
+
+def image_unit() -> tuple[list[str], str]:
+    """``(ExecStart as argv, EnvironmentFile)`` of the image's agent unit."""
+    values = dict(
+        line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
+    return values["ExecStart"].split(), values["EnvironmentFile"]
+
+
 class FakeGlance:
     def __init__(self) -> None:
         self.images: list[dict[str, Any]] = []
@@ -139,14 +154,13 @@ class FakeNova:
         text = base64.b64decode(user_data).decode()
         assert text.startswith("#cloud-config\n"), "user data must be cloud-config"
         document = json.loads(text.split("\n", 1)[1])
-        env_text = ""
         for item in document["write_files"]:
             target = home / item["path"].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(item["content"])
             target.chmod(int(item.get("permissions", "0644"), 8))
-            if item["path"].endswith("/agent.env"):
-                env_text = item["content"]
+        command, env_file = image_unit()
+        env_text = (home / env_file.lstrip("/")).read_text()
         env = dict(os.environ)
         for line in env_text.splitlines():
             key, _, value = line.partition("=")
@@ -156,7 +170,7 @@ class FakeNova:
         env["OCTAVIA_MESH_AGENT_STATE_DIR"] = str(home / "s")  # its disk (short: unix-socket paths)
         with open(home / "agent.log", "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "octavia_mesh.amphora_agent"],
+                [sys.executable, *command[1:]],  # the image's python is this one
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
