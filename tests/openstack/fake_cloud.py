@@ -14,6 +14,7 @@ from typing import Any
 
 from fake_neutron import FakeNeutron, serve_json
 from fake_nova import FakeGlance, FakeNova
+from support import claim_vip_cidr
 
 MGMT_NET = ("5d1e7a30-0000-4000-8000-00000000a001", "lb-mgmt-net")
 MGMT_SUBNET = "5d1e7a30-0000-4000-8000-00000000a002"
@@ -53,14 +54,20 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(address_prefix: str = "127.231", vip_cidr: str = "10.0.0.0/24") -> Iterator[FakeCloud]:
-    """The fakes; amphorae get management addresses of ``<address_prefix>.0.0/16``, VIPs come from ``vip_cidr``
-    (a loopback range when HAProxy must bind them on this machine)."""
+def running(loopback_vips: bool = False) -> Iterator[FakeCloud]:
+    """The fakes. Amphorae get management addresses of a /16 of 127.0.0.0/8 claimed like a test mesh's VIP
+    subnet (``support.claim_vip_cidr``), so agents of concurrent sessions never share an address; VIPs come
+    from ``10.0.0.0/24``, or with ``loopback_vips`` from a /24 of another claimed /16 (HAProxy binds those
+    here)."""
+    mgmt_cidr, release_mgmt = claim_vip_cidr()
+    vip_cidr, release_vips = claim_vip_cidr() if loopback_vips else ("10.0.0.0/24", lambda: None)
+    vip_cidr = vip_cidr.replace(".0.0/16", ".0.0/24")
+    address_prefix = mgmt_cidr.removesuffix(".0.0/16")
     root = Path(tempfile.mkdtemp(prefix="fc-", dir="/tmp"))  # short: agents keep unix sockets below it
     glance = FakeGlance()
     neutron = FakeNeutron(
         [
-            (MGMT_SUBNET, MGMT_NET[0], f"{address_prefix}.0.0/16"),
+            (MGMT_SUBNET, MGMT_NET[0], mgmt_cidr),
             (VIP_SUBNET, VIP_NET, vip_cidr),
             (MEMBER_SUBNET, MEMBER_NET, "10.1.0.0/24"),
         ],
@@ -87,3 +94,5 @@ def running(address_prefix: str = "127.231", vip_cidr: str = "10.0.0.0/24") -> I
         nova.stop_all()
         server.shutdown()
         server.server_close()
+        release_vips()
+        release_mgmt()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import random
 import threading
 import time
 import urllib.request
@@ -31,8 +30,7 @@ PROJECT = "e3cd678b11784734bc366148aa37580e"
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[FakeCloud]:
-    # VIPs on a loopback /24 of their own, so HAProxy binds them here (the local VIP subnet is 127.226.0.0/16).
-    with running(address_prefix="127.231", vip_cidr=f"127.232.{random.randint(0, 255)}.0/24") as fake:
+    with running(loopback_vips=True) as fake:  # VIPs on loopback, so HAProxy binds them here
         fake.glance.add_image("amphora", ["octavia-mesh-amphora"], SERVICE_PROJECT)
         yield fake
 
