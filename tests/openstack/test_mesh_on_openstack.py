@@ -199,3 +199,16 @@ def test_failed_plug_reverts(rest: Rest, cloud: FakeCloud) -> None:
     assert _servers(cloud) == [], "the booted server was not deleted by the revert"
     _delete_lb(rest, lb["id"])
     _assert_clean(cloud)
+
+
+def test_refused_create_gives_the_vip_port_back(rest: Rest, cloud: FakeCloud) -> None:
+    """A create refused after its VIP was allocated (here: a listener of the tree without its certificate)
+    rolls back, and the Neutron port goes with it: Neutron is no part of the API's transaction."""
+    body = {"loadbalancer": {"name": "refused", "vip_subnet_id": VIP_SUBNET, "project_id": PROJECT,
+                             "listeners": [{"protocol": "TERMINATED_HTTPS", "protocol_port": 443}]}}  # fmt: skip
+    response = rest.post("/v2/lbaas/loadbalancers", body)
+    assert response.status_code == 400, response.text
+    deadline = time.monotonic() + 10
+    while cloud.neutron.ports() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _assert_clean(cloud)
