@@ -183,3 +183,18 @@ async def test_failed_first_boot_of_a_pair_removes_its_group(
     with pytest.raises(ComputeError, match="Exceeded maximum number of retries"):
         await _driver(cloud).create_instance(_spec(certificates, str(uuid.uuid4())))
     assert cloud.nova.groups == {} and cloud.nova._visible() == []
+
+
+async def test_a_boot_left_in_build_is_replaced_not_duplicated(
+    cloud: FakeCloud, certificates: LocalCertificateDriver
+) -> None:
+    """A worker that died while its server was building left it in BUILD; the retried boot deletes it."""
+    _images(cloud)
+    spec = _spec(certificates)
+    stale = cloud.nova.add_server(f"amphora-{spec.amphora_id}")
+    cloud.nova.servers[stale].update(status="BUILD", metadata={META_AMPHORA: spec.amphora_id})
+    driver = _driver(cloud)
+    assert await driver.get_instance(spec.amphora_id) is None  # not serving: the flow boots again
+    instance = await driver.create_instance(spec)
+    assert [s["id"] for s in cloud.nova._visible()] == [instance.compute_id] != [stale]
+    await driver.delete_instance(instance.compute_id)

@@ -142,10 +142,14 @@ class NovaComputeDriver:
             return self._conn.compute.get_server(compute_id)
         except os_exc.NotFoundException:
             pass
-        for server in self._conn.compute.servers(name=f"^amphora-{compute_id}$"):
-            if (server.metadata or {}).get(META_AMPHORA) == compute_id:
-                return server
-        return None
+        return next(iter(self._servers_of(compute_id)), None)
+
+    def _servers_of(self, amphora_id: str) -> list[Any]:
+        return [
+            server
+            for server in self._conn.compute.servers(name=f"^amphora-{amphora_id}$")
+            if (server.metadata or {}).get(META_AMPHORA) == amphora_id
+        ]
 
     def _address(self, server: Any) -> str | None:
         """The server's address on the management network (Nova names networks by label: match by port)."""
@@ -195,6 +199,11 @@ class NovaComputeDriver:
     # --- the protocol --------------------------------------------------------------------------------
 
     def _create(self, spec: InstanceSpec) -> Instance:
+        for leftover in self._servers_of(spec.amphora_id):
+            if leftover.status == "ACTIVE" and self._address(leftover) is not None:
+                return self._instance(leftover)  # a create that completed but was not recorded
+            # A boot a dead worker left in BUILD or ERROR: its amphora row keeps it from ever being an orphan.
+            self._delete(str(leftover.id))
         lb_id = getattr(spec, "load_balancer_id", "")  # ACTIVE_STANDBY specs name their load balancer
         group_id, group_created = self._group(lb_id) if lb_id else ("", False)
         server = None
@@ -245,9 +254,6 @@ class NovaComputeDriver:
         return str(fault["message"]) if isinstance(fault, dict) and fault.get("message") else None
 
     async def create_instance(self, spec: InstanceSpec) -> Instance:
-        existing = await self.get_instance(spec.amphora_id)
-        if existing is not None:
-            return existing
         return await self._call(self._create, spec)
 
     async def get_instance(self, compute_id: str) -> Instance | None:
