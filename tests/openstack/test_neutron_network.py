@@ -81,7 +81,9 @@ async def test_plugging_security_group_and_unplugging(cloud: FakeCloud) -> None:
     vip: Vip = await driver.allocate_vip(None, _request(subnet_id=VIP_SUBNET, qos_policy_id=qos))  # type: ignore[arg-type]
     master, backup = cloud.nova.add_server("amphora-a"), cloud.nova.add_server("amphora-b")
 
+    assert not await driver.vip_plugged(vip, master)
     plugged = await driver.plug_vip(vip, master)
+    assert await driver.vip_plugged(vip, master)
     assert await driver.plug_vip(vip, master) == plugged  # idempotent
     await driver.plug_vip(vip, backup)
     (group,) = cloud.neutron.items["security-groups"].values()
@@ -122,6 +124,7 @@ async def test_plugging_security_group_and_unplugging(cloud: FakeCloud) -> None:
 
     await driver.unplug_vip(vip, master)
     await driver.unplug_vip(vip, master)
+    assert not await driver.vip_plugged(vip, master) and await driver.vip_plugged(vip, backup)
     assert not _ports(cloud, device_id=master) and len(_ports(cloud, device_id=backup)) == 1
     with pytest.raises(Exception, match="in use"):  # the backup's port still uses the group
         await driver.deallocate_vip(None, vip)  # type: ignore[arg-type]

@@ -212,6 +212,14 @@ class NeutronNetworkDriver:
     async def plug_vip(self, vip: Vip, compute_id: str) -> AmphoraVipPort:
         return await self._call(self._plug_vip, vip, compute_id)
 
+    def _vip_plugged(self, vip: Vip, compute_id: str) -> bool:
+        ports = self._conn.network.ports(name=vrrp_port_name(compute_id))
+        return any(p.device_id == compute_id and {"ip_address": vip.address} in p.allowed_address_pairs for p in ports)
+
+    async def vip_plugged(self, vip: Vip, compute_id: str) -> bool:
+        """Whether the amphora's VIP port is attached and carries the VIP (a resumed flow asks before re-plugging)."""
+        return await self._call(self._vip_plugged, vip, compute_id)
+
     def _unplug_vip(self, vip: Vip, compute_id: str) -> None:
         for port in list(self._conn.network.ports(name=vrrp_port_name(compute_id))):
             self._detach_and_delete(compute_id, port)
