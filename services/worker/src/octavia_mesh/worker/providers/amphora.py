@@ -27,8 +27,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import secrets
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
 from octavia_mesh.common.network import NetworkDriver
 from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -38,7 +39,7 @@ from octavia_mesh.worker.drivers.certificates import CertBundle, CertificateDriv
 from octavia_mesh.worker.drivers.compute import ComputeDriver, InstanceSpec
 from octavia_mesh.worker.flows import maintenance
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
-from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip
+from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip, vip_of
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer
 from octavia_mesh.worker.haproxy.view import build
 from octavia_mesh.worker.settle import SUBJECTS, Tree, doomed_ids, fail, settle
@@ -66,6 +67,7 @@ class AmphoraDeps:
     keyring: secrets.Keyring | None = None  # decrypts listener and pool TLS material from the secret store
     vrrp: VrrpOptions | None = None  # ACTIVE_STANDBY load balancers (flows/vrrp.py); None: SINGLE only
     network: NetworkDriver = field(default_factory=NoopNetworkDriver)  # plugs VIPs and member subnets
+    barbican: BarbicanCertManager | None = None  # TLS refs from Barbican instead of the local store
 
 
 async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> list[AgentEndpoint]:
@@ -222,10 +224,13 @@ class Configure:
         objects = [*listeners, *keep(tree.pools)]
         material: dict[str, tuple[str, bytes]] = {}
         if any(tls.refs_of(objects)):
-            if self.deps.keyring is None:
+            if self.deps.barbican is not None:
+                material = await tls.barbican_materials(self.deps.barbican, objects)
+            elif self.deps.keyring is None:
                 raise RuntimeError("TLS material is referenced but the worker has no secret key")
-            async with self.deps.sessions() as session:
-                material = await tls.materials(session, self.deps.keyring, objects)
+            else:
+                async with self.deps.sessions() as session:
+                    material = await tls.materials(session, self.deps.keyring, objects)
         for endpoint in endpoints:
             # Certificate paths are the amphora's own, so each amphora gets its own rendering.
             paths = await tls.push(self.deps.amphora, endpoint, ctx.load_balancer_id, material)
@@ -297,10 +302,17 @@ class RetireAmphorae:
                     )
                 )
             ).all()
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
         for amphora_id, compute_id in rows:
             if amphora_id == keep or (only is not None and amphora_id != only):
                 continue
             await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
+            # Its ports go with it (Octavia's failover deletes the old amphora's VRRP port): a real network
+            # keeps ports a deleted server had attached.
+            await self.deps.network.plug_member_subnets(compute_id or amphora_id, [])
+            if lb is not None:
+                await self.deps.network.unplug_vip(vip_of(lb), compute_id or amphora_id)
             await self.deps.compute.delete_instance(compute_id or amphora_id)
             await _set_amphora(self.deps, amphora_id, status="DELETED")
         return {}
