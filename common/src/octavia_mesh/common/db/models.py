@@ -296,6 +296,9 @@ class AmphoraHealth(Base):
     busy: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The health replica that last wrote the row (for operators reading who holds which stream).
     reporter: Mapped[str | None] = mapped_column(String(255))
+    #: When a health replica saw the amphora's heartbeat stream break or go quiet (fast failover); a mark
+    #: counts while nothing was heard since (``lost_at >= last_update``).
+    lost_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class ListenerStatistics(Base):

@@ -37,7 +37,7 @@ class WorkerSettings:
         metadata={"help": "comma-separated host:port of the health service replicas amphorae stream heartbeats to"},
     )
     heartbeat_interval_s: float = field(
-        default=1.0, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
+        default=0.5, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
     )
     vrrp_advert_int_s: float = field(
         default=0.1,
