@@ -1,5 +1,8 @@
 """Running amphorae. The local driver makes each amphora a process of this machine: our agent, which
-supervises HAProxy. It runs in its own session, so it outlives a worker restart like a VM would."""
+supervises HAProxy. It is not the worker's child: a launcher forks it into a session of its own and exits, so
+it is reparented to init (or the nearest subreaper) and outlives the worker, its pod's supervisor and
+``octavia-mesh up`` like a VM outlives its controller. A restarted worker finds it again from its directory
+(pid, start time, address): nothing is rebuilt."""
 
 from __future__ import annotations
 
@@ -100,6 +103,50 @@ def _start_time(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
 
 
+#: Runs between the worker and the agent: forks the agent into a new session, waits until it has exec'd (the
+#: pipe is close-on-exec), prints its pid and exits. The agent is then nobody's child but init's: no signal to
+#: the worker (or PDEATHSIG of whatever started the worker) reaches it, and the worker never has to reap it.
+_LAUNCHER = """
+import os, sys
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.setsid()
+    os.dup2(2, 1)
+    try:
+        os.execv(sys.argv[1], sys.argv[1:])
+    except OSError as exc:
+        os.write(w, str(exc).encode())
+    os._exit(127)
+os.close(w)
+failed = os.read(r, 4096)
+if failed:
+    sys.exit("cannot start the amphora agent: " + failed.decode())
+print(pid, flush=True)
+"""
+
+
+async def _spawn_detached(argv: list[str], log_path: Path, cwd: Path) -> int:
+    """Start ``argv`` as a grandchild in its own session (see ``_LAUNCHER``); its pid, once it has exec'd."""
+    with open(log_path, "ab") as log:
+        launcher = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _LAUNCHER,
+            *argv,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        out, _ = await launcher.communicate()
+    if launcher.returncode != 0:
+        raise RuntimeError(f"cannot start the amphora agent (see {log_path})")
+    return int(out)
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as handle:
@@ -178,14 +225,11 @@ class LocalComputeDriver:
         if endpoints:
             # Heartbeats go out with the amphora's own certificate, to a health service verified by the same CA.
             argv += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
-        with open(home / "agent.log", "ab") as log:
-            process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=home
-            )
-        # And its start time: the process is ours exactly while that pid has it, even during its exec (when
-        # /proc/<pid>/cmdline reads empty for a moment, so that a delete right after a create missed it).
-        (home / "agent.start").write_text(f"{_start_time(process.pid)}\n")
-        (home / "agent.pid").write_text(f"{process.pid}\n")
+        argv[0] = shutil.which(argv[0]) or argv[0]  # the launcher execs a path (``ip`` for a namespaced agent)
+        pid = await _spawn_detached(argv, home / "agent.log", home)
+        # And its start time: the process is ours exactly while that pid has it, whatever its command line reads.
+        (home / "agent.start").write_text(f"{_start_time(pid)}\n")
+        (home / "agent.pid").write_text(f"{pid}\n")
         (home / "agent.address").write_text(address)
         return Instance(compute_id=spec.amphora_id, management_address=address)
 
