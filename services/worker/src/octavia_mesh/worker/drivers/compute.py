@@ -97,17 +97,14 @@ async def _stop_leftovers(home: Path, drain_s: float = 5.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _start_time(pid: int) -> str:
-    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22): a pid reused by another
-    process has another one."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-
-
 #: Runs between the worker and the agent: forks the agent into a new session, waits until it has exec'd (the
-#: pipe is close-on-exec), prints its pid and exits. The agent is then nobody's child but init's: no signal to
-#: the worker (or PDEATHSIG of whatever started the worker) reaches it, and the worker never has to reap it.
+#: pipe is close-on-exec), records its pid and start time in its home and exits. The agent is then nobody's
+#: child but init's: no signal to the worker (or PDEATHSIG of whatever started the worker) reaches it, and the
+#: worker never reaps it. The launcher records, not the worker, so that a worker killed meanwhile leaves no
+#: agent that nobody knows of: its successor finds it there.
 _LAUNCHER = """
 import os, sys
+home, argv = sys.argv[1], sys.argv[2:]
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -115,7 +112,7 @@ if pid == 0:
     os.setsid()
     os.dup2(2, 1)
     try:
-        os.execv(sys.argv[1], sys.argv[1:])
+        os.execv(argv[0], argv)
     except OSError as exc:
         os.write(w, str(exc).encode())
     os._exit(127)
@@ -123,27 +120,34 @@ os.close(w)
 failed = os.read(r, 4096)
 if failed:
     sys.exit("cannot start the amphora agent: " + failed.decode())
+with open(f"/proc/{pid}/stat") as stat:
+    started = stat.read().rsplit(")", 1)[1].split()[19]
+for name, value in (("agent.start", started), ("agent.pid", str(pid))):
+    with open(f"{home}/{name}.tmp", "w") as out:
+        out.write(value + "\\n")
+    os.replace(f"{home}/{name}.tmp", f"{home}/{name}")
 print(pid, flush=True)
 """
 
 
-async def _spawn_detached(argv: list[str], log_path: Path, cwd: Path) -> int:
+async def _spawn_detached(argv: list[str], home: Path) -> int:
     """Start ``argv`` as a grandchild in its own session (see ``_LAUNCHER``); its pid, once it has exec'd."""
-    with open(log_path, "ab") as log:
+    with open(home / "agent.log", "ab") as log:
         launcher = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             _LAUNCHER,
+            str(home),
             *argv,
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            cwd=cwd,
+            cwd=home,
             start_new_session=True,
         )
         out, _ = await launcher.communicate()
     if launcher.returncode != 0:
-        raise RuntimeError(f"cannot start the amphora agent (see {log_path})")
+        raise RuntimeError(f"cannot start the amphora agent (see {home / 'agent.log'})")
     return int(out)
 
 
@@ -226,11 +230,10 @@ class LocalComputeDriver:
             # Heartbeats go out with the amphora's own certificate, to a health service verified by the same CA.
             argv += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
         argv[0] = shutil.which(argv[0]) or argv[0]  # the launcher execs a path (``ip`` for a namespaced agent)
-        pid = await _spawn_detached(argv, home / "agent.log", home)
-        # And its start time: the process is ours exactly while that pid has it, whatever its command line reads.
-        (home / "agent.start").write_text(f"{_start_time(pid)}\n")
-        (home / "agent.pid").write_text(f"{pid}\n")
         (home / "agent.address").write_text(address)
+        # The launcher records the agent's pid and its start time: the process is ours exactly while that pid
+        # has it, whatever its command line reads (it reads empty for a moment during the exec).
+        await _spawn_detached(argv, home)
         return Instance(compute_id=spec.amphora_id, management_address=address)
 
     async def get_instance(self, compute_id: str) -> Instance | None:
