@@ -270,6 +270,9 @@ class Amphora(Base):
     #: Serial number (hex) of the amphora's current certificate: the health service refuses any other, so a
     #: rotated-out or never-issued certificate is as good as revoked.
     cert_serial: Mapped[str | None] = mapped_column(String(64))
+    #: The flow that took this amphora from the pool of spare (READY) amphorae: a key derived from its command,
+    #: so that the flow, run again after a crash, finds the amphora it took instead of taking a second one.
+    assigned_by: Mapped[str | None] = mapped_column(String(64))
     role: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     vrrp_interface: Mapped[str | None] = mapped_column(String(16))

@@ -39,6 +39,13 @@ class WorkerSettings:
     heartbeat_interval_s: float = field(
         default=0.5, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
     )
+    spare_amphorae: int = field(
+        default=2,
+        metadata={
+            "help": "spare amphorae kept booted and unassigned, so that a create or a failover takes one instead "
+            "of booting (0: no pool)"
+        },
+    )
     vrrp_advert_int_s: float = field(
         default=0.1,
         metadata={"help": "ACTIVE_STANDBY: VRRP advertisement interval (a dead master is replaced after ~3.6 of them)"},

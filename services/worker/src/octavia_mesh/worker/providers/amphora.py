@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import secrets
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.db.models import Amphora, AmphoraHealth, utcnow
 from octavia_mesh.common.network import NetworkDriver
 from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -133,6 +133,8 @@ class BootAmphora:
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         amphora_id = ctx.store[self.key]
+        if ctx.store.get(f"{self.key}_spare"):  # taken from the pool (flows/spares.py): it runs already
+            return {}
         identity = self.deps.certificates.issue_amphora_certificate(amphora_id, self.deps.cert_validity)
         if await self.deps.compute.get_instance(amphora_id) is not None:
             # A run of this task that died after booting: that instance holds a certificate whose serial was
@@ -297,11 +299,25 @@ class RetireAmphorae:
                     )
                 )
             ).all()
+            # Claimed by the health service's automatic failover: lost (dead, or hung), so fenced, not drained.
+            lost = set(
+                (
+                    await session.execute(
+                        select(AmphoraHealth.amphora_id).where(
+                            AmphoraHealth.amphora_id.in_([r[0] for r in rows]), AmphoraHealth.busy.is_(True)
+                        )
+                    )
+                ).scalars()
+            )
         for amphora_id, compute_id in rows:
             if amphora_id == keep or (only is not None and amphora_id != only):
                 continue
             await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
-            await self.deps.compute.delete_instance(compute_id or amphora_id)
+            if amphora_id in lost and keep is not None:
+                logger.info("fencing lost amphora %s of load balancer %s", amphora_id, ctx.load_balancer_id)
+                await self.deps.compute.fence_instance(compute_id or amphora_id)
+            else:
+                await self.deps.compute.delete_instance(compute_id or amphora_id)
             await _set_amphora(self.deps, amphora_id, status="DELETED")
         return {}
 
@@ -341,6 +357,8 @@ class AmphoraProvider:
         self.engine = FlowEngine(deps.sessions)
 
     def flow_for(self, command: commands_pb2.ProviderCommand) -> Flow:
+        from octavia_mesh.worker.flows.spares import TakeSpare  # imported here: it builds on this module
+
         d = self.deps
         kind, op = command.kind, command.operation
         if op in maintenance.OPERATIONS:  # certificate rotation, orphan reaping (from housekeeping)
@@ -349,6 +367,7 @@ class AmphoraProvider:
             return Flow(
                 "create-load-balancer",
                 [
+                    TakeSpare(d),
                     CreateAmphora(d),
                     BootAmphora(d),
                     WaitForAgent(d),
@@ -367,6 +386,7 @@ class AmphoraProvider:
             return Flow(
                 "failover",
                 [
+                    TakeSpare(d, "new_amphora_id"),
                     CreateAmphora(d, "new_amphora_id"),
                     BootAmphora(d, "new_amphora_id"),
                     WaitForAgent(d, "new_amphora_id"),

@@ -1,4 +1,5 @@
-"""amphora_health.lost_at: heartbeat streams seen breaking or going quiet (fast failover)
+"""amphora_health.lost_at: heartbeat streams seen breaking or going quiet (fast failover); amphora.assigned_by:
+the flow that took a spare amphora from the pool
 
 Revision ID: 0005
 Revises: 0004
@@ -26,8 +27,12 @@ def upgrade() -> None:
                 nullable=True,
             )
         )
+    with op.batch_alter_table("amphora", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("assigned_by", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("amphora", schema=None) as batch_op:
+        batch_op.drop_column("assigned_by")
     with op.batch_alter_table("amphora_health", schema=None) as batch_op:
         batch_op.drop_column("lost_at")
