@@ -1,7 +1,7 @@
 """Automatic and admin failover on a whole mesh: real amphorae, real heartbeats, real traffic through the VIP.
 
-* a killed amphora (its agent and HAProxy, SIGKILL) is detected within the heartbeat timeout and replaced by
-  the worker's failover flow: the load balancer is ACTIVE/ONLINE and serving again through the same VIP, and
+* a killed amphora (its agent and HAProxy, SIGKILL) is detected from its broken heartbeat stream, well within
+  the heartbeat timeout, and replaced by the worker's failover flow: the load balancer is ACTIVE/ONLINE and serving again through the same VIP, and
   the new amphora reports heartbeats;
 * restarting the health service (also after an outage longer than the timeout) or NATS fails nothing over;
 * too many silent amphorae at once (agents frozen with SIGSTOP: HAProxy keeps serving, heartbeats stop)
@@ -354,7 +354,8 @@ def test_a_killed_amphora_is_replaced_behind_the_same_vip(fmesh: Mesh, api: Rest
     assert (command.resource_id, command.load_balancer_id) == (old, lb["id"])
     detected = queued_at.replace(tzinfo=dt.UTC).timestamp() - killed_wall
     print(f"\nkilled amphora: failover queued {detected:.2f}s after the kill, serving again after {back:.2f}s")
-    assert TIMEOUT_S - 1.5 < detected < DETECT_WITHIN_S, "detected after the timeout, and soon after it"
+    # Its heartbeat stream broke with no farewell: a loss at once, not after the timeout (loss.py).
+    assert detected < 1.0, "detected from the broken stream, well before the heartbeat timeout"
     wait_lb(api, lb["id"], timeout=REBUILD_WITHIN_S)
     assert_replaced(fmesh, api, lb, old, 8231, backend)
     assert len(failover_commands(fmesh)) == before + 1, "one failover, no second one for the same amphora"
