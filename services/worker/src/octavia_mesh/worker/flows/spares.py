@@ -106,8 +106,8 @@ class TakeSpare:
 class SparePool:
     """Keeps ``size`` spare amphorae booted (see the module docstring)."""
 
-    def __init__(self, deps: AmphoraDeps, size: int, interval_s: float = 0.5) -> None:
-        self.deps, self.size, self.interval_s = deps, size, interval_s
+    def __init__(self, deps: AmphoraDeps, size: int, interval_s: float = 0.5, refill_delay_s: float = 1.0) -> None:
+        self.deps, self.size, self.interval_s, self.refill_delay_s = deps, size, interval_s, refill_delay_s
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         #: Spares booted since the start (for tests and logs).
@@ -153,8 +153,15 @@ class SparePool:
                 )
             ]
 
-    async def refill(self) -> None:
-        """Retire broken spares, then boot spares one at a time until there are ``size``."""
+    async def refill(self, delay: bool = True) -> None:
+        """Retire broken spares, then boot spares one at a time until there are ``size``.
+
+        A spare was just taken by a create or a failover whose configuration is being pushed right now: booting
+        an agent (a Python process's start) beside it would take the CPU that flow needs, so the refill waits
+        ``refill_delay_s`` first (a burst of creates meanwhile boots its own amphorae anyway).
+        """
+        if delay and len(await self._spares()) < self.size:
+            await asyncio.sleep(self.refill_delay_s)
         now = utcnow()
         stuck_before = now - dt.timedelta(seconds=self.deps.agent_timeout_s + 30)
         healthy = 0
