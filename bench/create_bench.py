@@ -6,8 +6,9 @@ Two meshes, one after the other on the same machine: one with ``--spares`` spare
 (``OCTAVIA_MESH_WORKER_SPARE_AMPHORAE``), one with none (every create boots its amphora). Each run creates a
 load balancer with a listener and a member in one call (Octavia's single-call create) and polls its VIP every
 5 ms on fresh connections until the member answers through it; the time from the POST to that answer is the
-figure. One create on each mesh warms it up first and is not counted. With the pool on, each run waits until the pool is full again before the next create (a burst larger
-than the pool is tests/health/test_fast_healing.py's). Load balancers are deleted after each run. Everything
+figure. One create on each mesh warms it up first and is not counted. With the pool on, each run waits until
+the pool is full again before the next create (a burst larger than the pool is
+tests/health/test_fast_healing.py's). Load balancers are deleted after each run. Everything
 stays on 127.0.0.0/8; every loop is bounded in count and time.
 """
 
