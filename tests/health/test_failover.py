@@ -1,8 +1,8 @@
 """Automatic and admin failover on a whole mesh: real amphorae, real heartbeats, real traffic through the VIP.
 
 * a killed amphora (its agent and HAProxy, SIGKILL) is detected from its broken heartbeat stream, well within
-  the heartbeat timeout, and replaced by the worker's failover flow: the load balancer is ACTIVE/ONLINE and serving again through the same VIP, and
-  the new amphora reports heartbeats;
+  the heartbeat timeout, and replaced by the worker's failover flow: the load balancer is ACTIVE/ONLINE and
+  serving again through the same VIP, and the new amphora reports heartbeats;
 * restarting the health service (also after an outage longer than the timeout) or NATS fails nothing over;
 * too many silent amphorae at once (agents frozen with SIGSTOP: HAProxy keeps serving, heartbeats stop)
   open the circuit breaker, which fails nothing over, and closes once they report again;
