@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import random
 import signal
 import sys
 import time
@@ -43,7 +42,7 @@ from dataplane_helpers import (  # noqa: E402
     wait_lb,
     wait_until,
 )
-from support import Rest, mesh_engine, start_mesh  # noqa: E402
+from support import Rest, mesh_engine, random_vip_in, start_mesh  # noqa: E402
 from test_failover import Traffic, armed, failover_commands, reporting  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
@@ -123,8 +122,7 @@ def wait_pool_full(mesh: Mesh) -> None:
 
 
 def body(api: Rest, backend: Backend, port: int, name: str) -> dict[str, Any]:
-    # A VIP away from the low addresses other meshes on this machine allocate first (SO_REUSEPORT).
-    vip = f"127.226.{random.randint(64, 250)}.{random.randint(2, 250)}"
+    vip = random_vip_in(api)  # of the mesh's own VIP subnet (support.claim_vip_cidr)
     listener = {
         "protocol": "HTTP",
         "protocol_port": port,
