@@ -105,13 +105,16 @@ class Sampler:
     def __init__(self, agent: Agent, ledger: CounterLedger) -> None:
         self._agent = agent
         self._ledger = ledger
+        #: How long one read of a stats socket may take. The heartbeat sender shortens it to 1.5 intervals: a
+        #: heartbeat held up longer by a slow HAProxy would look like a hung agent to the health service.
+        self.timeout_s = 2.0
 
     async def _read(self, lb_id: str) -> tuple[int, list[dict[str, str]]] | None:
         supervisor = self._agent.supervisor(lb_id)
         if not supervisor.running:
             return None
         try:
-            answer = await hacli.command(supervisor.files.stats_socket, "show info;show stat", 2.0)
+            answer = await hacli.command(supervisor.files.stats_socket, "show info;show stat", self.timeout_s)
             return parse_sample(answer)
         except hacli.CliError as exc:
             logger.debug("lb %s: no stats: %s", lb_id, exc)
@@ -267,6 +270,7 @@ class HeartbeatSender:
             await asyncio.wait_for(call.done_writing(), _FAREWELL_S)
 
     async def _heartbeat(self, sequence: int) -> health_pb2.StreamHeartbeatsRequest:
+        self._sampler.timeout_s = max(0.25, min(2.0, 1.5 * self.interval_s))
         stamp = timestamp_pb2.Timestamp()
         stamp.GetCurrentTime()
         return health_pb2.StreamHeartbeatsRequest(
