@@ -53,6 +53,11 @@ class ComputeDriver(Protocol):
         it: what an automatic failover does to the amphora it replaces."""
         ...
 
+    async def kill_stopped(self, compute_id: str) -> int:
+        """SIGKILL the instance's processes that are stopped (SIGSTOP: they serve nothing, and a stopped HAProxy
+        holds its share of the VIP's new connections); how many."""
+        ...
+
     async def list_instances(self) -> list[str]:
         """Compute ids of every instance, running or left behind (``delete_instance`` removes each).
 
@@ -297,6 +302,17 @@ class LocalComputeDriver:
             raise RuntimeError(f"amphora {compute_id}: processes {victims} survived SIGKILL")
         shutil.rmtree(home, ignore_errors=True)
 
+    async def kill_stopped(self, compute_id: str) -> int:
+        killed = 0
+        for pid in _processes_under(self._dir(compute_id)):
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            except (OSError, IndexError):
+                continue
+        return killed
+
     #: A directory younger than this with no ``amphora.id`` yet may be an instance being created: not listed.
     CREATING_GRACE_S = 60.0
 
@@ -340,6 +356,9 @@ class NoopComputeDriver:
 
     async def fence_instance(self, compute_id: str) -> None:
         return None
+
+    async def kill_stopped(self, compute_id: str) -> int:
+        return 0
 
     async def list_instances(self) -> list[str]:
         return []

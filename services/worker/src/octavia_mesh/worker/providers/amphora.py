@@ -325,6 +325,43 @@ class RetireAmphorae:
         return None
 
 
+class FenceStopped:
+    """First step of an automatic failover: kill the lost amphora's stopped (SIGSTOPped) processes at once.
+
+    They serve nothing, but a stopped HAProxy keeps its SO_REUSEPORT socket on the VIP, where the kernel queues
+    a share of the new connections until it is killed: killed now, those are refused at once instead of hanging
+    through the rebuild, and the replacement serves the VIP alone from its first moment. Processes that still
+    run (an HAProxy whose agent died may serve on) are left to the fence after the replacement serves.
+    """
+
+    name = "fence-stopped"
+
+    def __init__(self, deps: AmphoraDeps, key: str = "old_amphora_id") -> None:
+        self.deps, self.key = deps, key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        amphora_id = ctx.store.get(self.key)
+        if amphora_id is None:
+            return {}
+        async with self.deps.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Amphora.compute_id, AmphoraHealth.busy)
+                    .join(AmphoraHealth, AmphoraHealth.amphora_id == Amphora.id)
+                    .where(Amphora.id == amphora_id, Amphora.load_balancer_id == ctx.load_balancer_id)
+                )
+            ).one_or_none()
+        if row is None or not row.busy:  # an admin failover of a live amphora drains it, later
+            return {}
+        killed = await self.deps.compute.kill_stopped(row.compute_id or amphora_id)
+        if killed:
+            logger.info("killed %d stopped processes of lost amphora %s", killed, amphora_id)
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
 class Settle:
     """Marks the change done: objects ACTIVE (or removed), quotas and VIP given back."""
 
@@ -386,6 +423,7 @@ class AmphoraProvider:
             return Flow(
                 "failover",
                 [
+                    FenceStopped(d),
                     TakeSpare(d, "new_amphora_id"),
                     CreateAmphora(d, "new_amphora_id"),
                     BootAmphora(d, "new_amphora_id"),
