@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -68,6 +69,21 @@ class ComputeDriver(Protocol):
 
 
 def _free_port(host: str) -> int:
+    """A port for an agent to listen on, below the kernel's ephemeral range: a port the kernel hands out is free
+    only until the agent binds it, and meanwhile any outgoing connection may take it as its local port (the
+    agent then cannot start). Below that range only another listener can take it, which this check sees."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 20000), low)  # noqa: S311 - not a secret
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
