@@ -21,6 +21,7 @@ from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDr
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
 from octavia_mesh.worker.drivers.compute import ComputeDriver, NoopComputeDriver
 from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver
+from octavia_mesh.worker.flows.spares import SparePool
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
 from octavia_mesh.worker.haproxy.view import connection_cap
 from octavia_mesh.worker.providers.amphora import AmphoraDeps, AmphoraProvider
@@ -150,9 +151,14 @@ async def serve(settings: WorkerSettings) -> None:
     consumers = [CommandConsumer(js, write, p, settings.batch_size, settings.ack_wait_s) for p in providers]
     for consumer in consumers:
         await consumer.start()
+    pools = []
     for provider in providers:
         if isinstance(provider, AmphoraProvider):
             await rebuild_lost_amphorae(write, provider.deps.compute)
+            if settings.compute_driver == "local":
+                pools.append(SparePool(provider.deps, settings.spare_amphorae))
+    for pool in pools:
+        pool.start()
     server = grpc.aio.server(options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
@@ -160,6 +166,8 @@ async def serve(settings: WorkerSettings) -> None:
     logger.info("worker applying %s; health on %s", ", ".join(settings.providers), settings.grpc_listen)
 
     async def on_stop() -> None:
+        for pool in pools:
+            await pool.stop()
         for consumer in consumers:
             await consumer.stop()
         await close_nats(nats_client)

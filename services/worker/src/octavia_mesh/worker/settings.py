@@ -68,7 +68,14 @@ class WorkerSettings:
         metadata={"help": "comma-separated host:port of the health service replicas amphorae stream heartbeats to"},
     )
     heartbeat_interval_s: float = field(
-        default=1.0, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
+        default=0.5, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
+    )
+    spare_amphorae: int = field(
+        default=2,
+        metadata={
+            "help": "spare amphorae kept booted and unassigned, so that a create or a failover takes one instead "
+            "of booting (0: no pool)"
+        },
     )
     vrrp_advert_int_s: float = field(
         default=0.1,

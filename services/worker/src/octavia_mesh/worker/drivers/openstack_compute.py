@@ -283,6 +283,15 @@ class NovaComputeDriver:
         """Delete the server and wait until it is gone: this fences a failed-over amphora."""
         await self._call(self._delete, compute_id)
 
+    async def fence_instance(self, compute_id: str) -> None:
+        """Nova's delete destroys the server whatever state it is in (hung or not) and we wait until it is gone,
+        so fencing is the delete."""
+        await self._call(self._delete, compute_id)
+
+    async def kill_stopped(self, compute_id: str) -> int:
+        """A server's processes are not visible from here; a hung server is fenced by its delete."""
+        return 0
+
     def _list(self) -> list[str]:
         out = []
         for server in self._conn.compute.servers(name="^amphora-"):

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.common import secrets
 from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
+from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, utcnow
 from octavia_mesh.common.network import NetworkDriver
 from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -135,6 +135,8 @@ class BootAmphora:
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         amphora_id = ctx.store[self.key]
+        if ctx.store.get(f"{self.key}_spare"):  # taken from the pool (flows/spares.py): it runs already
+            return {}
         identity = self.deps.certificates.issue_amphora_certificate(amphora_id, self.deps.cert_validity)
         if await self.deps.compute.get_instance(amphora_id) is not None:
             # A run of this task that died after booting: that instance holds a certificate whose serial was
@@ -302,12 +304,24 @@ class RetireAmphorae:
                     )
                 )
             ).all()
-        async with self.deps.sessions() as session:
+            # Claimed by the health service's automatic failover: lost (dead, or hung), so fenced, not drained.
+            lost = set(
+                (
+                    await session.execute(
+                        select(AmphoraHealth.amphora_id).where(
+                            AmphoraHealth.amphora_id.in_([r[0] for r in rows]), AmphoraHealth.busy.is_(True)
+                        )
+                    )
+                ).scalars()
+            )
             lb = await session.get(LoadBalancer, ctx.load_balancer_id)
         for amphora_id, compute_id in rows:
             if amphora_id == keep or (only is not None and amphora_id != only):
                 continue
             await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
+            if amphora_id in lost and keep is not None:
+                logger.info("fencing lost amphora %s of load balancer %s", amphora_id, ctx.load_balancer_id)
+                await self.deps.compute.fence_instance(compute_id or amphora_id)
             # Its ports go with it (Octavia's failover deletes the old amphora's VRRP port): a real network
             # keeps ports a deleted server had attached.
             await self.deps.network.plug_member_subnets(compute_id or amphora_id, [])
@@ -315,6 +329,43 @@ class RetireAmphorae:
                 await self.deps.network.unplug_vip(vip_of(lb), compute_id or amphora_id)
             await self.deps.compute.delete_instance(compute_id or amphora_id)
             await _set_amphora(self.deps, amphora_id, status="DELETED")
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class FenceStopped:
+    """First step of an automatic failover: kill the lost amphora's stopped (SIGSTOPped) processes at once.
+
+    They serve nothing, but a stopped HAProxy keeps its SO_REUSEPORT socket on the VIP, where the kernel queues
+    a share of the new connections until it is killed: killed now, those are refused at once instead of hanging
+    through the rebuild, and the replacement serves the VIP alone from its first moment. Processes that still
+    run (an HAProxy whose agent died may serve on) are left to the fence after the replacement serves.
+    """
+
+    name = "fence-stopped"
+
+    def __init__(self, deps: AmphoraDeps, key: str = "old_amphora_id") -> None:
+        self.deps, self.key = deps, key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        amphora_id = ctx.store.get(self.key)
+        if amphora_id is None:
+            return {}
+        async with self.deps.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Amphora.compute_id, AmphoraHealth.busy)
+                    .join(AmphoraHealth, AmphoraHealth.amphora_id == Amphora.id)
+                    .where(Amphora.id == amphora_id, Amphora.load_balancer_id == ctx.load_balancer_id)
+                )
+            ).one_or_none()
+        if row is None or not row.busy:  # an admin failover of a live amphora drains it, later
+            return {}
+        killed = await self.deps.compute.kill_stopped(row.compute_id or amphora_id)
+        if killed:
+            logger.info("killed %d stopped processes of lost amphora %s", killed, amphora_id)
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:
@@ -353,6 +404,8 @@ class AmphoraProvider:
         self.engine = FlowEngine(deps.sessions)
 
     def flow_for(self, command: commands_pb2.ProviderCommand) -> Flow:
+        from octavia_mesh.worker.flows.spares import TakeSpare  # imported here: it builds on this module
+
         d = self.deps
         kind, op = command.kind, command.operation
         if op in maintenance.OPERATIONS:  # certificate rotation, orphan reaping (from housekeeping)
@@ -361,6 +414,7 @@ class AmphoraProvider:
             return Flow(
                 "create-load-balancer",
                 [
+                    TakeSpare(d),
                     CreateAmphora(d),
                     BootAmphora(d),
                     WaitForAgent(d),
@@ -379,6 +433,8 @@ class AmphoraProvider:
             return Flow(
                 "failover",
                 [
+                    FenceStopped(d),
+                    TakeSpare(d, "new_amphora_id"),
                     CreateAmphora(d, "new_amphora_id"),
                     BootAmphora(d, "new_amphora_id"),
                     WaitForAgent(d, "new_amphora_id"),
