@@ -45,6 +45,8 @@ from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, utcnow
 from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.lifecycle import FAILOVERABLE, AmphoraStatus
+from octavia_mesh.common.lifecycle.transitions import claim_for_failover
 from octavia_mesh.health.breaker import BreakerPolicy, Gate, Verdict
 
 logger = logging.getLogger(__name__)
@@ -52,8 +54,6 @@ logger = logging.getLogger(__name__)
 #: grpc.health.v1 service name: SERVING while automatic failover is armed, NOT_SERVING while it is held
 #: (start-up grace, database trouble, circuit breaker open, disabled).
 AUTOMATIC_FAILOVER = "octavia_mesh.health.AutomaticFailover"
-#: Load balancer states a failover may start from (Octavia's FAILOVERABLE_STATUSES).
-FAILOVERABLE = ("ACTIVE", "ERROR")
 #: A claim whose failover failed is released for another attempt after this long.
 FAILED_RETRY_S = 30.0
 #: How often the table is tidied (gone amphorae, failed claims, amphorae that never reported).
@@ -182,7 +182,7 @@ class FailoverDetector:
         monitored_rows = (
             select(AmphoraHealth.last_update)
             .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
-            .where(Amphora.status == "ALLOCATED", AmphoraHealth.busy.is_(False))
+            .where(Amphora.status == AmphoraStatus.ALLOCATED, AmphoraHealth.busy.is_(False))
             .subquery()
         )
         async with self._read() as session:
@@ -200,7 +200,7 @@ class FailoverDetector:
                     select(func.count())
                     .select_from(AmphoraHealth)
                     .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
-                    .where(AmphoraHealth.busy.is_(True), Amphora.status != "DELETED")
+                    .where(AmphoraHealth.busy.is_(True), Amphora.status != AmphoraStatus.DELETED)
                 )
             ) or 0
         monitored, silent = int(monitored), int(silent)  # MariaDB sums to Decimal
@@ -220,7 +220,7 @@ class FailoverDetector:
                     .where(
                         AmphoraHealth.busy.is_(False),
                         AmphoraHealth.last_update < stale_before,
-                        Amphora.status == "ALLOCATED",
+                        Amphora.status == AmphoraStatus.ALLOCATED,
                         LoadBalancer.provisioning_status.in_(FAILOVERABLE),
                     )
                     .order_by(AmphoraHealth.last_update)
@@ -270,18 +270,13 @@ class FailoverDetector:
         )
         if claimed.rowcount != 1:
             raise _Lost
-        locked = await session.execute(
-            update(LoadBalancer)
-            .where(LoadBalancer.id == lb_id, LoadBalancer.provisioning_status.in_(FAILOVERABLE))
-            .values(provisioning_status="PENDING_UPDATE", updated_at=utcnow())
-        )
-        if locked.rowcount != 1:
+        if not await claim_for_failover(session, lb_id):
             raise _Lost
         # With the load balancer locked no flow can change its amphorae: this read stays true until commit.
         amphora = (
             await session.execute(select(Amphora.status, Amphora.load_balancer_id).where(Amphora.id == amphora_id))
         ).one_or_none()
-        if amphora is None or tuple(amphora) != ("ALLOCATED", lb_id):
+        if amphora is None or tuple(amphora) != (AmphoraStatus.ALLOCATED, lb_id):
             raise _Lost
         provider = await session.scalar(select(LoadBalancer.provider).where(LoadBalancer.id == lb_id))
         commands.new_command(session, provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, amphora_id, lb_id)
@@ -289,7 +284,7 @@ class FailoverDetector:
     # -- tidying -----------------------------------------------------------------------------------
 
     async def _tidy(self, mono: float, now: dt.datetime) -> None:
-        live = exists().where(Amphora.id == AmphoraHealth.amphora_id, Amphora.status != "DELETED")
+        live = exists().where(Amphora.id == AmphoraHealth.amphora_id, Amphora.status != AmphoraStatus.DELETED)
         async with self._write() as session, session.begin():
             gone = await session.execute(delete(AmphoraHealth).where(~live))
         if gone.rowcount:
@@ -304,7 +299,7 @@ class FailoverDetector:
                         .join(LoadBalancer, LoadBalancer.id == Amphora.load_balancer_id)
                         .where(
                             AmphoraHealth.busy.is_(True),
-                            Amphora.status == "ALLOCATED",
+                            Amphora.status == AmphoraStatus.ALLOCATED,
                             LoadBalancer.provisioning_status.in_(FAILOVERABLE),
                         )
                     )
@@ -316,7 +311,7 @@ class FailoverDetector:
                     (
                         await session.execute(
                             select(Amphora.id).where(
-                                Amphora.status == "ALLOCATED",
+                                Amphora.status == AmphoraStatus.ALLOCATED,
                                 Amphora.load_balancer_id.is_not(None),
                                 ~exists().where(AmphoraHealth.amphora_id == Amphora.id),
                                 Amphora.updated_at < now - dt.timedelta(seconds=self.policy.heartbeat_timeout_s),

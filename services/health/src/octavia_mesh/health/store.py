@@ -40,6 +40,7 @@ from octavia_mesh.common.db.models import (
     Pool,
 )
 from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.health import status as st
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def refusal(record: AmphoraRecord | None, serial: str) -> str | None:
     """Why a certificate with ``serial`` may not report for ``record``'s amphora; None when it may."""
     if record is None:
         return "unknown amphora"
-    if record.status == "DELETED":
+    if record.status == AmphoraStatus.DELETED:
         return "the amphora was deleted"
     if not record.cert_serial or record.cert_serial.lower() != serial.lower():
         return "the certificate is not the amphora's current one"

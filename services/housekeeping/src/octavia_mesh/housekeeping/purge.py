@@ -39,11 +39,13 @@ from octavia_mesh.common.db.models import (
     Tag,
     VipAllocation,
 )
+from octavia_mesh.common.lifecycle import Provisioning
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-DELETED = "DELETED"
+#: The same word for load balancers and amphorae.
+DELETED = Provisioning.DELETED
 
 
 def _age(model: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, Member, Pool
+from octavia_mesh.common.lifecycle import AMPHORA_PLUGGED
 from octavia_mesh.common.network import Vip
 from octavia_mesh.worker.flows.engine import FlowContext
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from octavia_mesh.worker.providers.amphora import AmphoraDeps
 
 #: Amphorae whose instances may carry ports.
-_PLUGGED = ("BOOTING", "ALLOCATED", "PENDING_DELETE")
+_PLUGGED = AMPHORA_PLUGGED
 
 
 def vip_of(lb: LoadBalancer) -> Vip:

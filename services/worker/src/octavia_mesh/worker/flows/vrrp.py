@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraError
 from octavia_mesh.worker.drivers.certificates import CertBundle
@@ -139,7 +140,7 @@ class CreatePairAmphora:
                     Amphora(
                         id=amphora_id,
                         load_balancer_id=ctx.load_balancer_id,
-                        status="PENDING_CREATE",
+                        status=AmphoraStatus.PENDING_CREATE,
                         role=role,
                         vrrp_id=VRRP_ID,
                         vrrp_priority=PRIORITIES[role],
@@ -151,7 +152,7 @@ class CreatePairAmphora:
 
     async def revert(self, ctx: FlowContext) -> None:
         if self.key in ctx.store:
-            await _set_amphora(self.deps, ctx.store[self.key], status="DELETED")
+            await _set_amphora(self.deps, ctx.store[self.key], status=AmphoraStatus.DELETED)
 
 
 class BootPairAmphora(BootAmphora):
@@ -167,7 +168,7 @@ class BootPairAmphora(BootAmphora):
                 await session.execute(
                     select(Amphora.vrrp_ip).where(
                         Amphora.load_balancer_id == ctx.load_balancer_id,
-                        Amphora.status != "DELETED",
+                        Amphora.status != AmphoraStatus.DELETED,
                         Amphora.id != amphora_id,
                         Amphora.vrrp_ip.is_not(None),
                     )
@@ -212,12 +213,12 @@ class RetireOld:
             return {}
         async with self.deps.sessions() as session:
             old = await session.get(Amphora, old_id)
-        if old is None or old.load_balancer_id != ctx.load_balancer_id or old.status == "DELETED":
+        if old is None or old.load_balancer_id != ctx.load_balancer_id or old.status == AmphoraStatus.DELETED:
             return {}
-        await _set_amphora(self.deps, old_id, status="PENDING_DELETE")
+        await _set_amphora(self.deps, old_id, status=AmphoraStatus.PENDING_DELETE)
         # The agent stops keepalived first: a master advertises priority 0 and its peer takes the VIP at once.
         await self.deps.compute.delete_instance(old.compute_id or old_id)
-        await _set_amphora(self.deps, old_id, status="DELETED")
+        await _set_amphora(self.deps, old_id, status=AmphoraStatus.DELETED)
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:
@@ -270,7 +271,7 @@ async def _pair(deps: AmphoraDeps, lb_id: str) -> list[Amphora]:
         rows = list(
             (
                 await session.execute(
-                    select(Amphora).where(Amphora.load_balancer_id == lb_id, Amphora.status == "ALLOCATED")
+                    select(Amphora).where(Amphora.load_balancer_id == lb_id, Amphora.status == AmphoraStatus.ALLOCATED)
                 )
             ).scalars()
         )

@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.common import secrets
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
+from octavia_mesh.common.lifecycle.transitions import fail, settle
+from octavia_mesh.common.lifecycle.tree import Tree
 from octavia_mesh.common.network import NetworkDriver
 from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -41,12 +44,10 @@ from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, Flow
 from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer
 from octavia_mesh.worker.haproxy.view import build
-from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
 from octavia_mesh.worker.vrrp.render import VrrpOptions
 
 logger = logging.getLogger(__name__)
 
-LIVE = ("PENDING_CREATE", "BOOTING", "ALLOCATED")
 #: Namespace of the amphora IDs a command's flow derives (uuid5 of command ID and store key).
 _AMPHORA_IDS = uuid.UUID("0b6f3c52-6d0e-4f5e-9a57-2f1d8c7e4a10")
 
@@ -73,7 +74,7 @@ async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> 
         rows = (
             await session.execute(
                 select(Amphora.id, Amphora.compute_id).where(
-                    Amphora.load_balancer_id == lb_id, Amphora.status == "ALLOCATED"
+                    Amphora.load_balancer_id == lb_id, Amphora.status == AmphoraStatus.ALLOCATED
                 )
             )
         ).all()
@@ -106,7 +107,7 @@ class CreateAmphora:
                     Amphora(
                         id=amphora_id,
                         load_balancer_id=ctx.load_balancer_id,
-                        status="PENDING_CREATE",
+                        status=AmphoraStatus.PENDING_CREATE,
                         role="STANDALONE",
                         vrrp_id=1,
                         created_at=utcnow(),
@@ -116,7 +117,7 @@ class CreateAmphora:
 
     async def revert(self, ctx: FlowContext) -> None:
         if self.key in ctx.store:
-            await _set_amphora(self.deps, ctx.store[self.key], status="DELETED")
+            await _set_amphora(self.deps, ctx.store[self.key], status=AmphoraStatus.DELETED)
 
 
 class BootAmphora:
@@ -142,7 +143,7 @@ class BootAmphora:
         await _set_amphora(
             self.deps,
             amphora_id,
-            status="BOOTING",
+            status=AmphoraStatus.BOOTING,
             compute_id=instance.compute_id,
             lb_network_ip=instance.management_address.rsplit(":", 1)[0],
             cert_expiration=identity.expires_at,
@@ -179,7 +180,7 @@ class WaitForAgent:
         await self.deps.amphora.wait_until_reachable(
             AgentEndpoint(instance.management_address, amphora_id), self.deps.agent_timeout_s
         )
-        await _set_amphora(self.deps, amphora_id, status="ALLOCATED")
+        await _set_amphora(self.deps, amphora_id, status=AmphoraStatus.ALLOCATED)
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:
@@ -204,7 +205,7 @@ class Configure:
             tree = await Tree.load(session, ctx.load_balancer_id, lock=False)
         if tree is None:
             return {}
-        doomed = doomed_ids(tree)
+        doomed = tree.doomed()
 
         def keep(objs: list[Any]) -> list[Any]:
             return [o for o in objs if o.id not in doomed]
@@ -288,16 +289,16 @@ class RetireAmphorae:
             rows = (
                 await session.execute(
                     select(Amphora.id, Amphora.compute_id).where(
-                        Amphora.load_balancer_id == ctx.load_balancer_id, Amphora.status != "DELETED"
+                        Amphora.load_balancer_id == ctx.load_balancer_id, Amphora.status != AmphoraStatus.DELETED
                     )
                 )
             ).all()
         for amphora_id, compute_id in rows:
             if amphora_id == keep or (only is not None and amphora_id != only):
                 continue
-            await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
+            await _set_amphora(self.deps, amphora_id, status=AmphoraStatus.PENDING_DELETE)
             await self.deps.compute.delete_instance(compute_id or amphora_id)
-            await _set_amphora(self.deps, amphora_id, status="DELETED")
+            await _set_amphora(self.deps, amphora_id, status=AmphoraStatus.DELETED)
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:
@@ -387,7 +388,7 @@ class AmphoraProvider:
             ctx.store["old_amphora_id"] = command.resource_id
         if not command.load_balancer_id:  # a spare amphora: nothing to settle
             await self.deps.compute.delete_instance(command.resource_id)
-            await _set_amphora(self.deps, command.resource_id, status="DELETED")
+            await _set_amphora(self.deps, command.resource_id, status=AmphoraStatus.DELETED)
             return
         try:
             from octavia_mesh.worker.flows import vrrp  # imported here: it builds on this module's tasks

@@ -7,8 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
+from octavia_mesh.common.lifecycle.transitions import settle
 from octavia_mesh.protos.provider.v1 import commands_pb2
-from octavia_mesh.worker.settle import settle
 
 
 class NoopProvider:
@@ -25,7 +26,7 @@ class NoopProvider:
                 await session.execute(
                     update(Amphora)
                     .where(Amphora.id == command.resource_id)
-                    .values(status="DELETED", updated_at=utcnow())
+                    .values(status=AmphoraStatus.DELETED, updated_at=utcnow())
                 )
             if command.load_balancer_id:
-                await settle(session, command.load_balancer_id, cascade=command.cascade)
+                await settle(session, command.load_balancer_id)
