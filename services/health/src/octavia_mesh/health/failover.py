@@ -44,7 +44,7 @@ from octavia_mesh.common import commands
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, utcnow
-from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.db.retry import retry_transaction
 from octavia_mesh.common.lifecycle import FAILOVERABLE, AmphoraStatus
 from octavia_mesh.common.lifecycle.transitions import claim_for_failover
 from octavia_mesh.health.breaker import BreakerPolicy, Gate, Verdict
@@ -245,18 +245,16 @@ class FailoverDetector:
 
     # -- claiming ----------------------------------------------------------------------------------
 
-    async def _claim(self, amphora_id: str, lb_id: str, stale_before: dt.datetime, attempts: int = 3) -> bool:
-        for attempt in range(attempts):
-            try:
-                async with self._write() as session, session.begin():
-                    await self._claim_in(session, amphora_id, lb_id, stale_before)
-                return True
-            except _Lost:
-                return False
-            except Exception as exc:
-                if not is_retryable(exc) or attempt == attempts - 1:
-                    raise
-        return False
+    async def _claim(self, amphora_id: str, lb_id: str, stale_before: dt.datetime) -> bool:
+        async def work() -> None:
+            async with self._write() as session, session.begin():
+                await self._claim_in(session, amphora_id, lb_id, stale_before)
+
+        try:
+            await retry_transaction(work)
+        except _Lost:
+            return False
+        return True
 
     async def _claim_in(self, session: AsyncSession, amphora_id: str, lb_id: str, stale_before: dt.datetime) -> None:
         claimed = await session.execute(

@@ -17,7 +17,6 @@ a transaction the database rolled back to break a deadlock runs again.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections import defaultdict
@@ -39,14 +38,13 @@ from octavia_mesh.common.db.models import (
     Member,
     Pool,
 )
-from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.db.retry import retry_transaction
 from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.health import status as st
 
 logger = logging.getLogger(__name__)
 
 _MODELS: dict[str, Any] = {st.LOAD_BALANCER: LoadBalancer, st.LISTENER: Listener, st.POOL: Pool, st.MEMBER: Member}
-_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,15 +170,12 @@ class HealthStore:
 
     async def write(self, items: Sequence[Item]) -> BatchResult:
         """Write one batch in one transaction, retried when the database broke a deadlock."""
-        for attempt in range(_ATTEMPTS):
-            try:
-                async with self._write() as session, session.begin():
-                    return await self._write_batch(session, items)
-            except Exception as exc:
-                if not is_retryable(exc) or attempt == _ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+
+        async def work() -> BatchResult:
+            async with self._write() as session, session.begin():
+                return await self._write_batch(session, items)
+
+        return await retry_transaction(work)
 
     async def _write_batch(self, session: AsyncSession, items: Sequence[Item]) -> BatchResult:
         result = BatchResult()

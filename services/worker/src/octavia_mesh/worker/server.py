@@ -43,7 +43,7 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
             heartbeat_interval_s=settings.heartbeat_interval_s,
         )
         if settings.compute_driver == "local"
-        else NoopComputeDriver()
+        else NoopComputeDriver()  # "noop": the settings accept no other name
     )
     amphora = (
         GrpcAmphoraDriver(certificates.controller_certificate())
@@ -74,9 +74,6 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
 def build_providers(settings: WorkerSettings, sessions: async_sessionmaker[AsyncSession]) -> list[Provider]:
     """The providers this worker applies, with their drivers."""
     factories = {"noop": lambda: NoopProvider(sessions), "amphora": lambda: _amphora_provider(settings, sessions)}
-    unknown = [p for p in settings.providers if p not in factories]
-    if unknown:
-        raise SystemExit(f"octavia-mesh-worker: unknown providers {unknown}; known: {sorted(factories)}")
     return [factories[name]() for name in settings.providers]
 
 

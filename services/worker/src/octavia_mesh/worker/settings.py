@@ -7,6 +7,14 @@ from dataclasses import dataclass, field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_WORKER_"
+#: The drivers each setting may name. A name outside these fails start-up: a typo must not quietly run the
+#: no-op driver (which answers every call and boots nothing).
+DRIVER_CHOICES = {
+    "providers": ("noop", "amphora"),
+    "compute_driver": ("local", "noop"),
+    "amphora_driver": ("grpc", "noop"),
+    "network_driver": ("local", "noop"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,16 @@ class WorkerSettings:
     )
     batch_size: int = field(default=64, metadata={"help": "commands fetched from JetStream at once"})
     ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
+
+    def __post_init__(self) -> None:
+        for name, choices in DRIVER_CHOICES.items():
+            value = getattr(self, name)
+            for chosen in value if isinstance(value, tuple) else (value,):
+                if chosen not in choices:
+                    raise ValueError(
+                        f"{PREFIX}{name.upper()}: unknown {name.removesuffix('s').replace('_', ' ')} {chosen!r}; "
+                        f"known: {', '.join(choices)}"
+                    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> WorkerSettings:
