@@ -24,7 +24,7 @@ protos: sync
 	$(UV) run python scripts/gen_protos.py
 
 lint: sync
-	$(UV) run ruff check . && $(UV) run ruff format --check .
+	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run python scripts/lint_protos.py
 
 bench: sync
 	$(UV) run python bench/api_bench.py
