@@ -7,15 +7,16 @@ The stream's contract (``PROVIDER_COMMANDS``, subjects, ``Nats-Msg-Id``) lives i
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable
 
 from google.protobuf import timestamp_pb2
 from nats.js import JetStreamContext
-from sqlalchemy import delete, select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -83,16 +84,41 @@ def new_command(
         created_at=now,
     )
     session.add(row)
+    session.info.setdefault(_WRITTEN, []).append(command_id)  # for a relay of this process, once committed
     return row
+
+
+#: Key in a session's ``info`` under which :func:`new_command` lists the command ids the session adds.
+_WRITTEN = "octavia_mesh.outbox.written"
+#: Relays that publish only the rows their own process commits (``OutboxRelay(owner=False)``).
+_LOCAL_RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    ids = session.info.pop(_WRITTEN, None)
+    if ids:
+        for relay in list(_LOCAL_RELAYS):
+            relay.committed(ids)
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)  # those rows never existed
 
 
 class OutboxRelay:
     """Publishes committed outbox rows to JetStream.
 
-    ``wake()`` after a commit publishes at once; a periodic sweep picks up rows
-    left by a process that died between its commit and its publish, and
-    re-publishes commands that no provider completed within ``redrive_after_s``
-    (the provider skips the ones it has completed, so a re-publish is harmless).
+    One relay owns the outbox (``owner=True``: the API service's): ``wake()`` after a commit publishes at
+    once, a periodic sweep picks up rows left by any process that died between its commit and its publish (or
+    written by one with no relay, such as the worker's rebuild after a restart), and commands that no provider
+    completed within ``redrive_after_s`` are published again (the provider skips the ones it has completed,
+    so a re-publish is harmless; JetStream drops one inside its duplicate window). The other writers (the
+    health service, housekeeping) run ``owner=False`` relays, which publish only the rows their own process
+    committed, right after the commit, and retry those until published: their commands do not wait for the
+    owner's sweep, and do not depend on the API being up. Completed rows are deleted by housekeeping's purge
+    alone.
     """
 
     def __init__(
@@ -101,21 +127,33 @@ class OutboxRelay:
         js: JetStreamContext,
         sweep_interval_s: float = 1.0,
         redrive_after_s: float = 60.0,
+        *,
+        owner: bool = True,
     ) -> None:
         self._sessions = sessions
         self._js = js
         self._sweep_interval_s = sweep_interval_s
         self._redrive_after_s = redrive_after_s
+        self._owner = owner
+        self._own: set[str] = set()  # committed here, not yet seen published (owner=False)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        if not owner:
+            _LOCAL_RELAYS.add(self)
 
     def wake(self) -> None:
+        self._wakeup.set()
+
+    def committed(self, ids: Iterable[str]) -> None:
+        """A transaction of this process committed these outbox rows (called by the session event)."""
+        self._own.update(ids)
         self._wakeup.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
+        _LOCAL_RELAYS.discard(self)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -130,15 +168,35 @@ class OutboxRelay:
                 pass
             self._wakeup.clear()
             try:
+                if not self._owner:
+                    await self.publish_own()
+                    continue
                 await self.publish_pending()
                 if loop.time() - last_redrive >= self._redrive_after_s:
                     last_redrive = loop.time()
                     await self.redrive_stale()
-                    await self.forget_completed()
             except asyncio.CancelledError:
                 raise
             except Exception:  # NATS or the database is down: the next sweep retries.
                 logger.warning("outbox relay: publish failed, will retry", exc_info=True)
+
+    async def publish_own(self) -> int:
+        """Publish the rows this process committed that nobody published yet; returns how many went out."""
+        if not self._own:
+            return 0
+        wanted = sorted(self._own)
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ProviderCommand.id, ProviderCommand.subject, ProviderCommand.payload).where(
+                        ProviderCommand.id.in_(wanted), ProviderCommand.published_at.is_(None)
+                    )
+                )
+            ).all()
+        if rows:
+            await self._publish(rows)
+        self._own.difference_update(wanted)  # published now, or already (or purged): done either way
+        return len(rows)
 
     async def publish_pending(self, batch: int = 200) -> int:
         """Publish unpublished rows, oldest first; returns how many went out."""
@@ -179,12 +237,6 @@ class OutboxRelay:
         if stale:
             logger.info("re-publishing %d provider commands not completed in %.0fs", len(stale), self._redrive_after_s)
             await self._publish(stale)
-
-    async def forget_completed(self, keep_s: float = 3600.0) -> None:
-        """Drop outbox rows completed over ``keep_s`` ago: JetStream's duplicate window is long past."""
-        cutoff = utcnow() - dt.timedelta(seconds=keep_s)
-        async with self._sessions() as session, session.begin():
-            await session.execute(delete(ProviderCommand).where(ProviderCommand.completed_at < cutoff))
 
     async def _publish(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
         acks = [await self._js.publish(subj, payload, headers={"Nats-Msg-Id": cid}) for cid, subj, payload in rows]

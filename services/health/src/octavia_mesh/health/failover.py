@@ -15,9 +15,11 @@ fresh) and:
 A claim is one transaction, as the API's own failover: the health row turns ``busy`` (only if it is still
 stale and unclaimed), the load balancer turns PENDING_UPDATE (only from ACTIVE or ERROR, Octavia's
 ``FAILOVERABLE_STATUSES``; a load balancer already PENDING_* is left to the change in flight), and the
-provider command ``AMPHORA FAILOVER`` joins the outbox. Conditional UPDATEs with their row counts checked
+provider command ``AMPHORA FAILOVER`` joins the outbox (``lifecycle.transitions.claim_for_failover``: the
+rule of the API's and the worker's failovers too). Conditional UPDATEs with their row counts checked
 make the claim safe with any number of health replicas. The health service never imports the worker: the
-command goes out through an outbox relay of its own (and the API's relay would publish it anyway).
+command goes out through a local outbox relay, which publishes what this process commits (the API's relay,
+the outbox's owner, sweeps up anything left).
 
 Housekeeping of the table happens here too: rows of amphorae that are gone are deleted, a claim whose
 failover failed (the load balancer settled while the amphora is still ALLOCATED) is released for a retry
@@ -407,7 +409,7 @@ class FailoverService:
                     self._nats = None
                 await asyncio.sleep(1.0)
         _, write = session_factories(self.engine)
-        self._relay = commands.OutboxRelay(write, js)
+        self._relay = commands.OutboxRelay(write, js, owner=False)
         self._relay.start()
 
     async def stop(self) -> None:

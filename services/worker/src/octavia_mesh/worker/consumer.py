@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
+from octavia_mesh.common.capabilities import Capabilities
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
 from octavia_mesh.common.lifecycle.transitions import complete_commands
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -30,6 +31,10 @@ class Provider(Protocol):
     """What the consumer needs of a provider."""
 
     name: str
+
+    def capabilities(self) -> Capabilities:
+        """What this worker can build for the provider (announced in :mod:`octavia_mesh.common.capabilities`)."""
+        ...
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> None:
         """Apply ``command`` to completion: its objects end ACTIVE, removed or in ERROR, never PENDING_*.

@@ -6,23 +6,25 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+import uuid
 from pathlib import Path
 
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from octavia_mesh.common import commands, network, secrets
+from octavia_mesh.common import capabilities, commands, network, secrets
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
 from octavia_mesh.worker.drivers.compute import NoopComputeDriver
 from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
 from octavia_mesh.worker.haproxy.view import connection_cap
-from octavia_mesh.worker.providers.amphora import AmphoraDeps, AmphoraProvider
+from octavia_mesh.worker.providers.amphora import AmphoraProvider
 from octavia_mesh.worker.providers.noop import NoopProvider
 from octavia_mesh.worker.reconcile import rebuild_lost_amphorae
 from octavia_mesh.worker.settings import WorkerSettings
@@ -117,6 +119,9 @@ async def serve(settings: WorkerSettings) -> None:
     for provider in providers:
         if isinstance(provider, AmphoraProvider):
             await rebuild_lost_amphorae(write, provider.deps.compute)
+    # Before the health endpoint answers: once the worker is healthy, the API finds what it can build.
+    announcer = capabilities.Announcer(js, uuid.uuid4().hex, {p.name: p.capabilities() for p in providers})
+    await announcer.start()
     server = grpc.aio.server()
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
@@ -126,6 +131,7 @@ async def serve(settings: WorkerSettings) -> None:
     async def on_stop() -> None:
         for consumer in consumers:
             await consumer.stop()
+        await announcer.stop()
         await close_nats(nats_client)
         await engine.dispose()
 

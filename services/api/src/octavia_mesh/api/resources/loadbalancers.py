@@ -155,7 +155,9 @@ async def create(app: App, call: Call) -> Reply:
     lb_id = str(uuid.uuid4())
     async with app.change() as session:
         provider = await _provider_for(app, session, values)
-        lb_topology = await topology.topology_for(app.settings, session, provider, values.get("flavor_id"))
+        lb_topology = await topology.topology_for(
+            app.settings, session, provider, values.get("flavor_id"), app.provider_capabilities
+        )
         if values.get("availability_zone"):
             await _check_zone(session, values["availability_zone"])
         address = await vip.allocate(app.settings, session, provider, values, lb_id, project_id)

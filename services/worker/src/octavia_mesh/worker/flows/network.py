@@ -8,17 +8,15 @@ With the local driver all of this is a no-op; the tasks keep the flows ready for
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, Member, Pool
 from octavia_mesh.common.lifecycle import AMPHORA_PLUGGED
 from octavia_mesh.common.network import Vip
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import FlowContext
-
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
 
 #: Amphorae whose instances may carry ports.
 _PLUGGED = AMPHORA_PLUGGED

@@ -16,16 +16,14 @@ so an amphora being created right now is never taken for an orphan. Amphorae wit
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, update
 
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus, Provisioning
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import Flow, FlowContext
-
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
 
 logger = logging.getLogger(__name__)
 

@@ -17,18 +17,16 @@ rotation. ``cert_busy`` keeps housekeeping from queueing a second rotation of th
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from sqlalchemy import update
 
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint
 from octavia_mesh.worker.flows.engine import Flow, FlowContext
-
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilities
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
@@ -19,6 +20,10 @@ class NoopProvider:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+
+    def capabilities(self) -> Capabilities:
+        """Like Octavia's no-op driver, it accepts any topology (and builds nothing)."""
+        return Capabilities(frozenset({SINGLE, ACTIVE_STANDBY}))
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> None:
         async with self._sessions() as session, session.begin():
