@@ -11,6 +11,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Iterable
+from typing import cast
 
 from google.protobuf import timestamp_pb2
 from nats.js import JetStreamContext
@@ -68,8 +69,8 @@ def new_command(
     message = commands_pb2.ProviderCommand(
         command_id=command_id,
         provider=provider,
-        kind=kind,
-        operation=operation,
+        kind=cast("commands_pb2.ResourceKind", kind),  # any int: the stubs want the enum's type
+        operation=cast("commands_pb2.Operation", operation),
         resource_id=resource_id,
         load_balancer_id=load_balancer_id,
         cascade=cascade,

@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.common.db import quota, vips
+from octavia_mesh.common.db.engine import rowcount
 from octavia_mesh.common.db.models import Listener, LoadBalancer, Member, Pool, ProviderCommand, Tag, utcnow
 from octavia_mesh.common.lifecycle.status import (
     BECOMES_ACTIVE,
@@ -48,7 +49,7 @@ async def lock(
         .where(LoadBalancer.id == lb_id, LoadBalancer.provisioning_status.in_(tuple(allowed)))
         .values(provisioning_status=Provisioning.PENDING_UPDATE, updated_at=now or utcnow())
     )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    if rowcount(result) == 1:
         return None
     status = (
         await session.execute(select(LoadBalancer.provisioning_status).where(LoadBalancer.id == lb_id))
@@ -181,7 +182,7 @@ async def complete_commands(
     if ids is not None:
         where.append(ProviderCommand.id.in_(list(ids)))
     result = await session.execute(update(ProviderCommand).where(*where).values(completed_at=now or utcnow()))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def give_up(session: AsyncSession, lb_id: str, command_ids: Collection[str], now: dt.datetime) -> None:

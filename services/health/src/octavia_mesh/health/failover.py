@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from octavia_mesh.common import commands
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.engine import make_engine, session_factories
+from octavia_mesh.common.db.engine import make_engine, rowcount, session_factories
 from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, utcnow
 from octavia_mesh.common.db.retry import retry_transaction
 from octavia_mesh.common.lifecycle import FAILOVERABLE, AmphoraStatus
@@ -232,6 +232,8 @@ class FailoverDetector:
         for amphora_id, last_update, lb_id in candidates:
             if len(result.claimed) >= budget:
                 break
+            if lb_id is None:  # joined on the load balancer: never, but the column may be NULL
+                continue
             if await self._claim(amphora_id, lb_id, stale_before):
                 result.claimed.append(amphora_id)
                 logger.warning(
@@ -268,7 +270,7 @@ class FailoverDetector:
             )
             .values(busy=True)
         )
-        if claimed.rowcount != 1:
+        if rowcount(claimed) != 1:
             raise _Lost
         if not await claim_for_failover(session, lb_id):
             raise _Lost
@@ -279,6 +281,8 @@ class FailoverDetector:
         if amphora is None or tuple(amphora) != (AmphoraStatus.ALLOCATED, lb_id):
             raise _Lost
         provider = await session.scalar(select(LoadBalancer.provider).where(LoadBalancer.id == lb_id))
+        if provider is None:
+            raise _Lost
         commands.new_command(session, provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, amphora_id, lb_id)
 
     # -- tidying -----------------------------------------------------------------------------------
@@ -287,8 +291,8 @@ class FailoverDetector:
         live = exists().where(Amphora.id == AmphoraHealth.amphora_id, Amphora.status != AmphoraStatus.DELETED)
         async with self._write() as session, session.begin():
             gone = await session.execute(delete(AmphoraHealth).where(~live))
-        if gone.rowcount:
-            logger.info("forgot the health of %d amphorae that are gone", gone.rowcount)
+        if rowcount(gone):
+            logger.info("forgot the health of %d amphorae that are gone", rowcount(gone))
         async with self._read() as session:
             # Claimed, yet the load balancer settled and the amphora is still there: that failover failed.
             failed = set(

@@ -22,7 +22,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, func, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -139,11 +139,11 @@ class HealthStore:
             return new
 
         self._health_upsert = upsert(
-            d, AmphoraHealth.__table__, ["amphora_id"], {"last_update": take, "reporter": take}
+            d, cast(Table, AmphoraHealth.__table__), ["amphora_id"], {"last_update": take, "reporter": take}
         )
         self._statistics_upsert = upsert(
             d,
-            ListenerStatistics.__table__,
+            cast(Table, ListenerStatistics.__table__),
             ["listener_id", "amphora_id"],
             {
                 "bytes_in": never_less,

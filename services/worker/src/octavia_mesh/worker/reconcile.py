@@ -42,7 +42,7 @@ async def rebuild_lost_amphorae(
         {
             lb_id
             for amphora_id, compute_id, lb_id in rows
-            if await compute.get_instance(compute_id or amphora_id) is None
+            if lb_id is not None and await compute.get_instance(compute_id or amphora_id) is None
         }
     )
     queued = []

@@ -47,15 +47,17 @@ async def _load(deps: AmphoraDeps, lb_id: str) -> tuple[Vip | None, list[str], s
                 )
             )
         ).all()
-        subnets = set(
-            (
+        subnets = {
+            subnet
+            for subnet in (
                 await session.execute(
                     select(Member.subnet_id)
                     .join(Pool, Pool.id == Member.pool_id)
                     .where(Pool.load_balancer_id == lb_id, Member.subnet_id.is_not(None))
                 )
             ).scalars()
-        )
+            if subnet is not None
+        }
         subnets.discard(lb.vip_subnet_id)
         return vip_of(lb), [compute_id or amphora_id for amphora_id, compute_id in amphorae], subnets
 

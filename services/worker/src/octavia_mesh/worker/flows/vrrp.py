@@ -168,7 +168,7 @@ class BootPairAmphora(BootAmphora):
                     )
                 )
             ).scalars()
-            reserved = tuple(sorted(set(others)))
+            reserved = tuple(sorted({ip for ip in others if ip is not None}))
         if lb is None or not lb.vip_address:
             raise RuntimeError(f"load balancer {ctx.load_balancer_id} has no VIP")
         return NamespacedInstanceSpec(
