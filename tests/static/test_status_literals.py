@@ -13,7 +13,13 @@ from pathlib import Path
 from octavia_mesh.common.lifecycle import AmphoraStatus, Operating, Provisioning
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [ROOT / "common" / "src", ROOT / "cli" / "src", *sorted((ROOT / "services").glob("*/src"))]
+# The amphora agent is not scanned: it depends on the protos only, and speaks HAProxy's and keepalived's words.
+SOURCES = [
+    ROOT / "common" / "src",
+    ROOT / "sdk" / "src",
+    ROOT / "cli" / "src",
+    *sorted((ROOT / "services").glob("*/src")),
+]
 HOME = ROOT / "common" / "src" / "octavia_mesh" / "common" / "lifecycle"
 WORDS = {str(s) for enum in (Provisioning, Operating, AmphoraStatus) for s in enum} | {"PENDING_"}
 
