@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 import grpc
 
 from octavia_mesh.amphora_agent.agent import NotConfigured, NotFound
 from octavia_mesh.amphora_agent.haproxy import ConfigInvalid, HaproxyError
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The first match wins, so the order matters: ConfigInvalid is an HaproxyError; InvalidName and
 # VrrpConfigInvalid are ValueErrors; VrrpError is a NotConfigured; a timed-out config test is an HaproxyError.
@@ -27,14 +26,19 @@ CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 ]
 
 
-def mapped(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Turn the agent's exceptions into status codes (anything else is grpc's INTERNAL)."""
+def mapped(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn the agent's exceptions into status codes (anything else is grpc's INTERNAL).
+
+    ``handler`` is a servicer method ``(self, request, context)``; its signature is kept as it is, so the
+    decorated method still matches the generated servicer's.
+    """
 
     @functools.wraps(handler)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return await handler(self, request, context)
+            return await handler(*args, **kwargs)
         except tuple(kind for kind, _ in CODES) as exc:
+            context = cast(grpc.aio.ServicerContext, kwargs.get("context", args[2] if len(args) > 2 else None))
             await context.abort(next(code for kind, code in CODES if isinstance(exc, kind)), str(exc))
             raise  # unreachable: abort raises
 
