@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from octavia_mesh.cli.mesh import Mesh, MeshOptions, grpc_serving
-from octavia_mesh.cli.processes import free_port
+from octavia_mesh.cli.processes import listen_port
 from octavia_mesh.worker.server import CONSUMING
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
@@ -259,7 +259,7 @@ def start_mesh(
     mesh = Mesh(
         MeshOptions(
             host="127.0.0.1",
-            port=free_port(),
+            port=listen_port(),  # outside the ephemeral range: a restarted Envoy finds it free again
             state_dir=state,
             database_url=url,
             nats_url=None,

@@ -45,9 +45,17 @@ class AmphoraStatus(StrEnum):
     FAILOVER_STOPPED = "FAILOVER_STOPPED"
 
 
-#: Another system's vocabulary we answer in (Barbican's secret ``status``, Neutron's subnet and network
-#: ``status``): not a load-balancer state, but kept here so no status word is spelled twice.
+#: Another system's vocabulary we answer in or read (Barbican's secret ``status``, Neutron's subnet and
+#: network ``status``): not a load-balancer state, but kept here so no status word is spelled twice.
 FOREIGN_ACTIVE = "ACTIVE"
+
+
+class NovaServer(StrEnum):
+    """The ``status`` of a Nova server, as the nova compute driver reads it (not ours: Nova's)."""
+
+    ACTIVE = "ACTIVE"
+    ERROR = "ERROR"
+
 
 # Tuples, not sets: they go into SQL ``IN`` lists, whose order should not change between runs.
 

@@ -17,7 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.common.db import quota, vips
 from octavia_mesh.common.db.engine import rowcount
-from octavia_mesh.common.db.models import Listener, LoadBalancer, Member, Pool, ProviderCommand, Tag, utcnow
+from octavia_mesh.common.db.models import (
+    HealthMonitor,
+    L7Policy,
+    L7Rule,
+    Listener,
+    LoadBalancer,
+    Member,
+    Pool,
+    ProviderCommand,
+    Tag,
+    utcnow,
+)
 from octavia_mesh.common.lifecycle.status import (
     BECOMES_ACTIVE,
     FAILOVERABLE,
@@ -27,6 +38,7 @@ from octavia_mesh.common.lifecycle.status import (
     is_pending,
 )
 from octavia_mesh.common.lifecycle.tree import Tree, remove
+from octavia_mesh.protos.provider.v1.commands_pb2 import ResourceKind as Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +152,29 @@ async def settle(session: AsyncSession, lb_id: str, *, reported: bool = False) -
     await quota.release(session, lb.project_id, dict(freed))
 
 
-async def fail(session: AsyncSession, lb_id: str, now: dt.datetime | None = None) -> bool:
+#: The table of each command kind's objects (a kind not listed: every pending object is a subject).
+SUBJECTS: dict[int, type] = {
+    Kind.RESOURCE_KIND_LISTENER: Listener,
+    Kind.RESOURCE_KIND_POOL: Pool,
+    Kind.RESOURCE_KIND_MEMBER: Member,
+    Kind.RESOURCE_KIND_HEALTH_MONITOR: HealthMonitor,
+    Kind.RESOURCE_KIND_L7_POLICY: L7Policy,
+    Kind.RESOURCE_KIND_L7_RULE: L7Rule,
+}
+
+
+async def fail(session: AsyncSession, lb_id: str, subject: type | None = None, now: dt.datetime | None = None) -> bool:
     """The pending change could not be applied; returns whether anything was pending.
 
-    Octavia's revert tasks: every pending child goes to ERROR. A load balancer that was being created or
-    deleted goes to ERROR, operating status too (it may only be deleted then). One in PENDING_UPDATE goes back
-    to ACTIVE when the change was a child's (``*ToErrorOnRevert`` marks the load balancer active, so the child
-    can be fixed or deleted), and to ERROR when the change was its own (an update or a failover:
-    ``LoadBalancerToErrorOnRevertTask``; a failover re-applies its configuration).
+    Octavia's revert tasks: the objects the change was about go to ERROR: those being created or deleted,
+    and the updated objects of the command's kind (``subject``: ``Pool`` for a pool update, see
+    :data:`SUBJECTS`; ``None``: every pending object). Children that only showed PENDING_UPDATE for a child's
+    change return to ACTIVE (``HealthMonitorToErrorOnRevertTask`` and the like: a failed health monitor must
+    not leave its pool in ERROR). A load balancer that was being created or deleted goes to ERROR, operating
+    status too (it may only be deleted then). One in PENDING_UPDATE goes back to ACTIVE when the change was a
+    child's (``*ToErrorOnRevert`` marks the load balancer active, so the child can be fixed or deleted), and to
+    ERROR when the change was its own (an update or a failover: ``LoadBalancerToErrorOnRevertTask``; a
+    failover re-applies its configuration).
     """
     tree = await Tree.load(session, lb_id)
     if tree is None:
@@ -155,9 +182,14 @@ async def fail(session: AsyncSession, lb_id: str, now: dt.datetime | None = None
     now = now or utcnow()
     child_failed = False
     for obj in tree.children():
-        if is_pending(obj.provisioning_status):
+        status = obj.provisioning_status
+        if status in (Provisioning.PENDING_CREATE, Provisioning.PENDING_DELETE) or (
+            status == Provisioning.PENDING_UPDATE and (subject is None or isinstance(obj, subject))
+        ):
             obj.provisioning_status, obj.updated_at = Provisioning.ERROR, now
             child_failed = True
+        elif status == Provisioning.PENDING_UPDATE:
+            obj.provisioning_status, obj.updated_at = Provisioning.ACTIVE, now
     lb = tree.lb
     was = lb.provisioning_status
     if was == Provisioning.PENDING_UPDATE:
@@ -189,7 +221,7 @@ async def give_up(session: AsyncSession, lb_id: str, command_ids: Collection[str
     """Nobody applied the change's commands in time: complete them (a worker that comes back skips them) and
     leave the objects as a failed flow would (:func:`fail`)."""
     await complete_commands(session, lb_id, command_ids, now)
-    await fail(session, lb_id, now)
+    await fail(session, lb_id, now=now)
 
 
 async def complete_if_settled(session: AsyncSession, tree: Tree) -> bool:

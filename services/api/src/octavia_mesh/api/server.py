@@ -34,7 +34,7 @@ from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common import capabilities, commands
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
-from octavia_mesh.common.grpcserver import ServiceHealth, add_reflection, run_until_signalled
+from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
 from octavia_mesh.protos.lbaas.v2 import (
     amphorae_pb2,
     availabilityzoneprofiles_pb2,
@@ -55,6 +55,8 @@ from octavia_mesh.protos.lbaas.v2 import (
 from octavia_mesh.protos.neutron.v2 import networking_pb2
 
 logger = logging.getLogger(__name__)
+#: Request metadata the API takes (bytes).
+METADATA_LIMIT = 128 * 1024
 
 
 def services(app: App) -> list[tuple[ModuleType, str, dict[str, edge.Handler]]]:
@@ -88,8 +90,13 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
     """Build the server (not started) and return it with its health switch and bound port."""
     server = grpc.aio.server(
         options=[
+            NO_PORT_SHARING,
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # Above Envoy's own 60 KiB request-header limit, so that no header a client can send reaches
+            # gRPC's default 8 KiB soft limit (which answered long paths with RESOURCE_EXHAUSTED, a 429).
+            ("grpc.max_metadata_size", METADATA_LIMIT),
+            ("grpc.absolute_max_metadata_size", METADATA_LIMIT),
         ]
     )
     names = []

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import secrets
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.network import NetworkDriver
 from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.worker.drivers.amphora import AmphoraDriver
@@ -36,3 +37,4 @@ class AmphoraDeps:
     keyring: secrets.Keyring | None = None  # decrypts listener and pool TLS material from the secret store
     vrrp: VrrpOptions | None = None  # ACTIVE_STANDBY load balancers (flows/vrrp.py); None: SINGLE only
     network: NetworkDriver = field(default_factory=NoopNetworkDriver)  # plugs VIPs and member subnets
+    barbican: BarbicanCertManager | None = None  # TLS refs from Barbican instead of the local store

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.common.lifecycle.transitions import settle
 from octavia_mesh.common.lifecycle.tree import Tree
@@ -29,6 +29,7 @@ from octavia_mesh.worker.drivers.amphora import AgentEndpoint
 from octavia_mesh.worker.drivers.certificates import CertBundle
 from octavia_mesh.worker.drivers.compute import InstanceSpec
 from octavia_mesh.worker.flows.engine import FlowContext
+from octavia_mesh.worker.flows.network import vip_of
 from octavia_mesh.worker.haproxy.view import build
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,11 @@ class BootAmphora:
         )
         return {}
 
+    async def holds(self, ctx: FlowContext) -> bool:
+        """Resumed after a crash: the instance may have stopped meanwhile (the machine, or ``octavia-mesh up``,
+        was restarted); then it is booted again rather than waited for in vain."""
+        return await self.deps.compute.get_instance(ctx.store[self.key]) is not None
+
     async def revert(self, ctx: FlowContext) -> None:
         if self.key in ctx.store:
             await self.deps.compute.delete_instance(ctx.store[self.key])
@@ -187,10 +193,13 @@ class Configure:
         objects = [*listeners, *keep(tree.pools)]
         material: dict[str, tuple[str, bytes]] = {}
         if any(tls.refs_of(objects)):
-            if self.deps.keyring is None:
+            if self.deps.barbican is not None:
+                material = await tls.barbican_materials(self.deps.barbican, objects)
+            elif self.deps.keyring is None:
                 raise RuntimeError("TLS material is referenced but the worker has no secret key")
-            async with self.deps.sessions() as session:
-                material = await tls.materials(session, self.deps.keyring, objects)
+            else:
+                async with self.deps.sessions() as session:
+                    material = await tls.materials(session, self.deps.keyring, objects)
         for endpoint in endpoints:
             # Certificate paths are the amphora's own, so each amphora gets its own rendering.
             paths = await tls.push(self.deps.amphora, endpoint, ctx.load_balancer_id, material)
@@ -262,10 +271,17 @@ class RetireAmphorae:
                     )
                 )
             ).all()
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
         for amphora_id, compute_id in rows:
             if amphora_id == keep or (only is not None and amphora_id != only):
                 continue
             await set_amphora(self.deps, amphora_id, status=AmphoraStatus.PENDING_DELETE)
+            # Its ports go with it (Octavia's failover deletes the old amphora's VRRP port): a real network
+            # keeps ports a deleted server had attached.
+            await self.deps.network.plug_member_subnets(compute_id or amphora_id, [])
+            if lb is not None:
+                await self.deps.network.unplug_vip(vip_of(lb), compute_id or amphora_id)
             await self.deps.compute.delete_instance(compute_id or amphora_id)
             await set_amphora(self.deps, amphora_id, status=AmphoraStatus.DELETED)
         return {}

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from octavia_mesh.common.db.models import Amphora, LoadBalancer, Member, Pool
-from octavia_mesh.common.lifecycle import AMPHORA_PLUGGED
-from octavia_mesh.common.network import Vip
+from octavia_mesh.common.db.models import Amphora, Listener, LoadBalancer, Member, Pool
+from octavia_mesh.common.lifecycle import AMPHORA_PLUGGED, Provisioning
+from octavia_mesh.common.network import ListenerAccess, Vip
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import FlowContext
 
@@ -31,6 +31,7 @@ def vip_of(lb: LoadBalancer) -> Vip:
         subnet_id=lb.vip_subnet_id,
         network_id=lb.vip_network_id or "",
         additional_vips=tuple(lb.additional_vips or ()),
+        qos_policy_id=lb.vip_qos_policy_id,
     )
 
 
@@ -76,6 +77,15 @@ class PlugVip:
             await self.deps.network.plug_vip(vip, await self._compute_id(ctx))
         return {}
 
+    async def holds(self, ctx: FlowContext) -> bool:
+        """Resumed after a crash: is the VIP still plugged? Only a driver that can look says so
+        (``vip_plugged``); otherwise it is plugged again, which every driver does idempotently."""
+        check = getattr(self.deps.network, "vip_plugged", None)
+        vip, _, _ = await _load(self.deps, ctx.load_balancer_id)
+        if check is None or vip is None:
+            return vip is None
+        return bool(await check(vip, await self._compute_id(ctx)))
+
     async def revert(self, ctx: FlowContext) -> None:
         vip, _, _ = await _load(self.deps, ctx.load_balancer_id)
         if vip is not None and self.key in ctx.store:
@@ -89,7 +99,8 @@ class PlugVip:
 
 
 class PlugMemberSubnets:
-    """Leaves every amphora of the load balancer plugged into exactly its members' subnets."""
+    """Leaves every amphora of the load balancer plugged into exactly its members' subnets, and the VIP open
+    to exactly its listeners (Octavia's ``update_vip``: their ports, from their ``allowed_cidrs``)."""
 
     name = "plug-member-subnets"
 
@@ -97,9 +108,22 @@ class PlugMemberSubnets:
         self.deps = deps
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
-        _, compute_ids, subnets = await _load(self.deps, ctx.load_balancer_id)
+        vip, compute_ids, subnets = await _load(self.deps, ctx.load_balancer_id)
         for compute_id in compute_ids:
             await self.deps.network.plug_member_subnets(compute_id, sorted(subnets))
+        if vip is not None:
+            async with self.deps.sessions() as session:
+                lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+                rows = (
+                    await session.execute(
+                        select(Listener.protocol, Listener.protocol_port, Listener.allowed_cidrs).where(
+                            Listener.load_balancer_id == ctx.load_balancer_id,
+                            Listener.provisioning_status != Provisioning.PENDING_DELETE,
+                        )
+                    )
+                ).all()
+            listeners = [ListenerAccess(p, port, tuple(cidrs or ())) for p, port, cidrs in rows]
+            await self.deps.network.update_vip(vip, listeners, (lb.topology if lb else None) or "SINGLE")
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:

@@ -20,7 +20,7 @@ import logging
 from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilities
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.lifecycle import AmphoraStatus
-from octavia_mesh.common.lifecycle.transitions import fail
+from octavia_mesh.common.lifecycle.transitions import SUBJECTS, fail
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows import maintenance, vrrp
@@ -117,4 +117,4 @@ class AmphoraProvider:
         except FlowFailed:
             logger.exception("%s of %s failed", commands_pb2.Operation.Name(command.operation), command.resource_id)
             async with self.deps.sessions() as session, session.begin():
-                await fail(session, command.load_balancer_id)
+                await fail(session, command.load_balancer_id, SUBJECTS.get(command.kind))
