@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.capabilities import Capabilities
 from octavia_mesh.common.commands import OutboxRelay
 
 
@@ -23,6 +24,8 @@ class App:
     read: async_sessionmaker[AsyncSession]
     write: async_sessionmaker[AsyncSession]
     relay: OutboxRelay | None = None
+    #: What a provider's workers can build (the registry on NATS); None without NATS.
+    provider_capabilities: Callable[[str], Awaitable[Capabilities | None]] | None = None
 
     def commands_committed(self) -> None:
         """Tell the relay that new outbox rows are committed."""
