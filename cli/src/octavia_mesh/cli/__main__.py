@@ -31,9 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--keystone-url", default="", help="keystone: Keystone's v3 URL, e.g. http://127.0.0.1:5000/v3")
     up.add_argument(
         "--default-project",
-        default="",
-        help="noauth: project of calls that name none, so that `openstack loadbalancer create` works "
-        "without Keystone (default: none, and such calls get Octavia's 400)",
+        default="demo",
+        help="noauth: project of calls that name none, so that `openstack loadbalancer create` works without "
+        "Keystone (default: demo; an empty value gives such calls Octavia's 400)",
     )
     up.add_argument(
         "--provider",
