@@ -56,7 +56,7 @@ def run(
         check=False,
     )
     assert done.returncode == 0, f"{tool} {' '.join(argv)}: {done.stderr[-2000:]}"
-    return json.loads(done.stdout) if done.stdout.strip() else None
+    return json.loads(done.stdout) if fmt and done.stdout.strip() else done.stdout
 
 
 def test_quota_show_set_reset(catalog: Mesh, keystone: Keystone, people, tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_quota_show_set_reset(catalog: Mesh, keystone: Keystone, people, tmp_pat
 def test_openstack_secret_store_finds_the_store_in_the_catalog(catalog: Mesh, keystone: Keystone, tmp_path) -> None:
     stored = run(keystone, tmp_path, "member-a", "proj-a", "secret", "store", "--name", "cli", "--payload", "s3cr3t")
     ref = stored["Secret href"]
-    assert ref.startswith(catalog.endpoint + "/key-manager/v1/secrets/")
+    assert ref.startswith(catalog.endpoint + "/") and "/v1/secrets/" in ref  # the mesh's store, found in the catalog
     got = run(keystone, tmp_path, "member-a", "proj-a", "secret", "get", "--payload", ref)
     assert got["Payload"] == "s3cr3t"
     listed = run(keystone, tmp_path, "member-b", "proj-b", "secret", "list")
