@@ -13,6 +13,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 logger = logging.getLogger(__name__)
 
+#: gRPC servers on Linux set SO_REUSEPORT by default, so a second server of the same user binds a port that is
+#: taken and silently gets half of its connections (two meshes on one machine did). Without it a taken port
+#: fails the start, and ``octavia-mesh up``'s supervisor tries again.
+NO_PORT_SHARING = ("grpc.so_reuseport", 0)
+
 
 class ServiceHealth:
     """The ``grpc.health.v1`` servicer of a server, with one switch for every service it names."""
