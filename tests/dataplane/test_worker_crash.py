@@ -37,8 +37,9 @@ from support import Rest, mesh_engine
 
 from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common.db import models
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import FlowContext
-from octavia_mesh.worker.providers.amphora import AmphoraDeps, CreateAmphora
+from octavia_mesh.worker.tasks import CreateAmphora
 
 ACK_WAIT_S = 3
 #: A redelivered command waits for ACK_WAIT_S, then the flow finishes (an agent boots in about a second).
