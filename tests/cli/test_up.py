@@ -70,6 +70,7 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in text and "load_balancer_endpoint_override" in text
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert response.status == 200
+        _printed_clouds_yaml_works_with_the_cli(text, tmp_path)
         children = _children_of(proc.pid)
         assert len(children) == 7  # nats, api, worker, health, housekeeping, driver-agent, envoy
         assert {p.name for p in (tmp_path / "logs").iterdir()} == {
@@ -88,6 +89,28 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _printed_clouds_yaml_works_with_the_cli(banner: str, tmp_path: Path) -> None:
+    """The banner's clouds.yaml, as a newcomer pastes it: `openstack loadbalancer create` works out of the box
+    (the subnet lookup goes to the edge; noauth gives the call the default project)."""
+    clouds = banner.split("clouds.yaml:\n", 1)[1].split("\n\n", 1)[0] + "\n"
+    assert "network_endpoint_override" in clouds
+    (tmp_path / "clouds.yaml").write_text(clouds)
+    subnet = next(line.split(":", 1)[1].strip() for line in banner.splitlines() if "local VIP subnet" in line)
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(tmp_path / "clouds.yaml"), "OS_CLOUD": "octavia-mesh"}
+    created = subprocess.run(
+        [str(Path(sys.executable).parent / "openstack"), "loadbalancer", "create", "--vip-subnet-id", subnet]
+        + ["--provider", "noop", "--wait", "-f", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    lb = json.loads(created.stdout)
+    assert lb["project_id"] == "demo" and lb["provisioning_status"] == "ACTIVE"
 
 
 def test_a_killed_up_takes_its_services_with_it(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common.capabilities import Capabilities
@@ -23,6 +24,7 @@ class App:
     settings: ApiSettings
     read: async_sessionmaker[AsyncSession]
     write: async_sessionmaker[AsyncSession]
+    auth: Authenticator
     relay: OutboxRelay | None = None
     #: What a provider's workers can build (the registry on NATS); None without NATS.
     provider_capabilities: Callable[[str], Awaitable[Capabilities | None]] | None = None
