@@ -1,17 +1,19 @@
 """Who may do what: Octavia's default RBAC, kept in this one module.
 
-Two start-up modes decide who the caller is (:func:`caller_from_metadata`):
+The start-up mode decides who the caller is (:mod:`octavia_mesh.api.identity`):
 
 * ``noauth`` (Octavia's ``auth_strategy = noauth``): every caller is admin, and
   the project comes from the body's ``project_id`` or ``X-Project-Id``.
+* ``keystone``: a Keystone token names the project, user, scope and roles.
 * ``trusted_headers``: an authenticating proxy in front of the edge (as
-  keystonemiddleware does) sets ``X-Project-Id`` and ``X-Roles``; the rules
-  below then decide.
+  keystonemiddleware does), named by a shared secret, sets ``X-Project-Id``
+  and ``X-Roles``.
+
+The rules below then decide.
 
 Roles understood: Keystone's default ``admin``, ``member`` and ``reader``
 (Octavia's default since 2025.1) and Octavia's advanced-RBAC roles
-``load-balancer_{admin,member,observer,global_observer,quota_admin}``. A
-Keystone mode only needs another ``caller_from_metadata``.
+``load-balancer_{admin,member,observer,global_observer,quota_admin}``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from octavia_mesh.api.errors import Forbidden, Unauthorized
 
 class AuthStrategy(enum.StrEnum):
     NOAUTH = "noauth"
+    KEYSTONE = "keystone"
     TRUSTED_HEADERS = "trusted_headers"
 
 
@@ -52,6 +55,9 @@ class Caller:
     project_id: str | None
     roles: frozenset[str]
     noauth: bool = False
+    user_id: str | None = None
+    domain_id: str | None = None  # a domain-scoped token's domain
+    system_scope: str | None = None  # "all" for a system-scoped token
 
     @property
     def is_admin(self) -> bool:
@@ -91,11 +97,23 @@ class Caller:
 
 
 def caller_from_metadata(strategy: AuthStrategy, metadata: Mapping[str, str], default_project: str = "") -> Caller:
-    """Build the caller from the request's headers (gRPC metadata keys are lower case)."""
+    """Build the caller from the request's headers (gRPC metadata keys are lower case).
+
+    Only for ``noauth`` and for ``trusted_headers`` once the proxy is known to have sent them
+    (keystonemiddleware's names: ``X-Project-Id``, ``X-Roles``, ``X-User-Id``, ``X-Domain-Id``,
+    ``OpenStack-System-Scope``).
+    """
     project = metadata.get("x-project-id") or None
     if strategy is AuthStrategy.NOAUTH:
         return Caller(project_id=project or default_project or None, roles=frozenset({"admin"}), noauth=True)
-    if project is None:
+    system_scope = metadata.get("openstack-system-scope") or None
+    if project is None and system_scope is None:
         raise Unauthorized("The request you have made requires authentication.")
     roles = frozenset(r.strip().lower() for r in metadata.get("x-roles", "").split(",") if r.strip())
-    return Caller(project_id=project, roles=roles)
+    return Caller(
+        project_id=project,
+        roles=roles,
+        user_id=metadata.get("x-user-id") or None,
+        domain_id=metadata.get("x-domain-id") or None,
+        system_scope=system_scope,
+    )
