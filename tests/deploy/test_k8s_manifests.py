@@ -1,9 +1,10 @@
 """The Kubernetes manifests in ``deploy/k8s`` stay true to the code they run.
 
-No cluster runs here, so these check what a cluster would only find out at start-up: every service of the
-workspace is deployed, each container runs a module that exists with settings its service accepts (an unknown
-``OCTAVIA_MESH_<SERVICE>_*`` variable stops a service at start), probes and Services point at the port the
-service listens on, and the edge's init container renders a working Envoy configuration.
+No cluster runs here, so these check, on the base every overlay builds on (``deploy/k8s/base``), what a cluster
+would only find out at start-up: every service of the workspace is deployed, each container runs a module that
+exists with settings its service accepts (an unknown ``OCTAVIA_MESH_<SERVICE>_*`` variable stops a service at
+start), probes and Services point at the port the service listens on, and the edge's init container renders a
+working Envoy configuration. ``test_k8s_overlays.py`` checks what the overlays render.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from octavia_mesh.health.settings import HealthSettings
 from octavia_mesh.housekeeping.settings import HousekeepingSettings
 from octavia_mesh.worker.settings import WorkerSettings
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 #: Module each Deployment runs → its settings class and variable prefix.
 SERVICES: dict[str, tuple[type, str]] = {
     "octavia_mesh.api": (ApiSettings, "OCTAVIA_MESH_API_"),
