@@ -159,22 +159,31 @@ def test_services_read_the_database_url_the_operator_writes(overlay: str) -> Non
     (cluster,) = of_kind(docs, "Cluster")
     assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
     assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "octavia", "owner": "octavia"}
-    app_secret = {"name": f"{cluster['metadata']['name']}-app", "key": "uri"}
-    shared: dict[str, str] = {}
-    for doc in of_kind(docs, "ConfigMap", "Secret"):
-        if doc["metadata"]["name"] == "octavia-mesh":
-            shared.update(doc.get("data") or doc.get("stringData") or {})
-    containers = [
-        c
-        for w in of_kind(docs, "Deployment", "Job")
-        for c in w["spec"]["template"]["spec"]["containers"]
-        if c["name"] != "envoy"
-    ]
-    assert len(containers) == 6
-    for container in containers:
-        db = [e for e in container["env"] if e["name"] == "OCTAVIA_MESH_DATABASE_URL"]
-        assert db == [{"name": "OCTAVIA_MESH_DATABASE_URL", "valueFrom": {"secretKeyRef": app_secret}}]
-        if container.get("args"):  # a service: its settings take the operator's URL and the rest of its env
-            env = {**shared, **{e["name"]: e.get("value", CNPG_URI) for e in container["env"]}}
-            settings = SETTINGS[container["args"][0]].from_env(env)
-            assert settings.database_url == CNPG_URI
+    named = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    config = named["ConfigMap", "octavia-mesh"]["data"]
+    assert "OCTAVIA_MESH_DATABASE_URL" not in named["Secret", "octavia-mesh"]["stringData"]  # no stale URL
+    directory, key = config["OCTAVIA_MESH_DATABASE_URL_FILE"].rsplit("/", 1)
+    workloads = [w for w in of_kind(docs, "Deployment", "Job") if w["metadata"]["name"] != "octavia-mesh-edge"]
+    assert len(workloads) == 6
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        # The operator's application Secret, its `uri` under the file name the ConfigMap gives.
+        assert volume["secret"]["secretName"] == f"{cluster['metadata']['name']}-app"
+        assert volume["secret"]["items"] == [{"key": "uri", "path": key}]
+        if container.get("args"):  # a service: its settings take the operator's URL and its other files
+            env = {e["name"]: e["value"] for e in container["env"]}
+            for name, path in config.items():
+                if not name.endswith("_FILE"):
+                    env[name] = path
+                    continue
+                folder, item = path.rsplit("/", 1)
+                (source,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == folder]
+                secret = next(v for v in pod["volumes"] if v["name"] == source)["secret"]["secretName"]
+                operator_written = secret == f"{cluster['metadata']['name']}-app"
+                env[name.removesuffix("_FILE")] = (
+                    CNPG_URI if operator_written else named["Secret", secret]["stringData"][item]
+                )
+            assert SETTINGS[container["args"][0]].from_env(env).database_url == CNPG_URI
