@@ -1,9 +1,10 @@
 """The Kubernetes manifests in ``deploy/k8s`` stay true to the code they run.
 
-No cluster runs here, so these check what a cluster would only find out at start-up: every service of the
-workspace is deployed, each container runs a module that exists with settings its service accepts (an unknown
-``OCTAVIA_MESH_<SERVICE>_*`` variable stops a service at start), probes and Services point at the port the
-service listens on, and the edge's init container renders a working Envoy configuration.
+No cluster runs here, so these check, on the base every overlay builds on (``deploy/k8s/base``), what a cluster
+would only find out at start-up: every service of the workspace is deployed, each container runs a module that
+exists with settings its service accepts (an unknown ``OCTAVIA_MESH_<SERVICE>_*`` variable stops a service at
+start), probes and Services point at the port the service listens on, and the edge's init container renders a
+working Envoy configuration. ``test_k8s_overlays.py`` checks what the overlays render.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from octavia_mesh.health.settings import HealthSettings
 from octavia_mesh.housekeeping.settings import HousekeepingSettings
 from octavia_mesh.worker.settings import WorkerSettings
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 #: Module each Deployment runs → its settings class and variable prefix.
 SERVICES: dict[str, tuple[type, str]] = {
     "octavia_mesh.api": (ApiSettings, "OCTAVIA_MESH_API_"),
@@ -48,12 +49,27 @@ def _named(kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in _documents() if d["kind"] == kind}
 
 
-def _shared_env() -> dict[str, str]:
+def _env(deployment: dict[str, Any]) -> dict[str, str]:
+    """The first container's environment as its service sees it, ``<VARIABLE>_FILE`` values resolved.
+
+    Secrets reach the services as files: the ConfigMap names each one's path with a ``_FILE`` variable, and the
+    file must come from a Secret the container mounts at that directory, under that key.
+    """
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    secrets = {v["name"]: _named("Secret")[v["secret"]["secretName"]] for v in pod["volumes"] if "secret" in v}
+    mounted = {m["mountPath"]: secrets[m["name"]] for m in container["volumeMounts"] if m["name"] in secrets}
     env: dict[str, str] = {}
     for doc in _named("ConfigMap").values():
         env.update(doc["data"])
-    for doc in _named("Secret").values():
-        env.update(doc["stringData"])
+    for name, path in list(env.items()):
+        if name.endswith("_FILE"):
+            directory, key = path.rsplit("/", 1)
+            assert directory in mounted, f"{name}: {directory} is not a mounted Secret"
+            env[name.removesuffix("_FILE")] = mounted[directory]["stringData"][key]
+            del env[name]
+    assert not any(c.get("secretRef") for c in container["envFrom"])  # no secret as a variable
+    env.update({e["name"]: e["value"] for e in container.get("env", [])})
     return env
 
 
@@ -83,8 +99,9 @@ def test_service_settings_are_accepted_and_ports_line_up(module: str) -> None:
     )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert importlib.util.find_spec(f"{module}.__main__") is not None
-    env = {**_shared_env(), **{e["name"]: e["value"] for e in container.get("env", [])}}
-    settings = settings_cls.from_env(env)  # raises on an unknown or malformed variable, as the service would
+    settings = settings_cls.from_env(
+        _env(deployment)
+    )  # raises on an unknown or malformed variable, as the service would
     assert settings.database_url.startswith(("postgresql://", "mysql"))  # never the embedded SQLite
     assert settings.nats_url == "nats://nats.octavia-mesh.svc:4222"
     port = int(settings.grpc_listen.rsplit(":", 1)[1])
@@ -122,6 +139,7 @@ def test_migration_job_runs_the_migrations_module() -> None:
     job = _named("Job")["octavia-mesh-migrate"]
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "octavia_mesh.common.db.migrate" in command[-1]
+    assert _env(job)["OCTAVIA_MESH_DATABASE_URL"].startswith("postgresql://")  # the URL file it reads exists
     assert importlib.util.find_spec("octavia_mesh.common.db.migrate") is not None
 
 
@@ -145,8 +163,7 @@ def test_edge_init_container_renders_an_envoy_config_for_the_api_service() -> No
 
 
 def test_api_validates_keystone_tokens_and_the_edge_drops_identity_headers() -> None:
-    api = _named("Deployment")["octavia-mesh-api"]["spec"]["template"]["spec"]["containers"][0]
-    settings = ApiSettings.from_env({**_shared_env(), **{e["name"]: e["value"] for e in api["env"]}})
+    settings = ApiSettings.from_env(_env(_named("Deployment")["octavia-mesh-api"]))
     assert settings.auth_strategy == "keystone" and settings.keystone_auth_url.endswith("/v3")
     edge = _named("Deployment")["octavia-mesh-edge"]["spec"]["template"]["spec"]
     argv = shlex.split(edge["initContainers"][0]["command"][-1].split(">", 1)[0].removeprefix("exec "))
