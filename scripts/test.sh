@@ -36,6 +36,10 @@ fi
 DB_TESTS=(tests/api tests/db tests/health/test_health_store.py tests/health/test_failover_detector.py
   tests/housekeeping/test_purge.py tests/housekeeping/test_queueing.py)
 logs="$(mktemp -d)"
+# Each run's own short temporary root: xdist adds popen-gwN/ to the paths, and amphora agents put unix sockets
+# (at most 107 bytes) below a test's directory.
+temps=()
+short_temp() { temps+=("$(mktemp -d /tmp/omt-XXXXXX)"); }
 pids=()
 names=()
 trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
@@ -43,8 +47,9 @@ trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
 start_db_run() {  # name url host port
   if $UV run python -c "import socket,sys; socket.create_connection(('$3', $4), 2)" 2>/dev/null; then
     echo "== database tests on $1: started (their output follows the SQLite run's)"
-    OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -p no:cacheprovider -m "not sqlite_only" "${DB_TESTS[@]}" \
-      >"$logs/$1.log" 2>&1 &
+    short_temp
+    OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -p no:cacheprovider --basetemp="${temps[-1]}" \
+      -m "not sqlite_only" "${DB_TESTS[@]}" >"$logs/$1.log" 2>&1 &
     pids+=("$!")
     names+=("$1")
   elif [ "${OCTAVIA_MESH_REQUIRE_ALL_DBS:-0}" = 1 ]; then
@@ -59,7 +64,8 @@ start_db_run MariaDB "mysql://root@127.0.0.1:3306/mysql" 127.0.0.1 3306
 
 echo "== tests on SQLite ($WORKERS workers)"
 status=0
-$UV run pytest -n "$WORKERS" --dist loadgroup || status=$?
+short_temp
+$UV run pytest -n "$WORKERS" --dist loadgroup --basetemp="${temps[-1]}" || status=$?
 
 for i in "${!pids[@]}"; do
   result=0
@@ -73,4 +79,5 @@ for i in "${!pids[@]}"; do
 done
 pids=()
 rm -rf "$logs"
+if [ "$status" = 0 ]; then rm -rf "${temps[@]}"; else echo "== the runs' temporary files (mesh logs): ${temps[*]}"; fi
 exit "$status"
