@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Every check CI runs: generated code up to date, lint, then the test suite on SQLite (the embedded default)
-# and again on PostgreSQL and MariaDB. Those two run when their servers answer on 127.0.0.1; set
-# OCTAVIA_MESH_REQUIRE_ALL_DBS=1 (as .ci/run does) to fail instead of skipping when one does not.
+# Every check CI runs: generated code up to date, lint, the set-up the tests need (keepalived), then the test suite
+# on SQLite (the embedded default) and, at the same time, the API and every service's database layer again on
+# PostgreSQL and MariaDB. Those two run when their servers answer on 127.0.0.1; set OCTAVIA_MESH_REQUIRE_ALL_DBS=1
+# (as .ci/run does) to fail instead of skipping when one does not.
+#
+# The SQLite run is spread over OCTAVIA_MESH_TEST_WORKERS pytest-xdist workers (default 3: the tests mostly wait
+# on processes, timers and the network, so a 2-core machine keeps three busy); tests/grouping.py keeps every
+# module, and every module sharing a session mesh, on one worker. The database runs are one process each; their
+# output is shown when they finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV="${PYTHON:-python3} -m uv"
+WORKERS="${OCTAVIA_MESH_TEST_WORKERS:-3}"
 
 echo "== generated protos"
 $UV run python scripts/gen_protos.py --check
@@ -14,22 +21,65 @@ echo "== ruff"
 $UV run ruff check .
 $UV run ruff format --check .
 
-echo "== tests on SQLite"
-$UV run pytest
+echo "== set-up"
+# keepalived runs the ACTIVE_STANDBY amphorae's VRRP; those tests need root (network namespaces) and skip without.
+if PATH="$PATH:/usr/sbin:/sbin" command -v keepalived >/dev/null; then
+  echo "keepalived: $(PATH="$PATH:/usr/sbin:/sbin" command -v keepalived)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "keepalived: installing it from the distribution's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  install=(apt-get install -y --no-install-recommends keepalived)
+  "${install[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null && "${install[@]}" >/dev/null; }
+else
+  echo "keepalived: missing, and not root: the ACTIVE_STANDBY tests skip (they need root anyway)"
+fi
 
-run_on() {  # name url host port
+# The API and every service's own database layer (health writes, failover claims, housekeeping purges).
+DB_TESTS=(tests/api tests/db tests/health/test_health_store.py tests/health/test_failover_detector.py
+  tests/housekeeping/test_purge.py tests/housekeeping/test_queueing.py)
+logs="$(mktemp -d)"
+# Each run's own short temporary root: xdist adds popen-gwN/ to the paths, and amphora agents put unix sockets
+# (at most 107 bytes) below a test's directory.
+temps=()
+short_temp() { temps+=("$(mktemp -d /tmp/omt-XXXXXX)"); }
+pids=()
+names=()
+trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
+
+start_db_run() {  # name url host port
   if $UV run python -c "import socket,sys; socket.create_connection(('$3', $4), 2)" 2>/dev/null; then
-    echo "== database tests on $1"
-    # The API and every service's own database layer (health writes, failover claims, housekeeping purges).
-    OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -m "not sqlite_only" tests/api tests/db \
-      tests/health/test_health_store.py tests/health/test_failover_detector.py \
-      tests/housekeeping/test_purge.py tests/housekeeping/test_queueing.py
+    echo "== database tests on $1: started (their output follows the SQLite run's)"
+    short_temp
+    OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -p no:cacheprovider --basetemp="${temps[-1]}" \
+      -m "not sqlite_only" "${DB_TESTS[@]}" >"$logs/$1.log" 2>&1 &
+    pids+=("$!")
+    names+=("$1")
   elif [ "${OCTAVIA_MESH_REQUIRE_ALL_DBS:-0}" = 1 ]; then
     echo "$1 is not reachable on $3:$4, and OCTAVIA_MESH_REQUIRE_ALL_DBS=1" >&2
     exit 1
   else
-    echo "== $1 not reachable on $3:$4: skipping its run (SQLite covered everything)"
+    echo "== $1 not reachable on $3:$4: skipping its run (SQLite covers everything)"
   fi
 }
-run_on PostgreSQL "postgresql://postgres@127.0.0.1:5432/postgres" 127.0.0.1 5432
-run_on MariaDB "mysql://root@127.0.0.1:3306/mysql" 127.0.0.1 3306
+start_db_run PostgreSQL "postgresql://postgres@127.0.0.1:5432/postgres" 127.0.0.1 5432
+start_db_run MariaDB "mysql://root@127.0.0.1:3306/mysql" 127.0.0.1 3306
+
+echo "== tests on SQLite ($WORKERS workers)"
+status=0
+short_temp
+$UV run pytest -n "$WORKERS" --dist loadgroup --basetemp="${temps[-1]}" || status=$?
+
+for i in "${!pids[@]}"; do
+  result=0
+  wait "${pids[$i]}" || result=$?
+  echo "== database tests on ${names[$i]}"
+  cat "$logs/${names[$i]}.log"
+  if [ "$result" != 0 ]; then
+    echo "== database tests on ${names[$i]} failed (exit $result)"
+    status=$result
+  fi
+done
+pids=()
+rm -rf "$logs"
+if [ "$status" = 0 ]; then rm -rf "${temps[@]}"; else echo "== the runs' temporary files (mesh logs): ${temps[*]}"; fi
+exit "$status"

@@ -17,11 +17,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from grouping import Controller, mark_and_order  # noqa: E402
 from support import PROXY_SECRET, Rest, fresh_database, start_mesh  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 from octavia_mesh.common.db.engine import make_engine  # noqa: E402
 from octavia_mesh.common.db.migrate import upgrade  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and config.getoption("numprocesses", None)
+        and not hasattr(config, "workerinput")
+    ):  # the xdist controller: see grouping.py
+        config.pluginmanager.register(Controller(config), "octavia-mesh-groups")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook appends the groups to the node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: see grouping.py
+        mark_and_order(config, items)
 
 
 @pytest.fixture(scope="session")

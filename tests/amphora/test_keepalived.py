@@ -2,8 +2,8 @@
 
 The agent runs in a network namespace of this test's own, linked to the host by a veth pair (the agent listens
 on the namespace's end; its VRRP peer is an address nobody holds, so keepalived becomes MASTER alone and its
-advertisements never leave the link). Needs root; keepalived is installed from the distribution's packages
-when missing.
+advertisements never leave the link). Needs root; keepalived comes from the distribution's packages (`make
+test`'s set-up installs it when missing).
 """
 
 from __future__ import annotations

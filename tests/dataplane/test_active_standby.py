@@ -7,8 +7,8 @@ HAProxy and keepalived) under bounded load and count the failed requests, kill H
 amphorae through failovers, and check that deleting the load balancer leaves no namespace, link, process
 or file behind.
 
-They need root (namespaces, veths, VRRP); keepalived comes from the distribution's packages and is installed
-here when missing, as the project does wherever it uses it.
+They need root (namespaces, veths, VRRP); keepalived comes from the distribution's packages, installed by
+``make test``'s set-up (scripts/test.sh) when missing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Fixtures of the housekeeping tests: meshes whose housekeeping (and worker) run on short intervals.
+"""Fixtures of the housekeeping tests: meshes whose housekeeping (and worker) run on short intervals, each shared
+by every module that uses it (a mesh costs seconds of CPU to start and to stop).
 
 * ``noop_mesh``: the noop provider, housekeeping scanning every half second with a short PENDING_* timeout
   and a one-minute expiry of deleted load balancers (tests age rows by moving their timestamps back);
@@ -40,23 +41,23 @@ AMPHORA_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def noop_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     yield from start_mesh(tmp_path_factory, "noauth", service_env=NOOP_ENV)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def amphora_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     yield from start_mesh(
         tmp_path_factory, "noauth", default_project="housekeeping", default_provider="amphora", service_env=AMPHORA_ENV
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def noop_api(noop_mesh: Mesh) -> Rest:
     return Rest(noop_mesh.endpoint)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def amphora_api(amphora_mesh: Mesh) -> Rest:
     return Rest(amphora_mesh.endpoint)

@@ -1,0 +1,168 @@
+"""How the suite is spread over pytest-xdist workers (``make test`` runs ``pytest -n N --dist loadgroup``).
+
+A whole mesh costs seconds of CPU to start and to stop, so a mesh fixture must start once per run, not once per
+worker. Tests are grouped (``xdist_group`` marks, which ``--dist loadgroup`` keeps on one worker):
+
+* a module is never split: its module-scoped fixtures (most meshes) start once;
+* modules that use one of the same session- or package-scoped meshes (:data:`SHARED_MESHES`) form one group,
+  on one worker, where that mesh starts once.
+
+The workers compute the groups (only they see the fixtures) and write them to a file the controller's scheduler
+(:class:`GroupScheduling`, xdist's ``loadscope`` by group) reads once collection is complete.
+
+Groups are handed out longest first, so that a long group does not start last and keep one worker busy while
+the others idle: the controller records how long each group took (in pytest's cache) and the next run sorts by
+that; groups it has no record of go first, by their number of tests (xdist's own order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from xdist.scheduler import LoadScopeScheduling
+
+#: Fixtures that start a mesh for the whole session (or a package).
+SHARED_MESHES = frozenset({"mesh", "secure_mesh", "acme_mesh", "dataplane_mesh", "noop_mesh", "amphora_mesh"})
+#: Where the controller keeps each group's duration from the last run.
+CACHE_KEY = "octavia-mesh/group-durations"
+#: The ``workerinput`` key that names the file where workers write each test's group for the controller.
+WORKER_KEY = "octavia_mesh_groups"
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _shared_meshes(item: pytest.Item) -> set[str]:
+    """The session/package meshes ``item`` uses (a module's own fixture of the same name does not count)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return set()
+    used = set()
+    for name in SHARED_MESHES.intersection(info.names_closure):
+        defs = info.name2fixturedefs.get(name)
+        if defs and defs[-1].scope in ("session", "package"):
+            used.add(name)
+    return used
+
+
+def group_items(items: list[pytest.Item]) -> dict[str, str]:
+    """Each module's group name: modules sharing a session/package mesh are one group (a union-find)."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for item in items:
+        module = find(_module(item))
+        for name in _shared_meshes(item):
+            other = find(f"fixture:{name}")
+            if other != module:
+                parent[max(other, module)] = min(other, module)  # "fixture:..." sorts first: it names the group
+                module = find(module)
+
+    members: dict[str, set[str]] = defaultdict(set)
+    for key in list(parent):
+        members[find(key)].add(key)
+    names = {}
+    for root, keys in members.items():
+        meshes = sorted(k.removeprefix("fixture:") for k in keys if k.startswith("fixture:"))
+        name = "+".join(meshes) if meshes else root
+        for key in keys:
+            if not key.startswith("fixture:"):
+                names[key] = name.replace("@", "_").replace("]", "_")
+    return names
+
+
+def mark_and_order(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a worker: sort the groups longest first (keeping the order within a group), and write every test's
+    group where the controller's scheduler reads it (:data:`WORKER_KEY`)."""
+    groups = group_items(items)
+    count: dict[str, int] = defaultdict(int)
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        group = groups[_module(item)]
+        item.add_marker(pytest.mark.xdist_group(group))
+        count[group] += 1
+        first.setdefault(group, index)
+    cache = getattr(config, "cache", None)
+    known = cache.get(CACHE_KEY, {}) if cache is not None else {}
+
+    def weight(group: str) -> tuple[int, float, int]:
+        # Unknown groups first (new tests, or a fresh machine): nothing says they are short.
+        return (0, -count[group], first[group]) if group not in known else (1, -float(known[group]), first[group])
+
+    order = {group: rank for rank, group in enumerate(sorted(count, key=weight))}
+    items.sort(key=lambda item: order[groups[_module(item)]])
+    where = config.workerinput.get(WORKER_KEY)  # type: ignore[attr-defined]
+    if where is None:
+        return
+    path = Path(where)
+    scratch = path.with_name(f"{path.name}.{os.getpid()}")
+    scratch.write_text(json.dumps({item.nodeid: groups[_module(item)] for item in items}))
+    scratch.replace(path)  # every worker writes the same mapping; a reader never sees half of one
+
+
+class GroupScheduling(LoadScopeScheduling):
+    """xdist's ``loadscope`` over our groups, in the workers' order (longest first).
+
+    xdist's own ``loadgroup`` reads the group from a suffix of the node id that it cannot add with pytest >= 9.2
+    (which no longer takes the id from ``item._nodeid``); if a later xdist adds it, that suffix is used."""
+
+    def __init__(self, config: pytest.Config, log: Any, groups: Callable[[], dict[str, str]]) -> None:
+        super().__init__(config, log)
+        config.option.loadscopereorder = False
+        self.groups = groups
+
+    def _split_scope(self, nodeid: str) -> str:
+        if nodeid.rfind("@") > nodeid.rfind("]"):
+            return nodeid.rsplit("@", 1)[1]
+        return self.groups().get(nodeid) or nodeid.split("::", 1)[0]
+
+
+class Controller:
+    """The xdist controller's side: hands workers the path for the groups, schedules by them, and records how
+    long each group took (in pytest's cache) for the next run's order."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.dir = Path(tempfile.mkdtemp(prefix="octavia-mesh-groups-"))
+        self.path = self.dir / "groups.json"
+        self._groups: dict[str, str] | None = None
+        self.totals: dict[str, float] = defaultdict(float)
+
+    def groups(self) -> dict[str, str]:
+        if self._groups is None:
+            self._groups = json.loads(self.path.read_text()) if self.path.exists() else {}
+        return self._groups
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[WORKER_KEY] = str(self.path)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+        return GroupScheduling(config, log, self.groups) if config.getvalue("dist") == "loadgroup" else None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        group = self.groups().get(report.nodeid)
+        if group is not None:
+            self.totals[group] += report.duration
+
+    def pytest_sessionfinish(self) -> None:
+        cache = getattr(self.config, "cache", None)
+        if cache is not None and self.totals:
+            known = cache.get(CACHE_KEY, {})
+            cache.set(CACHE_KEY, {**known, **{g: round(t, 1) for g, t in self.totals.items()}})
+        shutil.rmtree(self.dir, ignore_errors=True)
