@@ -159,6 +159,14 @@ class Mesh:
         #: gRPC address of each service, once started (for health checks).
         self.grpc_targets: dict[str, str] = {}
 
+    def _spare_pool_env(self) -> dict[str, str]:
+        """Spare amphorae serve the default provider's creates: a mesh whose default is not ``amphora`` boots
+        none (a create that names ``amphora`` still gets its amphora, booted on demand), unless the operator's
+        environment sets the pool size."""
+        if self.options.default_provider == "amphora" or "OCTAVIA_MESH_WORKER_SPARE_AMPHORAE" in os.environ:
+            return {}
+        return {"OCTAVIA_MESH_WORKER_SPARE_AMPHORAE": "0"}
+
     def start(self) -> None:
         opts = self.options
         self.ports = PortBook(self.state / "ports.json")
@@ -237,6 +245,7 @@ class Mesh:
                     "OCTAVIA_MESH_WORKER_STATE_DIR": str(self.state / "worker"),
                     "OCTAVIA_MESH_WORKER_SECRET_KEY_FILE": secret_key_file,
                     "OCTAVIA_MESH_WORKER_HEALTH_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in heartbeat_ports),
+                    **self._spare_pool_env(),
                     **opts.service_env,
                 },
             )
