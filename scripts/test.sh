@@ -63,6 +63,11 @@ start_db_run() {  # name url host port
 }
 start_db_run PostgreSQL "postgresql://postgres@127.0.0.1:5432/postgres" 127.0.0.1 5432
 start_db_run MariaDB "mysql://root@127.0.0.1:3306/mysql" 127.0.0.1 3306
+# The Kubernetes deployment (render, schema, checkov, hadolint): mostly checkov's CPU, so it runs beside the tests.
+echo "== kubernetes manifests: started (their output follows the SQLite run's)"
+scripts/check_k8s.sh >"$logs/kubernetes.log" 2>&1 &
+pids+=("$!")
+names+=("kubernetes")
 
 echo "== tests on SQLite ($WORKERS workers)"
 status=0
@@ -72,10 +77,10 @@ $UV run pytest -n "$WORKERS" --dist loadgroup --basetemp="${temps[-1]}" || statu
 for i in "${!pids[@]}"; do
   result=0
   wait "${pids[$i]}" || result=$?
-  echo "== database tests on ${names[$i]}"
+  echo "== ${names[$i]}"
   cat "$logs/${names[$i]}.log"
   if [ "$result" != 0 ]; then
-    echo "== database tests on ${names[$i]} failed (exit $result)"
+    echo "== ${names[$i]} failed (exit $result)"
     status=$result
   fi
 done
