@@ -70,7 +70,12 @@ def _adapter(
             call = Call(
                 caller=ANONYMOUS
                 if public
-                else caller_from_metadata(app.settings.auth, metadata, app.settings.noauth_default_project),
+                else caller_from_metadata(
+                    app.settings.auth,
+                    metadata,
+                    app.settings.noauth_default_project,
+                    legacy_roles=app.settings.policy_legacy_roles,
+                ),
                 query=getattr(request, "query", ""),
                 body=request.body.data if request.HasField("body") else b"",
                 id=getattr(request, "id", ""),

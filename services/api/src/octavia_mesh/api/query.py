@@ -213,16 +213,17 @@ class ListQuery:
         self.params = params
         self.fields = _fields_of(params, spec.comma_separated_fields)
         self.limit = self._limit(max_limit)
-        self.marker = self._last("marker")
-        self.page_reverse = strict_bool("page_reverse", self._last("page_reverse") or "false")
+        self.marker = self.last("marker")
+        self.page_reverse = strict_bool("page_reverse", self.last("page_reverse") or "false")
         self.sort = self._sort()
 
-    def _last(self, key: str) -> str | None:
+    def last(self, key: str) -> str | None:
+        """The last value of ``key`` (as a pecan controller's named parameter sees it), or ``None``."""
         values = self.params.get(key)
         return values[-1] if values else None
 
     def _limit(self, max_limit: int) -> int | None:
-        raw = self._last("limit")
+        raw = self.last("limit")
         if raw is None:
             return max_limit if max_limit > 0 else None
         try:

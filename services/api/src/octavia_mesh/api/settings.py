@@ -23,6 +23,13 @@ class ApiSettings:
     auth_strategy: str = field(
         default=AuthStrategy.NOAUTH.value, metadata={"help": "noauth or trusted_headers (X-Project-Id and X-Roles)"}
     )
+    policy_legacy_roles: bool = field(
+        default=False,
+        metadata={
+            "help": "let Octavia's deprecated load-balancer_* roles grant what they did before Octavia 16 "
+            "(oslo.policy's enforce_new_defaults = False); off, as in Octavia 19"
+        },
+    )
     noauth_default_project: str = field(
         default="", metadata={"help": "noauth mode: project of calls that name none (empty: Octavia's 400)"}
     )

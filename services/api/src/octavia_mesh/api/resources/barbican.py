@@ -203,7 +203,12 @@ def _adapter(
             call = KmCall(
                 caller=ANONYMOUS
                 if public
-                else caller_from_metadata(app.settings.auth, metadata, app.settings.noauth_default_project),
+                else caller_from_metadata(
+                    app.settings.auth,
+                    metadata,
+                    app.settings.noauth_default_project,
+                    legacy_roles=app.settings.policy_legacy_roles,
+                ),
                 id=getattr(request, "id", ""),
                 query=getattr(request, "query", ""),
                 body=request.body.data if request.HasField("body") else b"",
