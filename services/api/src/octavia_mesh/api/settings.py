@@ -41,8 +41,9 @@ class ApiSettings:
     enabled_provider_drivers: tuple[str, ...] = field(
         default=(
             "amphora:The Octavia Mesh amphora driver: HAProxy amphorae built by the worker",
-            "noop:The no-op driver: every change completes at once, no data plane",
+            "noop:The no-op driver: every change completes at once with no data plane",
         ),
+        # No comma in a description: Octavia's (and tempest's) ``name:description,...`` format cannot hold one.
         metadata={"help": "comma-separated name:description pairs of the providers users may choose"},
     )
     default_provider_driver: str = field(default="amphora", metadata={"help": "provider used when a call names none"})

@@ -99,12 +99,20 @@ def _online(obj: Any, *, monitored: bool = True) -> str:
     return "ONLINE" if monitored else "NO_MONITOR"
 
 
-async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False, reported: bool = False) -> None:
+async def settle(
+    session: AsyncSession, lb_id: str, *, cascade: bool = False, reported: bool = False, noop: bool = False
+) -> None:
     """Finish whatever change is pending under ``lb_id`` (see the module docstring).
 
     ``reported``: the health service keeps the operating statuses of the load balancer, its listeners, pools
     and members from heartbeats (amphora provider), so only objects this change touched get the optimistic
     status here; the others keep what their data plane last reported.
+
+    ``noop``: Octavia's no-op drivers, which nothing reports on. Its flows set the operating status of health
+    monitors, L7 policies and L7 rules they apply (ONLINE, OFFLINE when disabled) and leave every other one
+    as the API wrote it: load balancers, listeners and pools stay OFFLINE, members NO_MONITOR (OFFLINE when
+    created under a health monitor), whatever their ``admin_state_up``. octavia-tempest-plugin's noop jobs
+    expect exactly that.
     """
     tree = await Tree.load(session, lb_id)
     if tree is None:
@@ -143,8 +151,8 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False, re
     if doomed:
         await session.execute(delete(Tag).where(Tag.resource_id.in_(list(doomed))))
 
-    # Then the survivors become ACTIVE. With no data plane to report health, every survivor shows what a
-    # healthy one would: ONLINE when enabled (members: NO_MONITOR unless their pool has a health monitor).
+    # Then the survivors become ACTIVE. Unless ``noop``, with no report yet every survivor shows what a healthy
+    # one would: ONLINE when enabled (members: NO_MONITOR unless their pool has a health monitor).
     monitored_pools = {m.pool_id for m in tree.monitors if m.id not in doomed}
     for objs in (tree.listeners, tree.pools, tree.policies, tree.rules, tree.monitors, tree.members):
         for obj in objs:
@@ -154,7 +162,11 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False, re
             if touched:
                 obj.provisioning_status = "ACTIVE"
                 obj.updated_at = now
-            elif reported and isinstance(obj, Listener | Pool | Member):
+            if noop:
+                if touched and isinstance(obj, HealthMonitor | L7Policy | L7Rule):
+                    obj.operating_status = _online(obj)
+                continue
+            if not touched and reported and isinstance(obj, Listener | Pool | Member):
                 continue
             monitored = not isinstance(obj, Member) or obj.pool_id in monitored_pools
             obj.operating_status = _online(obj, monitored=monitored)
@@ -167,7 +179,7 @@ async def settle(session: AsyncSession, lb_id: str, *, cascade: bool = False, re
         await vips.release(session, lb.id)
         freed["load_balancer"] += 1
     elif lb.provisioning_status in PENDING:
-        if not reported or lb.provisioning_status == "PENDING_CREATE" or not lb.admin_state_up:
+        if not noop and (not reported or lb.provisioning_status == "PENDING_CREATE" or not lb.admin_state_up):
             lb.operating_status = _online(lb)
         lb.provisioning_status = "ACTIVE"
     lb.updated_at = now

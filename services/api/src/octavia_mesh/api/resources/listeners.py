@@ -146,7 +146,12 @@ SPEC = list_spec(
     "listeners",
     Listener,
     {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: _BOOL_COLUMNS},
-    aliases={"tenant_id": Filter(Listener.project_id), "loadbalancer_id": Filter(Listener.load_balancer_id)},
+    # Octavia filters on its data model's attributes (load_balancer_id) and the API's names (loadbalancer_id).
+    aliases={
+        "tenant_id": Filter(Listener.project_id),
+        "loadbalancer_id": Filter(Listener.load_balancer_id),
+        "load_balancer_id": Filter(Listener.load_balancer_id),
+    },
     unsortable=("tenant_id", "hsts_include_subdomains", "hsts_preload"),
 )
 
@@ -346,7 +351,7 @@ async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, 
     _check_tls(values, protocol)
     _check_cidrs(values.get("allowed_cidrs"), lb)
     _check_hsts(values, protocol)
-    await check_listener_refs(app, session, lb.project_id, values)
+    await check_listener_refs(app, session, lb.project_id, values, provider=lb.provider)
     await check_port(session, lb.id, protocol, port)
     if values.get("default_pool_id"):
         await _default_pool(session, lb.id, values["default_pool_id"], protocol)
@@ -446,7 +451,7 @@ async def update_(app: App, call: Call) -> Reply:
         check_headers(values.get("insert_headers"), protocol, update=True)
         _check_cidrs(values.get("allowed_cidrs"), lb)
         _check_hsts(values, protocol, listener)
-        await check_listener_refs(app, session, listener.project_id, values, listener)
+        await check_listener_refs(app, session, listener.project_id, values, listener, provider=lb.provider)
         if values.get("default_pool_id"):
             if protocol == "PROMETHEUS":
                 raise InvalidInput("Protocol PROMETHEUS listeners cannot have child objects.")

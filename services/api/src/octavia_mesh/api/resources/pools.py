@@ -95,7 +95,11 @@ SPEC = list_spec(
     "pools",
     Pool,
     {as_text: _COLUMNS, strict_bool: ("admin_state_up", "tls_enabled")},
-    aliases={"tenant_id": Filter(Pool.project_id), "loadbalancer_id": Filter(Pool.load_balancer_id)},
+    aliases={
+        "tenant_id": Filter(Pool.project_id),
+        "loadbalancer_id": Filter(Pool.load_balancer_id),
+        "load_balancer_id": Filter(Pool.load_balancer_id),
+    },
     unsortable=("tenant_id",),
 )
 
@@ -236,16 +240,22 @@ def _check_tls_update(values: dict[str, Any], row: Pool) -> None:
             values[key] = default
 
 
-async def _check_refs_create(app: App, session: AsyncSession, project_id: str, values: dict[str, Any]) -> None:
+async def _check_refs_create(app: App, session: AsyncSession, lb: LoadBalancer, values: dict[str, Any]) -> None:
     """The client certificate, CA and CRL resolve in the local secret store, within the pool's project."""
-    await check_certificate_refs(app, session, project_id, [values.get("tls_container_ref")])
+    provider, project_id = lb.provider, lb.project_id
+    await check_certificate_refs(app, session, project_id, [values.get("tls_container_ref")], provider=provider)
     if values.get("ca_tls_container_ref"):
         await check_ca_and_crl(
-            app, session, project_id, values["ca_tls_container_ref"], values.get("crl_container_ref")
+            app,
+            session,
+            project_id,
+            values["ca_tls_container_ref"],
+            values.get("crl_container_ref"),
+            provider=provider,
         )
 
 
-async def _check_refs_update(app: App, session: AsyncSession, values: dict[str, Any], row: Pool) -> None:
+async def _check_refs_update(app: App, session: AsyncSession, values: dict[str, Any], row: Pool, provider: str) -> None:
     """Octavia's ``_validate_pool_PUT`` reference rules: a stored CA or CRL stands in for one not given."""
     crl = values.get("crl_container_ref") or (row.crl_container_ref if "crl_container_ref" not in values else None)
     ca = None
@@ -262,10 +272,10 @@ async def _check_refs_update(app: App, session: AsyncSession, values: dict[str, 
     elif crl:
         raise ValidationFailure("A CA reference is required to specify a certificate revocation list.")
     if values.get("tls_container_ref"):
-        await check_certificate_refs(app, session, row.project_id, [values["tls_container_ref"]])
+        await check_certificate_refs(app, session, row.project_id, [values["tls_container_ref"]], provider=provider)
     # The stored CA and CRL are checked again only when the request changes one of them.
     if ca and ("ca_tls_container_ref" in values or "crl_container_ref" in values):
-        await check_ca_and_crl(app, session, row.project_id, ca, crl)
+        await check_ca_and_crl(app, session, row.project_id, ca, crl, provider=provider)
 
 
 def check_algorithm(provider: str, algorithm: str | None) -> None:
@@ -296,7 +306,7 @@ async def insert(
     _check_persistence(protocol, values.get("session_persistence"))
     _check_tls_create(values)
     check_algorithm(lb.provider, values["lb_algorithm"])
-    await _check_refs_create(app, session, lb.project_id, values)
+    await _check_refs_create(app, session, lb, values)
     pool = store.fresh(
         Pool,
         id=str(uuid.uuid4()),
@@ -371,7 +381,7 @@ async def update_(app: App, call: Call) -> Reply:
             raise InvalidField("lb_algorithm", None, "Mandatory field missing.")
         if "session_persistence" in values:
             _check_persistence(pool.protocol, values["session_persistence"])
-        await _check_refs_update(app, session, values, pool)
+        await _check_refs_update(app, session, values, pool, lb.provider)
         _check_tls_update(values, pool)
         check_algorithm(lb.provider, values.get("lb_algorithm"))
         await store.lock_load_balancer(session, lb.id)
