@@ -10,12 +10,13 @@ serve show and write calls.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, not_, or_, select
+from sqlalchemy import Select, Text, and_, cast, exists, false, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -133,10 +134,31 @@ Convert = Callable[[str, str], Any]
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """A filterable attribute: its column and how a query value becomes a column value."""
+    """A filterable attribute: its column and how a query value becomes a column value.
+
+    ``clause``, when set, builds the whole condition from the column and every value given instead.
+    """
 
     column: InstrumentedAttribute[Any]
     convert: Convert = as_text
+    clause: Callable[[InstrumentedAttribute[Any], list[str]], Any] | None = None
+
+
+def _scalar_list(column: InstrumentedAttribute[Any], values: list[str]) -> Any:
+    """Octavia's ``ScalarListType`` filter: its bind processor joins the parameter with commas, so repeated
+    values match a row holding exactly that list, and one value is taken for the list of its characters
+    (``tls_versions=TLSv1.2`` matches no listener, as in Octavia). Our column holds JSON as SQLAlchemy wrote it."""
+    wanted = values if len(values) > 1 else list(values[0])
+    return cast(column, Text) == json.dumps(wanted)
+
+
+def scalar_list_filter(column: InstrumentedAttribute[Any]) -> Filter:
+    return Filter(column, clause=_scalar_list)
+
+
+def matches_nothing_filter(column: InstrumentedAttribute[Any]) -> Filter:
+    """Octavia compares a pickled dict (``insert_headers``) with the query string: never equal, an empty list."""
+    return Filter(column, clause=lambda _column, _values: false())
 
 
 def bool_filter(column: InstrumentedAttribute[Any]) -> Filter:
@@ -262,6 +284,9 @@ class ListQuery:
         for name, values in self.params.items():
             flt = self.spec.filters.get(name)
             if flt is None:
+                continue
+            if flt.clause is not None:
+                statement = statement.where(flt.clause(flt.column, values))
                 continue
             converted = [flt.convert(name, v) for v in values]
             statement = statement.where(flt.column.in_(converted) if len(converted) > 1 else flt.column == converted[0])

@@ -14,7 +14,7 @@ from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, words
+from octavia_mesh.api.query import Filter, as_text, list_spec, scalar_list_filter, strict_bool, words
 from octavia_mesh.api.resources.protocols import (
     alpn_list,
     check_alpn,
@@ -99,8 +99,10 @@ SPEC = list_spec(
         "tenant_id": Filter(Pool.project_id),
         "loadbalancer_id": Filter(Pool.load_balancer_id),
         "load_balancer_id": Filter(Pool.load_balancer_id),
+        "tls_versions": scalar_list_filter(Pool.tls_versions),
+        "alpn_protocols": scalar_list_filter(Pool.alpn_protocols),
     },
-    unsortable=("tenant_id",),
+    unsortable=("tenant_id", "tls_versions", "alpn_protocols"),
 )
 
 
