@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import Rest, fresh_database, start_mesh  # noqa: E402
+from support import PROXY_SECRET, Rest, fresh_database, start_mesh  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 from octavia_mesh.common.db.engine import make_engine  # noqa: E402
@@ -32,8 +32,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 @pytest.fixture(scope="session")
 def secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """The mesh in ``trusted_headers`` mode: X-Project-Id and X-Roles decide."""
-    yield from start_mesh(tmp_path_factory, "trusted_headers")
+    """The mesh in ``trusted_headers`` mode: X-Project-Id and X-Roles decide, sent with the proxy's secret."""
+    yield from start_mesh(
+        tmp_path_factory, "trusted_headers", service_env={"OCTAVIA_MESH_API_TRUSTED_PROXY_SECRET": PROXY_SECRET}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from octavia_mesh.cli.processes import free_port
 from octavia_mesh.worker.server import CONSUMING
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
+#: The shared secret that names the authenticating proxy to a trusted_headers mesh (``secure_mesh``).
+PROXY_SECRET = "test-proxy-secret-0123456789"
 SUBNET = "11111111-1111-1111-1111-111111111111"
 
 
@@ -34,8 +36,9 @@ class Rest:
         self.session.headers.update(headers or {})
 
     def as_(self, project: str, *roles: str) -> Rest:
-        """The same edge, called as ``project`` with ``roles`` (trusted-headers mode)."""
-        return Rest(self.base_url, {"X-Project-Id": project, "X-Roles": ",".join(roles)})
+        """The same edge, called as ``project`` with ``roles`` (trusted-headers mode, as the proxy)."""
+        headers = {"X-Project-Id": project, "X-Roles": ",".join(roles), "X-Octavia-Mesh-Proxy-Secret": PROXY_SECRET}
+        return Rest(self.base_url, headers)
 
     def call(
         self, method: str, path: str, body: Any = None, raw: bytes | None = None, **kwargs: Any

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
+PROXY_SECRET = "test-proxy-secret-0123456789"  # support.PROXY_SECRET: the trusted_headers mesh's proxy
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ class Store:
     def __init__(self, base_url: str, project: str = PROJECT, roles: str = "member") -> None:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
-        self.session.headers.update({"X-Project-Id": project, "X-Roles": roles})
+        self.session.headers.update(
+            {"X-Project-Id": project, "X-Roles": roles, "X-Octavia-Mesh-Proxy-Secret": PROXY_SECRET}
+        )
 
     def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
         url = path if path.startswith("http") else self.base_url + path

@@ -169,3 +169,11 @@ def test_list_scope() -> None:
     assert quota_admin.list_project(None, global_rule=Rule.READ_QUOTA_GLOBAL, rule=Rule.READ_QUOTA) is None
     with pytest.raises(Forbidden):
         quota_admin.list_project(None)
+
+
+def test_system_scope_passes_no_rule() -> None:
+    """Octavia 19's rules are project-scoped and scope is enforced: a system-scoped admin gets nothing."""
+    caller = caller_from_metadata(
+        AuthStrategy.TRUSTED_HEADERS, {"x-roles": "admin", "x-user-id": "u", "openstack-system-scope": "all"}
+    )
+    assert not any(caller.allowed(rule, OTHER) or caller.allowed(rule) for rule in Rule)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from support import SUBNET, Rest, assert_fault
+from support import PROXY_SECRET, SUBNET, Rest, assert_fault
 
 LBS = "/v2/lbaas/loadbalancers"
 ALICE, BOB = "project-alice", "project-bob"
+PROXY = "X-Octavia-Mesh-Proxy-Secret"
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_no_role_no_access(secure_rest: Rest, alice_lb: dict) -> None:
 
 def test_caller_without_project(secure_rest: Rest, alice_lb: dict) -> None:
     """A token scoped to no project (its user and roles, no project): Octavia's answers for such a context."""
-    unscoped = Rest(secure_rest.base_url, {"X-User-Id": "someone", "X-Roles": "member,reader"})
+    unscoped = Rest(secure_rest.base_url, {"X-User-Id": "someone", "X-Roles": "member,reader", PROXY: PROXY_SECRET})
     forbidden = "Policy does not allow this request to be performed."
     assert_fault(unscoped.get(LBS), 403, forbidden)
     assert_fault(unscoped.get(f"{LBS}/{alice_lb['id']}"), 403, forbidden)
@@ -160,7 +161,7 @@ def test_caller_without_project(secure_rest: Rest, alice_lb: dict) -> None:
         "Validation failure: Missing project ID in request where one is required. An administrator should check "
         "the keystone settings in the Octavia configuration.",
     )
-    admin = Rest(secure_rest.base_url, {"X-User-Id": "ops", "X-Roles": "admin"})
+    admin = Rest(secure_rest.base_url, {"X-User-Id": "ops", "X-Roles": "admin", PROXY: PROXY_SECRET})
     assert alice_lb["id"] in [lb["id"] for lb in admin.ok("GET", LBS)["loadbalancers"]]
 
 

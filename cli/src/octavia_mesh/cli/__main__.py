@@ -20,7 +20,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", type=Path, default=Path("state"), help="database, JetStream and logs")
     up.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the state directory)")
     up.add_argument("--nats-url", help="use this NATS server instead of starting one")
-    up.add_argument("--auth-strategy", choices=("noauth", "trusted_headers"), default="noauth")
+    up.add_argument(
+        "--auth-strategy",
+        choices=("noauth", "keystone", "trusted_headers"),
+        default="noauth",
+        help="noauth (every caller is admin), keystone (tokens validated against --keystone-url with the service "
+        "credentials in OCTAVIA_MESH_API_KEYSTONE_*), trusted_headers (an authenticating proxy in front, named by "
+        "OCTAVIA_MESH_API_TRUSTED_PROXY_SECRET)",
+    )
+    up.add_argument("--keystone-url", default="", help="keystone: Keystone's v3 URL, e.g. http://127.0.0.1:5000/v3")
     up.add_argument(
         "--default-project",
         default="",
@@ -42,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     edge.add_argument("--api-port", type=int, default=50051)
     edge.add_argument("--admin-port", type=int, default=9901)
     edge.add_argument("--descriptor", default=None, help="path of lbaas_v2.pb as the edge will see it")
+    edge.add_argument(
+        "--auth-strategy",
+        choices=("noauth", "keystone", "trusted_headers"),
+        default="keystone",
+        help="the API's mode: identity headers are stripped from requests except in trusted_headers",
+    )
     return parser
 
 
@@ -60,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
                     start_timeout=args.start_timeout,
                     default_project=args.default_project,
                     default_provider=args.provider,
+                    keystone_url=args.keystone_url,
                 )
             )
         )
@@ -71,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         args.admin_port,
         args.descriptor or str(descriptor_path()),
         lua_source(),
+        args.auth_strategy,
     )
     json.dump(config, sys.stdout, indent=1)
     print()

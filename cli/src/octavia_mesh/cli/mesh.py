@@ -53,6 +53,8 @@ class MeshOptions:
     service_env: Mapping[str, str] = field(default_factory=dict)
     #: Replicas of the health service ("health", "health-2", ...); amphorae stream to one and move to another.
     health_replicas: int = 1
+    #: keystone mode: Keystone's v3 URL (the service credentials come in ``OCTAVIA_MESH_API_KEYSTONE_*``).
+    keystone_url: str = ""
 
 
 def grpc_serving(target: str, service: str = "") -> bool:
@@ -107,13 +109,28 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-def clouds_yaml(endpoint: str) -> str:
+def clouds_yaml(endpoint: str, auth_strategy: str = "noauth", keystone_url: str = "") -> str:
+    """The ``clouds.yaml`` entry a user of this mesh needs (``network_endpoint_override``: the CLI's subnet
+    lookups are answered by the edge for the local VIP subnet)."""
+    if auth_strategy == "keystone":
+        auth = (
+            "    auth:\n"
+            f"      auth_url: {keystone_url}\n"
+            "      username: <user>\n"
+            "      password: <password>\n"
+            "      project_name: <project>\n"
+            "      user_domain_name: Default\n"
+            "      project_domain_name: Default\n"
+        )
+    else:
+        auth = "    auth_type: none\n"
     return (
         "clouds:\n"
         "  octavia-mesh:\n"
-        "    auth_type: none\n"
-        "    load_balancer_endpoint_override: " + endpoint + "\n"
-        "    key_manager_endpoint_override: " + endpoint + "/v1\n"
+        f"{auth}"
+        f"    load_balancer_endpoint_override: {endpoint}\n"
+        f"    network_endpoint_override: {endpoint}\n"
+        f"    key_manager_endpoint_override: {endpoint}/v1\n"
         "    # for the openstack CLI: export OS_CLOUD=octavia-mesh\n"
     )
 
@@ -188,6 +205,7 @@ class Mesh:
                     **shared,
                     "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{api_port}",
                     "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
+                    **({"OCTAVIA_MESH_API_KEYSTONE_AUTH_URL": opts.keystone_url} if opts.keystone_url else {}),
                     "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
                     "OCTAVIA_MESH_API_DEFAULT_PROVIDER_DRIVER": opts.default_provider,
                     "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
@@ -270,7 +288,14 @@ class Mesh:
             config_path.write_text(
                 json.dumps(
                     envoy_config(
-                        opts.host, opts.port, "127.0.0.1", api_port, admin_port, str(descriptor_path()), lua_source()
+                        opts.host,
+                        opts.port,
+                        "127.0.0.1",
+                        api_port,
+                        admin_port,
+                        str(descriptor_path()),
+                        lua_source(),
+                        opts.auth_strategy,
                     ),
                     indent=1,
                 )
@@ -313,7 +338,7 @@ class Mesh:
             f"  REST (Octavia v2 API) and gRPC: {self.endpoint}\n"
             f"  local VIP subnet:               {self.local_subnet()}\n"
             f"  state and logs:                 {self.state}\n\n"
-            f"clouds.yaml:\n{clouds_yaml(self.endpoint)}\n"
+            f"clouds.yaml:\n{clouds_yaml(self.endpoint, self.options.auth_strategy, self.options.keystone_url)}\n"
             f"Ctrl-C stops everything."
         )
 

@@ -6,6 +6,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from octavia_mesh.common.authheaders import headers_to_strip
+
 EDGE_SERVICES = (
     "Versions",
     "LoadBalancers",
@@ -54,9 +56,20 @@ def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def envoy_config(
-    listen_host: str, listen_port: int, api_host: str, api_port: int, admin_port: int, descriptor: str, lua: str
+    listen_host: str,
+    listen_port: int,
+    api_host: str,
+    api_port: int,
+    admin_port: int,
+    descriptor: str,
+    lua: str,
+    auth_strategy: str = "keystone",
 ) -> dict[str, Any]:
-    """Envoy's bootstrap: REST and native gRPC on one port, transcoded onto the API service."""
+    """Envoy's bootstrap: REST and native gRPC on one port, transcoded onto the API service.
+
+    Clients' identity headers are removed from every request unless ``auth_strategy`` is ``trusted_headers``
+    (then an authenticating proxy in front sets them; the API believes them only with the proxy's secret).
+    """
     fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
     http_filters = [
         _typed(
@@ -103,6 +116,7 @@ def envoy_config(
                 {
                     "name": "octavia",
                     "domains": ["*"],
+                    "request_headers_to_remove": headers_to_strip(auth_strategy),
                     "request_headers_to_add": [
                         {
                             "header": {"key": "x-forwarded-host", "value": "%REQ(:authority)%"},

@@ -4,7 +4,8 @@
 -- `query` parameter every edge RPC declares (the API service applies Octavia's filter, sort and
 -- pagination rules to it); pass the REST path on as x-octavia-path for pagination links.
 -- Response: take the REST status from the service's x-http-code, drop gRPC headers, and turn a
--- gRPC error into Octavia's fault body {"faultcode", "faultstring", "debuginfo"}.
+-- gRPC error into Octavia's fault body {"faultcode", "faultstring", "debuginfo"} (a 401 into
+-- keystonemiddleware's {"error": {...}}, as Octavia's clients get it).
 
 local function percent_encode(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
@@ -75,6 +76,13 @@ function envoy_on_response(handle)
     return
   end
   local ct = h:get("content-type") or ""
+  if status == 401 then
+    -- Refused by the authenticator (keystone mode: WWW-Authenticate names Keystone): keystonemiddleware's body.
+    h:replace("content-type", "application/json")
+    handle:body():setBytes('{"error": {"code": 401, "title": "Unauthorized", "message": ' ..
+                           '"The request you have made requires authentication."}}')
+    return
+  end
   if status >= 400 and ct:sub(1, 16) == "application/json" then
     local body = handle:body()
     local raw = body:getBytes(0, body:length())

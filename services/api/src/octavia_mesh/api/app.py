@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common.commands import OutboxRelay
@@ -22,6 +23,7 @@ class App:
     settings: ApiSettings
     read: async_sessionmaker[AsyncSession]
     write: async_sessionmaker[AsyncSession]
+    auth: Authenticator
     relay: OutboxRelay | None = None
 
     def commands_committed(self) -> None:

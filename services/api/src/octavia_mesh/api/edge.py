@@ -1,7 +1,7 @@
 """Binds the handlers to the edge RPCs of ``octavia_mesh.lbaas.v2``.
 
 Every edge RPC has the same shape (ids, raw query, JSON body in, JSON body
-out), so one adapter serves them all: it reads the caller from the metadata,
+out), so one adapter serves them all: it asks the authenticator for the caller,
 runs the handler, sends the REST status as ``x-http-code`` initial metadata
 (the Envoy edge turns it into the HTTP status; native gRPC clients may read
 it too), and maps :class:`ApiError` onto a gRPC status whose message is
@@ -23,7 +23,7 @@ from google.protobuf import message_factory
 
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
-from octavia_mesh.api.policy import Caller, caller_from_metadata
+from octavia_mesh.api.policy import Caller
 from octavia_mesh.common.db.retry import is_retryable
 
 logger = logging.getLogger(__name__)
@@ -68,14 +68,7 @@ def _adapter(
         try:
             base_url, root_url = _base_urls(app, metadata)
             call = Call(
-                caller=ANONYMOUS
-                if public
-                else caller_from_metadata(
-                    app.settings.auth,
-                    metadata,
-                    app.settings.noauth_default_project,
-                    legacy_roles=app.settings.policy_legacy_roles,
-                ),
+                caller=ANONYMOUS if public else await app.auth.caller(metadata),
                 query=getattr(request, "query", ""),
                 body=request.body.data if request.HasField("body") else b"",
                 id=getattr(request, "id", ""),
@@ -85,7 +78,7 @@ def _adapter(
             )
             reply = await with_retries(handler, app, call)
         except ApiError as exc:
-            await context.send_initial_metadata((("x-http-code", str(exc.http_status)),))
+            await context.send_initial_metadata((("x-http-code", str(exc.http_status)), *exc.headers))
             await context.abort(exc.code, exc.message)
         except Exception:
             logger.exception("%s failed", method)

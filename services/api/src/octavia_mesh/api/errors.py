@@ -20,6 +20,8 @@ class ApiError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        #: Response headers (initial metadata) sent with the fault, e.g. 401's ``WWW-Authenticate``.
+        self.headers: tuple[tuple[str, str], ...] = ()
 
 
 class InvalidInput(ApiError):

@@ -1,14 +1,15 @@
 """Who may do what: Octavia's default RBAC, kept in this one module.
 
-Two start-up modes decide who the caller is (:func:`caller_from_metadata`):
+The start-up mode decides who the caller is (:mod:`octavia_mesh.api.identity`):
 
 * ``noauth`` (Octavia's ``auth_strategy = noauth``): every caller is admin, and
   the project comes from the body's ``project_id`` or ``X-Project-Id``.
+* ``keystone``: a Keystone token names the project, user, scope and roles.
 * ``trusted_headers``: an authenticating proxy in front of the edge (as
-  keystonemiddleware does) sets ``X-Project-Id`` and ``X-Roles``; the rules
-  below then decide.
+  keystonemiddleware does), named by a shared secret, sets ``X-Project-Id``
+  and ``X-Roles``.
 
-The rules are Octavia 19's defaults (``octavia/policies/``): Keystone's
+The rules below then decide. They are Octavia 19's defaults (``octavia/policies/``): Keystone's
 ``admin``, ``member`` and ``reader`` roles. Octavia's deprecated advanced-RBAC
 roles ``load-balancer_{admin,member,observer,global_observer,quota_admin}``
 grant nothing unless ``OCTAVIA_MESH_API_POLICY_LEGACY_ROLES`` is on (oslo.policy's
@@ -27,6 +28,7 @@ from octavia_mesh.api.errors import Forbidden, Unauthorized
 
 class AuthStrategy(enum.StrEnum):
     NOAUTH = "noauth"
+    KEYSTONE = "keystone"
     TRUSTED_HEADERS = "trusted_headers"
 
 
@@ -62,6 +64,9 @@ class Caller:
     project_id: str | None
     roles: frozenset[str]
     noauth: bool = False
+    user_id: str | None = None
+    domain_id: str | None = None  # a domain-scoped token's domain
+    system_scope: str | None = None  # "all" for a system-scoped token
     legacy_roles: bool = False
 
     def _has(self, role: str, legacy: str) -> bool:
@@ -107,6 +112,10 @@ class Caller:
         (flavors, providers, availability zones).
         """
         target = self.project_id if project_id is None else project_id
+        if self.system_scope is not None and not self.noauth:
+            # Every rule of Octavia 19 has scope_types=[project], and oslo.policy enforces scope by default
+            # (4.4+): a system-scoped token passes none (Octavia lets oslo's InvalidScope out as a 500).
+            return False
         if self.is_admin:
             return True
         if rule is Rule.READ:
@@ -154,13 +163,27 @@ class Caller:
 def caller_from_metadata(
     strategy: AuthStrategy, metadata: Mapping[str, str], default_project: str = "", *, legacy_roles: bool = False
 ) -> Caller:
-    """Build the caller from the request's headers (gRPC metadata keys are lower case)."""
+    """Build the caller from the request's headers (gRPC metadata keys are lower case).
+
+    Only for ``noauth`` and for ``trusted_headers`` once the proxy is known to have sent them
+    (keystonemiddleware's names: ``X-Project-Id``, ``X-Roles``, ``X-User-Id``, ``X-Domain-Id``,
+    ``OpenStack-System-Scope``).
+    """
     project = metadata.get("x-project-id") or None
     if strategy is AuthStrategy.NOAUTH:
         return Caller(project_id=project or default_project or None, roles=frozenset({"admin"}), noauth=True)
+    system_scope = metadata.get("openstack-system-scope") or None
+    user_id = metadata.get("x-user-id") or None
     roles = frozenset(r.strip().lower() for r in metadata.get("x-roles", "").split(",") if r.strip())
-    # A token scoped to no project (domain or system scope) still names its user and roles; such a caller gets
-    # Octavia's answers for a context without a project (403, or 400 where a create needs a project).
-    if project is None and not roles and not metadata.get("x-user-id"):
+    # A token scoped to no project (domain or system scope) still names its user; such a caller gets Octavia's
+    # answers for a context without a project (403, or 400 where a create needs a project).
+    if project is None and system_scope is None and user_id is None:
         raise Unauthorized("The request you have made requires authentication.")
-    return Caller(project_id=project, roles=roles, legacy_roles=legacy_roles)
+    return Caller(
+        project_id=project,
+        roles=roles,
+        user_id=user_id,
+        domain_id=metadata.get("x-domain-id") or None,
+        system_scope=system_scope,
+        legacy_roles=legacy_roles,
+    )

@@ -21,7 +21,11 @@ class ApiSettings:
     )
     nats_url: str = field(default="", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL); empty: no relay"})
     auth_strategy: str = field(
-        default=AuthStrategy.NOAUTH.value, metadata={"help": "noauth or trusted_headers (X-Project-Id and X-Roles)"}
+        default=AuthStrategy.NOAUTH.value,
+        metadata={
+            "help": "noauth, keystone (X-Auth-Token validated against Keystone v3) or trusted_headers (X-Project-Id"
+            " and X-Roles from an authenticating proxy that sends TRUSTED_PROXY_SECRET)"
+        },
     )
     policy_legacy_roles: bool = field(
         default=False,
@@ -30,6 +34,26 @@ class ApiSettings:
             "(oslo.policy's enforce_new_defaults = False); off, as in Octavia 19"
         },
     )
+    trusted_proxy_secret: str = field(
+        default="",
+        repr=False,
+        metadata={"help": "trusted_headers mode: the shared secret the proxy sends as X-Octavia-Mesh-Proxy-Secret"},
+    )
+    keystone_auth_url: str = field(default="", metadata={"help": "keystone mode: Keystone's v3 URL"})
+    keystone_www_authenticate_uri: str = field(
+        default="", metadata={"help": "Keystone URL named in 401's WWW-Authenticate (default: KEYSTONE_AUTH_URL)"}
+    )
+    keystone_username: str = field(default="octavia", metadata={"help": "the service's Keystone user"})
+    keystone_password: str = field(default="", repr=False, metadata={"help": "the service user's password"})
+    keystone_project_name: str = field(default="service", metadata={"help": "the service user's project"})
+    keystone_user_domain_name: str = field(default="Default", metadata={"help": "the service user's domain"})
+    keystone_project_domain_name: str = field(default="Default", metadata={"help": "the service project's domain"})
+    keystone_timeout_s: float = field(default=5.0, metadata={"help": "timeout of one call to Keystone"})
+    keystone_token_cache_time_s: float = field(
+        default=300.0,
+        metadata={"help": "how long a validation is reused (a revoked token is refused at most this late)"},
+    )
+    keystone_token_cache_size: int = field(default=10000, metadata={"help": "validations kept at most"})
     noauth_default_project: str = field(
         default="", metadata={"help": "noauth mode: project of calls that name none (empty: Octavia's 400)"}
     )
@@ -91,7 +115,11 @@ class ApiSettings:
     quota_l7rule: int = field(default=-1, metadata={"help": "default L7-rule quota"})
 
     def __post_init__(self) -> None:
-        AuthStrategy(self.auth_strategy)  # fails at start-up on an unknown strategy
+        strategy = AuthStrategy(self.auth_strategy)  # fails at start-up on an unknown strategy
+        if strategy is AuthStrategy.TRUSTED_HEADERS and len(self.trusted_proxy_secret) < 16:
+            raise ValueError("trusted_headers needs TRUSTED_PROXY_SECRET (16 characters or more) naming the proxy")
+        if strategy is AuthStrategy.KEYSTONE and not (self.keystone_auth_url and self.keystone_password):
+            raise ValueError("keystone needs KEYSTONE_AUTH_URL and KEYSTONE_PASSWORD (the service's credentials)")
         if self.default_provider_driver not in self.providers:
             raise ValueError(f"default provider {self.default_provider_driver!r} is not enabled")
         if self.default_topology not in ("SINGLE", "ACTIVE_STANDBY"):

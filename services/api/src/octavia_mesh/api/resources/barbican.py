@@ -26,7 +26,7 @@ from octavia_mesh.api import edge
 from octavia_mesh.api.app import App
 from octavia_mesh.api.edge import ANONYMOUS, with_retries
 from octavia_mesh.api.errors import ApiError
-from octavia_mesh.api.policy import Caller, caller_from_metadata
+from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.query import parse_query
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common.secrets import Keyring, load_keyring
@@ -199,16 +199,10 @@ def _adapter(
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         host = metadata.get("x-forwarded-host")
         proto = metadata.get("x-forwarded-proto", "http")
+        headers: tuple[tuple[str, str], ...] = ()
         try:
             call = KmCall(
-                caller=ANONYMOUS
-                if public
-                else caller_from_metadata(
-                    app.settings.auth,
-                    metadata,
-                    app.settings.noauth_default_project,
-                    legacy_roles=app.settings.policy_legacy_roles,
-                ),
+                caller=ANONYMOUS if public else await app.auth.caller(metadata),
                 id=getattr(request, "id", ""),
                 query=getattr(request, "query", ""),
                 body=request.body.data if request.HasField("body") else b"",
@@ -219,12 +213,13 @@ def _adapter(
             answer = await with_retries(handler, app, call)
         except BarbicanError as exc:
             answer = _fault(exc.status, exc.description)
-        except ApiError as exc:  # the shared policy's 401 and 403
+        except ApiError as exc:  # the authenticator's 401 and 503, the shared policy's 403
             answer = _fault(exc.http_status, exc.message)
+            headers = exc.headers
         except Exception:
             logger.exception("%s failed", method)  # no payload is ever part of an exception we raise
             answer = _fault(500, "Secret store failure seen - please contact the site administrator.")
-        await context.send_initial_metadata((("x-http-code", str(answer.status)),))
+        await context.send_initial_metadata((("x-http-code", str(answer.status)), *headers))
         return httpbody_pb2.HttpBody(content_type=answer.content_type, data=answer.encode())
 
     return rpc
