@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from support import PROXY_SECRET, SUBNET, Rest, assert_fault
+from support import PROXY_SECRET, SUBNET, Rest, assert_fault, start_mesh
 
 LBS = "/v2/lbaas/loadbalancers"
 ALICE, BOB = "project-alice", "project-bob"
@@ -184,3 +186,30 @@ def test_admin_reads_everything_legacy_roles_grant_nothing(secure_rest: Rest, al
     assert_fault(alice.put(f"{LBS}/{alice_lb['id']}/failover"), 403)
     assert admin.put(f"{LBS}/{alice_lb['id']}/failover").status_code == 202
     admin.wait_lb_active(alice_lb["id"])
+
+
+@pytest.fixture(scope="module")
+def legacy_rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rest]:
+    """A trusted-headers mesh with Octavia's deprecated rules switched on (enforce_new_defaults = False)."""
+    env = {"OCTAVIA_MESH_API_TRUSTED_PROXY_SECRET": PROXY_SECRET, "OCTAVIA_MESH_API_POLICY_LEGACY_ROLES": "true"}
+    for mesh in start_mesh(tmp_path_factory, "trusted_headers", service_env=env):
+        yield Rest(mesh.endpoint)
+
+
+def test_legacy_roles_when_switched_on(legacy_rest: Rest) -> None:
+    owner = legacy_rest.as_(ALICE, "load-balancer_member")
+    lb = owner.ok("POST", LBS, {"loadbalancer": {"name": "legacy", "vip_subnet_id": SUBNET}})["loadbalancer"]
+    owner.wait_lb_active(lb["id"])
+    assert legacy_rest.as_(ALICE, "load-balancer_observer").ok("GET", f"{LBS}/{lb['id']}")["loadbalancer"]
+    forbidden = "Policy does not allow this request to be performed."
+    observer = legacy_rest.as_("audit", "load-balancer_global_observer")
+    assert lb["id"] in [x["id"] for x in observer.ok("GET", LBS)["loadbalancers"]]
+    assert_fault(observer.put(f"{LBS}/{lb['id']}", {"loadbalancer": {"name": "x"}}), 403, forbidden)
+    quota_admin = legacy_rest.as_("ops", "load-balancer_quota_admin")
+    assert quota_admin.ok("PUT", f"/v2/lbaas/quotas/{ALICE}", {"quota": {"pool": 7}}, status=202)["quota"]["pool"] == 7
+    assert_fault(quota_admin.get(f"{LBS}/{lb['id']}"), 403, forbidden)
+    legacy_admin = legacy_rest.as_("ops", "load-balancer_admin")
+    assert legacy_admin.ok("PUT", f"{LBS}/{lb['id']}", {"loadbalancer": {"name": "renamed"}})
+    legacy_admin.wait_lb_active(lb["id"])
+    assert_fault(legacy_rest.as_(BOB, "load-balancer_member").get(f"{LBS}/{lb['id']}"), 403, forbidden)
+    assert legacy_admin.delete(f"{LBS}/{lb['id']}").status_code == 204
