@@ -22,8 +22,6 @@ mkdir -p "$TEMPEST_ANCHOR_WORK"
 PY="$ROOT/.venv/bin/python"
 MESH_PORT="${MESH_PORT:-$("$PY" -c 'from octavia_mesh.cli.processes import free_port; print(free_port())')}"
 STATE="$TEMPEST_ANCHOR_WORK/mesh"
-rm -rf "$STATE"
-mkdir -p "$STATE"
 
 # Keystone first: the mesh's service user must exist before the first token is validated.
 KS_STARTED=0
@@ -31,11 +29,15 @@ KS_STARTED=0
 "$TEMPEST_DIR/keystone.sh" start
 
 MESH_PID=""
-cleanup() {
+stop_mesh() {
   if [ -n "$MESH_PID" ] && kill -0 "$MESH_PID" 2>/dev/null; then
     kill -INT "$MESH_PID"
     for _ in $(seq 1 60); do kill -0 "$MESH_PID" 2>/dev/null || break; sleep 0.5; done
   fi
+  MESH_PID=""
+}
+cleanup() {
+  stop_mesh
   if [ "$KS_STARTED" = 1 ]; then "$TEMPEST_DIR/keystone.sh" stop || true; fi
 }
 trap cleanup EXIT
@@ -44,16 +46,20 @@ trap cleanup EXIT
 export OCTAVIA_MESH_API_KEYSTONE_USERNAME=octavia
 export OCTAVIA_MESH_API_KEYSTONE_PASSWORD="${OCTAVIA_SERVICE_PASSWORD:-octavia-anchor}"
 export OCTAVIA_MESH_API_KEYSTONE_PROJECT_NAME=service
-"$ROOT/.venv/bin/octavia-mesh" up --port "$MESH_PORT" --state-dir "$STATE" --provider noop \
-  --auth-strategy keystone --keystone-url "http://127.0.0.1:$KS_PORT/v3" >"$STATE/up.log" 2>&1 &
-MESH_PID=$!
-for _ in $(seq 1 240); do
-  grep -q 'Octavia Mesh is up' "$STATE/up.log" && break
-  kill -0 "$MESH_PID" 2>/dev/null || { cat "$STATE/up.log" >&2; exit 1; }
-  sleep 0.5
-done
-grep -q 'Octavia Mesh is up' "$STATE/up.log" || { echo "the mesh did not start" >&2; cat "$STATE/up.log" >&2; exit 1; }
-echo "mesh (keystone mode, noop provider) on http://127.0.0.1:$MESH_PORT, state in $STATE"
+start_mesh() {  # start_mesh PROVIDER: a fresh mesh in keystone mode whose default provider is PROVIDER
+  rm -rf "$STATE"; mkdir -p "$STATE"
+  "$ROOT/.venv/bin/octavia-mesh" up --port "$MESH_PORT" --state-dir "$STATE" --provider "$1" \
+    --auth-strategy keystone --keystone-url "http://127.0.0.1:$KS_PORT/v3" >"$STATE/up.log" 2>&1 &
+  MESH_PID=$!
+  for _ in $(seq 1 240); do
+    grep -q 'Octavia Mesh is up' "$STATE/up.log" && break
+    kill -0 "$MESH_PID" 2>/dev/null || { cat "$STATE/up.log" >&2; exit 1; }
+    sleep 0.5
+  done
+  grep -q 'Octavia Mesh is up' "$STATE/up.log" || { echo "the mesh did not start" >&2; cat "$STATE/up.log" >&2; exit 1; }
+  echo "mesh (keystone mode, $1 provider by default) on http://127.0.0.1:$MESH_PORT, state in $STATE"
+}
+start_mesh noop
 
 # The providers exactly as GET /v2/lbaas/providers lists them (tempest checks the list).
 PROVIDERS="$("$PY" - "$MESH_PORT" <<'EOF'
@@ -66,9 +72,12 @@ export TEMPEST_LB_PROVIDER=noop TEMPEST_LB_PROVIDERS="$PROVIDERS"
 set +e
 "$TEMPEST_DIR/run.sh" "http://127.0.0.1:$MESH_PORT" "$@"
 RC=$?
-# Then openstacksdk's functional tests for load balancing, on the same mesh and Keystone (SDK_FUNCTIONAL=0: not).
+# Then openstacksdk's functional tests for load balancing, with the same Keystone (SDK_FUNCTIONAL=0: not).
 SDK_RC=0
 if [ "${SDK_FUNCTIONAL:-1}" = 1 ]; then
+  # Their load balancers name no provider and their amphora tests need amphorae: the amphora provider.
+  stop_mesh
+  start_mesh amphora
   echo "openstacksdk functional tests (load_balancer) against http://127.0.0.1:$MESH_PORT"
   "$ROOT/scripts/sdk_functional.sh" "http://127.0.0.1:$MESH_PORT" "http://127.0.0.1:$KS_PORT/v3"
   SDK_RC=$?
