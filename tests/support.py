@@ -1,15 +1,21 @@
-"""Test helpers: a small REST client for the mesh, and per-test databases on PostgreSQL and MariaDB."""
+"""Test helpers: a small REST client for the mesh, per-test databases on PostgreSQL and MariaDB, and a local VIP
+subnet of its own for every mesh a test starts."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import ipaddress
 import os
+import random
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from octavia_mesh.cli.mesh import Mesh, MeshOptions, grpc_serving
-from octavia_mesh.cli.processes import free_port
+from octavia_mesh.cli.processes import listen_port
 from octavia_mesh.worker.server import CONSUMING
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
@@ -186,6 +192,54 @@ def paused(mesh: Any, timeout: float = 10.0) -> Iterator[None]:
         os.kill(worker.process.pid, signal.SIGUSR2)
 
 
+#: The API's setting that places a mesh's local VIP subnet.
+VIP_CIDR_VAR = "OCTAVIA_MESH_API_LOCAL_VIP_CIDR"
+#: Where the claims on test VIP subnets live: one lock file per second octet, machine-wide.
+VIP_LOCKS = Path(tempfile.gettempdir()) / "octavia-mesh-test-vips"
+#: The second octets test meshes take their /16 from: away from 127.0.x (127.0.0.1, resolvers) and from
+#: 127.226.x, the default of ``octavia-mesh up`` (and of any suite on this machine that does not claim one).
+VIP_OCTETS = range(100, 200)
+
+
+def claim_vip_cidr() -> tuple[str, Callable[[], None]]:
+    """A /16 of 127.0.0.0/8 that no other mesh started by a test on this machine uses while it is held, and its
+    release. HAProxy binds with SO_REUSEPORT, so two meshes' load balancers on one address and port would share
+    their traffic (and an ACTIVE_STANDBY VIP is routed to a bridge host-wide): each mesh gets its own range.
+    The claim is a ``flock`` on a file of :data:`VIP_LOCKS`, so the kernel drops it when the holder dies."""
+    VIP_LOCKS.mkdir(mode=0o777, exist_ok=True)
+    octets = list(VIP_OCTETS)
+    random.shuffle(octets)  # concurrent sessions rarely try the same octet first
+    for octet in octets:
+        fd = os.open(VIP_LOCKS / f"{octet}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return f"127.{octet}.0.0/16", lambda fd=fd: os.close(fd)
+    raise AssertionError(f"every test VIP subnet 127.{VIP_OCTETS[0]}-{VIP_OCTETS[-1]}.0.0/16 is taken")
+
+
+def vip_network(where: Mesh | Rest) -> ipaddress.IPv4Network:
+    """The local VIP subnet of a mesh (its settings), or of the mesh behind an edge (its Neutron-style listing)."""
+    if isinstance(where, Rest):
+        (subnet,) = where.ok("GET", "/v2.0/subnets")["subnets"]
+        return ipaddress.IPv4Network(subnet["cidr"])
+    return ipaddress.IPv4Network(where.options.service_env[VIP_CIDR_VAR])
+
+
+def vip_at(where: Mesh | Rest, third: int, fourth: int) -> str:
+    """The address ``<third>.<fourth>`` of the mesh's local VIP subnet (a /16 for every test mesh)."""
+    network = vip_network(where)
+    return str(network.network_address + third * 256 + fourth)
+
+
+def random_vip_in(where: Mesh | Rest, third: range = range(64, 251), fourth: range = range(2, 251)) -> str:
+    """A random address of the mesh's local VIP subnet, so that load balancers of one module rarely reuse an
+    address a deleted one may still hold."""
+    return vip_at(where, random.choice(third), random.choice(fourth))
+
+
 def start_mesh(
     tmp_path_factory: pytest.TempPathFactory,
     auth: str,
@@ -194,8 +248,13 @@ def start_mesh(
     service_env: dict[str, str] | None = None,
     health_replicas: int = 1,
 ) -> Iterator[Mesh]:
-    """Start the whole mesh (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server); stop it after."""
+    """Start the whole mesh (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server) on a local VIP subnet
+    of its own (:func:`claim_vip_cidr`, unless ``service_env`` names one); stop it after."""
     state = tmp_path_factory.mktemp(f"mesh-{auth}")
+    service_env = dict(service_env or {})
+    release_vips = None
+    if VIP_CIDR_VAR not in service_env:
+        service_env[VIP_CIDR_VAR], release_vips = claim_vip_cidr()
     url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")
     drop = None
     if url:
@@ -203,7 +262,7 @@ def start_mesh(
     mesh = Mesh(
         MeshOptions(
             host="127.0.0.1",
-            port=free_port(),
+            port=listen_port(),  # outside the ephemeral range: a restarted Envoy finds it free again
             state_dir=state,
             database_url=url,
             nats_url=None,
@@ -211,17 +270,19 @@ def start_mesh(
             start_timeout=60.0,
             default_project=default_project,
             default_provider=default_provider,
-            service_env=service_env or {},
+            service_env=service_env,
             health_replicas=health_replicas,
         )
     )
-    mesh.start()
     try:
+        mesh.start()
         yield mesh
     finally:
         mesh.stop()
         if drop is not None:
             drop()
+        if release_vips is not None:
+            release_vips()
 
 
 #: Where Debian puts keepalived (root's sbin directories are not always on PATH).

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
-from support import PROJECT, Rest, assert_fault
+from support import PROJECT, VIP_CIDR_VAR, Rest, assert_fault, vip_network
+
+from octavia_mesh.cli.mesh import Mesh
 
 LBS = "/v2/lbaas/loadbalancers"
 
 
 @pytest.fixture(scope="module")
-def amphora_lb(rest: Rest) -> dict:
+def amphora_lb(mesh: Mesh, rest: Rest) -> dict:
     subnet = rest.ok("GET", "/v2.0/subnets")["subnets"][0]["id"]
     lb = rest.ok(
         "POST",
         LBS,
         {"loadbalancer": {"name": "amp-limits", "vip_subnet_id": subnet, "project_id": PROJECT, "provider": "amphora"}},
     )["loadbalancer"]
-    assert lb["vip_address"].startswith("127.226.") and lb["vip_subnet_id"] == subnet
+    assert ipaddress.ip_address(lb["vip_address"]) in vip_network(mesh) and lb["vip_subnet_id"] == subnet
     yield rest.wait_lb_active(lb["id"])
     rest.delete(f"{LBS}/{lb['id']}?cascade=true")
 
@@ -58,9 +62,9 @@ def test_requested_vip_is_honoured_once(rest: Rest, amphora_lb: dict) -> None:
     assert response.status_code == 409 and taken in response.json()["faultstring"]
 
 
-def test_neutron_style_lookups(rest: Rest) -> None:
+def test_neutron_style_lookups(mesh: Mesh, rest: Rest) -> None:
     (subnet,) = rest.ok("GET", "/v2.0/subnets")["subnets"]
-    assert subnet["cidr"] == "127.226.0.0/16" and subnet["ip_version"] == 4
+    assert subnet["cidr"] == mesh.options.service_env[VIP_CIDR_VAR] and subnet["ip_version"] == 4
     assert rest.ok("GET", f"/v2.0/subnets?id={subnet['id']}")["subnets"] == [subnet]
     assert rest.ok("GET", "/v2.0/subnets?id=11111111-1111-1111-1111-111111111111")["subnets"] == []
     assert rest.ok("GET", f"/v2/subnets/{subnet['id']}")["subnet"] == subnet

@@ -17,6 +17,9 @@ from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common.authheaders import IDENTITY_HEADERS, PROXY_SECRET_HEADER
 from octavia_mesh.protos.lbaas.v2 import flavorprofiles_pb2_grpc, loadbalancers_pb2_grpc, requests_pb2
 
+#: The first test also starts Keystone (~20 s, a one-time ~2 min bootstrap on a fresh machine) and meshes.
+pytestmark = pytest.mark.timeout(300)
+
 
 def lb_stub(target: str) -> tuple[grpc.Channel, loadbalancers_pb2_grpc.LoadBalancersStub]:
     channel = grpc.insecure_channel(target)

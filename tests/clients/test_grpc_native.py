@@ -62,3 +62,34 @@ def test_create_get_and_not_found(channel: grpc.Channel) -> None:
             timeout=10,
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_reflection_v1_answers_as_v1alpha_does(channel: grpc.Channel) -> None:
+    """grpcurl and current clients ask ``grpc.reflection.v1`` first; its messages are v1alpha's, field for field."""
+    v1 = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    (listed,) = v1(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"octavia_mesh.lbaas.v2.LoadBalancers", "grpc.reflection.v1.ServerReflection"} <= names
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="octavia_mesh.lbaas.v2.LoadBalancers")
+    (found,) = v1(iter([request]), timeout=10)
+    assert found.file_descriptor_response.file_descriptor_proto
+
+
+def test_native_grpc_links_name_the_rest_collection(mesh: Mesh, channel: grpc.Channel) -> None:
+    stub = loadbalancers_pb2_grpc.LoadBalancersStub(channel)
+    body = json.dumps({"loadbalancer": {"name": "grpc-links", "vip_subnet_id": SUBNET, "project_id": PROJECT}})
+    for _ in range(2):
+        stub.CreateLoadBalancer(
+            requests_pb2.CollectionRequest(
+                body=httpbody_pb2.HttpBody(content_type="application/json", data=body.encode())
+            )
+        )
+    page = json.loads(stub.ListLoadBalancers(requests_pb2.CollectionRequest(query="name=grpc-links&limit=1")).data)
+    (link,) = page["loadbalancers_links"]
+    assert link["rel"] == "next"
+    assert link["href"].startswith(f"{mesh.endpoint}/v2/lbaas/loadbalancers?"), link  # as REST, never /loadbalancers?
+    assert "limit=1" in link["href"] and "marker=" in link["href"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import ipaddress
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import start_mesh
+from support import start_mesh, vip_network
 
 from octavia_mesh.cli.mesh import Mesh
 
@@ -63,7 +64,9 @@ def test_cli_builds_a_serving_load_balancer(amphora_mesh: Mesh, tmp_path: Path) 
     try:
         subnet = amphora_mesh.local_subnet()
         lb = cli("create", "--name", "cli-local", "--vip-subnet-id", subnet, "--wait")
-        assert lb["provisioning_status"] == "ACTIVE" and lb["vip_address"].startswith("127.226.")
+        assert lb["provisioning_status"] == "ACTIVE" and ipaddress.ip_address(lb["vip_address"]) in vip_network(
+            amphora_mesh
+        )
         listener = cli("listener", "create", "--protocol", "HTTP", "--protocol-port", "8081", "--wait", lb["id"])
         pool = cli(
             "pool",

@@ -1,7 +1,8 @@
 """Helpers of the data-plane tests: real backends on loopback, clients that pick their source address,
 create-and-wait calls on the REST edge, and looks at the processes and files amphorae leave.
 
-Every backend listens on 127.0.0.1; every client request goes to a VIP in 127.226.0.0/16, and may bind
+Every backend listens on 127.0.0.1; every client request goes to a VIP of the mesh's own
+local VIP subnet (a /16 of 127.0.0.0/8, support.claim_vip_cidr), and may bind
 its socket to another loopback address (127.0.0.x) so that HAProxy sees different clients.
 """
 
@@ -12,6 +13,7 @@ import contextlib
 import datetime as dt
 import http.client
 import http.server
+import ipaddress
 import re
 import socket
 import socketserver
@@ -26,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support import Rest, start_mesh
+from support import Rest, start_mesh, vip_network
 
 LBS = "/v2/lbaas/loadbalancers"
 AMPHORAE = "/v2/octavia/amphorae"
@@ -475,7 +477,7 @@ def create_lb(api: Rest, name: str, **fields: Any) -> dict[str, Any]:
     body = {"name": name, "vip_subnet_id": local_subnet(api), **fields}
     started = time.monotonic()
     lb = api.ok("POST", LBS, {"loadbalancer": body})["loadbalancer"]
-    assert lb["vip_address"].startswith("127.226."), lb["vip_address"]
+    assert ipaddress.ip_address(lb["vip_address"]) in vip_network(api), lb["vip_address"]
     lb = wait_lb(api, lb["id"], timeout=60.0)
     print(f"\nload balancer {name!r} ACTIVE {time.monotonic() - started:.2f}s after its create")
     return lb

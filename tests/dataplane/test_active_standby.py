@@ -14,7 +14,6 @@ here when missing, as the project does wherever it uses it.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import threading
@@ -37,7 +36,7 @@ from dataplane_helpers import (
     wait_lb,
     wait_until,
 )
-from support import Rest, ensure_keepalived
+from support import Rest, ensure_keepalived, random_vip_in
 
 from octavia_mesh.cli.mesh import Mesh
 
@@ -58,10 +57,10 @@ PATIENT_S = 2.0
 HANDOVER_BOUND_S = 2.5
 
 
-def own_vip() -> str:
-    """A VIP of the local subnet's upper range: the host routes an ACTIVE_STANDBY VIP to its bridge, which would
-    hide a SINGLE load balancer of another mesh on this machine that got the same (lowest free) address."""
-    return f"127.226.{random.randint(230, 254)}.{random.randint(2, 254)}"
+def own_vip(api: Rest) -> str:
+    """A VIP of the upper range of the mesh's own local subnet: the host routes an ACTIVE_STANDBY VIP to its
+    bridge, which would hide a SINGLE load balancer of this mesh that got the same (lowest free) address."""
+    return random_vip_in(api, third=range(230, 255), fourth=range(2, 255))
 
 
 def ip(*args: str) -> str:
@@ -228,7 +227,7 @@ def pair(api: Rest, dataplane_mesh: Mesh, ha_flavor: str) -> Iterator[Pair]:
     from dataplane_helpers import Backend
 
     backends = [Backend(f"ha-member{i}") for i in range(2)]
-    lb = create_lb(api, "active-standby", flavor_id=ha_flavor, listeners=tree(backends, 8080), vip_address=own_vip())
+    lb = create_lb(api, "active-standby", flavor_id=ha_flavor, listeners=tree(backends, 8080), vip_address=own_vip(api))
     try:
         yield Pair(api, dataplane_mesh, lb, 8080)
     finally:
@@ -407,7 +406,7 @@ def test_delete_removes_namespaces_links_processes_and_files(
     api: Rest, dataplane_mesh: Mesh, ha_flavor: str, backends: Any
 ) -> None:
     lb = create_lb(
-        api, "active-standby-gone", flavor_id=ha_flavor, listeners=tree(backends(1), 8081), vip_address=own_vip()
+        api, "active-standby-gone", flavor_id=ha_flavor, listeners=tree(backends(1), 8081), vip_address=own_vip(api)
     )
     amphorae = amphorae_of(api, lb["id"])
     homes = [amphora_home(dataplane_mesh, a["id"]) for a in amphorae]

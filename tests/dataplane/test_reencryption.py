@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from dataplane_helpers import Backend, LoadBalancer, get, load_balancer, who
-from support import Rest
+from support import Rest, vip_at
 from tls_material import Issued, Store, crl, issue, p12
 
 PROJECT = "dataplane"  # the project of the data-plane mesh's load balancers (its noauth default)
@@ -96,9 +96,9 @@ def material(api: Rest, tmp_path_factory: pytest.TempPathFactory) -> Material:
 
 @pytest.fixture(scope="module")
 def lb(api: Rest) -> Iterator[LoadBalancer]:
-    # A VIP of its own rather than the lowest free one: ACTIVE_STANDBY tests of other meshes on this machine
-    # route the lowest addresses of the shared local VIP subnet to their bridges while they run.
-    with load_balancer(api, "reencryption", vip_address="127.226.201.47") as handle:
+    # A VIP of its own rather than the lowest free one: ACTIVE_STANDBY tests of this mesh route the addresses
+    # they get to their bridges while they run.
+    with load_balancer(api, "reencryption", vip_address=vip_at(api, 201, 47)) as handle:
         yield handle
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from dataplane_helpers import Backend, LoadBalancer, load_balancer
-from support import Rest
+from support import Rest, vip_at
 from tls_material import Issued, Store, crl, issue, tls_refs
 
 PROJECT = "dataplane"  # the project of the data-plane mesh's load balancers (its noauth default)
@@ -73,9 +73,9 @@ def clients(api: Rest, tmp_path_factory: pytest.TempPathFactory) -> Clients:
 
 @pytest.fixture(scope="module")
 def lb(api: Rest) -> Iterator[LoadBalancer]:
-    # A VIP of its own rather than the lowest free one: ACTIVE_STANDBY tests of other meshes on this machine
-    # route the lowest addresses of the shared local VIP subnet to their bridges while they run.
-    with load_balancer(api, "tls-client-auth", vip_address="127.226.201.46") as handle:
+    # A VIP of its own rather than the lowest free one: ACTIVE_STANDBY tests of this mesh route the addresses
+    # they get to their bridges while they run.
+    with load_balancer(api, "tls-client-auth", vip_address=vip_at(api, 201, 46)) as handle:
         yield handle
 
 

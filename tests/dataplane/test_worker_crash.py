@@ -33,7 +33,7 @@ from dataplane_helpers import (
 )
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from support import Rest
+from support import Rest, mesh_engine
 
 from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common.db import models
@@ -174,6 +174,46 @@ def test_killed_while_the_amphora_boots(crash_mesh: Mesh, crash_api: Rest, backe
     took = _recover(crash_mesh, crash_api, lb["id"])
     print(f"\nkilled mid-flow: ACTIVE {took:.2f}s after the restart")
     assert get(lb["vip_address"], 8102).who == "member0"
+    _assert_settled(crash_mesh, crash_api, lb["id"])
+    assert [(a["id"], a["status"]) for a in amphorae_of(crash_api, lb["id"])] == [(amphora_id, "ALLOCATED")]
+
+
+def test_resumed_after_its_amphora_was_lost_too(crash_mesh: Mesh, crash_api: Rest, backends, created) -> None:
+    """The worker dies after the flow recorded the amphora as booted, and the amphora goes too (the machine or
+    ``octavia-mesh up`` was restarted meanwhile). The resumed flow re-checks what it did, boots the amphora
+    again and ends ACTIVE: it used to wait for the lost instance and end a create the API accepted in ERROR
+    ("wait-for-agent failed: amphora ... has no running instance")."""
+    (member,) = backends(1)
+    body = {"name": "crash-lost-amphora", "vip_subnet_id": local_subnet(crash_api), "listeners": [_tree(member, 8104)]}
+    lb = crash_api.ok("POST", LBS, {"loadbalancer": body})["loadbalancer"]
+    created.append(lb["id"])
+    engine = mesh_engine(crash_mesh)
+
+    def booted() -> str | None:
+        """The amphora, once the flow's progress says it is booted (create-amphora and boot-amphora done)."""
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(models.FlowProgress.store).where(
+                    models.FlowProgress.flow == "create-load-balancer", models.FlowProgress.done_steps >= 2
+                )
+            ).scalars()
+            ids = {a["id"] for a in amphorae_of(crash_api, lb["id"])}
+            return next((store["amphora_id"] for store in rows if store.get("amphora_id") in ids), None)
+
+    try:
+        amphora_id = wait_until(booted, 30, "the flow to record the amphora booted", interval=0.005)
+    finally:
+        engine.dispose()
+    crash_mesh.supervisor.kill("worker")
+    status = crash_api.ok("GET", f"{LBS}/{lb['id']}")["loadbalancer"]["provisioning_status"]
+    if status != "PENDING_CREATE":
+        pytest.fail(f"the worker finished ({status}) before it was killed: the test saw no crash")
+    pid = int((amphora_home(crash_mesh, amphora_id) / "agent.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)  # the instance is lost while no worker runs
+    wait_until(lambda: not processes_mentioning(amphora_id), 10, "the amphora to be gone")
+    took = _recover(crash_mesh, crash_api, lb["id"])
+    print(f"\nkilled mid-flow, amphora lost: ACTIVE {took:.2f}s after the restart")
+    assert get(lb["vip_address"], 8104).who == "member0"
     _assert_settled(crash_mesh, crash_api, lb["id"])
     assert [(a["id"], a["status"]) for a in amphorae_of(crash_api, lb["id"])] == [(amphora_id, "ALLOCATED")]
 

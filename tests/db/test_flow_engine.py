@@ -72,3 +72,39 @@ async def test_failure_reverts_completed_tasks_in_reverse(engine: AsyncEngine) -
     with pytest.raises(FlowFailed):  # redelivered: it stays reverted and does not run again
         await FlowEngine(write).run(flow, _replay(ctx))
     assert log[-1] == "undo a"
+
+
+class Effect(Recorder):
+    """A task whose effect can vanish while the worker is down (an instance that stopped with the machine)."""
+
+    def __init__(self, name: str, log: list[str], world: set[str]) -> None:
+        super().__init__(name, log)
+        self.world = world
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        self.world.add(self.name)
+        return await super().execute(ctx)
+
+    async def holds(self, ctx: FlowContext) -> bool:
+        return self.name in self.world
+
+
+async def test_a_resumed_flow_redoes_what_the_crash_took_away(engine: AsyncEngine) -> None:
+    _, write = session_factories(engine)
+    log: list[str] = []
+    world: set[str] = set()
+    ctx = _ctx()
+    crashing = Flow("demo", [Recorder("a", log), Effect("boot", log, world), Recorder("c", log, crash=True)])
+    with pytest.raises(KeyboardInterrupt):
+        await FlowEngine(write).run(crashing, ctx)
+    world.clear()  # the restart stopped the instance the flow had booted
+    healthy = Flow("demo", [Recorder("a", log), Effect("boot", log, world), Recorder("c", log)])
+    await FlowEngine(write).run(healthy, _replay(ctx))
+    assert log == ["do a", "do boot", "do c", "do boot", "do c"]  # boot again, not wait for what is gone
+    assert world == {"boot"}
+    log.clear()
+    ctx2 = _ctx()
+    with pytest.raises(KeyboardInterrupt):
+        await FlowEngine(write).run(crashing, ctx2)
+    await FlowEngine(write).run(healthy, _replay(ctx2))  # the effect is still there: nothing is redone
+    assert log == ["do a", "do boot", "do c", "do c"]

@@ -142,3 +142,17 @@ def test_edge_init_container_renders_an_envoy_config_for_the_api_service() -> No
     assert listener["address"]["socket_address"]["port_value"] == edge["containers"][0]["ports"][0]["containerPort"]
     edge_service = _named("Service")["octavia-mesh-edge"]
     assert edge_service["spec"]["ports"][0]["targetPort"] == 9876
+
+
+def test_api_validates_keystone_tokens_and_the_edge_drops_identity_headers() -> None:
+    api = _named("Deployment")["octavia-mesh-api"]["spec"]["template"]["spec"]["containers"][0]
+    settings = ApiSettings.from_env({**_shared_env(), **{e["name"]: e["value"] for e in api["env"]}})
+    assert settings.auth_strategy == "keystone" and settings.keystone_auth_url.endswith("/v3")
+    edge = _named("Deployment")["octavia-mesh-edge"]["spec"]["template"]["spec"]
+    argv = shlex.split(edge["initContainers"][0]["command"][-1].split(">", 1)[0].removeprefix("exec "))
+    rendered = subprocess.run(
+        [sys.executable, "-m", "octavia_mesh.cli", *argv[1:]], capture_output=True, text=True, check=True
+    ).stdout
+    host = json.loads(rendered)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    removed = host["typed_config"]["route_config"]["virtual_hosts"][0]["request_headers_to_remove"]
+    assert {"x-project-id", "x-roles", "x-octavia-mesh-proxy-secret"} <= set(removed)

@@ -15,7 +15,7 @@ import uuid
 
 from acme_helpers import ACME_DESCRIPTION
 from sqlalchemy import text
-from support import PROJECT, SUBNET, Rest, mesh_engine, new_listener, new_pool
+from support import PROJECT, SUBNET, Rest, mesh_engine, new_listener, new_pool, vip_at
 
 LB = "/v2/lbaas/loadbalancers"
 
@@ -154,14 +154,15 @@ def test_load_balancer_and_children_through_acme(acme_rest: Rest, acme_journal) 
     wait_gone(rest, f"{LB}/{lb['id']}")
 
 
-LOCAL_SUBNET = "7a9d3c2e-5b1f-4e8a-9c6d-0f2b4a6e8d10"  # the API's default local VIP subnet (127.226.0.0/16)
+LOCAL_SUBNET = "7a9d3c2e-5b1f-4e8a-9c6d-0f2b4a6e8d10"  # the API's default local VIP subnet id
 
 
 def test_cascade_delete_gives_back_quota_and_vip(acme_rest: Rest) -> None:
     rest = acme_rest
     project = uuid.uuid4().hex
     rest.ok("PUT", f"/v2/lbaas/quotas/{project}", {"quota": {"load_balancer": 1, "listener": 1, "pool": 1}}, status=202)
-    body = {"provider": "acme", "project_id": project, "vip_subnet_id": LOCAL_SUBNET, "vip_address": "127.226.200.7"}
+    vip, other = vip_at(rest, 200, 7), vip_at(rest, 200, 8)
+    body = {"provider": "acme", "project_id": project, "vip_subnet_id": LOCAL_SUBNET, "vip_address": vip}
 
     def build() -> dict:
         lb = rest.ok("POST", LB, {"loadbalancer": {**body, "name": "quota"}})["loadbalancer"]
@@ -171,15 +172,15 @@ def test_cascade_delete_gives_back_quota_and_vip(acme_rest: Rest) -> None:
         return lb
 
     lb = build()
-    assert lb["vip_address"] == "127.226.200.7"
+    assert lb["vip_address"] == vip
     # The quota holds while the load balancer lives (so the check below can tell a release from no limit).
-    refused = rest.post(LB, {"loadbalancer": {**body, "vip_address": "127.226.200.8"}})
+    refused = rest.post(LB, {"loadbalancer": {**body, "vip_address": other}})
     assert refused.status_code == 403, refused.text
     rest.ok("DELETE", f"{LB}/{lb['id']}?cascade=true")
     wait_gone(rest, f"{LB}/{lb['id']}")
     # acme reported the load balancer DELETED: its quota (and its children's) and its VIP address are free again.
     again = build()
-    assert again["vip_address"] == "127.226.200.7"
+    assert again["vip_address"] == vip
     rest.ok("DELETE", f"{LB}/{again['id']}?cascade=true")
     wait_gone(rest, f"{LB}/{again['id']}")
 

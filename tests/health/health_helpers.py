@@ -3,7 +3,6 @@ status tree read through the API, and direct access to the heartbeat endpoint an
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ if str(Path(__file__).resolve().parents[1] / "dataplane") not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
 
 from dataplane_helpers import LBS  # noqa: E402
-from support import Rest, start_mesh  # noqa: E402
+from support import Rest, random_vip_in, start_mesh  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 
@@ -40,9 +39,9 @@ def run_mesh(tmp_path_factory: pytest.TempPathFactory, project: str, health_repl
     yield from start_mesh(tmp_path_factory, "noauth", project, "amphora", ENV, health_replicas)
 
 
-def random_vip() -> str:
-    """A VIP of the local subnet away from the low addresses other meshes on this machine allocate first."""
-    return f"127.226.{random.randint(64, 250)}.{random.randint(2, 250)}"
+def random_vip(api: Rest) -> str:
+    """A VIP of the mesh's local subnet away from the low addresses its own creates allocate first."""
+    return random_vip_in(api)
 
 
 def heartbeat_endpoint(mesh: Mesh, replica: str = "health") -> str:

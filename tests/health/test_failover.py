@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import random
 import signal
 import sys
 import threading
@@ -46,7 +45,7 @@ from dataplane_helpers import (  # noqa: E402
     wait_lb,
     wait_until,
 )
-from support import Rest, mesh_engine, start_mesh  # noqa: E402
+from support import Rest, mesh_engine, random_vip_in, start_mesh  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh, grpc_serving  # noqa: E402
 from octavia_mesh.common.commands import Kind, Op  # noqa: E402
@@ -116,9 +115,9 @@ def make_lb(api: Rest, created: list[str], backend: Backend, port: int, name: st
             "members": [{"address": backend.address, "protocol_port": backend.port}],
         },
     }
-    # A VIP away from the low addresses other meshes on this machine allocate first: HAProxy binds with
-    # SO_REUSEPORT, so two meshes' load balancers on one address and port would share its traffic.
-    vip = f"127.226.{random.randint(64, 250)}.{random.randint(2, 250)}"
+    # A random VIP of the mesh's own local subnet (support.claim_vip_cidr): the tests' load balancers rarely
+    # reuse an address a deleted one may still hold.
+    vip = random_vip_in(api)
     body = {"name": name, "vip_subnet_id": local_subnet(api), "vip_address": vip, "listeners": [tree]}
     lb = api.ok("POST", LBS, {"loadbalancer": body})["loadbalancer"]
     created.append(lb["id"])

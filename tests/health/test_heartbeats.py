@@ -88,7 +88,7 @@ class Web:
 def web(api: Rest) -> Iterator[Web]:
     backends = [Backend("m0"), Backend("m1")]
     try:
-        with load_balancer(api, "heartbeats", vip_address=random_vip()) as lb:
+        with load_balancer(api, "heartbeats", vip_address=random_vip(api)) as lb:
             listener = lb.listener(PORT)
             pool = lb.pool(listener)
             lb.monitor(pool, "HTTP", **MONITOR)
@@ -276,7 +276,7 @@ def issued(ca: pki.LocalCA, name: str, validity: dt.timedelta = dt.timedelta(day
 
 @pytest.fixture(scope="module")
 def other_amphora(api: Rest) -> Iterator[str]:
-    lb = create_lb(api, "second", vip_address=random_vip())
+    lb = create_lb(api, "second", vip_address=random_vip(api))
     try:
         (amphora,) = amphorae_of(api, lb["id"])
         yield amphora["id"]

@@ -55,7 +55,7 @@ def test_another_replica_takes_the_streams_when_one_dies_or_stops(mesh: Mesh) ->
     api = Rest(mesh.endpoint)
     backends = [Backend("r0"), Backend("r1")]
     try:
-        with load_balancer(api, "replicas", vip_address=random_vip()) as lb:
+        with load_balancer(api, "replicas", vip_address=random_vip(api)) as lb:
             listener = lb.listener(8091)
             pool = lb.pool(listener)
             lb.monitor(pool, "HTTP", **MONITOR)

@@ -40,16 +40,16 @@ def _running(home: Path) -> bool:
 def test_orphans_are_removed_and_live_amphorae_kept(amphora_mesh: Mesh, amphora_api: Rest) -> None:
     api, db = amphora_api, mesh_engine(amphora_mesh)
     try:
-        live = create_lb(api, "live", vip_address=spare_vip())
-        rowless = create_lb(api, "rowless", vip_address=spare_vip())
-        homeless = create_lb(api, "homeless", vip_address=spare_vip())
+        live = create_lb(api, "live", vip_address=spare_vip(api))
+        rowless = create_lb(api, "rowless", vip_address=spare_vip(api))
+        homeless = create_lb(api, "homeless", vip_address=spare_vip(api))
         (live_amp,), (rowless_amp,), (homeless_amp,) = (amphorae_of(api, lb["id"]) for lb in (live, rowless, homeless))
         homes = {
             name: amphora_home(amphora_mesh, a["id"])
             for name, a in (("live", live_amp), ("rowless", rowless_amp), ("homeless", homeless_amp))
         }
         assert all(_running(home) for home in homes.values())
-        stray_vip = spare_vip()
+        stray_vip = spare_vip(api)
         leftover = amphora_base(amphora_mesh) / uuid.uuid4().hex[:12]
         leftover.mkdir()
         (leftover / "agent.log").write_text("an amphora that never finished booting\n")

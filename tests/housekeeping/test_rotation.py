@@ -118,7 +118,7 @@ def test_rotation_under_load_loses_no_request(amphora_mesh: Mesh, amphora_api: R
     api, db = amphora_api, mesh_engine(amphora_mesh)
     members = [Backend(f"member{i}") for i in range(3)]
     try:
-        with load_balancer(api, "rotation", vip_address=spare_vip()) as lb:
+        with load_balancer(api, "rotation", vip_address=spare_vip(api)) as lb:
             listener = lb.listener(PORT)
             pool = lb.pool(listener)
             lb.members(pool, members[:2])

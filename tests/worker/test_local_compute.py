@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -59,3 +61,50 @@ async def test_delete_right_after_create_leaves_no_orphan(base: Path) -> None:
         await asyncio.sleep(0.05)
     assert left == [], f"orphaned agents: {left}"
     assert await compute.list_instances() == []
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+_CREATE_AND_DIE = """
+import asyncio, datetime as dt, sys
+from pathlib import Path
+from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
+from octavia_mesh.worker.drivers.compute import InstanceSpec, LocalComputeDriver
+base, amphora_id = Path(sys.argv[1]), sys.argv[2]
+identity = LocalCertificateDriver(base / "ca").issue_amphora_certificate(amphora_id, dt.timedelta(days=1))
+asyncio.run(LocalComputeDriver(base / "amphorae").create_instance(InstanceSpec(amphora_id, identity)))
+print("created", flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+async def test_an_amphora_outlives_the_process_that_created_it(base: Path) -> None:
+    """The agent is not a child of the worker that boots it, and a SIGKILLed worker's successor adopts it."""
+    amphora_id = str(uuid.uuid4())
+    creator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _CREATE_AND_DIE,
+        str(base),
+        amphora_id,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert creator.stdout is not None
+    assert (await asyncio.wait_for(creator.stdout.readline(), 60)).strip() == b"created"
+    compute = LocalComputeDriver(base / "amphorae")
+    instance = await compute.get_instance(amphora_id)
+    assert instance is not None
+    pid = int((base / "amphorae" / amphora_id.replace("-", "")[:12] / "agent.pid").read_text())
+    assert _parent(pid) != creator.pid, "the agent is a child of the worker that booted it"
+    assert os.getpgid(pid) == pid and os.getsid(pid) == pid, "the agent does not lead a session of its own"
+    creator.kill()  # SIGKILL, as a crash
+    await creator.wait()
+    await asyncio.sleep(0.5)
+    adopted = await compute.get_instance(amphora_id)  # a new worker finds the same agent at the same address
+    assert adopted == instance
+    assert amphora_id in await compute.list_instances()
+    await compute.delete_instance(amphora_id)
+    assert await compute.get_instance(amphora_id) is None

@@ -51,7 +51,10 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build the server (not started); the port it bound, for ``listen`` ending in ``:0``."""
     identity = identity or identity_of(settings)
-    server = grpc.aio.server(interceptors=[ControllerOnly(settings.controller_identities)])
+    # No SO_REUSEPORT (gRPC's default): a port another agent holds must fail this start, not be shared with it.
+    server = grpc.aio.server(
+        interceptors=[ControllerOnly(settings.controller_identities)], options=[("grpc.so_reuseport", 0)]
+    )
     agent_pb2_grpc.add_AmphoraAgentServicer_to_server(
         AmphoraAgentServicer(agent, settings.amphora_id, identity, keepalived), server
     )

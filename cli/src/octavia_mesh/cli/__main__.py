@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from octavia_mesh.cli.edge import descriptor_path, envoy_config, lua_source
-from octavia_mesh.cli.mesh import MeshOptions, run_up
+from octavia_mesh.cli.mesh import MeshOptions, run_down, run_up
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,9 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--keystone-url", default="", help="keystone: Keystone's v3 URL, e.g. http://127.0.0.1:5000/v3")
     up.add_argument(
         "--default-project",
-        default="",
-        help="noauth: project of calls that name none, so that `openstack loadbalancer create` works "
-        "without Keystone (default: none, and such calls get Octavia's 400)",
+        default="demo",
+        help="noauth: project of calls that name none, so that `openstack loadbalancer create` works without "
+        "Keystone (default: demo; an empty value gives such calls Octavia's 400)",
     )
     up.add_argument(
         "--provider",
@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
         "or noop (no data plane: every change completes at once)",
     )
     up.add_argument("--start-timeout", type=float, default=60.0, help="seconds each part may take to start")
+    up.add_argument(
+        "--keep-amphorae",
+        action="store_true",
+        help="on Ctrl-C, stop the services but leave the amphorae serving; the next `up` on the same state "
+        "directory adopts them (same ports), `octavia-mesh down` stops them",
+    )
+    down = sub.add_parser("down", help="stop the amphorae that `up --keep-amphorae` left running")
+    down.add_argument("--state-dir", type=Path, default=Path("state"), help="the state directory `up` used")
     edge = sub.add_parser("edge-config", help="print the Envoy configuration of the REST edge (JSON)")
     edge.add_argument("--port", type=int, default=9876)
     edge.add_argument("--host", default="0.0.0.0")
@@ -75,9 +83,12 @@ def main(argv: list[str] | None = None) -> None:
                     default_project=args.default_project,
                     default_provider=args.provider,
                     keystone_url=args.keystone_url,
+                    keep_amphorae=args.keep_amphorae,
                 )
             )
         )
+    if args.command == "down":
+        sys.exit(run_down(args.state_dir))
     config = envoy_config(
         args.host,
         args.port,

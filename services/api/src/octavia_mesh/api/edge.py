@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import grpc
-from google.api import httpbody_pb2
+from google.api import annotations_pb2, httpbody_pb2
 from google.protobuf import message_factory
 
 from octavia_mesh.api.app import App, Call, Reply
@@ -35,11 +35,25 @@ Handler = Callable[[App, Call], Awaitable[Reply]]
 ORIGINAL_PATH = "x-octavia-path"
 
 
-def _base_urls(app: App, metadata: Mapping[str, str]) -> tuple[str, str]:
+#: Each edge RPC's REST path (its first ``google.api.http`` binding), for the links of native gRPC calls.
+REST_PATHS: dict[str, str] = {}
+
+
+def _base_urls(app: App, metadata: Mapping[str, str], method: str, request: Any) -> tuple[str, str]:
     host = metadata.get("x-forwarded-host")
     root = f"{metadata.get('x-forwarded-proto', 'http')}://{host}" if host else app.settings.public_endpoint.rstrip("/")
-    path = metadata.get(ORIGINAL_PATH, "")
+    path = metadata.get(ORIGINAL_PATH)
+    if path is None:  # native gRPC: no REST path came with the call, so links use the method's own
+        path = REST_PATHS.get(method, "")
+        for name in ("parent_id", "id"):
+            path = path.replace("{" + name + "}", getattr(request, name, ""))
     return root + path.rstrip("/"), root
+
+
+def _rest_path(method: Any) -> str:
+    rule = method.GetOptions().Extensions[annotations_pb2.http]
+    pattern = rule.WhichOneof("pattern")
+    return getattr(rule, pattern) if pattern and pattern != "custom" else ""
 
 
 ANONYMOUS = Caller(project_id=None, roles=frozenset())
@@ -66,7 +80,7 @@ def _adapter(
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
-            base_url, root_url = _base_urls(app, metadata)
+            base_url, root_url = _base_urls(app, metadata, method, request)
             call = Call(
                 caller=ANONYMOUS if public else await app.auth.caller(metadata),
                 query=getattr(request, "query", ""),
@@ -110,6 +124,7 @@ def bind(
         raise RuntimeError(f"{service}: no handler for {sorted(missing)}")
     rpc_handlers = {}
     for method in descriptor.methods:
+        REST_PATHS[f"{service}.{method.name}"] = _rest_path(method)
         request_class = message_factory.GetMessageClass(method.input_type)
         rpc_handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             adapter(app, handlers[method.name], f"{service}.{method.name}", public),

@@ -34,7 +34,7 @@ from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common import commands
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
-from octavia_mesh.common.grpcserver import ServiceHealth, add_reflection, run_until_signalled
+from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
 from octavia_mesh.protos.lbaas.v2 import (
     amphorae_pb2,
     availabilityzoneprofiles_pb2,
@@ -89,6 +89,7 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
     """Build the server (not started) and return it with its health switch and bound port."""
     server = grpc.aio.server(
         options=[
+            NO_PORT_SHARING,
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ]

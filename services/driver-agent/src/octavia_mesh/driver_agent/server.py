@@ -9,7 +9,7 @@ import grpc
 
 from octavia_mesh.common import secrets
 from octavia_mesh.common.db.engine import make_engine, session_factories
-from octavia_mesh.common.grpcserver import ServiceHealth, add_reflection, run_until_signalled
+from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
 from octavia_mesh.driver_agent.provider_agents import ProviderAgents, choose, discover
 from octavia_mesh.driver_agent.service import SERVICE_NAME, DriverAgent
 from octavia_mesh.driver_agent.settings import DriverAgentSettings
@@ -39,7 +39,7 @@ async def serve(settings: DriverAgentSettings) -> None:
     agents_to_run = choose(settings.provider_agents, discover())
     engine = make_engine(settings.database_url)
     read, write = session_factories(engine)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[NO_PORT_SHARING])
     driver_agent_pb2_grpc.add_DriverAgentServicer_to_server(DriverAgent(read, write, load_keyring(settings)), server)
     health = ServiceHealth(server, [SERVICE_NAME])
     add_reflection(server, [SERVICE_NAME])

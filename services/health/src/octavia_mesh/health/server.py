@@ -17,7 +17,7 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from octavia_mesh.common.db.engine import make_engine
-from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
+from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
 from octavia_mesh.health import events, failover, tls
 from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
 from octavia_mesh.health.servicer import SERVICE_NAME, AmphoraHealthServicer
@@ -75,6 +75,7 @@ def build(
     engine = engine if engine is not None else make_engine(settings.database_url)
     server = grpc.aio.server(
         options=[
+            NO_PORT_SHARING,
             # Thousands of long-lived streams: pings from agents are expected, every 10 s.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
@@ -101,7 +102,7 @@ def build(
 
 
 async def serve(settings: HealthSettings) -> None:
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[NO_PORT_SHARING])
     health = ServiceHealth(server, [SERVICE_NAME])
     server.add_insecure_port(settings.grpc_listen)
     plane = build(settings)

@@ -14,7 +14,7 @@ import grpc
 
 from octavia_mesh.common import commands
 from octavia_mesh.common.db.engine import make_engine, session_factories
-from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
+from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
 from octavia_mesh.housekeeping.jobs import Housekeeper, Scheduler
 from octavia_mesh.housekeeping.settings import HousekeepingSettings
 
@@ -31,7 +31,7 @@ async def serve(settings: HousekeepingSettings) -> None:
     relay.start()
     scheduler = Scheduler(Housekeeper(write, settings, relay.wake).jobs())
     scheduler.start()
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.housekeeping"])
     server.add_insecure_port(settings.grpc_listen)
     logger.info("housekeeping listening on %s", settings.grpc_listen)

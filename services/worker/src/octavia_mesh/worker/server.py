@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.common import commands, network, secrets
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
-from octavia_mesh.common.grpcserver import ServiceHealth, run_until_signalled
+from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
@@ -120,7 +120,7 @@ async def serve(settings: WorkerSettings) -> None:
     for provider in providers:
         if isinstance(provider, AmphoraProvider):
             await rebuild_lost_amphorae(write, provider.deps.compute)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
     _pause_on_signals(consumers, health)

@@ -1,5 +1,8 @@
 """Running amphorae. The local driver makes each amphora a process of this machine: our agent, which
-supervises HAProxy. It runs in its own session, so it outlives a worker restart like a VM would."""
+supervises HAProxy. It is not the worker's child: a launcher forks it into a session of its own and exits, so
+it is reparented to init (or the nearest subreaper) and outlives the worker, its pod's supervisor and
+``octavia-mesh up`` like a VM outlives its controller. A restarted worker finds it again from its directory
+(pid, start time, address): nothing is rebuilt."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -55,6 +59,21 @@ class ComputeDriver(Protocol):
 
 
 def _free_port(host: str) -> int:
+    """A port for an agent to listen on, below the kernel's ephemeral range: a port the kernel hands out is free
+    only until the agent binds it, and meanwhile any outgoing connection may take it as its local port (the
+    agent then cannot start). Below that range only another listener can take it, which this check sees."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 20000), low)  # noqa: S311 - not a secret
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -94,10 +113,58 @@ async def _stop_leftovers(home: Path, drain_s: float = 5.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _start_time(pid: int) -> str:
-    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22): a pid reused by another
-    process has another one."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+#: Runs between the worker and the agent: forks the agent into a new session, waits until it has exec'd (the
+#: pipe is close-on-exec), records its pid and start time in its home and exits. The agent is then nobody's
+#: child but init's: no signal to the worker (or PDEATHSIG of whatever started the worker) reaches it, and the
+#: worker never reaps it. The launcher records, not the worker, so that a worker killed meanwhile leaves no
+#: agent that nobody knows of: its successor finds it there.
+_LAUNCHER = """
+import os, sys
+home, argv = sys.argv[1], sys.argv[2:]
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.setsid()
+    os.dup2(2, 1)
+    try:
+        os.execv(argv[0], argv)
+    except OSError as exc:
+        os.write(w, str(exc).encode())
+    os._exit(127)
+os.close(w)
+failed = os.read(r, 4096)
+if failed:
+    sys.exit("cannot start the amphora agent: " + failed.decode())
+with open(f"/proc/{pid}/stat") as stat:
+    started = stat.read().rsplit(")", 1)[1].split()[19]
+for name, value in (("agent.start", started), ("agent.pid", str(pid))):
+    with open(f"{home}/{name}.tmp", "w") as out:
+        out.write(value + "\\n")
+    os.replace(f"{home}/{name}.tmp", f"{home}/{name}")
+print(pid, flush=True)
+"""
+
+
+async def _spawn_detached(argv: list[str], home: Path) -> int:
+    """Start ``argv`` as a grandchild in its own session (see ``_LAUNCHER``); its pid, once it has exec'd."""
+    with open(home / "agent.log", "ab") as log:
+        launcher = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _LAUNCHER,
+            str(home),
+            *argv,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=home,
+            start_new_session=True,
+        )
+        out, _ = await launcher.communicate()
+    if launcher.returncode != 0:
+        raise RuntimeError(f"cannot start the amphora agent (see {home / 'agent.log'})")
+    return int(out)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -178,15 +245,11 @@ class LocalComputeDriver:
         if endpoints:
             # Heartbeats go out with the amphora's own certificate, to a health service verified by the same CA.
             argv += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
-        with open(home / "agent.log", "ab") as log:
-            process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=home
-            )
-        # And its start time: the process is ours exactly while that pid has it, even during its exec (when
-        # /proc/<pid>/cmdline reads empty for a moment, so that a delete right after a create missed it).
-        (home / "agent.start").write_text(f"{_start_time(process.pid)}\n")
-        (home / "agent.pid").write_text(f"{process.pid}\n")
+        argv[0] = shutil.which(argv[0]) or argv[0]  # the launcher execs a path (``ip`` for a namespaced agent)
         (home / "agent.address").write_text(address)
+        # The launcher records the agent's pid and its start time: the process is ours exactly while that pid
+        # has it, whatever its command line reads (it reads empty for a moment during the exec).
+        await _spawn_detached(argv, home)
         return Instance(compute_id=spec.amphora_id, management_address=address)
 
     async def get_instance(self, compute_id: str) -> Instance | None:

@@ -9,6 +9,13 @@ flow have completed and what they produced. A redelivered command resumes
 after the last completed task (every task is idempotent, so re-running the one
 that was in flight is safe), and a failed task reverts the completed ones in
 reverse order, also durably.
+
+A resumed flow does not trust what it did before the crash: the world may have
+changed meanwhile (an amphora's instance stopped with the machine, a VIP
+unplugged). Before it goes on, it asks each completed task that can tell
+(``holds``) whether its effect is still there, and resumes from the first one
+whose effect is gone, so that a create the API accepted is rebuilt rather than
+failed for what a restart took away.
 """
 
 from __future__ import annotations
@@ -51,6 +58,12 @@ class Task(Protocol):
         ...
 
 
+async def _holds(task: Task, ctx: FlowContext) -> bool:
+    """Whether a completed task's effect is still there (tasks may define ``holds``; without it: yes)."""
+    check = getattr(task, "holds", None)
+    return True if check is None else bool(await check(ctx))
+
+
 class FlowFailed(Exception):
     """A task failed and the flow was reverted; ``__cause__`` is the task's error."""
 
@@ -79,6 +92,17 @@ class FlowEngine:
         if progress.state == REVERTED:
             raise FlowFailed(f"{flow.name} was reverted before")
         done = progress.done_steps
+        for index in range(done):  # resumed: re-check the world before going on
+            if not await _holds(flow.tasks[index], ctx):
+                logger.warning(
+                    "%s %s resumed: the effect of %s is gone; going on from there",
+                    flow.name,
+                    ctx.command_id,
+                    flow.tasks[index].name,
+                )
+                done = index
+                await self._save(ctx, state=RUNNING, done_steps=done)
+                break
         for index in range(done, len(flow.tasks)):
             task = flow.tasks[index]
             try:

@@ -75,6 +75,15 @@ class PlugVip:
             await self.deps.network.plug_vip(vip, await self._compute_id(ctx))
         return {}
 
+    async def holds(self, ctx: FlowContext) -> bool:
+        """Resumed after a crash: is the VIP still plugged? Only a driver that can look says so
+        (``vip_plugged``); otherwise it is plugged again, which every driver does idempotently."""
+        check = getattr(self.deps.network, "vip_plugged", None)
+        vip, _, _ = await _load(self.deps, ctx.load_balancer_id)
+        if check is None or vip is None:
+            return vip is None
+        return bool(await check(vip, await self._compute_id(ctx)))
+
     async def revert(self, ctx: FlowContext) -> None:
         vip, _, _ = await _load(self.deps, ctx.load_balancer_id)
         if vip is not None and self.key in ctx.store:

@@ -150,6 +150,11 @@ class BootAmphora:
         )
         return {}
 
+    async def holds(self, ctx: FlowContext) -> bool:
+        """Resumed after a crash: the instance may have stopped meanwhile (the machine, or ``octavia-mesh up``,
+        was restarted); then it is booted again rather than waited for in vain."""
+        return await self.deps.compute.get_instance(ctx.store[self.key]) is not None
+
     async def revert(self, ctx: FlowContext) -> None:
         if self.key in ctx.store:
             await self.deps.compute.delete_instance(ctx.store[self.key])
