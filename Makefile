@@ -32,6 +32,7 @@ bench: sync
 	$(UV) run python bench/health_bench.py
 	$(UV) run python bench/failover_bench.py
 	$(UV) run python bench/auth_bench.py
+	$(UV) run python bench/create_bench.py
 	@if [ "$$(id -u)" = 0 ]; then $(UV) run python bench/active_standby_bench.py; \
 	else echo "bench/active_standby_bench.py needs root (network namespaces): skipped"; fi
 

@@ -1,14 +1,17 @@
-"""Failover benchmark: a SINGLE load balancer whose amphora is killed, against admin failover, in one run.
+"""Failover benchmark: a SINGLE load balancer whose amphora is killed, or hung, against admin failover, in one run.
 
-    uv run python bench/failover_bench.py [--runs 5] [--heartbeat-timeout 5] [--scan-interval 1]
+    uv run python bench/failover_bench.py [--runs 5] [--spares 2] [--heartbeat-timeout 5] [--scan-interval 1]
 
-A client sends one request at a time through the VIP (a fresh connection each, every 10 ms). Each run kills
-the amphora (SIGKILL of its agent and HAProxy) and measures:
+A client sends one request at a time through the VIP (a fresh connection each, every 10 ms). Each kill run
+kills the amphora (SIGKILL of its agent and HAProxy: its heartbeat stream breaks at once) and measures:
 
-* detection: kill -> the health service queues the failover (the outbox row's time): heartbeat timeout plus
-  up to a scan interval and a heartbeat flush;
-* rebuild: queued -> the first request served again through the same VIP (boot, configure);
+* detection: kill -> the health service queues the failover (the outbox row's time): the broken stream is a
+  loss at once, claimed after ``loss_confirm_s``;
+* rebuild: queued -> the first request served again through the same VIP (a spare from the pool, configured);
 * total: kill -> first request served again; and kill -> load balancer ACTIVE (old amphora retired).
+
+Each hang run stops the amphora instead (SIGSTOP of its agent and HAProxy: the stream stays open and goes quiet,
+``stream_silence_s``) and measures the same, plus whether every stopped process was fenced (killed).
 
 Then as many admin failovers (``PUT /v2/octavia/amphorae/{id}/failover``) on the same load balancer, timed from
 the call to ACTIVE, with the requests that failed meanwhile (make-before-break: none expected). Ratios compare the
@@ -37,12 +40,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 
 from octavia_mesh.cli.mesh import Mesh, MeshOptions, grpc_serving
 from octavia_mesh.cli.processes import free_port
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.models import AmphoraHealth, ProviderCommand, utcnow
+from octavia_mesh.common.db.models import Amphora, AmphoraHealth, ProviderCommand, utcnow
 from octavia_mesh.health.failover import AUTOMATIC_FAILOVER
 from octavia_mesh.protos.provider.v1 import commands_pb2
 
@@ -125,6 +128,13 @@ class Probe:
     def first_ok_after(self, moment: float) -> float | None:
         return next((t for t in list(self.ok) if t > moment), None)
 
+    def back_for_good(self, start: float, end: float) -> float | None:
+        """The first success after the last failure between ``start`` and ``end``: when the VIP served again
+        for good (a success in the middle of an outage, e.g. a request that got through just before a hung
+        HAProxy stopped reading, does not end it)."""
+        last_failure = max((t for t in list(self.failed) if start <= t <= end), default=start)
+        return self.first_ok_after(last_failure)
+
     def failures_between(self, start: float, end: float) -> int:
         return sum(1 for t in list(self.failed) if start <= t <= end)
 
@@ -175,8 +185,19 @@ class Bench:
             base = Path(pointer.read_text().strip())
         return base / amphora_id.replace("-", "")[:12]
 
-    def kill(self, amphora_id: str) -> tuple[float, float, int]:
-        """SIGKILL the agent and HAProxy of ``amphora_id``: when (monotonic, wall), and how many processes.
+    def spares(self) -> int:
+        with self.db.connect() as conn:
+            return int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(Amphora)
+                    .where(Amphora.status == "READY", Amphora.load_balancer_id.is_(None))
+                )
+                or 0
+            )
+
+    def kill(self, amphora_id: str, signum: int = signal.SIGKILL) -> tuple[float, float, list[int]]:
+        """Signal the agent and HAProxy of ``amphora_id``: when (monotonic, wall), and the processes.
 
         The processes are found first (reading /proc takes a while on a busy machine), then the clock is read
         and the signals sent, so that no request served before the kill counts as served after it."""
@@ -191,10 +212,17 @@ class Bench:
         moment = (time.monotonic(), time.time())
         for pid in victims:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-        return moment[0], moment[1], len(victims)
+        return moment[0], moment[1], victims
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -206,6 +234,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--heartbeat-timeout", type=float, default=5.0, help="the health service's default: 5")
     parser.add_argument("--scan-interval", type=float, default=1.0, help="the health service's default: 1")
+    parser.add_argument("--spares", type=int, default=2, help="spare amphorae in the pool (the default: 2; 0: none)")
     args = parser.parse_args()
 
     backend = QuietServer(("127.0.0.1", 0), Hello)
@@ -225,6 +254,7 @@ def main() -> None:
                 service_env={
                     "OCTAVIA_MESH_HEALTH_HEARTBEAT_TIMEOUT_S": str(args.heartbeat_timeout),
                     "OCTAVIA_MESH_HEALTH_FAILOVER_SCAN_INTERVAL_S": str(args.scan_interval),
+                    "OCTAVIA_MESH_WORKER_SPARE_AMPHORAE": str(args.spares),
                 },
             )
         )
@@ -259,17 +289,39 @@ def main() -> None:
             wait_for(lambda: probe.ok, 10, "the first request through the VIP")
 
             detect, rebuild, total, to_active, kill_failed = [], [], [], [], []
-            for run in range(args.runs):
+            hang_detect, hang_total, hang_active, unfenced = [], [], [], []
+            for run in range(args.runs * 2):
+                hang = run >= args.runs
                 old = bench.amphora(lb["id"])
                 wait_for(lambda old=old: bench.reporting(old), 30, "heartbeats of the amphora")
                 wait_for(bench.armed, 60, "automatic failover to be armed (start-up grace)", interval=0.1)
+                wait_for(lambda: bench.spares() >= args.spares, 60, "the pool to be full")
                 time.sleep(0.5)
-                killed_at, killed_wall, victims = bench.kill(old)
-                assert victims >= 2, "an agent and its HAProxy"
+                killed_at, killed_wall, pids = bench.kill(old, signal.SIGSTOP if hang else signal.SIGKILL)
+                assert len(pids) >= 2, "an agent and its HAProxy"
+                if hang:
+                    queued = wait_for(lambda old=old: bench.queued_at(old), 60, "the failover")
+                    wait_for(lambda: bench.lb_status(lb["id"]) == "ACTIVE", 60, "ACTIVE after the failover")
+                    active = time.monotonic()
+                    time.sleep(0.5)
+                    back = wait_for(lambda k=killed_at, a=active: probe.back_for_good(k, a), 10, "service again")
+                    hang_active.append(active - killed_at)
+                    hang_detect.append(queued - killed_wall)
+                    hang_total.append(back - killed_at)
+                    left = [p for p in pids if alive(p)]
+                    unfenced.append(len(left))
+                    for pid in left:  # a failed fence must not leave stopped processes behind the benchmark
+                        os.kill(pid, signal.SIGKILL)
+                    print(
+                        f"hang {run + 1 - args.runs}: queued after {hang_detect[-1]:.2f}s, serving after "
+                        f"{hang_total[-1]:.2f}s, ACTIVE after {hang_active[-1]:.2f}s, {len(left)} processes unfenced"
+                    )
+                    continue
                 queued = wait_for(lambda old=old: bench.queued_at(old), args.heartbeat_timeout + 30, "the failover")
-                back = wait_for(lambda k=killed_at: probe.first_ok_after(k + 0.05), 60, "service through the VIP")
                 wait_for(lambda: bench.lb_status(lb["id"]) == "ACTIVE", 60, "ACTIVE after the failover")
                 active = time.monotonic()
+                time.sleep(0.5)
+                back = wait_for(lambda k=killed_at, a=active: probe.back_for_good(k, a), 10, "service again")
                 detect.append(queued - killed_wall)
                 total.append(back - killed_at)
                 rebuild.append(total[-1] - detect[-1])
@@ -301,19 +353,25 @@ def main() -> None:
     print()
     print(
         f"SINGLE failover of a killed amphora (heartbeat timeout {args.heartbeat_timeout:g}s, "
-        f"scan every {args.scan_interval:g}s), {args.runs} runs:"
+        f"scan every {args.scan_interval:g}s, {args.spares} spares), {args.runs} runs:"
     )
     print(summary("  detection (kill -> failover queued)", detect))
     print(summary("  rebuild (queued -> first request served)", rebuild))
     print(summary("  outage (kill -> first request served)", total))
     print(summary("  kill -> load balancer ACTIVE", to_active))
     print(f"  requests failed per kill (10 ms probe): {kill_failed}")
+    print(f"SINGLE failover of a hung amphora (agent and HAProxy SIGSTOPped), {args.runs} runs:")
+    print(summary("  detection (stop -> failover queued)", hang_detect))
+    print(summary("  outage (stop -> first request served)", hang_total))
+    print(summary("  stop -> load balancer ACTIVE", hang_active))
+    print(f"  stopped processes left unfenced per run: {unfenced}")
     print("Admin failover (PUT /v2/octavia/amphorae/{id}/failover), same load balancer, same run:")
     print(summary("  call -> load balancer ACTIVE", admin))
     print(f"  requests failed per admin failover: {admin_failed}")
     print("Ratios (p50):")
     print(f"  rebuild / admin failover:  {statistics.median(rebuild) / statistics.median(admin):.2f}")
     print(f"  outage / admin failover:   {statistics.median(total) / statistics.median(admin):.2f}")
+    print(f"  hang outage / admin:       {statistics.median(hang_total) / statistics.median(admin):.2f}")
     print(f"  detection share of outage: {statistics.median(detect) / statistics.median(total):.0%}")
     print("Octavia (defaults, derived): detection alone 60-63 s, then a VM build; 68-72 s observed for LB failover.")
 

@@ -527,9 +527,17 @@ def test_error_state(mesh: Any, rest: Rest, clean: Env) -> None:
         conn.execute(text("UPDATE l7policy SET provisioning_status = 'ERROR' WHERE id = :i"), {"i": policy["id"]})
     engine.dispose()
     url = f"{L7P}/{policy['id']}"
-    immutable = f"L7Policy {policy['id']} is immutable and cannot be updated."
-    assert_fault(rest.put(url, {"l7policy": {"name": "x"}}), 409, immutable)
-    assert_fault(rest.post(f"{url}/rules", {"rule": path_rule()}), 409, immutable)
+    # ERROR is never a dead end (issue 10): the policy can be changed again, and rules added under it.
+    assert rest.ok("PUT", url, {"l7policy": {"name": "fixed"}})["l7policy"]["provisioning_status"] == "PENDING_UPDATE"
+    assert rest.wait_status(url, "l7policy")["name"] == "fixed"
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE l7policy SET provisioning_status = 'ERROR' WHERE id = :i"), {"i": policy["id"]})
+    engine.dispose()
+    rest.ok("POST", f"{url}/rules", {"rule": path_rule()})
+    assert rest.wait_status(url, "l7policy")["provisioning_status"] == "ACTIVE"
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE l7policy SET provisioning_status = 'ERROR' WHERE id = :i"), {"i": policy["id"]})
+    engine.dispose()
     assert rest.delete(url).status_code == 204
     rest.wait_status(url, "l7policy", "DELETED")
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from octavia_mesh.common import network
 from octavia_mesh.common.db.engine import session_factories
 from octavia_mesh.common.network.local import LocalNetworkDriver, LocalSubnet
+from octavia_mesh.common.network.neutron import NeutronNetworkDriver
 from octavia_mesh.common.network.noop import NOOP_ADDRESS, NoopNetworkDriver
 
 
@@ -18,8 +19,10 @@ def test_drivers_by_name_satisfy_the_protocol() -> None:
     assert isinstance(local, LocalNetworkDriver) and isinstance(noop, NoopNetworkDriver)
     assert all(isinstance(d, network.NetworkDriver) for d in (local, noop))
     assert local.subnet == LocalSubnet()
-    with pytest.raises(ValueError, match="unknown network driver 'neutron'"):
-        network.create_driver("neutron")
+    assert isinstance(NeutronNetworkDriver(connection=None), network.NetworkDriver)  # built by name from clouds.yaml
+    assert sorted(network.DRIVERS) == ["local", "neutron", "noop"]
+    with pytest.raises(ValueError, match="unknown network driver 'nuetron'; known: local, neutron, noop"):
+        network.create_driver("nuetron")
 
 
 async def test_local_driver_allocates_each_address_once_and_gives_it_back(engine: AsyncEngine) -> None:

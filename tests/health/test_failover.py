@@ -1,8 +1,8 @@
 """Automatic and admin failover on a whole mesh: real amphorae, real heartbeats, real traffic through the VIP.
 
-* a killed amphora (its agent and HAProxy, SIGKILL) is detected within the heartbeat timeout and replaced by
-  the worker's failover flow: the load balancer is ACTIVE/ONLINE and serving again through the same VIP, and
-  the new amphora reports heartbeats;
+* a killed amphora (its agent and HAProxy, SIGKILL) is detected from its broken heartbeat stream, well within
+  the heartbeat timeout, and replaced by the worker's failover flow: the load balancer is ACTIVE/ONLINE and
+  serving again through the same VIP, and the new amphora reports heartbeats;
 * restarting the health service (also after an outage longer than the timeout) or NATS fails nothing over;
 * too many silent amphorae at once (agents frozen with SIGSTOP: HAProxy keeps serving, heartbeats stop)
   open the circuit breaker, which fails nothing over, and closes once they report again;
@@ -353,7 +353,8 @@ def test_a_killed_amphora_is_replaced_behind_the_same_vip(fmesh: Mesh, api: Rest
     assert (command.resource_id, command.load_balancer_id) == (old, lb["id"])
     detected = queued_at.replace(tzinfo=dt.UTC).timestamp() - killed_wall
     print(f"\nkilled amphora: failover queued {detected:.2f}s after the kill, serving again after {back:.2f}s")
-    assert TIMEOUT_S - 1.5 < detected < DETECT_WITHIN_S, "detected after the timeout, and soon after it"
+    # Its heartbeat stream broke with no farewell: a loss at once, not after the timeout (loss.py).
+    assert detected < 1.0, "detected from the broken stream, well before the heartbeat timeout"
     wait_lb(api, lb["id"], timeout=REBUILD_WITHIN_S)
     assert_replaced(fmesh, api, lb, old, 8231, backend)
     assert len(failover_commands(fmesh)) == before + 1, "one failover, no second one for the same amphora"
@@ -406,7 +407,10 @@ def test_a_worker_killed_mid_failover_leaves_nothing_pending(fmesh: Mesh, api: R
     assert assert_replaced(fmesh, api, lb, old, 8251, backend) == new, "the flow resumed on the same replacement"
     statuses = api.ok("GET", f"{LBS}/{lb['id']}/status")["statuses"]["loadbalancer"]
     assert statuses["provisioning_status"] == "ACTIVE"
-    stuck = [(a["id"], a["status"]) for a in api.ok("GET", AMPHORAE)["amphorae"] if a["status"] != "ALLOCATED"]
+    # Spare amphorae (no load balancer: READY, or being booted by the pool, which retires any a killed worker left
+    # half-booted) are the pool's, not this flow's.
+    amphorae = api.ok("GET", AMPHORAE)["amphorae"]
+    stuck = [(a["id"], a["status"]) for a in amphorae if a["loadbalancer_id"] and a["status"] != "ALLOCATED"]
     assert stuck == []
     homes = {p.name for p in amphora_base(fmesh).iterdir() if p.is_dir()}
     live = {a["id"].replace("-", "")[:12] for a in api.ok("GET", AMPHORAE)["amphorae"]}

@@ -175,10 +175,16 @@ async def test_failovers_are_rate_limited_per_scan_and_in_flight(engine: AsyncEn
     detector = FailoverDetector(engine, policy(max_per_scan=2, max_in_flight=3), clock=clock)
     first = await detector.scan()
     assert first.claimed == [stale[0][1], stale[1][1]]
+    # Scans come early after a loss (loss.py): the per-scan limit holds per scan interval, however many scans.
+    early = await detector.scan()
+    assert early.claimed == [] and early.in_flight == 2, "two claimed within this scan interval already"
+    clock.t += 0.1
     second = await detector.scan()
     assert second.claimed == [stale[2][1]] and second.in_flight == 2
+    clock.t += 0.1
     assert (await detector.scan()).claimed == [], "three in flight: nothing more"
     await settle_failover(engine, *stale[0], succeeded=True)
+    clock.t += 0.1
     assert (await detector.scan()).claimed == [stale[3][1]], "one finished, so one more may start"
     assert len(await commands_of(engine)) == 4
 
@@ -334,3 +340,54 @@ async def test_rows_of_retired_amphorae_are_forgotten_and_unheard_ones_are_repor
     async with read() as session:
         assert (await session.execute(select(AmphoraHealth.amphora_id))).scalars().all() == []
     assert f"amphorae ['{unheard}'] never reported a heartbeat" in caplog.text
+
+
+# -- losses: streams seen breaking or going quiet (loss.py) ---------------------------------------------------
+
+
+async def lose(engine: AsyncEngine, amphora_id: str, ago: float) -> None:
+    """A replica saw ``amphora_id``'s stream break ``ago`` seconds ago."""
+    _, write = session_factories(engine)
+    async with write() as session, session.begin():
+        await session.execute(
+            update(AmphoraHealth)
+            .where(AmphoraHealth.amphora_id == amphora_id)
+            .values(lost_at=utcnow() - dt.timedelta(seconds=ago))
+        )
+
+
+async def test_a_lost_amphora_is_claimed_once_the_loss_is_confirmed_not_after_the_timeout(engine: AsyncEngine) -> None:
+    for _ in range(3):
+        await plant(engine, 0.2)
+    lb_id, amphora_id = await plant(engine, 0.4)  # heard 0.4 s ago, far from the timeout
+    detector = FailoverDetector(engine, policy(loss_confirm_s=0.3), clock=Clock())
+    await lose(engine, amphora_id, 0.1)
+    young = await detector.scan()
+    assert young.claimed == [] and young.silent == 1, "silent at once (the breaker counts it), not yet claimed"
+    await lose(engine, amphora_id, 0.35)
+    assert (await detector.scan()).claimed == [amphora_id]
+    assert await lb_status(engine, lb_id) == "PENDING_UPDATE"
+
+
+async def test_a_heartbeat_after_the_loss_undoes_it(engine: AsyncEngine) -> None:
+    for _ in range(3):
+        await plant(engine, 0.2)
+    _, amphora_id = await plant(engine, 1.0)
+    await lose(engine, amphora_id, 0.9)  # seen lost 0.9 s ago...
+    await heard(engine, amphora_id)  # ...and heard from since (it reconnected: a reset connection, a rotation)
+    result = await FailoverDetector(engine, policy(loss_confirm_s=0.1), clock=Clock()).scan()
+    assert result.claimed == [] and result.silent == 0
+
+
+async def test_many_losses_at_once_open_the_breaker_before_any_claim(engine: AsyncEngine) -> None:
+    fresh = [await plant(engine, 0.2) for _ in range(2)]
+    lost = [await plant(engine, 1.0) for _ in range(4)]
+    for _, amphora_id in lost:
+        await lose(engine, amphora_id, 0.5)
+    detector = FailoverDetector(
+        engine, policy(breaker=BreakerPolicy(max_silent=3, max_silent_percent=0), loss_confirm_s=0.1), clock=Clock()
+    )
+    result = await detector.scan()
+    assert not result.verdict.armed and result.silent == 4 and result.claimed == []
+    assert await commands_of(engine) == []
+    assert fresh

@@ -43,6 +43,8 @@ _STABLE_S = 10.0
 #: No acknowledgement for this many intervals (and at least ``_SILENCE_MIN_S``) means the replica is gone.
 _SILENCE_INTERVALS = 4
 _SILENCE_MIN_S = 3.0
+#: How long the agent tries to tell the service that it ends a call on purpose.
+_FAREWELL_S = 0.5
 
 
 def _int(row: dict[str, str], key: str) -> int:
@@ -103,13 +105,16 @@ class Sampler:
     def __init__(self, agent: Agent, ledger: CounterLedger) -> None:
         self._agent = agent
         self._ledger = ledger
+        #: How long one read of a stats socket may take. The heartbeat sender shortens it to 1.5 intervals: a
+        #: heartbeat held up longer by a slow HAProxy would look like a hung agent to the health service.
+        self.timeout_s = 2.0
 
     async def _read(self, lb_id: str) -> tuple[int, list[dict[str, str]]] | None:
         supervisor = self._agent.supervisor(lb_id)
         if not supervisor.running:
             return None
         try:
-            answer = await hacli.command(supervisor.files.stats_socket, "show info;show stat", 2.0)
+            answer = await hacli.command(supervisor.files.stats_socket, "show info;show stat", self.timeout_s)
             return parse_sample(answer)
         except hacli.CliError as exc:
             logger.debug("lb %s: no stats: %s", lb_id, exc)
@@ -236,11 +241,13 @@ class HeartbeatSender:
                 while not reader.done():
                     if rotated.done():
                         logger.info("certificate rotated: reconnecting to %s", endpoint)
+                        await self._farewell(call, sequence + 1)
                         return True
                     sequence += 1
                     await call.write(await self._heartbeat(sequence))
                     silence = max(_SILENCE_INTERVALS * self.interval_s, _SILENCE_MIN_S)
                     if time.monotonic() - last_ack > silence:
+                        await self._farewell(call, sequence + 1)
                         raise TimeoutError(f"no acknowledgement for {silence:g}s")
                     await asyncio.wait([reader, rotated], timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
                 await reader  # raises the call's error, if it ended with one
@@ -252,7 +259,18 @@ class HeartbeatSender:
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                     await reader
 
+    async def _farewell(self, call: grpc.aio.StreamStreamCall, sequence: int) -> None:
+        """Say that this end is on purpose: a call that just breaks is taken for this amphora's death, which
+        the health service fails over within a second."""
+        with contextlib.suppress(Exception):
+            farewell = health_pb2.StreamHeartbeatsRequest(
+                amphora_id=self._settings.amphora_id, sequence=sequence, closing=True
+            )
+            await asyncio.wait_for(call.write(farewell), _FAREWELL_S)
+            await asyncio.wait_for(call.done_writing(), _FAREWELL_S)
+
     async def _heartbeat(self, sequence: int) -> health_pb2.StreamHeartbeatsRequest:
+        self._sampler.timeout_s = max(0.25, min(2.0, 1.5 * self.interval_s))
         stamp = timestamp_pb2.Timestamp()
         stamp.GetCurrentTime()
         return health_pb2.StreamHeartbeatsRequest(

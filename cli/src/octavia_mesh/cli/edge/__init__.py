@@ -31,6 +31,12 @@ PACKAGE = "octavia_mesh.lbaas.v2"
 NEUTRON_SERVICES = tuple(f"octavia_mesh.neutron.v2.{s}" for s in ("Subnets", "Networks", "FloatingIps"))
 #: The local secret store (Barbican v1's secrets and containers) that TLS listeners and pools refer to.
 KEYMANAGER_SERVICES = tuple(f"octavia_mesh.keymanager.v1.{s}" for s in ("KeyManagerVersions", "Secrets", "Containers"))
+#: Request limits, also in octavia.lua (which answers the common cases itself, with Octavia's fault).
+#: Octavia's oslo.middleware ``max_request_body_size``: a larger body is a 413.
+MAX_BODY_BYTES = 114688
+TOO_LARGE = f"Request is too large. Larger than max_request_body_size ({MAX_BODY_BYTES})."
+MAX_PATH_BYTES = 1024
+MAX_QUERY_BYTES = 32768
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -49,6 +55,23 @@ def _status_is(op: str, code: int) -> dict[str, Any]:
     """An access-log filter on the response status, for local_reply_config mappers."""
     value = {"default_value": code, "runtime_key": f"octavia_edge_status_{op.lower()}_{code}"}
     return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
+
+
+#: Request paths of the secret store, whose faults are Barbican's ``{"code", "title", "description"}``.
+BARBICAN_PREFIXES = ("/v1", "/key-manager")
+
+
+def _barbican(status_filter: dict[str, Any]) -> dict[str, Any]:
+    """A local-reply filter: ``status_filter`` on a secret-store path."""
+    on_path = {
+        "or_filter": {
+            "filters": [
+                {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": prefix}}}}
+                for prefix in BARBICAN_PREFIXES
+            ]
+        }
+    }
+    return {"and_filter": {"filters": [on_path, status_filter]}}
 
 
 def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +95,13 @@ def envoy_config(
     """
     fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
     http_filters = [
+        # A body larger than the limit is a 413 before it is read (Lua answers when Content-Length says so;
+        # this filter cuts off a chunked one), so nothing that large reaches the API.
+        _typed(
+            "envoy.filters.http.buffer",
+            "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            {"max_request_bytes": MAX_BODY_BYTES},
+        ),
         _typed(
             "envoy.filters.http.grpc_web", "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb", {}
         ),
@@ -105,7 +135,12 @@ def envoy_config(
         "envoy.filters.http.lua": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
             "disabled": True,
-        }
+        },
+        # Native gRPC keeps its own message size limit (the API's); REST bodies are buffered and capped.
+        "envoy.filters.http.buffer": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+            "disabled": True,
+        },
     }
     manager = {
         "stat_prefix": "octavia_rest",
@@ -137,6 +172,9 @@ def envoy_config(
                         {
                             "match": {"prefix": "/"},
                             "route": {"cluster": "api", "timeout": "60s"},
+                            # The transcoder keeps the REST path here; the API reads x-octavia-path instead,
+                            # and this copy would only count against gRPC's metadata limit.
+                            "request_headers_to_remove": ["x-envoy-original-path"],
                             "response_headers_to_add": [
                                 {"header": {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}}
                             ],
@@ -153,6 +191,48 @@ def envoy_config(
                 {
                     "filter": _status_is("EQ", 404),
                     "body_format_override": {"json_format": {"code": 404, "title": "Not Found", "description": ""}},
+                },
+                # The secret store's local replies in Barbican's shape (Lua writes its own 400s and 413s so).
+                {
+                    "filter": _barbican(_status_is("EQ", 413)),
+                    "body_format_override": {
+                        "json_format": {
+                            "code": 413,
+                            "title": "Request Entity Too Large",
+                            "description": TOO_LARGE,
+                        }
+                    },
+                },
+                {
+                    "filter": _barbican(_status_is("EQ", 404)),
+                    "body_format_override": {
+                        "json_format": {
+                            "code": 404,
+                            "title": "Not Found",
+                            "description": "The resource could not be found.",
+                        }
+                    },
+                },
+                {
+                    "filter": _barbican(_status_is("GE", 500)),
+                    "body_format_override": {
+                        "json_format": {
+                            "code": "%RESPONSE_CODE%",
+                            "title": "Internal Server Error",
+                            "description": "%LOCAL_REPLY_BODY%",
+                        }
+                    },
+                },
+                {"filter": _barbican(_status_is("GE", 400))},
+                {
+                    # The buffer filter's 413 for a chunked body says only "Payload Too Large".
+                    "filter": _status_is("EQ", 413),
+                    "body_format_override": {
+                        "json_format": {
+                            **fault,
+                            "faultstring": TOO_LARGE,
+                        }
+                    },
                 },
                 {
                     "filter": _status_is("GE", 500),
@@ -193,7 +273,11 @@ def envoy_config(
                     "typed_extension_protocol_options": {
                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": {"http2_protocol_options": {}},
+                            # A malformed or oversized response resets that one stream, never the connection
+                            # that every other client's request shares.
+                            "explicit_http_config": {
+                                "http2_protocol_options": {"override_stream_error_on_invalid_http_message": True}
+                            },
                         }
                     },
                     "load_assignment": {

@@ -24,6 +24,27 @@ end
 
 local ALLOWED = {GET = true, HEAD = true, POST = true, PUT = true, DELETE = true, OPTIONS = true}
 
+-- Request limits (docs/architecture.md, "Request limits"; the Python side renders the same numbers into the
+-- buffer filter). Octavia's oslo.middleware answers 413 above max_request_body_size (114688 bytes).
+local MAX_BODY_BYTES = 114688
+local MAX_PATH_BYTES = 1024
+local MAX_QUERY_BYTES = 32768
+
+local TITLES = {["400"] = "Bad Request", ["413"] = "Request Entity Too Large"}
+
+-- The secret store (/v1, /key-manager) answers in Barbican's shape, which Lua writes itself (Envoy keeps the
+-- body of a Lua reply on those paths). Elsewhere the body is the bare message, and Envoy's local_reply_config
+-- wraps it in Octavia's fault. Messages are constants without quotes or backslashes.
+local function fault(handle, status, message, path)
+  if path:find("^/v1") or path:find("^/key%-manager") then
+    handle:respond({[":status"] = status, ["content-type"] = "application/json"},
+                   '{"code": ' .. status .. ', "title": "' .. TITLES[status] .. '", "description": "' ..
+                   message .. '"}')
+  else
+    handle:respond({[":status"] = status, ["content-type"] = "text/plain"}, message)
+  end
+end
+
 local function reply(handle, status, body)
   handle:respond({[":status"] = status, ["content-type"] = "application/json"}, body)
 end
@@ -37,6 +58,12 @@ function envoy_on_request(handle)
   end
   -- Octavia only reads JSON bodies: anything else is 415, as its API answers.
   local length = tonumber(h:get("content-length") or "0") or 0
+  if length > MAX_BODY_BYTES then
+    -- Answered before a byte of the body is read (a chunked body is cut off by the buffer filter instead).
+    fault(handle, "413", "Request is too large. Larger than max_request_body_size (" .. MAX_BODY_BYTES .. ").",
+          h:get(":path"))
+    return
+  end
   if (method == "POST" or method == "PUT") and length > 0 then
     local ct = h:get("content-type") or ""
     if not ct:lower():find("^application/json") then
@@ -48,6 +75,16 @@ function envoy_on_request(handle)
   end
   local raw = h:get(":path")
   local path, query = raw:match("^([^?]*)%??(.*)$")
+  -- No id or path is this long; the limits keep the gRPC metadata the API receives small (an overlong
+  -- path once reached it three times over and came back as a 429 listing internal header names).
+  if #path > MAX_PATH_BYTES then
+    fault(handle, "400", "Request path is longer than " .. MAX_PATH_BYTES .. " bytes.", path)
+    return
+  end
+  if #query > MAX_QUERY_BYTES then
+    fault(handle, "400", "Request query string is longer than " .. MAX_QUERY_BYTES .. " bytes.", path)
+    return
+  end
   local stripped = path:match("^(.+)%.json$")
   if stripped then path = stripped end
   h:replace("x-octavia-path", path)

@@ -270,6 +270,9 @@ class Amphora(Base):
     #: Serial number (hex) of the amphora's current certificate: the health service refuses any other, so a
     #: rotated-out or never-issued certificate is as good as revoked.
     cert_serial: Mapped[str | None] = mapped_column(String(64))
+    #: The flow that took this amphora from the pool of spare (READY) amphorae: a key derived from its command,
+    #: so that the flow, run again after a crash, finds the amphora it took instead of taking a second one.
+    assigned_by: Mapped[str | None] = mapped_column(String(64))
     role: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     vrrp_interface: Mapped[str | None] = mapped_column(String(16))
@@ -296,6 +299,9 @@ class AmphoraHealth(Base):
     busy: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The health replica that last wrote the row (for operators reading who holds which stream).
     reporter: Mapped[str | None] = mapped_column(String(255))
+    #: When a health replica saw the amphora's heartbeat stream break or go quiet (fast failover); a mark
+    #: counts while nothing was heard since (``lost_at >= last_update``).
+    lost_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class ListenerStatistics(Base):

@@ -11,14 +11,14 @@ Implementations:
 * :class:`~.noop.NoopNetworkDriver` (``noop``): Octavia's no-op driver: keeps the address asked for (or a
   TEST-NET-2 one) and stable derived ids; plugs nothing.
 
-A Neutron implementation (openstacksdk) fits the same interface: ``allocate_vip`` creates the VIP port,
-``plug_vip`` an amphora port with the VIP as an allowed address pair, ``plug_member_subnets`` ports on the
-members' subnets.
+* :class:`~.neutron.NeutronNetworkDriver` (``neutron``): Neutron through openstacksdk: ``allocate_vip``
+  creates the VIP port, ``plug_vip`` an amphora port with the VIP as an allowed address pair,
+  ``plug_member_subnets`` ports on the members' subnets, ``update_vip`` the load balancer's security group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,6 +28,7 @@ __all__ = [
     "DRIVERS",
     "AmphoraVipPort",
     "InvalidVip",
+    "ListenerAccess",
     "NetworkDriver",
     "NetworkError",
     "Vip",
@@ -60,6 +61,7 @@ class VipRequest:
     port_id: str | None = None
     address: str | None = None
     additional_vips: tuple[Mapping[str, Any], ...] = ()
+    qos_policy_id: str | None = None
 
     @classmethod
     def from_values(cls, load_balancer_id: str, project_id: str, values: Mapping[str, Any]) -> VipRequest:
@@ -73,6 +75,7 @@ class VipRequest:
             port_id=values.get("vip_port_id"),
             address=values.get("vip_address"),
             additional_vips=extra,
+            qos_policy_id=values.get("vip_qos_policy_id"),
         )
 
 
@@ -86,6 +89,16 @@ class Vip:
     subnet_id: str | None
     network_id: str
     additional_vips: tuple[dict[str, Any], ...] = field(default=())
+    qos_policy_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerAccess:
+    """Who may reach a listener: what the VIP's security group opens (Octavia's ``update_vip``)."""
+
+    protocol: str  # the listener's protocol (HTTP, TCP, UDP, ...)
+    port: int
+    allowed_cidrs: tuple[str, ...] = ()  # none: everyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +138,13 @@ class NetworkDriver(Protocol):
         """Leave the amphora plugged into exactly these member subnets (besides its VIP network)."""
         ...
 
+    async def update_vip(self, vip: Vip, listeners: Sequence[ListenerAccess], topology: str = "SINGLE") -> None:
+        """Let exactly these listeners be reached through the VIP (and VRRP flow within an ACTIVE_STANDBY pair)."""
+        ...
+
 
 def create_driver(name: str, **options: Any) -> NetworkDriver:
-    """The network driver called ``name`` (``local`` or ``noop``), built with ``options``."""
+    """The network driver called ``name`` (``local``, ``noop`` or ``neutron``), built with ``options``."""
     try:
         factory = DRIVERS[name]
     except KeyError:
@@ -147,5 +164,12 @@ def _noop(**options: Any) -> NetworkDriver:
     return NoopNetworkDriver()
 
 
+def _neutron(**options: Any) -> NetworkDriver:
+    from octavia_mesh.common.network.neutron import NeutronNetworkDriver
+    from octavia_mesh.common.openstack import connect
+
+    return NeutronNetworkDriver(connect(options.get("cloud", "")))
+
+
 #: Network drivers by the name settings use.
-DRIVERS = {"local": _local, "noop": _noop}
+DRIVERS = {"local": _local, "noop": _noop, "neutron": _neutron}

@@ -9,13 +9,13 @@ transaction, so two concurrent creates never get the same address.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.common.db import vips
-from octavia_mesh.common.network import AmphoraVipPort, InvalidVip, Vip, VipRequest, VipUnavailable
+from octavia_mesh.common.network import AmphoraVipPort, InvalidVip, ListenerAccess, Vip, VipRequest, VipUnavailable
 
 #: The ids and range ``octavia-mesh`` uses unless configured otherwise (the API's settings name them).
 DEFAULT_SUBNET_ID = "7a9d3c2e-5b1f-4e8a-9c6d-0f2b4a6e8d10"
@@ -77,3 +77,6 @@ class LocalNetworkDriver:
 
     async def plug_member_subnets(self, compute_id: str, subnet_ids: Collection[str]) -> None:
         return None  # members are reached through the host's own routes
+
+    async def update_vip(self, vip: Vip, listeners: Sequence[ListenerAccess], topology: str = "SINGLE") -> None:
+        return None  # no security groups on loopback

@@ -7,11 +7,11 @@ subnet ids from what the call gave, so a retried create answers the same.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from octavia_mesh.common.network import AmphoraVipPort, Vip, VipRequest
+from octavia_mesh.common.network import AmphoraVipPort, ListenerAccess, Vip, VipRequest
 
 NOOP_ADDRESS = "198.51.100.1"
 _IDS = uuid.UUID("5b0f1c8e-33a3-4c1e-9b8a-0c7d2f4e6a10")
@@ -51,3 +51,6 @@ class NoopNetworkDriver:
 
     async def plug_member_subnets(self, compute_id: str, subnet_ids: Collection[str]) -> None:
         return None
+
+    async def update_vip(self, vip: Vip, listeners: Sequence[ListenerAccess], topology: str = "SINGLE") -> None:
+        return None  # no security groups on loopback

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 import grpc
 from google.api import annotations_pb2, httpbody_pb2
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 
+from octavia_mesh.api import text
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
 from octavia_mesh.api.policy import Caller
@@ -74,12 +76,35 @@ async def with_retries(handler: Callable[[App, Any], Awaitable[T]], app: App, ca
     raise AssertionError("unreachable")
 
 
+def check_request(request: Any) -> None:
+    """The API's one check of a request's text (:mod:`octavia_mesh.api.text`), before any handler runs."""
+    if request is text.UNDECODABLE:
+        raise text.not_utf8()
+    if request.HasField("body"):
+        text.check_body(request.body.data, request.body.content_type)
+
+
+def _deserializer(request_class: Any) -> Callable[[bytes], Any]:
+    """``request_class.FromString``, except that a message protobuf refuses (a path id or query that is not
+    UTF-8, such as ``%ff``) becomes :data:`text.UNDECODABLE`, which the adapter answers with a 400: raised
+    here, it would be gRPC's 500 quoting protobuf's internals."""
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return request_class.FromString(data)
+        except DecodeError:
+            return text.UNDECODABLE
+
+    return deserialize
+
+
 def _adapter(
     app: App, handler: Handler, method: str, public: bool
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
+            check_request(request)
             base_url, root_url = _base_urls(app, metadata, method, request)
             call = Call(
                 caller=ANONYMOUS if public else await app.auth.caller(metadata),
@@ -93,7 +118,7 @@ def _adapter(
             reply = await with_retries(handler, app, call)
         except ApiError as exc:
             await context.send_initial_metadata((("x-http-code", str(exc.http_status)), *exc.headers))
-            await context.abort(exc.code, exc.message)
+            await context.abort(exc.code, text.status_message(exc.message))
         except Exception:
             logger.exception("%s failed", method)
             await context.send_initial_metadata((("x-http-code", "500"),))
@@ -128,7 +153,7 @@ def bind(
         request_class = message_factory.GetMessageClass(method.input_type)
         rpc_handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             adapter(app, handlers[method.name], f"{service}.{method.name}", public),
-            request_deserializer=request_class.FromString,
+            request_deserializer=_deserializer(request_class),
             response_serializer=httpbody_pb2.HttpBody.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(descriptor.full_name, rpc_handlers)

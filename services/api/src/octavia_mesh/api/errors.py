@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import grpc
 
+#: How much of a client's value a fault quotes (a fault echoing a 100 KB value made a 100 KB gRPC trailer, and
+#: Envoy reset the connection every client shares). Values just over Octavia's longest length limit (4096, flavor
+#: and zone data) are still quoted whole, as Octavia quotes them.
+SHOWN_CHARS = 4200
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
+
 
 class ApiError(Exception):
     """A fault answered to the caller; never a crash."""
@@ -33,7 +43,7 @@ class InvalidField(InvalidInput):
     """WSME's wording for a value of the wrong type, range or form."""
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__(f"Invalid input for field/attribute {field}. Value: '{value}'. {reason}")
+        super().__init__(f"Invalid input for field/attribute {field}. Value: '{_shown(value)}'. {reason}")
         self.reason = reason
 
 

@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, Text, and_, cast, exists, false, func, not_, or_, select
+from sqlalchemy import Select, Text, and_, cast, distinct, false, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidInput, NotFound
 from octavia_mesh.api.schema import FALSE_WORDS, TRUE_WORDS
+from octavia_mesh.api.schema.checks import INT_MAX, INT_MIN
 from octavia_mesh.common.db.models import Tag
 
 #: Views of many rows, built with the session (bulk queries for their relations).
@@ -30,12 +31,19 @@ Views = Callable[[AsyncSession, list[Any]], Awaitable[list[dict[str, Any]]]]
 
 PAGINATION_KEYS = {"limit", "marker", "page_reverse", "sort", "sort_key", "sort_dir", "fields"}
 TAG_KEYS = {"tags", "tags-any", "not-tags", "not-tags-any"}
+#: The longest query string read (the edge refuses longer ones first; any filter list that fits works).
+MAX_QUERY_CHARS = 32768
 
 
 def parse_query(raw: str) -> dict[str, list[str]]:
     """Split a query string into repeated values per key (``+`` is a space)."""
+    if len(raw) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"Invalid query string: longer than {MAX_QUERY_CHARS} characters")
     try:
-        return urllib.parse.parse_qs(raw, keep_blank_values=True, strict_parsing=False)
+        # errors="strict": a %-escape that is not UTF-8 (%ff) is a 400, never a value with U+FFFD in it
+        return urllib.parse.parse_qs(raw, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInput("Invalid query string: a value is not valid UTF-8 text") from None
     except ValueError:
         raise InvalidInput("Invalid query string") from None
 
@@ -88,9 +96,12 @@ def strict_bool(name: str, value: str) -> bool:
 
 def strict_int(name: str, value: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise _invalid_value(name, value) from None
+    if not INT_MIN <= number <= INT_MAX:  # no column holds it; the database would fail on the parameter
+        raise _invalid_value(name, value, f" Value should be between {INT_MIN} and {INT_MAX}")
+    return number
 
 
 def strict_time(name: str, value: str) -> dt.datetime:
@@ -107,11 +118,12 @@ def lenient_bool(_name: str, value: str) -> bool:
 
 
 def lenient_int(_name: str, value: str) -> int:
-    """An integer, or one no column holds (text matches nothing, as in Octavia)."""
+    """An integer, or one no column holds (text or a number beyond the columns' range matches nothing)."""
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        return -(2**31)
+        return INT_MIN
+    return number if INT_MIN <= number <= INT_MAX else INT_MIN
 
 
 def lenient_float(_name: str, value: str) -> float:
@@ -297,20 +309,32 @@ class ListQuery:
     def _tags(self, statement: Select[Any]) -> Select[Any]:
         id_col = self.spec.id_column
 
-        def has(tag: str) -> Any:
-            return exists().where(and_(Tag.resource_id == id_col, Tag.tag == tag))
-
         def tag_list(key: str) -> list[str]:
             return [t for raw in self.params.get(key, []) for t in raw.split(",") if t]
 
+        # One IN list per key, not one EXISTS per tag: a thousand tags made an expression tree deeper than
+        # SQLite allows (a 500). IN lists are bound parameters, which every database takes by the thousand.
+        def having_all(tags: list[str]) -> Any:
+            wanted = set(tags)
+            matching = (
+                select(Tag.resource_id)
+                .where(Tag.tag.in_(wanted))
+                .group_by(Tag.resource_id)
+                .having(func.count(distinct(Tag.tag)) == len(wanted))
+            )
+            return id_col.in_(matching)
+
+        def having_any(tags: list[str]) -> Any:
+            return id_col.in_(select(Tag.resource_id).where(Tag.tag.in_(set(tags))))
+
         if tags := tag_list("tags"):
-            statement = statement.where(and_(*[has(t) for t in tags]))
+            statement = statement.where(having_all(tags))
         if tags := tag_list("tags-any"):
-            statement = statement.where(or_(*[has(t) for t in tags]))
+            statement = statement.where(having_any(tags))
         if tags := tag_list("not-tags"):
-            statement = statement.where(not_(and_(*[has(t) for t in tags])))
+            statement = statement.where(not_(having_all(tags)))
         if tags := tag_list("not-tags-any"):
-            statement = statement.where(not_(or_(*[has(t) for t in tags])))
+            statement = statement.where(not_(having_any(tags)))
         return statement
 
     def order(self) -> list[tuple[InstrumentedAttribute[Any], bool]]:

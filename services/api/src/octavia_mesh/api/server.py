@@ -55,6 +55,8 @@ from octavia_mesh.protos.lbaas.v2 import (
 from octavia_mesh.protos.neutron.v2 import networking_pb2
 
 logger = logging.getLogger(__name__)
+#: Request metadata the API takes (bytes).
+METADATA_LIMIT = 128 * 1024
 
 
 def services(app: App) -> list[tuple[ModuleType, str, dict[str, edge.Handler]]]:
@@ -92,6 +94,10 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
             NO_PORT_SHARING,
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # Above Envoy's own 60 KiB request-header limit, so that no header a client can send reaches
+            # gRPC's default 8 KiB soft limit (which answered long paths with RESOURCE_EXHAUSTED, a 429).
+            ("grpc.max_metadata_size", METADATA_LIMIT),
+            ("grpc.absolute_max_metadata_size", METADATA_LIMIT),
         ]
     )
     names = []

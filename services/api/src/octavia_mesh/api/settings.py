@@ -92,7 +92,13 @@ class ApiSettings:
     local_vip_cidr: str = field(default="127.226.0.0/16", metadata={"help": "addresses of the local VIP subnet"})
     network_driver: str = field(
         default="local",
-        metadata={"help": "allocates the amphora provider's VIPs: local (the local VIP subnet) or noop"},
+        metadata={
+            "help": "allocates the amphora provider's VIPs: local (the local VIP subnet), neutron (VIP ports) or noop"
+        },
+    )
+    openstack_cloud: str = field(
+        default="",
+        metadata={"help": "clouds.yaml entry with the service credentials of the neutron driver (empty: OS_*)"},
     )
     secret_key_file: str = field(
         default="octavia-mesh-secret.key",

@@ -116,10 +116,16 @@ async def view_reply(session: AsyncSession, status: int, key: str, row: Any, vie
     return Reply(status, {key: item})
 
 
+#: ERROR is never a dead end (issue 10): an object whose change failed may be changed again (to a good value)
+#: or deleted, like an ACTIVE one. Octavia never leaves a parent in ERROR for a child's failure (its reverts
+#: put the parents back to ACTIVE, as the worker's ``settle.fail`` does), so it never needs this; we keep
+#: objects that are already in ERROR (a failed update of their own) changeable too.
+CHANGEABLE = (ACTIVE, ERROR)
+
+
 def check_state(row: Any, kind: str, *, deleting: bool = False) -> None:
-    """An object in ERROR may only be deleted; any other non-ACTIVE object is busy (409)."""
-    allowed = (ACTIVE, ERROR) if deleting else (ACTIVE,)
-    if row.provisioning_status not in allowed:
+    """An object in PENDING_* is busy (409); ACTIVE and ERROR ones may be changed or deleted."""
+    if row.provisioning_status not in CHANGEABLE:
         raise Conflict(f"Invalid state {row.provisioning_status} of {kind} resource {row.id}")
 
 
@@ -172,7 +178,7 @@ async def listeners_using_pool(session: AsyncSession, pool_id: str) -> list[List
 
 async def lock_pool(session: AsyncSession, pool: Pool) -> None:
     """Octavia's lock for a change under a pool: pool ACTIVE, then the load balancer, then mark the parents."""
-    if pool.provisioning_status != ACTIVE:
+    if pool.provisioning_status not in CHANGEABLE:
         raise Immutable("Pool", pool.id)
     await lock_load_balancer(session, pool.load_balancer_id)
     mark_pending_update(utcnow(), pool, *await listeners_using_pool(session, pool.id))

@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api.errors import Conflict, InvalidInput
@@ -23,6 +26,8 @@ from octavia_mesh.common.network.local import LocalNetworkDriver, LocalSubnet
 from octavia_mesh.common.network.noop import NOOP_ADDRESS, NoopNetworkDriver
 
 __all__ = ["LOCAL_PROVIDERS", "NOOP_ADDRESS", "allocate", "driver_for"]
+
+logger = logging.getLogger(__name__)
 
 #: Providers whose VIPs come from the configured network driver (the others have no network: no-op).
 LOCAL_PROVIDERS = ("amphora",)
@@ -34,6 +39,8 @@ def _configured(settings: ApiSettings) -> network.NetworkDriver:
         return LocalNetworkDriver(
             LocalSubnet(settings.local_vip_subnet_id, settings.local_vip_network_id, settings.local_vip_cidr)
         )
+    if settings.network_driver == "neutron":
+        return network.create_driver("neutron", cloud=settings.openstack_cloud)
     return network.create_driver(settings.network_driver)
 
 
@@ -52,9 +59,43 @@ async def allocate(
 ) -> network.Vip:
     """Allocate the VIP of a new load balancer of ``provider`` from its request ``values``, in ``session``."""
     request = network.VipRequest.from_values(lb_id, project_id, values)
+    driver = driver_for(settings, provider)
     try:
-        return await driver_for(settings, provider).allocate_vip(session, request)
+        allocated = await driver.allocate_vip(session, request)
     except network.InvalidVip as exc:
         raise InvalidInput(str(exc)) from None
     except network.VipUnavailable as exc:
         raise Conflict(str(exc)) from None
+    if not isinstance(driver, (LocalNetworkDriver, NoopNetworkDriver)):
+        _give_back_on_rollback(session, driver, allocated)
+    return allocated
+
+
+#: Deallocations under way (a task nobody references may be collected before it ran).
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
+def _give_back_on_rollback(session: AsyncSession, driver: network.NetworkDriver, allocated: network.Vip) -> None:
+    """A VIP from outside the database (a Neutron port) does not roll back with the create's transaction:
+    when the create is refused after the allocation (a bad listener of its tree, a conflict at commit), give
+    it back, as Octavia's API deletes the VIP port it made when the create fails."""
+    loop = asyncio.get_running_loop()
+    sync = session.sync_session
+
+    async def release() -> None:
+        try:
+            await driver.deallocate_vip(session, allocated)
+        except Exception:
+            logger.exception("could not give back the VIP port %s of a refused create", allocated.port_id)
+
+    def rolled_back(_: object) -> None:
+        event.remove(sync, "after_commit", committed)
+        task = loop.create_task(release())
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
+
+    def committed(_: object) -> None:
+        event.remove(sync, "after_rollback", rolled_back)
+
+    event.listen(sync, "after_rollback", rolled_back, once=True)
+    event.listen(sync, "after_commit", committed, once=True)

@@ -28,6 +28,7 @@ over: a health plane that hears nothing must be loud, not silent as in Octavia).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -69,6 +70,7 @@ class DetectorPolicy:
     max_per_scan: int = 2
     max_in_flight: int = 5
     startup_grace_s: float = 15.0
+    loss_confirm_s: float = 0.2
     enabled: bool = True
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
 
@@ -80,6 +82,7 @@ class DetectorPolicy:
             max_per_scan=settings.failover_max_per_scan,
             max_in_flight=settings.failover_max_in_flight,
             startup_grace_s=settings.failover_startup_grace_s,
+            loss_confirm_s=settings.loss_confirm_s,
             enabled=settings.failover_enabled,
             breaker=BreakerPolicy(settings.failover_breaker_max_silent, settings.failover_breaker_max_silent_percent),
         )
@@ -136,15 +139,37 @@ class FailoverDetector:
         self._failed_since: dict[str, float] = {}
         self._never_reported: set[str] = set()
         self._started_at = clock()
+        self._poked = asyncio.Event()
+        self._claimed_at: collections.deque[float] = collections.deque()  # this replica's recent claims
 
     # -- the loop ----------------------------------------------------------------------------------
 
+    def poke(self) -> None:
+        """A loss was marked (loss.py): scan once it is ``loss_confirm_s`` old, not at the next regular scan."""
+        self._poked.set()
+
     async def run(self) -> None:
-        """Scan every ``scan_interval_s`` until cancelled."""
+        """Scan every ``scan_interval_s``, and after every poke, until cancelled."""
         while True:
             started = self._clock()
             await self.scan()
-            await asyncio.sleep(max(0.0, self.policy.scan_interval_s - (self._clock() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._poked.wait(), max(0.0, self.policy.scan_interval_s - (self._clock() - started))
+                )
+                self._poked.clear()
+                await asyncio.sleep(self.policy.loss_confirm_s + 0.01)
+                self._poked.clear()  # losses marked meanwhile are old enough now, or the next poke's
+
+    def _stale(self, stale_before: dt.datetime, confirmed_before: dt.datetime) -> ColumnElement[bool]:
+        """Not heard from for the heartbeat timeout, or lost (stream broken or quiet) with nothing heard since,
+        for ``loss_confirm_s``."""
+        lost = and_(
+            AmphoraHealth.lost_at.is_not(None),
+            AmphoraHealth.lost_at >= AmphoraHealth.last_update,
+            AmphoraHealth.lost_at < confirmed_before,
+        )
+        return or_(AmphoraHealth.last_update < stale_before, lost)
 
     async def scan(self) -> ScanResult:
         """One pass: count, judge, claim. Database errors hold failover; they never end the loop."""
@@ -176,11 +201,12 @@ class FailoverDetector:
         mono, now = self._clock(), self._now()
         timeout = dt.timedelta(seconds=self.policy.heartbeat_timeout_s)
         stale_before, silent_before = now - timeout, now - timeout / 2
+        stale = self._stale(stale_before, now - dt.timedelta(seconds=self.policy.loss_confirm_s))
         if mono >= self._next_tidy:
             await self._tidy(mono, now)
             self._next_tidy = mono + TIDY_EVERY_S
         monitored_rows = (
-            select(AmphoraHealth.last_update)
+            select(AmphoraHealth.last_update, AmphoraHealth.lost_at)
             .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
             .where(Amphora.status == "ALLOCATED", AmphoraHealth.busy.is_(False))
             .subquery()
@@ -191,7 +217,17 @@ class FailoverDetector:
                     # SUM(CASE ...), not COUNT(*) FILTER: MariaDB has no FILTER clause.
                     select(
                         func.count(),
-                        func.coalesce(func.sum(case((monitored_rows.c.last_update < silent_before, 1), else_=0)), 0),
+                        func.coalesce(
+                            func.sum(
+                                case(
+                                    (monitored_rows.c.last_update < silent_before, 1),
+                                    # A loss counts at once: the breaker must see a mass death before claims.
+                                    (monitored_rows.c.lost_at >= monitored_rows.c.last_update, 1),
+                                    else_=0,
+                                )
+                            ),
+                            0,
+                        ),
                     ).select_from(monitored_rows)
                 )
             ).one()
@@ -208,7 +244,10 @@ class FailoverDetector:
         if verdict.armed and not self.policy.enabled:
             verdict = Verdict(False, "automatic failover is disabled (failover_enabled)")
         result = ScanResult(verdict, monitored, silent, in_flight)
-        budget = min(self.policy.max_per_scan, self.policy.max_in_flight - in_flight)
+        # Scans come early after a loss, so the per-scan limit is kept per scan interval, whatever the scans.
+        while self._claimed_at and mono - self._claimed_at[0] >= self.policy.scan_interval_s:
+            self._claimed_at.popleft()
+        budget = min(self.policy.max_per_scan - len(self._claimed_at), self.policy.max_in_flight - in_flight)
         if not verdict.armed or budget <= 0:
             return result
         async with self._read() as session:
@@ -219,7 +258,7 @@ class FailoverDetector:
                     .join(LoadBalancer, LoadBalancer.id == Amphora.load_balancer_id)
                     .where(
                         AmphoraHealth.busy.is_(False),
-                        AmphoraHealth.last_update < stale_before,
+                        stale,
                         Amphora.status == "ALLOCATED",
                         LoadBalancer.provisioning_status.in_(FAILOVERABLE),
                     )
@@ -230,8 +269,9 @@ class FailoverDetector:
         for amphora_id, last_update, lb_id in candidates:
             if len(result.claimed) >= budget:
                 break
-            if await self._claim(amphora_id, lb_id, stale_before):
+            if await self._claim(amphora_id, lb_id, stale):
                 result.claimed.append(amphora_id)
+                self._claimed_at.append(mono)
                 logger.warning(
                     "amphora %s of load balancer %s silent since %s (%.1fs): failover queued",
                     amphora_id,
@@ -245,11 +285,11 @@ class FailoverDetector:
 
     # -- claiming ----------------------------------------------------------------------------------
 
-    async def _claim(self, amphora_id: str, lb_id: str, stale_before: dt.datetime, attempts: int = 3) -> bool:
+    async def _claim(self, amphora_id: str, lb_id: str, stale: ColumnElement[bool], attempts: int = 3) -> bool:
         for attempt in range(attempts):
             try:
                 async with self._write() as session, session.begin():
-                    await self._claim_in(session, amphora_id, lb_id, stale_before)
+                    await self._claim_in(session, amphora_id, lb_id, stale)
                 return True
             except _Lost:
                 return False
@@ -258,14 +298,10 @@ class FailoverDetector:
                     raise
         return False
 
-    async def _claim_in(self, session: AsyncSession, amphora_id: str, lb_id: str, stale_before: dt.datetime) -> None:
+    async def _claim_in(self, session: AsyncSession, amphora_id: str, lb_id: str, stale: ColumnElement[bool]) -> None:
         claimed = await session.execute(
             update(AmphoraHealth)
-            .where(
-                AmphoraHealth.amphora_id == amphora_id,
-                AmphoraHealth.busy.is_(False),
-                AmphoraHealth.last_update < stale_before,
-            )
+            .where(AmphoraHealth.amphora_id == amphora_id, AmphoraHealth.busy.is_(False), stale)
             .values(busy=True)
         )
         if claimed.rowcount != 1:

@@ -75,6 +75,9 @@ class Stream:
     peer: str
     opened_at: float = field(default_factory=time.monotonic)
     revoked: str | None = None  # why the stream must end, once it must
+    last_seen: float = field(default_factory=time.monotonic)  # the last heartbeat (monotonic; loss.py)
+    quiet: bool = False  # marked lost for its silence, and nothing heard since
+    heard: int = 0  # heartbeats received on it
 
 
 @dataclass(slots=True)
@@ -133,6 +136,7 @@ class Ingest:
         self._pending: dict[str, _Pending] = {}
         self._streams: set[Stream] = set()
         self._task: asyncio.Task[None] | None = None
+        self._flush_now = asyncio.Event()
         self._last_ok = time.monotonic()
         self._failing = False
         #: Heartbeats received, and amphora entries written, since the start (for benchmarks and logs).
@@ -155,9 +159,19 @@ class Ingest:
     def streams(self) -> int:
         return len(self._streams)
 
+    def open_streams(self) -> list[Stream]:
+        return list(self._streams)
+
     def offer(self, stream: Stream, heartbeat: health_pb2.StreamHeartbeatsRequest) -> None:
         self.received += 1
         self._pending[stream.amphora_id] = _Pending(stream, heartbeat, utcnow())
+        stream.last_seen = time.monotonic()
+        stream.heard += 1
+        if stream.quiet or stream.heard == 1:
+            # Marked lost for its silence, or a new stream (maybe an amphora whose previous call broke, marked
+            # lost by another replica): write that it lives now, before a failover claims it.
+            stream.quiet = False
+            self._flush_now.set()
 
     async def admit(self, stream: Stream, heartbeat: health_pb2.StreamHeartbeatsRequest) -> None:
         """Take a heartbeat before it is acknowledged: here at once (the flusher writes it); the benchmark's
@@ -195,7 +209,11 @@ class Ingest:
                 if not self._failing:
                     logger.error("writing heartbeats failed: %s", exc)
                 self._failing = True
-            await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._flush_now.wait(), max(0.0, self._interval_s - (time.monotonic() - started))
+                )
+            self._flush_now.clear()
 
     async def flush(self) -> int:
         """Write everything pending; the number of amphorae written."""

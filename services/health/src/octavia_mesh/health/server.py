@@ -20,6 +20,7 @@ from octavia_mesh.common.db.engine import make_engine
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
 from octavia_mesh.health import events, failover, tls
 from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
+from octavia_mesh.health.loss import LossMonitor
 from octavia_mesh.health.servicer import SERVICE_NAME, AmphoraHealthServicer
 from octavia_mesh.health.settings import HealthSettings
 from octavia_mesh.health.store import HealthStore
@@ -43,16 +44,19 @@ class HeartbeatPlane:
     publisher: events.EventPublisher
     reporter: str
     health: ServiceHealth
+    loss: LossMonitor
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def start(self) -> None:
         await self.publisher.start()
         self.ingest.start()
+        self.loss.start()
         await self.server.start()
         await self.health.set_serving(True)
 
     async def stop(self) -> None:
         self.servicer.closing = True
+        await self.loss.stop()  # streams ending now are not losses
         await self.health.set_serving(False)
         await self.server.stop(STREAM_GRACE_S)
         await self.ingest.stop()
@@ -95,10 +99,11 @@ def build(
             f"octavia-mesh-health {reporter}",
         )
     ingest = ingest_class(store, publisher, settings.flush_interval_s, settings.flush_max_amphorae)
-    servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s)
+    loss = LossMonitor(engine, ingest.open_streams, settings.stream_silence_s)
+    servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss)
     health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)
     health = ServiceHealth(server, [SERVICE_NAME])  # on the mutual-TLS port too, for agents that probe it
-    return HeartbeatPlane(engine, ingest, servicer, server, port, publisher, reporter, health)
+    return HeartbeatPlane(engine, ingest, servicer, server, port, publisher, reporter, health, loss)
 
 
 async def serve(settings: HealthSettings) -> None:
@@ -110,6 +115,7 @@ async def serve(settings: HealthSettings) -> None:
     # Background work sharing the database engine registers its stop in plane.on_stop.
     detector = await failover.start(settings, health, engine=plane.engine, writes_ok=plane.ingest.writes_ok)
     plane.on_stop.append(detector.stop)
+    plane.loss.on_lost = detector.detector.poke
     logger.info(
         "health listening on %s; heartbeats (mutual TLS) on port %d as %s, every %gs",
         settings.grpc_listen,

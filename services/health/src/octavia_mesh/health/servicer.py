@@ -18,6 +18,7 @@ from google.protobuf import duration_pb2
 
 from octavia_mesh.common import pki
 from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
+from octavia_mesh.health.loss import LossMonitor
 from octavia_mesh.health.store import refusal
 from octavia_mesh.health.tls import peer_certificate
 from octavia_mesh.protos.health.v1 import health_pb2, health_pb2_grpc
@@ -28,8 +29,11 @@ SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["AmphoraHealth"].full_name
 
 
 class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
-    def __init__(self, ingest: Ingest, directory: AmphoraDirectory, interval_s: float) -> None:
+    def __init__(
+        self, ingest: Ingest, directory: AmphoraDirectory, interval_s: float, loss: LossMonitor | None = None
+    ) -> None:
         self._ingest = ingest
+        self._loss = loss
         self._directory = directory
         self._interval = duration_pb2.Duration()
         self._interval.FromNanoseconds(int(interval_s * 1e9))
@@ -56,8 +60,12 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
             logger.warning("refused heartbeats of amphora %s (serial %s): %s", amphora_id, serial, reason)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"amphora {amphora_id}: {reason}")
         stream = self._ingest.open(amphora_id, serial, context.peer())
+        farewell = False
         try:
             async for heartbeat in request_iterator:
+                if heartbeat.closing:  # the agent ends this call on purpose: not a loss
+                    farewell = heartbeat.amphora_id == amphora_id
+                    break
                 if self.closing:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "this health replica is stopping")
                 if stream.revoked is not None:
@@ -70,5 +78,9 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
                     )
                 await self._ingest.admit(stream, heartbeat)
                 yield health_pb2.StreamHeartbeatsResponse(sequence=heartbeat.sequence, interval=self._interval)
+            # The requests ended with no farewell: gRPC shows a broken connection (the agent's process died)
+            # exactly as a clean end, which is why the agent says goodbye before every end it chooses.
+            if not farewell and not self.closing and self._loss is not None and stream.revoked is None:
+                self._loss.lost(amphora_id, "broke (connection closed with no farewell)")
         finally:
             self._ingest.close(stream)

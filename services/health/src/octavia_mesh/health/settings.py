@@ -41,7 +41,7 @@ class HealthSettings:
         default="", metadata={"help": "this replica's name in amphora_health.reporter (default: host:port)"}
     )
     heartbeat_interval_s: float = field(
-        default=1.0, metadata={"help": "seconds between heartbeats, sent to every amphora in each acknowledgement"}
+        default=0.5, metadata={"help": "seconds between heartbeats, sent to every amphora in each acknowledgement"}
     )
     flush_interval_s: float = field(
         default=0.25, metadata={"help": "seconds between batched database writes of the heartbeats received"}
@@ -61,6 +61,20 @@ class HealthSettings:
     # -- automatic failover (failover.py, breaker.py)
     heartbeat_timeout_s: float = field(
         default=5.0, metadata={"help": "an ALLOCATED amphora not heard from for this long is failed over"}
+    )
+    stream_silence_s: float = field(
+        default=1.5,
+        metadata={
+            "help": "an amphora whose open heartbeat stream sends nothing for this long is marked lost (a hung "
+            "agent) and failed over like a dead one (0: only the heartbeat timeout sees it)"
+        },
+    )
+    loss_confirm_s: float = field(
+        default=0.2,
+        metadata={
+            "help": "a lost amphora (stream broken or quiet) is claimed this long after the loss was seen, so "
+            "that the circuit breaker sees a mass event whole first"
+        },
     )
     failover_enabled: bool = field(
         default=True, metadata={"help": "fail over silent amphorae automatically (detection and logs go on if not)"}
@@ -92,6 +106,8 @@ class HealthSettings:
         for name in ("heartbeat_interval_s", "flush_interval_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{PREFIX}{name.upper()} must be positive")
+        if self.stream_silence_s and self.stream_silence_s <= self.heartbeat_interval_s:
+            raise ValueError(f"{PREFIX}STREAM_SILENCE_S must exceed the heartbeat interval (or be 0)")
         if self.flush_max_amphorae < 1:
             raise ValueError(f"{PREFIX}FLUSH_MAX_AMPHORAE must be at least 1")
 

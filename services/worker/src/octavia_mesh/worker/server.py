@@ -11,15 +11,17 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from octavia_mesh.common import commands, network, secrets
+from octavia_mesh.common import commands, network, openstack, secrets
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
-from octavia_mesh.worker.drivers.compute import NoopComputeDriver
+from octavia_mesh.worker.drivers.compute import ComputeDriver, NoopComputeDriver
 from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver
+from octavia_mesh.worker.flows.spares import SparePool
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
 from octavia_mesh.worker.haproxy.view import connection_cap
 from octavia_mesh.worker.providers.amphora import AmphoraDeps, AmphoraProvider
@@ -34,17 +36,19 @@ logger = logging.getLogger(__name__)
 def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[AsyncSession]) -> AmphoraProvider:
     state = Path(settings.state_dir).resolve()
     certificates = LocalCertificateDriver(state / "ca")
-    compute = (
+    compute: ComputeDriver
+    if settings.compute_driver == "local":
         # Local processes; ACTIVE_STANDBY amphorae in network namespaces (which need root).
-        NamespaceComputeDriver(
+        compute = NamespaceComputeDriver(
             state / "amphorae",
             link_cidr=settings.active_standby_link_cidr,
             health_endpoints=settings.health_endpoints,
             heartbeat_interval_s=settings.heartbeat_interval_s,
         )
-        if settings.compute_driver == "local"
-        else NoopComputeDriver()
-    )
+    elif settings.compute_driver == "nova":
+        compute = nova_driver(settings)
+    else:
+        compute = NoopComputeDriver()
     amphora = (
         GrpcAmphoraDriver(certificates.controller_certificate())
         if settings.amphora_driver == "grpc"
@@ -66,8 +70,38 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
             vrrp=vrrp_render.VrrpOptions(
                 vrrp_render.VrrpRenderer(vrrp_render.create_environment()), advert_int_s=settings.vrrp_advert_int_s
             ),
-            network=network.create_driver(settings.network_driver),
+            network=network.create_driver(settings.network_driver, **_network_options(settings)),
+            barbican=BarbicanCertManager(openstack.connect(settings.openstack_cloud))
+            if settings.cert_manager == "barbican"
+            else None,
         )
+    )
+
+
+def _network_options(settings: WorkerSettings) -> dict[str, str]:
+    return {"cloud": settings.openstack_cloud} if settings.network_driver == "neutron" else {}
+
+
+def nova_driver(settings: WorkerSettings) -> ComputeDriver:
+    """The ``nova`` compute driver from the worker's settings (service credentials from ``clouds.yaml``)."""
+    from octavia_mesh.worker.drivers.openstack_compute import NovaComputeDriver, NovaOptions  # openstacksdk: lazily
+
+    return NovaComputeDriver(
+        openstack.connect(settings.openstack_cloud),
+        NovaOptions(
+            image_tag=settings.nova_image_tag,
+            image_owner=settings.nova_image_owner,
+            flavor_id=settings.nova_flavor_id,
+            network_id=settings.nova_network_id,
+            security_group_ids=settings.nova_security_group_ids,
+            key_name=settings.nova_key_name,
+            availability_zone=settings.nova_availability_zone,
+            config_drive=settings.nova_config_drive,
+            agent_port=settings.nova_agent_port,
+            boot_timeout_s=settings.nova_boot_timeout_s,
+            health_endpoints=settings.health_endpoints,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        ),
     )
 
 
@@ -117,9 +151,14 @@ async def serve(settings: WorkerSettings) -> None:
     consumers = [CommandConsumer(js, write, p, settings.batch_size, settings.ack_wait_s) for p in providers]
     for consumer in consumers:
         await consumer.start()
+    pools = []
     for provider in providers:
         if isinstance(provider, AmphoraProvider):
             await rebuild_lost_amphorae(write, provider.deps.compute)
+            if settings.compute_driver == "local":
+                pools.append(SparePool(provider.deps, settings.spare_amphorae))
+    for pool in pools:
+        pool.start()
     server = grpc.aio.server(options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
@@ -127,6 +166,8 @@ async def serve(settings: WorkerSettings) -> None:
     logger.info("worker applying %s; health on %s", ", ".join(settings.providers), settings.grpc_listen)
 
     async def on_stop() -> None:
+        for pool in pools:
+            await pool.stop()
         for consumer in consumers:
             await consumer.stop()
         await close_nats(nats_client)

@@ -22,11 +22,42 @@ class WorkerSettings:
     state_dir: str = field(
         default="worker-state", metadata={"help": "where the controller CA and the local amphorae live"}
     )
-    compute_driver: str = field(default="local", metadata={"help": "amphora instances: local (processes) or noop"})
+    compute_driver: str = field(
+        default="local", metadata={"help": "amphora instances: local (processes), nova (OpenStack servers) or noop"}
+    )
     amphora_driver: str = field(default="grpc", metadata={"help": "talking to agents: grpc (mutual TLS) or noop"})
     network_driver: str = field(
-        default="local", metadata={"help": "plugs VIPs and member subnets into amphorae: local or noop"}
+        default="local", metadata={"help": "plugs VIPs and member subnets into amphorae: local, neutron or noop"}
     )
+    cert_manager: str = field(
+        default="local",
+        metadata={"help": "where listener and pool TLS refs resolve: local (the API's secret store) or barbican"},
+    )
+    openstack_cloud: str = field(
+        default="",
+        metadata={
+            "help": "clouds.yaml entry with the service credentials of the nova, neutron and barbican drivers "
+            "(empty: OS_* variables)"
+        },
+    )
+    nova_image_tag: str = field(
+        default="octavia-mesh-amphora", metadata={"help": "nova: Glance tag of the amphora image (newest wins)"}
+    )
+    nova_image_owner: str = field(
+        default="", metadata={"help": "nova: project that must own the amphora image (recommended)"}
+    )
+    nova_flavor_id: str = field(default="", metadata={"help": "nova: flavor of amphorae"})
+    nova_network_id: str = field(default="", metadata={"help": "nova: the management network amphorae boot on"})
+    nova_security_group_ids: tuple[str, ...] = field(
+        default=(), metadata={"help": "nova: comma-separated security groups of the management port"}
+    )
+    nova_key_name: str = field(default="", metadata={"help": "nova: SSH key pair for amphorae (none by default)"})
+    nova_availability_zone: str = field(default="", metadata={"help": "nova: availability zone of amphorae"})
+    nova_config_drive: bool = field(
+        default=True, metadata={"help": "nova: put the user data (the agent's key) on a config drive"}
+    )
+    nova_agent_port: int = field(default=9443, metadata={"help": "nova: port the image's agent listens on"})
+    nova_boot_timeout_s: float = field(default=300.0, metadata={"help": "nova: how long a server may take to boot"})
     agent_timeout_s: float = field(default=60.0, metadata={"help": "how long a new amphora's agent may take to answer"})
     amphora_cert_validity_s: float = field(
         default=30 * 86400.0,
@@ -37,7 +68,14 @@ class WorkerSettings:
         metadata={"help": "comma-separated host:port of the health service replicas amphorae stream heartbeats to"},
     )
     heartbeat_interval_s: float = field(
-        default=1.0, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
+        default=0.5, metadata={"help": "seconds between an amphora's heartbeats until the health service says"}
+    )
+    spare_amphorae: int = field(
+        default=2,
+        metadata={
+            "help": "spare amphorae kept booted and unassigned, so that a create or a failover takes one instead "
+            "of booting (0: no pool)"
+        },
     )
     vrrp_advert_int_s: float = field(
         default=0.1,
@@ -61,6 +99,21 @@ class WorkerSettings:
     )
     batch_size: int = field(default=64, metadata={"help": "commands fetched from JetStream at once"})
     ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
+
+    def __post_init__(self) -> None:
+        # Driver names are checked at start-up, not at the first command.
+        for name, value, known in (
+            ("compute_driver", self.compute_driver, ("local", "nova", "noop")),
+            ("network_driver", self.network_driver, ("local", "neutron", "noop")),
+            ("cert_manager", self.cert_manager, ("local", "barbican")),
+            ("amphora_driver", self.amphora_driver, ("grpc", "noop")),
+        ):
+            if value not in known:
+                raise ValueError(f"{PREFIX}{name.upper()}={value!r} is not one of {', '.join(known)}")
+        if self.compute_driver == "nova":
+            missing = [f for f in ("nova_flavor_id", "nova_network_id") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"compute driver nova needs {', '.join(PREFIX + m.upper() for m in missing)}")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> WorkerSettings:

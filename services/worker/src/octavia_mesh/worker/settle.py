@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from octavia_mesh.common.commands import Kind
 from octavia_mesh.common.db import quota, vips
 from octavia_mesh.common.db.models import (
     HealthMonitor,
@@ -186,11 +187,27 @@ async def settle(
     await quota.release(session, lb.project_id, dict(freed))
 
 
-async def fail(session: AsyncSession, lb_id: str) -> None:
-    """The provider could not apply the pending change: every pending object goes to ERROR.
+#: The table of each command kind's objects (a kind not listed: every pending object is a subject).
+SUBJECTS: dict[int, type] = {
+    Kind.RESOURCE_KIND_LISTENER: Listener,
+    Kind.RESOURCE_KIND_POOL: Pool,
+    Kind.RESOURCE_KIND_MEMBER: Member,
+    Kind.RESOURCE_KIND_HEALTH_MONITOR: HealthMonitor,
+    Kind.RESOURCE_KIND_L7_POLICY: L7Policy,
+    Kind.RESOURCE_KIND_L7_RULE: L7Rule,
+}
 
-    A load balancer that was being created or deleted goes to ERROR too (it may only be deleted then, as in
-    Octavia); one whose child change failed returns to ACTIVE, so the child can be fixed or deleted.
+
+async def fail(session: AsyncSession, lb_id: str, subject: type | None = None) -> None:
+    """The provider could not apply the pending change: the objects it was about go to ERROR.
+
+    Those are the objects being created or deleted, and the updated objects of the command's kind
+    (``subject``: ``Pool`` for a pool update; ``None``: every pending object). Parents that only showed
+    PENDING_UPDATE for a child's change return to ACTIVE, as Octavia's reverts put them back
+    (``HealthMonitorToErrorOnRevertTask`` and the like): a failed health monitor must not leave its pool in
+    ERROR, where the pool's children could not even be deleted. A load balancer that was being created or
+    deleted goes to ERROR too (it may only be deleted then, as in Octavia); one whose child change failed
+    returns to ACTIVE, so the child can be fixed or deleted.
     """
     tree = await Tree.load(session, lb_id)
     if tree is None:
@@ -198,8 +215,13 @@ async def fail(session: AsyncSession, lb_id: str) -> None:
     now = utcnow()
     for objs in (tree.listeners, tree.pools, tree.policies, tree.rules, tree.monitors, tree.members):
         for obj in objs:
-            if obj.provisioning_status.startswith("PENDING_"):
+            status = obj.provisioning_status
+            if status in ("PENDING_CREATE", "PENDING_DELETE") or (
+                status == "PENDING_UPDATE" and (subject is None or isinstance(obj, subject))
+            ):
                 obj.provisioning_status, obj.updated_at = "ERROR", now
+            elif status == "PENDING_UPDATE":
+                obj.provisioning_status, obj.updated_at = "ACTIVE", now
     lb = tree.lb
     if lb.provisioning_status in ("PENDING_CREATE", "PENDING_DELETE"):
         lb.provisioning_status, lb.operating_status = "ERROR", "ERROR"

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.common import secrets
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraDriver
 
 #: Listener and pool attributes holding a certificate bundle (certificate, key, chain).
@@ -47,6 +48,19 @@ async def materials(
         out[ref] = (f"{bundle.id}.pem", bundle.pem().encode())
     for ref in sorted(plain):
         pem = await secrets.resolve_secret(session, ref, keyring)
+        out[ref] = (f"{hashlib.sha1(pem).hexdigest()}.pem", pem)  # noqa: S324 - a file name, as Octavia's
+    return out
+
+
+async def barbican_materials(barbican: BarbicanCertManager, objects: Iterable[Any]) -> dict[str, tuple[str, bytes]]:
+    """As :func:`materials`, from Barbican with the service's credentials (the API granted it read access)."""
+    bundles, plain = refs_of(objects)
+    out: dict[str, tuple[str, bytes]] = {}
+    for ref in sorted(bundles):
+        bundle = await barbican.resolve(ref)
+        out[ref] = (f"{bundle.id}.pem", bundle.pem().encode())
+    for ref in sorted(plain):
+        pem = await barbican.resolve_secret(ref)
         out[ref] = (f"{hashlib.sha1(pem).hexdigest()}.pem", pem)  # noqa: S324 - a file name, as Octavia's
     return out
 

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#octavia_mesh/health/v1/health.proto\x12\x16octavia_mesh.health.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x01\n\x17StreamHeartbeatsRequest\x12\x18\n\namphora_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\x0bsample_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x0eload_balancers\x18\x04 \x03(\x0b\x32*.octavia_mesh.health.v1.LoadBalancerReport\"\xad\x01\n\x12LoadBalancerReport\x12\x18\n\x10load_balancer_id\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x39\n\tlisteners\x18\x03 \x03(\x0b\x32&.octavia_mesh.health.v1.ListenerReport\x12\x31\n\x05pools\x18\x04 \x03(\x0b\x32\".octavia_mesh.health.v1.PoolReport\"j\n\x0eListenerReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12:\n\x08\x63ounters\x18\x03 \x01(\x0b\x32(.octavia_mesh.health.v1.ListenerCounters\"\x86\x01\n\x10ListenerCounters\x12\x10\n\x08\x62ytes_in\x18\x01 \x01(\x03\x12\x11\n\tbytes_out\x18\x02 \x01(\x03\x12\x1a\n\x12\x61\x63tive_connections\x18\x03 \x01(\x03\x12\x19\n\x11total_connections\x18\x04 \x01(\x03\x12\x16\n\x0erequest_errors\x18\x05 \x01(\x03\"a\n\nPoolReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32$.octavia_mesh.health.v1.MemberReport\",\n\x0cMemberReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"Y\n\x18StreamHeartbeatsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\x8a\x01\n\rAmphoraHealth\x12y\n\x10StreamHeartbeats\x12/.octavia_mesh.health.v1.StreamHeartbeatsRequest\x1a\x30.octavia_mesh.health.v1.StreamHeartbeatsResponse(\x01\x30\x01\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#octavia_mesh/health/v1/health.proto\x12\x16octavia_mesh.health.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n\x17StreamHeartbeatsRequest\x12\x18\n\namphora_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\x0bsample_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x0eload_balancers\x18\x04 \x03(\x0b\x32*.octavia_mesh.health.v1.LoadBalancerReport\x12\x0f\n\x07\x63losing\x18\x05 \x01(\x08\"\xad\x01\n\x12LoadBalancerReport\x12\x18\n\x10load_balancer_id\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x39\n\tlisteners\x18\x03 \x03(\x0b\x32&.octavia_mesh.health.v1.ListenerReport\x12\x31\n\x05pools\x18\x04 \x03(\x0b\x32\".octavia_mesh.health.v1.PoolReport\"j\n\x0eListenerReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12:\n\x08\x63ounters\x18\x03 \x01(\x0b\x32(.octavia_mesh.health.v1.ListenerCounters\"\x86\x01\n\x10ListenerCounters\x12\x10\n\x08\x62ytes_in\x18\x01 \x01(\x03\x12\x11\n\tbytes_out\x18\x02 \x01(\x03\x12\x1a\n\x12\x61\x63tive_connections\x18\x03 \x01(\x03\x12\x19\n\x11total_connections\x18\x04 \x01(\x03\x12\x16\n\x0erequest_errors\x18\x05 \x01(\x03\"a\n\nPoolReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32$.octavia_mesh.health.v1.MemberReport\",\n\x0cMemberReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"Y\n\x18StreamHeartbeatsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\x8a\x01\n\rAmphoraHealth\x12y\n\x10StreamHeartbeats\x12/.octavia_mesh.health.v1.StreamHeartbeatsRequest\x1a\x30.octavia_mesh.health.v1.StreamHeartbeatsResponse(\x01\x30\x01\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,19 +38,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMHEARTBEATSREQUEST'].fields_by_name['amphora_id']._loaded_options = None
   _globals['_STREAMHEARTBEATSREQUEST'].fields_by_name['amphora_id']._serialized_options = b'\342A\001\002'
   _globals['_STREAMHEARTBEATSREQUEST']._serialized_start=162
-  _globals['_STREAMHEARTBEATSREQUEST']._serialized_end=348
-  _globals['_LOADBALANCERREPORT']._serialized_start=351
-  _globals['_LOADBALANCERREPORT']._serialized_end=524
-  _globals['_LISTENERREPORT']._serialized_start=526
-  _globals['_LISTENERREPORT']._serialized_end=632
-  _globals['_LISTENERCOUNTERS']._serialized_start=635
-  _globals['_LISTENERCOUNTERS']._serialized_end=769
-  _globals['_POOLREPORT']._serialized_start=771
-  _globals['_POOLREPORT']._serialized_end=868
-  _globals['_MEMBERREPORT']._serialized_start=870
-  _globals['_MEMBERREPORT']._serialized_end=914
-  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_start=916
-  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_end=1005
-  _globals['_AMPHORAHEALTH']._serialized_start=1008
-  _globals['_AMPHORAHEALTH']._serialized_end=1146
+  _globals['_STREAMHEARTBEATSREQUEST']._serialized_end=365
+  _globals['_LOADBALANCERREPORT']._serialized_start=368
+  _globals['_LOADBALANCERREPORT']._serialized_end=541
+  _globals['_LISTENERREPORT']._serialized_start=543
+  _globals['_LISTENERREPORT']._serialized_end=649
+  _globals['_LISTENERCOUNTERS']._serialized_start=652
+  _globals['_LISTENERCOUNTERS']._serialized_end=786
+  _globals['_POOLREPORT']._serialized_start=788
+  _globals['_POOLREPORT']._serialized_end=885
+  _globals['_MEMBERREPORT']._serialized_start=887
+  _globals['_MEMBERREPORT']._serialized_end=931
+  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_start=933
+  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_end=1022
+  _globals['_AMPHORAHEALTH']._serialized_start=1025
+  _globals['_AMPHORAHEALTH']._serialized_end=1163
 # @@protoc_insertion_point(module_scope)

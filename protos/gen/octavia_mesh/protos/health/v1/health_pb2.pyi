@@ -12,16 +12,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StreamHeartbeatsRequest(_message.Message):
-    __slots__ = ("amphora_id", "sequence", "sample_time", "load_balancers")
+    __slots__ = ("amphora_id", "sequence", "sample_time", "load_balancers", "closing")
     AMPHORA_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_TIME_FIELD_NUMBER: _ClassVar[int]
     LOAD_BALANCERS_FIELD_NUMBER: _ClassVar[int]
+    CLOSING_FIELD_NUMBER: _ClassVar[int]
     amphora_id: str
     sequence: int
     sample_time: _timestamp_pb2.Timestamp
     load_balancers: _containers.RepeatedCompositeFieldContainer[LoadBalancerReport]
-    def __init__(self, amphora_id: _Optional[str] = ..., sequence: _Optional[int] = ..., sample_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., load_balancers: _Optional[_Iterable[_Union[LoadBalancerReport, _Mapping]]] = ...) -> None: ...
+    closing: bool
+    def __init__(self, amphora_id: _Optional[str] = ..., sequence: _Optional[int] = ..., sample_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., load_balancers: _Optional[_Iterable[_Union[LoadBalancerReport, _Mapping]]] = ..., closing: _Optional[bool] = ...) -> None: ...
 
 class LoadBalancerReport(_message.Message):
     __slots__ = ("load_balancer_id", "running", "listeners", "pools")

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 from google.api import httpbody_pb2
 
-from octavia_mesh.api import edge
+from octavia_mesh.api import edge, text
 from octavia_mesh.api.app import App
 from octavia_mesh.api.edge import ANONYMOUS, with_retries
 from octavia_mesh.api.errors import ApiError
@@ -107,7 +107,7 @@ def project_of(call: KmCall) -> str:
 def load_json(body: bytes, schema: str) -> dict[str, Any]:
     try:
         doc = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BarbicanError(400, "Malformed JSON") from None
     if not isinstance(doc, dict):
         raise invalid(schema, "the request body is not a JSON object", None)
@@ -189,6 +189,8 @@ VERSION_HANDLERS = {"ListKeyManagerVersions": list_versions, "GetKeyManagerVersi
 
 
 def _fault(status: int, description: str) -> Answer:
+    """Barbican's fault; a description quoting the client's value is cut short (``text.status_message``)."""
+    description = text.status_message(description)
     return Answer(status, {"code": status, "title": TITLES.get(status, "Error"), "description": description})
 
 
@@ -201,6 +203,7 @@ def _adapter(
         proto = metadata.get("x-forwarded-proto", "http")
         headers: tuple[tuple[str, str], ...] = ()
         try:
+            edge.check_request(request)
             call = KmCall(
                 caller=ANONYMOUS if public else await app.auth.caller(metadata),
                 id=getattr(request, "id", ""),

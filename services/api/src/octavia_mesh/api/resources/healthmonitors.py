@@ -38,6 +38,7 @@ from octavia_mesh.api.query import (
     refuse_query_args,
     words,
 )
+from octavia_mesh.common import haproxy_values
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import HealthMonitor, LoadBalancer, Pool, utcnow
 
@@ -77,6 +78,10 @@ def expected_codes(name: str, value: Any) -> str:
     s.text(64)(name, value)
     if not _EXPECTED_CODES.fullmatch(value):
         raise InvalidField(name, value, f"Value should match the pattern {EXPECTED_CODES_PATTERN}")
+    try:  # status codes HAProxy's check can expect: 100 to 599, ranges from low to high
+        haproxy_values.expected_codes(value)
+    except haproxy_values.ValueRefused as exc:
+        raise InvalidField(name, value, exc.reason) from None
     return value
 
 
@@ -86,7 +91,10 @@ def domain_name(name: str, value: Any) -> str:
         raise InvalidField(name, value, "Value should have a minimum character requirement of 1")
     if not _DOMAIN_NAME.fullmatch(value) or s.has_space_or_control(value):
         raise InvalidField(name, value, f"Value should match the pattern {DOMAIN_NAME_PATTERN}")
-    return value
+    try:  # Octavia's pattern admits '_' in labels; the Host header of HAProxy's check is an RFC 1123 name
+        return haproxy_values.hostname(value)
+    except haproxy_values.ValueRefused as exc:
+        raise InvalidField(name, value, exc.reason) from None
 
 
 def http_version(name: str, value: Any) -> float:

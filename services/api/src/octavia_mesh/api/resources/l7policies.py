@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import Conflict, Immutable, InvalidField, InvalidInput, NotFound, NotImplementedByProvider
+from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotFound, NotImplementedByProvider
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, strict_int, words
 from octavia_mesh.api.resources import l7rules
@@ -361,8 +361,6 @@ async def update_(app: App, call: Call) -> Reply:
         changes = sanitize(dict(values))
         if changes.get("redirect_pool_id"):
             await check_target(session, listener, changes)
-        if policy.provisioning_status == store.ERROR:  # an object in ERROR may only be deleted
-            raise Immutable("L7Policy", policy.id)
         await store.lock_load_balancer(session, lb.id)
         await store.reload(session, policy, LABEL)
         await store.reload(session, listener, "Listener")

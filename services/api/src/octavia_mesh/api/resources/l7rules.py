@@ -34,6 +34,7 @@ from octavia_mesh.api.query import (
     strict_bool,
     words,
 )
+from octavia_mesh.common import haproxy_values
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, LoadBalancer, utcnow
 
@@ -66,10 +67,14 @@ def _invalid(message: str) -> InvalidInput:
 
 
 def _regex(value: str) -> None:
+    """Octavia compiles with Python's ``re``; the amphora's HAProxy with PCRE, which refuses some of what
+    Python takes (``\\u0061``, ``\\N{BULLET}``, ``(?a)``): the shared rule checks both."""
+    if haproxy_values.CONTROL.search(value):
+        return  # refused by check_rule's last check, worded as for every other value
     try:
-        re.compile(value)
-    except Exception as exc:  # re.error, or RecursionError on pathological input
-        raise _invalid(f"Unable to parse regular expression: {exc}") from None
+        haproxy_values.pcre_regex(value)
+    except haproxy_values.ValueRefused as exc:
+        raise _invalid(exc.reason) from None
 
 
 def _ssl_rule(rule_type: str, compare_type: Any, key: Any, value: str) -> None:
@@ -271,11 +276,11 @@ async def _load_rule(session: AsyncSession, call: Call, policy: L7Policy) -> L7R
 
 async def _lock(session: AsyncSession, policy: L7Policy, lb: LoadBalancer) -> None:
     """Octavia's order: the policy must be ACTIVE, then the load balancer lock is taken."""
-    if policy.provisioning_status != store.ACTIVE:
+    if policy.provisioning_status not in store.CHANGEABLE:
         raise Immutable("L7Policy", policy.id)
     await store.lock_load_balancer(session, lb.id)
     await store.reload(session, policy, "L7Policy")
-    if policy.provisioning_status != store.ACTIVE:  # changed between our read and the lock
+    if policy.provisioning_status not in store.CHANGEABLE:  # changed between our read and the lock
         raise Immutable("L7Policy", policy.id)
 
 
@@ -334,8 +339,6 @@ async def update_(app: App, call: Call) -> Reply:
         listener, lb = await parents(session, policy)
         merged = _merge(rule, values)
         check_rule(merged)
-        if rule.provisioning_status == store.ERROR:  # an object in ERROR may only be deleted
-            raise Immutable("L7Rule", rule.id)
         await _lock(session, policy, lb)
         await store.reload(session, rule, "L7 Rule")
         await store.reload(session, listener, "Listener")

@@ -32,6 +32,7 @@ from octavia_mesh.api.resources.protocols import (
     check_tls_versions,
     tls_defaults,
 )
+from octavia_mesh.common import haproxy_values
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import (
     Amphora,
@@ -131,7 +132,7 @@ BODY = s.Schema(
         "client_authentication": s.Attr(s.enum("MANDATORY", "NONE", "OPTIONAL"), default="NONE"),
         "client_crl_container_ref": s.Attr(_REF),
         "allowed_cidrs": s.Attr(_cidrs),
-        "tls_ciphers": s.Attr(s.text(2048, single_word=True)),
+        "tls_ciphers": s.Attr(s.haproxy_rule(haproxy_values.cipher_list, 2048)),
         "tls_versions": s.Attr(s.listof(s.text(32, single_word=True))),
         "alpn_protocols": s.Attr(alpn_list),
         "hsts_max_age": s.Attr(s.integer(0)),

@@ -3,8 +3,8 @@
 Behaviour checked against Octavia 19.0.0:
 
 * every call first looks the pool up; a missing (or hidden) pool answers
-  pecan's odd 404 body ``{"code": 404, "title": "Bad Request", ...}``, not a
-  fault;
+  Octavia's 404 fault (Octavia 19 itself leaks pecan's odd body
+  ``{"code": 404, "title": "Bad Request", ...}``; we do not);
 * a change needs the pool ACTIVE ("Pool <id> is immutable ...") and then the
   load-balancer lock; the pool and the listeners using it go PENDING_UPDATE
   with the member, as Octavia's ``test_and_set_lb_and_listeners_prov_status``
@@ -19,7 +19,6 @@ Behaviour checked against Octavia 19.0.0:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import uuid
@@ -70,22 +69,11 @@ NO_MONITOR = "NO_MONITOR"
 
 
 class PoolMissing(NotFound):
-    """The pool of a member URL does not exist (or is hidden): pecan answers its own 404 body."""
+    """The pool of a member URL does not exist (or is hidden)."""
 
     def __init__(self, pool_id: str) -> None:
         super().__init__("Pool", pool_id)
         self.pool_id = pool_id
-
-
-def routed(handler: Callable[[App, Call], Awaitable[Reply]]) -> Callable[[App, Call], Awaitable[Reply]]:
-    @functools.wraps(handler)
-    async def wrapper(app: App, call: Call) -> Reply:
-        try:
-            return await handler(app, call)
-        except PoolMissing as exc:
-            return Reply(404, {"code": 404, "title": "Bad Request", "description": exc.message})
-
-    return wrapper
 
 
 async def _pool(call: Call, session: AsyncSession) -> Pool:
@@ -296,7 +284,6 @@ SPEC = list_spec(
 # --- handlers -----------------------------------------------------------------------------
 
 
-@routed
 async def list_(app: App, call: Call) -> Reply:
     async with app.read() as session:
         pool = await _pool(call, session)
@@ -305,7 +292,6 @@ async def list_(app: App, call: Call) -> Reply:
         return await page_reply(session, call, list_query(app, call, SPEC), statement, views)
 
 
-@routed
 async def get(app: App, call: Call) -> Reply:
     async with app.read() as session:
         pool = await _pool(call, session)
@@ -316,7 +302,6 @@ async def get(app: App, call: Call) -> Reply:
     return Reply(200, {"member": select_fields(item, fields)})
 
 
-@routed
 async def create(app: App, call: Call) -> Reply:
     async with app.change() as session:
         pool = await _pool(call, session)
@@ -332,7 +317,6 @@ async def create(app: App, call: Call) -> Reply:
         return await store.view_reply(session, 201, "member", member, views)
 
 
-@routed
 async def update_(app: App, call: Call) -> Reply:
     async with app.change() as session:
         pool = await _pool(call, session)
@@ -349,7 +333,6 @@ async def update_(app: App, call: Call) -> Reply:
         return await store.view_reply(session, 200, "member", member, views)
 
 
-@routed
 async def delete_(app: App, call: Call) -> Reply:
     async with app.change() as session:
         pool = await _pool(call, session)
@@ -385,7 +368,6 @@ async def _reserve(app: App, session: AsyncSession, project_id: str | None, crea
         row.in_use_member += extra
 
 
-@routed
 async def batch_update(app: App, call: Call) -> Reply:
     """The desired member list of a pool, applied as one change (one command, one transaction)."""
     async with app.change() as session:

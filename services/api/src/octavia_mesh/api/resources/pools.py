@@ -24,6 +24,7 @@ from octavia_mesh.api.resources.protocols import (
     check_tls_versions,
     tls_defaults,
 )
+from octavia_mesh.common import haproxy_values
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool, utcnow
 
@@ -38,7 +39,10 @@ def _cookie_name(name: str, value: Any) -> str:
     s.text(255)(name, value)
     if not _COOKIE.match(value) or s.has_space_or_control(value):
         raise InvalidField(name, value, "Value should match the pattern ^[^\\s,;\\\\]+$")
-    return value
+    try:  # what HAProxy's req.cook() and res.cook() read: an RFC 6265 token
+        return haproxy_values.cookie_name(value)
+    except haproxy_values.ValueRefused as exc:
+        raise InvalidField(name, value, exc.reason) from None
 
 
 _PERSISTENCE = s.nested(
@@ -74,7 +78,7 @@ BODY = s.Schema(
         "ca_tls_container_ref": s.Attr(_REF),
         "crl_container_ref": s.Attr(_REF),
         "tls_enabled": s.Attr(s.boolean, default=False),
-        "tls_ciphers": s.Attr(s.text(2048, single_word=True)),
+        "tls_ciphers": s.Attr(s.haproxy_rule(haproxy_values.cipher_list, 2048)),
         "tls_versions": s.Attr(s.listof(s.text(32))),
         "alpn_protocols": s.Attr(alpn_list),
         "project_id": s.Attr(s.text(36), create_only=True),

@@ -17,13 +17,18 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from octavia_mesh.api.errors import InvalidField
 from octavia_mesh.api.schema.body import Attr, BodyLevelError, Check, unknown_attributes
+from octavia_mesh.common import haproxy_values
 
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+#: The range of the database's integer columns (32-bit on every backend): a larger number is a 400, not a 500.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+#: White space, C0 and C1 controls and DEL (HAProxy's renderer refuses every control character).
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def has_space_or_control(value: str) -> bool:
@@ -68,7 +73,12 @@ def as_int(value: Any) -> int:
 
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Check:
-    """WSME's ``IntegerType``; the range message quotes the converted number."""
+    """WSME's ``IntegerType``; the range message quotes the converted number.
+
+    Without a bound of its own, a number must fit the database's 32-bit integer columns.
+    """
+    minimum = INT_MIN if minimum is None else minimum
+    maximum = INT_MAX if maximum is None else maximum
 
     def check(name: str, value: Any) -> int:
         number = as_int(value)
@@ -200,6 +210,23 @@ def nested(attrs: Mapping[str, Attr], path: str) -> Check:
             else:
                 out[key] = attr.check(key, given)
         return out
+
+    return check
+
+
+def haproxy_rule(rule: Callable[[str], Any], max_length: int = 255, *, single_word: bool = True) -> Check:
+    """A string that one of the shared HAProxy value rules (:mod:`octavia_mesh.common.haproxy_values`) accepts:
+    the renderer applies the same rule, so the value renders. The 400 names the field and the rule's reason.
+    """
+    base = text(max_length, single_word=single_word)
+
+    def check(name: str, value: Any) -> str:
+        base(name, value)
+        try:
+            rule(value)
+        except haproxy_values.ValueRefused as exc:
+            raise InvalidField(name, value, exc.reason) from None
+        return value
 
     return check
 

@@ -49,6 +49,16 @@ class ComputeDriver(Protocol):
 
     async def delete_instance(self, compute_id: str) -> None: ...
 
+    async def fence_instance(self, compute_id: str) -> None:
+        """Kill the instance at once, whatever state it is in (dead, hung, stopped), with no drain, and delete
+        it: what an automatic failover does to the amphora it replaces."""
+        ...
+
+    async def kill_stopped(self, compute_id: str) -> int:
+        """SIGKILL the instance's processes that are stopped (SIGSTOP: they serve nothing, and a stopped HAProxy
+        holds its share of the VIP's new connections); how many."""
+        ...
+
     async def list_instances(self) -> list[str]:
         """Compute ids of every instance, running or left behind (``delete_instance`` removes each).
 
@@ -288,6 +298,37 @@ class LocalComputeDriver:
         await _stop_leftovers(home)
         shutil.rmtree(home, ignore_errors=True)
 
+    async def fence_instance(self, compute_id: str, timeout_s: float = 5.0) -> None:
+        # SIGKILL, not SIGTERM: a stopped (SIGSTOP) or hung process never acts on a catchable signal, and a
+        # stopped HAProxy still holds its SO_REUSEPORT socket on the VIP, where the kernel keeps queueing a
+        # share of the new connections. The agent's process group first (anything it forked), then every
+        # process naming the amphora's directory (HAProxy runs in a group of its own), until none is left.
+        home = self._dir(compute_id)
+        pid = self._pid(home)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while (victims := _processes_under(home)) and time.monotonic() < deadline:
+            for victim in victims:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
+            await asyncio.sleep(0.01)
+        if victims:
+            raise RuntimeError(f"amphora {compute_id}: processes {victims} survived SIGKILL")
+        shutil.rmtree(home, ignore_errors=True)
+
+    async def kill_stopped(self, compute_id: str) -> int:
+        killed = 0
+        for pid in _processes_under(self._dir(compute_id)):
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            except (OSError, IndexError):
+                continue
+        return killed
+
     #: A directory younger than this with no ``amphora.id`` yet may be an instance being created: not listed.
     CREATING_GRACE_S = 60.0
 
@@ -328,6 +369,12 @@ class NoopComputeDriver:
 
     async def delete_instance(self, compute_id: str) -> None:
         return None
+
+    async def fence_instance(self, compute_id: str) -> None:
+        return None
+
+    async def kill_stopped(self, compute_id: str) -> int:
+        return 0
 
     async def list_instances(self) -> list[str]:
         return []

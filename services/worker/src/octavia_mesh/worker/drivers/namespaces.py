@@ -183,6 +183,13 @@ class NamespaceComputeDriver(LocalComputeDriver):
         if record is not None:
             await asyncio.to_thread(teardown, record)
 
+    async def fence_instance(self, compute_id: str, timeout_s: float = 5.0) -> None:
+        home = self._dir(compute_id)
+        record = self._record(home)
+        await super().fence_instance(compute_id, timeout_s)
+        if record is not None:
+            await asyncio.to_thread(teardown, record)
+
     async def _release_vip(self, home: Path, timeout_s: float = 10.0) -> None:
         """Stop the amphora's agent the graceful way: it stops keepalived first (a master advertises priority 0
         and its peer takes the VIP within the skew time, ~60 ms at 0.1 s adverts), then HAProxy. Killing it

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from octavia_mesh.common.db.models import Amphora, LoadBalancer, Member, Pool
-from octavia_mesh.common.network import Vip
+from octavia_mesh.common.db.models import Amphora, Listener, LoadBalancer, Member, Pool
+from octavia_mesh.common.network import ListenerAccess, Vip
 from octavia_mesh.worker.flows.engine import FlowContext
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def vip_of(lb: LoadBalancer) -> Vip:
         subnet_id=lb.vip_subnet_id,
         network_id=lb.vip_network_id or "",
         additional_vips=tuple(lb.additional_vips or ()),
+        qos_policy_id=lb.vip_qos_policy_id,
     )
 
 
@@ -97,7 +98,8 @@ class PlugVip:
 
 
 class PlugMemberSubnets:
-    """Leaves every amphora of the load balancer plugged into exactly its members' subnets."""
+    """Leaves every amphora of the load balancer plugged into exactly its members' subnets, and the VIP open
+    to exactly its listeners (Octavia's ``update_vip``: their ports, from their ``allowed_cidrs``)."""
 
     name = "plug-member-subnets"
 
@@ -105,9 +107,22 @@ class PlugMemberSubnets:
         self.deps = deps
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
-        _, compute_ids, subnets = await _load(self.deps, ctx.load_balancer_id)
+        vip, compute_ids, subnets = await _load(self.deps, ctx.load_balancer_id)
         for compute_id in compute_ids:
             await self.deps.network.plug_member_subnets(compute_id, sorted(subnets))
+        if vip is not None:
+            async with self.deps.sessions() as session:
+                lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+                rows = (
+                    await session.execute(
+                        select(Listener.protocol, Listener.protocol_port, Listener.allowed_cidrs).where(
+                            Listener.load_balancer_id == ctx.load_balancer_id,
+                            Listener.provisioning_status != "PENDING_DELETE",
+                        )
+                    )
+                ).all()
+            listeners = [ListenerAccess(p, port, tuple(cidrs or ())) for p, port, cidrs in rows]
+            await self.deps.network.update_vip(vip, listeners, (lb.topology if lb else None) or "SINGLE")
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import TypeVar
+
+from octavia_mesh.common.haproxy_values import split_ciphers  # shared with the API's check
 
 from .syntax import ConfigError
 
@@ -171,13 +172,3 @@ def alpn_protocols(values: Sequence[str] | None, what: str) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"{what} must be a subset of {', '.join(ALPN_PROTOCOLS)}: {list(protocols)}")
     return tuple(dict.fromkeys(protocols))
-
-
-def split_ciphers(value: str | None) -> tuple[str | None, str | None]:
-    """Split one OpenSSL list into TLSv1.2 ciphers and TLSv1.3 suites (OpenSSL configures them apart)."""
-    if not value:
-        return None, None
-    names = [name for name in re.split(r"[:, ]+", value) if name]  # OpenSSL's three separators
-    legacy = ":".join(n for n in names if not n.startswith("TLS_"))
-    suites = ":".join(n for n in names if n.startswith("TLS_"))
-    return legacy or None, suites or None

@@ -114,6 +114,7 @@ def create_environment() -> jinja2.Environment:
         log_target=_log_target,
         cidr=syntax.cidr,
         status_regex=syntax.status_regex,
+        regex=syntax.regex,
         port=_port,
         ms=_milliseconds,
         seconds=_seconds,

@@ -16,7 +16,9 @@ admits only a strict grammar (identifiers, addresses, header names, host names,
 file paths). A quoted word is still one word in its position, so templates also
 put ``--`` before ACL patterns (a pattern like ``-i`` would otherwise be a flag).
 
-Validators raise :class:`UnsafeValueError`; the worker treats it like any other
+The rules for what a user value may be (status codes, cookie and header names, host names, cipher lists,
+regular expressions) are :mod:`octavia_mesh.common.haproxy_values`, which the API applies too: a value the
+API accepted passes here. Validators raise :class:`UnsafeValueError`; the worker treats it like any other
 configuration error (the load balancer goes to ERROR, the running config stays).
 """
 
@@ -24,6 +26,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
+
+from octavia_mesh.common import haproxy_values as rules
 
 __all__ = [
     "ConfigError",
@@ -38,6 +43,7 @@ __all__ = [
     "integer",
     "nonempty_text",
     "quote",
+    "regex",
     "status_regex",
     "plain_text",
     "token",
@@ -57,26 +63,14 @@ class UnsafeValueError(ConfigError):
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+=,%~^*!?&;()\[\]<>|-]+")
 #: C0 controls, DEL and C1 controls: a CR or LF ends the config line even inside quotes, and the rest
 #: have no business in a header, path or pattern.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = rules.CONTROL
 #: Proxy, server and ACL names: HAProxy allows letters, digits, '-', '_', '.' and ':'.
 _IDENT = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-#: RFC 9110 ``token`` (header and cookie names) minus the single quote, which opens a string inside
-#: a sample fetch's argument list (``req.hdr(a'b)`` fails to parse).
-_TOKEN = re.compile(r"[A-Za-z0-9!#$%&*+.^_`|~-]{1,255}")
 #: A distinguished-name attribute for ``ssl_c_s_dn(<field>)``: a short name (CN, emailAddress) or an OID.
 _DN_FIELD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,63}")
-#: An RFC 1123 host name (``http-check send hdr Host`` takes a log-format string, so no '%' may pass).
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?")
 #: Absolute file paths on the amphora. They come from the worker, not from users, and also go into
 #: crt-list files (which have their own line syntax), so only plain characters are allowed.
 _PATH = re.compile(r"/[A-Za-z0-9_.@+=:,/-]{0,1023}")
-#: OpenSSL cipher lists (``ciphers``) and TLSv1.3 suites (``ciphersuites``): names, the operators
-#: ``! + - @ =`` (``@SECLEVEL=1``, ``@STRENGTH``) and the separators ':', ',' and ' '. Anything else
-#: makes OpenSSL reject the whole list, so it is refused here with a clearer message.
-_CIPHERS = re.compile(r"[A-Za-z0-9_+!@=:, -]{1,2048}")
-#: Octavia's expected_codes: ``200``, ``200,202``, ``200-204`` (spaces after commas tolerated).
-_CODES = re.compile(r"\s*[1-5][0-9]{2}(?:\s*-\s*[1-5][0-9]{2})?(?:\s*,\s*[1-5][0-9]{2}(?:\s*-\s*[1-5][0-9]{2})?)*\s*")
 
 
 def plain_text(value: object, what: str = "value") -> str:
@@ -106,9 +100,24 @@ def _matching(pattern: re.Pattern[str], value: object, what: str, grammar: str) 
     return text
 
 
+def _shared(rule: Callable[[str], object], value: object, what: str) -> str:
+    """``value`` if the shared rule accepts it (the API applied the same rule)."""
+    text = plain_text(value, what)
+    try:
+        rule(text)
+    except rules.ValueRefused as exc:
+        raise UnsafeValueError(f"{what} {text!r}: {exc.reason}") from None
+    return text
+
+
 def cipher_list(value: object, what: str = "cipher list") -> str:
-    """An OpenSSL cipher list or TLSv1.3 suite list, as one word (it may contain spaces)."""
-    return quote(_matching(_CIPHERS, value, what, "an OpenSSL cipher list"), what)
+    """An OpenSSL cipher list or TLSv1.3 suite list (one half of a split ``tls_ciphers``), as one word."""
+    return quote(_shared(rules.cipher_list, value, what), what)
+
+
+def regex(value: object, what: str = "regular expression") -> str:
+    """A user's regular expression, as HAProxy's PCRE compiles it (not yet quoted)."""
+    return _shared(rules.pcre_regex, value, what)
 
 
 def nonempty_text(value: object, what: str = "value") -> str:
@@ -126,7 +135,7 @@ def ident(value: object, what: str = "identifier") -> str:
 
 def token(value: object, what: str = "header name") -> str:
     """A header or cookie name, as it sits inside ``req.hdr(...)`` / ``req.cook(...)``."""
-    return _matching(_TOKEN, value, what, "an HTTP token (letters, digits and !#$%&*+.^_`|~-)")
+    return _shared(rules.header_name, value, what)
 
 
 def dn_field(value: object, what: str = "DN field") -> str:
@@ -136,7 +145,7 @@ def dn_field(value: object, what: str = "DN field") -> str:
 
 def hostname(value: object, what: str = "host name") -> str:
     """An RFC 1123 host name."""
-    return _matching(_HOSTNAME, value, what, "a host name")
+    return _shared(rules.hostname, value, what)
 
 
 def file_path(value: object, what: str = "file path") -> str:
@@ -180,14 +189,10 @@ def status_regex(value: object, what: str = "expected_codes") -> str:
 
     ``200`` -> ``^200$``, ``200,202`` -> ``^(200|202)$``, ``200-204`` -> ``^(200|201|202|203|204)$``.
     """
-    text = _matching(_CODES, value, what, "a status code list such as 200, 200,202 or 200-204")
-    codes: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.strip().partition("-")
-        first = int(low)
-        last = int(high) if high else first
-        if last < first:
-            raise UnsafeValueError(f"{what} range {part.strip()!r} is reversed")
-        codes.extend(code for code in range(first, last + 1) if code not in codes)
+    text = plain_text(value, what)
+    try:
+        codes = rules.expected_codes(text)
+    except rules.ValueRefused as exc:
+        raise UnsafeValueError(f"{what} {text!r}: {exc.reason}") from None
     alternatives = "|".join(str(code) for code in codes)
     return f"^{alternatives}$" if len(codes) == 1 else f"^({alternatives})$"

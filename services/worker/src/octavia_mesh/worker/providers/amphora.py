@@ -27,8 +27,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import secrets
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, utcnow
 from octavia_mesh.common.network import NetworkDriver
 from octavia_mesh.common.network.noop import NoopNetworkDriver
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -38,10 +39,10 @@ from octavia_mesh.worker.drivers.certificates import CertBundle, CertificateDriv
 from octavia_mesh.worker.drivers.compute import ComputeDriver, InstanceSpec
 from octavia_mesh.worker.flows import maintenance
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
-from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip
+from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip, vip_of
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer
 from octavia_mesh.worker.haproxy.view import build
-from octavia_mesh.worker.settle import Tree, doomed_ids, fail, settle
+from octavia_mesh.worker.settle import SUBJECTS, Tree, doomed_ids, fail, settle
 from octavia_mesh.worker.vrrp.render import VrrpOptions
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class AmphoraDeps:
     keyring: secrets.Keyring | None = None  # decrypts listener and pool TLS material from the secret store
     vrrp: VrrpOptions | None = None  # ACTIVE_STANDBY load balancers (flows/vrrp.py); None: SINGLE only
     network: NetworkDriver = field(default_factory=NoopNetworkDriver)  # plugs VIPs and member subnets
+    barbican: BarbicanCertManager | None = None  # TLS refs from Barbican instead of the local store
 
 
 async def _endpoints(deps: AmphoraDeps, lb_id: str, only: str | None = None) -> list[AgentEndpoint]:
@@ -133,6 +135,8 @@ class BootAmphora:
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         amphora_id = ctx.store[self.key]
+        if ctx.store.get(f"{self.key}_spare"):  # taken from the pool (flows/spares.py): it runs already
+            return {}
         identity = self.deps.certificates.issue_amphora_certificate(amphora_id, self.deps.cert_validity)
         if await self.deps.compute.get_instance(amphora_id) is not None:
             # A run of this task that died after booting: that instance holds a certificate whose serial was
@@ -222,10 +226,13 @@ class Configure:
         objects = [*listeners, *keep(tree.pools)]
         material: dict[str, tuple[str, bytes]] = {}
         if any(tls.refs_of(objects)):
-            if self.deps.keyring is None:
+            if self.deps.barbican is not None:
+                material = await tls.barbican_materials(self.deps.barbican, objects)
+            elif self.deps.keyring is None:
                 raise RuntimeError("TLS material is referenced but the worker has no secret key")
-            async with self.deps.sessions() as session:
-                material = await tls.materials(session, self.deps.keyring, objects)
+            else:
+                async with self.deps.sessions() as session:
+                    material = await tls.materials(session, self.deps.keyring, objects)
         for endpoint in endpoints:
             # Certificate paths are the amphora's own, so each amphora gets its own rendering.
             paths = await tls.push(self.deps.amphora, endpoint, ctx.load_balancer_id, material)
@@ -297,12 +304,68 @@ class RetireAmphorae:
                     )
                 )
             ).all()
+            # Claimed by the health service's automatic failover: lost (dead, or hung), so fenced, not drained.
+            lost = set(
+                (
+                    await session.execute(
+                        select(AmphoraHealth.amphora_id).where(
+                            AmphoraHealth.amphora_id.in_([r[0] for r in rows]), AmphoraHealth.busy.is_(True)
+                        )
+                    )
+                ).scalars()
+            )
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
         for amphora_id, compute_id in rows:
             if amphora_id == keep or (only is not None and amphora_id != only):
                 continue
             await _set_amphora(self.deps, amphora_id, status="PENDING_DELETE")
+            if amphora_id in lost and keep is not None:
+                logger.info("fencing lost amphora %s of load balancer %s", amphora_id, ctx.load_balancer_id)
+                await self.deps.compute.fence_instance(compute_id or amphora_id)
+            # Its ports go with it (Octavia's failover deletes the old amphora's VRRP port): a real network
+            # keeps ports a deleted server had attached.
+            await self.deps.network.plug_member_subnets(compute_id or amphora_id, [])
+            if lb is not None:
+                await self.deps.network.unplug_vip(vip_of(lb), compute_id or amphora_id)
             await self.deps.compute.delete_instance(compute_id or amphora_id)
             await _set_amphora(self.deps, amphora_id, status="DELETED")
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None
+
+
+class FenceStopped:
+    """First step of an automatic failover: kill the lost amphora's stopped (SIGSTOPped) processes at once.
+
+    They serve nothing, but a stopped HAProxy keeps its SO_REUSEPORT socket on the VIP, where the kernel queues
+    a share of the new connections until it is killed: killed now, those are refused at once instead of hanging
+    through the rebuild, and the replacement serves the VIP alone from its first moment. Processes that still
+    run (an HAProxy whose agent died may serve on) are left to the fence after the replacement serves.
+    """
+
+    name = "fence-stopped"
+
+    def __init__(self, deps: AmphoraDeps, key: str = "old_amphora_id") -> None:
+        self.deps, self.key = deps, key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        amphora_id = ctx.store.get(self.key)
+        if amphora_id is None:
+            return {}
+        async with self.deps.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Amphora.compute_id, AmphoraHealth.busy)
+                    .join(AmphoraHealth, AmphoraHealth.amphora_id == Amphora.id)
+                    .where(Amphora.id == amphora_id, Amphora.load_balancer_id == ctx.load_balancer_id)
+                )
+            ).one_or_none()
+        if row is None or not row.busy:  # an admin failover of a live amphora drains it, later
+            return {}
+        killed = await self.deps.compute.kill_stopped(row.compute_id or amphora_id)
+        if killed:
+            logger.info("killed %d stopped processes of lost amphora %s", killed, amphora_id)
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:
@@ -341,6 +404,8 @@ class AmphoraProvider:
         self.engine = FlowEngine(deps.sessions)
 
     def flow_for(self, command: commands_pb2.ProviderCommand) -> Flow:
+        from octavia_mesh.worker.flows.spares import TakeSpare  # imported here: it builds on this module
+
         d = self.deps
         kind, op = command.kind, command.operation
         if op in maintenance.OPERATIONS:  # certificate rotation, orphan reaping (from housekeeping)
@@ -349,6 +414,7 @@ class AmphoraProvider:
             return Flow(
                 "create-load-balancer",
                 [
+                    TakeSpare(d),
                     CreateAmphora(d),
                     BootAmphora(d),
                     WaitForAgent(d),
@@ -367,6 +433,8 @@ class AmphoraProvider:
             return Flow(
                 "failover",
                 [
+                    FenceStopped(d),
+                    TakeSpare(d, "new_amphora_id"),
                     CreateAmphora(d, "new_amphora_id"),
                     BootAmphora(d, "new_amphora_id"),
                     WaitForAgent(d, "new_amphora_id"),
@@ -401,4 +469,4 @@ class AmphoraProvider:
         except FlowFailed:
             logger.exception("%s of %s failed", commands_pb2.Operation.Name(command.operation), command.resource_id)
             async with self.deps.sessions() as session, session.begin():
-                await fail(session, command.load_balancer_id)
+                await fail(session, command.load_balancer_id, SUBJECTS.get(command.kind))
