@@ -6,7 +6,7 @@ UV := $(PYTHON) -m uv
 PORT ?= 9876
 STATE ?= state
 
-.PHONY: up test sync bootstrap protos lint bench conformance
+.PHONY: up test sync bootstrap protos lint typecheck bench conformance
 
 bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -24,7 +24,12 @@ protos: sync
 	$(UV) run python scripts/gen_protos.py
 
 lint: sync
-	$(UV) run ruff check . && $(UV) run ruff format --check .
+	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run python scripts/lint_protos.py
+
+# pyright, standard mode, on every package's src/ ([tool.pyright] in pyproject.toml). Not yet in `make test`:
+# the API (66 errors) and the amphora agent (10, grpc stub gaps) still fail; the other packages pass.
+typecheck: sync
+	$(UV) run pyright
 
 bench: sync
 	$(UV) run python bench/api_bench.py

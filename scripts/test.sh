@@ -8,6 +8,8 @@ UV="${PYTHON:-python3} -m uv"
 
 echo "== generated protos"
 $UV run python scripts/gen_protos.py --check
+echo "== buf lint"
+$UV run python scripts/lint_protos.py
 echo "== ruff"
 $UV run ruff check .
 $UV run ruff format --check .

@@ -62,16 +62,19 @@ def run(
 
 
 def test_quota_show_set_reset(catalog: Mesh, keystone: Keystone, people, tmp_path: Path) -> None:
-    admin = {"X-Auth-Token": keystone.token_of("admin", "admin")}
-    quota = f"{catalog.endpoint}/v2/lbaas/quotas/{people.project_b}"
+    def load_balancer_quota() -> object:  # as the API has it (a fresh token: a CLI run may outlast one)
+        headers = {"X-Auth-Token": keystone.token_of("admin", "admin")}
+        answer = requests.get(f"{catalog.endpoint}/v2/lbaas/quotas/{people.project_b}", headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["quota"]["load_balancer"]
+
     shown = run(keystone, tmp_path, "admin", "admin", "loadbalancer", "quota", "show", "proj-b")  # name -> id
-    assert shown["load_balancer"] == requests.get(quota, headers=admin, timeout=30).json()["quota"]["load_balancer"]
-    run(
-        keystone, tmp_path, "admin", "admin", "loadbalancer", "quota", "set", "--loadbalancer", "7", "proj-b", fmt=False
-    )
-    assert requests.get(quota, headers=admin, timeout=30).json()["quota"]["load_balancer"] == 7
+    assert shown["load_balancer"] == load_balancer_quota()
+    set_7 = ("loadbalancer", "quota", "set", "--loadbalancer", "7", "proj-b")
+    run(keystone, tmp_path, "admin", "admin", *set_7, fmt=False)
+    assert load_balancer_quota() == 7
     run(keystone, tmp_path, "admin", "admin", "loadbalancer", "quota", "reset", "proj-b", fmt=False)
-    assert requests.get(quota, headers=admin, timeout=30).json()["quota"]["load_balancer"] != 7
+    assert load_balancer_quota() != 7
 
 
 def test_openstack_secret_store_finds_the_store_in_the_catalog(catalog: Mesh, keystone: Keystone, tmp_path) -> None:

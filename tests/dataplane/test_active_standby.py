@@ -464,8 +464,8 @@ def test_refused_with_octavias_501_where_active_standby_cannot_run(
         next(mesh_iter, None)
 
 
-def test_without_root_the_api_says_what_is_missing(keepalived: str) -> None:
-    from octavia_mesh.api.topology import missing_for_active_standby
+def test_without_root_the_worker_says_what_is_missing(keepalived: str) -> None:
+    from octavia_mesh.worker.drivers.namespaces import missing_for_active_standby
 
     assert missing_for_active_standby(euid=1000, find=lambda name: f"/usr/sbin/{name}", netns=True) == [
         "root privileges (network namespaces, veth links, VRRP)"

@@ -37,8 +37,9 @@ from support import Rest, mesh_engine
 
 from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common.db import models
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import FlowContext
-from octavia_mesh.worker.providers.amphora import AmphoraDeps, CreateAmphora
+from octavia_mesh.worker.tasks import CreateAmphora
 
 ACK_WAIT_S = 3
 #: A redelivered command waits for ACK_WAIT_S, then the flow finishes (an agent boots in about a second).
@@ -49,6 +50,9 @@ RECOVERY_S = ACK_WAIT_S + 30
 def crash_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OCTAVIA_MESH_WORKER_ACK_WAIT_S", str(ACK_WAIT_S))
+        # No spare pool: these tests kill the worker inside the create flow's own boot steps, which a create that
+        # takes a spare skips (the pool has tests of its own: test_fast_healing.py, test_spare_take.py).
+        patch.setenv("OCTAVIA_MESH_WORKER_SPARE_AMPHORAE", "0")
         yield from run_mesh(tmp_path_factory, "crash")
 
 

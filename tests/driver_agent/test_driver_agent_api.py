@@ -13,9 +13,9 @@ import pytest
 from support import PROJECT, Rest, new_listener, new_pool
 from tls_material import tls_refs
 
-from octavia_mesh.common.provider_sdk import DriverAgentError, DriverLibrary, UpdateStatisticsError, UpdateStatusError
 from octavia_mesh.protos.driveragent.v1 import driver_agent_pb2 as api
 from octavia_mesh.protos.driveragent.v1 import driver_agent_pb2_grpc
+from octavia_mesh.provider_sdk import DriverAgentError, DriverLibrary, UpdateStatisticsError, UpdateStatusError
 
 # octavia-lib 3.x provider data models (octavia_lib/api/drivers/data_models.py): the keys a driver gets.
 LB_KEYS = {

@@ -2,7 +2,7 @@
 
 Before, a failed health monitor create left its pool in ERROR too, and the pool's children could then not even
 be deleted ("Pool ... is immutable"). Octavia's reverts (``HealthMonitorToErrorOnRevertTask`` and the like) put
-the parents back to ACTIVE; ``settle.fail`` does the same.
+the parents back to ACTIVE; ``lifecycle.transitions.fail`` does the same.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from octavia_mesh.common.commands import Kind
 from octavia_mesh.common.db.engine import session_factories
 from octavia_mesh.common.db.models import HealthMonitor, Listener, LoadBalancer, Member, Pool
-from octavia_mesh.worker.settle import SUBJECTS, fail
+from octavia_mesh.common.lifecycle.transitions import SUBJECTS, fail
 
 
 async def plant(engine: AsyncEngine, statuses: dict[str, str]) -> dict[str, str]:

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from octavia_mesh.amphora_agent.agent import Agent, NotConfigured, NotFound
-from octavia_mesh.amphora_agent.haproxy import ConfigInvalid, HaproxyError, ProcessInfo, ProcessState
+from octavia_mesh.amphora_agent.agent import Agent, NotConfigured
+from octavia_mesh.amphora_agent.errors import mapped
+from octavia_mesh.amphora_agent.haproxy import ProcessInfo, ProcessState
 from octavia_mesh.amphora_agent.identity import AgentIdentity
 from octavia_mesh.amphora_agent.keepalived import Keepalived
-from octavia_mesh.amphora_agent.store import InvalidName
 from octavia_mesh.amphora_agent.vrrp_rpc import VrrpHandlers
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
 
 API_VERSION = "octavia_mesh.agent.v1"
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 _STATES = {
     ProcessState.STOPPED: agent_pb2.HaproxyProcess.STATE_STOPPED,
@@ -32,32 +26,6 @@ _STATES = {
     ProcessState.RESTARTING: agent_pb2.HaproxyProcess.STATE_RESTARTING,
     ProcessState.FAILED: agent_pb2.HaproxyProcess.STATE_FAILED,
 }
-
-# The order matters: ConfigInvalid is an HaproxyError, and InvalidName a ValueError.
-_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
-    (ConfigInvalid, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidName, grpc.StatusCode.INVALID_ARGUMENT),
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (NotConfigured, grpc.StatusCode.FAILED_PRECONDITION),
-    (HaproxyError, grpc.StatusCode.FAILED_PRECONDITION),
-    (OSError, grpc.StatusCode.INTERNAL),
-]
-
-
-def _mapped(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Turn the agent's exceptions into status codes, in this one place."""
-
-    @functools.wraps(handler)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await handler(self, request, context)
-        except tuple(kind for kind, _ in _CODES) as exc:
-            code = next(code for kind, code in _CODES if isinstance(exc, kind))
-            await context.abort(code, str(exc))
-            raise  # unreachable: abort raises
-
-    return wrapper
 
 
 def _process(info: ProcessInfo) -> agent_pb2.HaproxyProcess:
@@ -152,7 +120,7 @@ class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
         except importlib.metadata.PackageNotFoundError:
             self._version = "unknown"
 
-    @_mapped
+    @mapped
     async def GetInfo(
         self, request: agent_pb2.GetInfoRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetInfoResponse:
@@ -165,7 +133,7 @@ class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
             load_balancer_ids=self._agent.load_balancer_ids(),
         )
 
-    @_mapped
+    @mapped
     async def PutConfig(
         self, request: agent_pb2.PutConfigRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.PutConfigResponse:
@@ -174,38 +142,38 @@ class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
         digest, warnings = await self._agent.put_config(request.load_balancer_id, request.config.encode())
         return agent_pb2.PutConfigResponse(config_sha256=digest, warnings=warnings)
 
-    @_mapped
+    @mapped
     async def PutCertificate(
         self, request: agent_pb2.PutCertificateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.PutCertificateResponse:
         path, digest = await self._agent.put_certificate(request.load_balancer_id, request.name, request.pem)
         return agent_pb2.PutCertificateResponse(path=str(path), sha256=digest)
 
-    @_mapped
+    @mapped
     async def DeleteCertificate(
         self, request: agent_pb2.DeleteCertificateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.DeleteCertificateResponse:
         await self._agent.delete_certificate(request.load_balancer_id, request.name, request.allow_missing)
         return agent_pb2.DeleteCertificateResponse()
 
-    @_mapped
+    @mapped
     async def Activate(
         self, request: agent_pb2.ActivateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ActivateResponse:
         reloaded, info = await self._agent.activate(request.load_balancer_id)
         return agent_pb2.ActivateResponse(reloaded=reloaded, process=_process(info))
 
-    @_mapped
+    @mapped
     async def Start(
         self, request: agent_pb2.StartRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.StartResponse:
         return agent_pb2.StartResponse(process=_process(await self._agent.start_haproxy(request.load_balancer_id)))
 
-    @_mapped
+    @mapped
     async def Stop(self, request: agent_pb2.StopRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StopResponse:
         return agent_pb2.StopResponse(process=_process(await self._agent.stop_haproxy(request.load_balancer_id)))
 
-    @_mapped
+    @mapped
     async def GetStatus(
         self, request: agent_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetStatusResponse:
@@ -213,14 +181,14 @@ class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
         frontends, backends = stat_rows_to_proto(status.stat_rows)
         return agent_pb2.GetStatusResponse(process=_process(status.process), frontends=frontends, backends=backends)
 
-    @_mapped
+    @mapped
     async def DeleteLoadBalancer(
         self, request: agent_pb2.DeleteLoadBalancerRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.DeleteLoadBalancerResponse:
         await self._agent.delete(request.load_balancer_id, request.allow_missing)
         return agent_pb2.DeleteLoadBalancerResponse()
 
-    @_mapped
+    @mapped
     async def RotateCertificate(
         self, request: agent_pb2.RotateCertificateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RotateCertificateResponse:

@@ -3,19 +3,12 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
 import grpc
 from google.protobuf import timestamp_pb2
 
-from octavia_mesh.amphora_agent.haproxy import HaproxyError
+from octavia_mesh.amphora_agent.errors import mapped
 from octavia_mesh.amphora_agent.keepalived import Keepalived, VrrpError, VrrpInfo, VrrpState
 from octavia_mesh.protos.agent.v1 import agent_pb2
-
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 
 _STATES = {
     VrrpState.UNSPECIFIED: agent_pb2.VrrpStatus.STATE_UNSPECIFIED,
@@ -24,28 +17,6 @@ _STATES = {
     VrrpState.FAULT: agent_pb2.VrrpStatus.STATE_FAULT,
     VrrpState.STOP: agent_pb2.VrrpStatus.STATE_STOP,
 }
-
-# VrrpConfigInvalid is a ValueError; VrrpError (and a timed-out config test, an HaproxyError) a precondition.
-_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
-    (VrrpError, grpc.StatusCode.FAILED_PRECONDITION),
-    (HaproxyError, grpc.StatusCode.FAILED_PRECONDITION),
-    (OSError, grpc.StatusCode.INTERNAL),
-]
-
-
-def _mapped(
-    handler: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
-) -> Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
-    @functools.wraps(handler)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await handler(self, request, context)
-        except tuple(kind for kind, _ in _CODES) as exc:
-            await context.abort(next(code for kind, code in _CODES if isinstance(exc, kind)), str(exc))
-            raise  # unreachable: abort raises
-
-    return wrapper
 
 
 def status_proto(info: VrrpInfo) -> agent_pb2.VrrpStatus:
@@ -74,13 +45,13 @@ class VrrpHandlers:
             raise VrrpError("this agent does not run keepalived")
         return self._keepalived
 
-    @_mapped
+    @mapped
     async def PutVrrpConfig(
         self, request: agent_pb2.PutVrrpConfigRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.PutVrrpConfigResponse:
         return agent_pb2.PutVrrpConfigResponse(config_sha256=await self._vrrp().put_config(request.config))
 
-    @_mapped
+    @mapped
     async def StartVrrp(
         self, request: agent_pb2.StartVrrpRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.StartVrrpResponse:
@@ -88,7 +59,7 @@ class VrrpHandlers:
         reloaded = await keepalived.start()
         return agent_pb2.StartVrrpResponse(reloaded=reloaded, status=status_proto(keepalived.info()))
 
-    @_mapped
+    @mapped
     async def StopVrrp(
         self, request: agent_pb2.StopVrrpRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.StopVrrpResponse:
@@ -96,7 +67,7 @@ class VrrpHandlers:
         await keepalived.stop()
         return agent_pb2.StopVrrpResponse(status=status_proto(keepalived.info()))
 
-    @_mapped
+    @mapped
     async def GetVrrpStatus(
         self, request: agent_pb2.GetVrrpStatusRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.VrrpStatus:

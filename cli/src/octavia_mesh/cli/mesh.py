@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -70,7 +71,8 @@ def grpc_serving(target: str, service: str = "") -> bool:
     """Whether ``target`` reports ``service`` (default: the whole server) SERVING on grpc.health.v1."""
     with grpc.insecure_channel(target) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+            stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs lack the methods __init__ adds
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
         except grpc.RpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING

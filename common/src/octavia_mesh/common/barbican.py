@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from octavia_mesh.common.lifecycle.status import FOREIGN_ACTIVE
 from octavia_mesh.common.secrets import (
     CERTIFICATE_PARTS,
     BadReference,
@@ -60,7 +61,7 @@ class BarbicanCertManager:
 
     def _payload(self, secret_id: str) -> bytes:
         meta = json.loads(self._get(f"/secrets/{secret_id}"))
-        if meta.get("status") not in (None, "ACTIVE"):
+        if meta.get("status") not in (None, FOREIGN_ACTIVE):
             raise BadReference(f"secret {secret_id} is {meta.get('status')}")
         content_type = (meta.get("content_types") or {}).get("default", "application/octet-stream")
         return self._get(f"/secrets/{secret_id}/payload", accept=content_type)

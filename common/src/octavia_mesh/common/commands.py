@@ -1,53 +1,55 @@
-"""Provider commands over NATS JetStream: the stream, the outbox relay, and command bookkeeping.
+"""Provider commands over NATS JetStream: the outbox (rows written with a change) and its relay.
 
-Contract (also in ``protos/octavia_mesh/provider/v1/commands.proto`` and
-``docs/architecture.md``): commands are ``ProviderCommand`` messages on the
-work-queue stream ``PROVIDER_COMMANDS``, subject
-``octavia.provider.v1.<provider>.<kind>.<operation>``, each published with its
-command id as ``Nats-Msg-Id``.
+The stream's contract (``PROVIDER_COMMANDS``, subjects, ``Nats-Msg-Id``) lives in the provider SDK,
+:mod:`octavia_mesh.provider_sdk.stream`, which needs no database; it is re-exported here for the services.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable
+from typing import cast
 
-import nats
 from google.protobuf import timestamp_pb2
-from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
-from sqlalchemy import delete, select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
 from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.provider_sdk.stream import (
+    DUPLICATE_WINDOW_S,
+    STREAM,
+    SUBJECT_PREFIX,
+    Kind,
+    Op,
+    close_nats,
+    connect,
+    ensure_stream,
+    provider_filter,
+    subject,
+)
+
+__all__ = [
+    "DUPLICATE_WINDOW_S",
+    "STREAM",
+    "SUBJECT_PREFIX",
+    "Kind",
+    "Op",
+    "OutboxRelay",
+    "close_nats",
+    "connect",
+    "ensure_stream",
+    "new_command",
+    "provider_filter",
+    "subject",
+]
 
 logger = logging.getLogger(__name__)
-
-STREAM = "PROVIDER_COMMANDS"
-SUBJECT_PREFIX = "octavia.provider.v1"
-#: A re-published command inside this window is dropped by JetStream itself.
-DUPLICATE_WINDOW_S = 300.0
-
-Kind = commands_pb2.ResourceKind
-Op = commands_pb2.Operation
-
-
-def subject(provider: str, kind: int, operation: int) -> str:
-    """``octavia.provider.v1.<provider>.<kind>.<operation>``, lower case."""
-    kind_name = Kind.Name(kind).removeprefix("RESOURCE_KIND_").lower()
-    op_name = Op.Name(operation).removeprefix("OPERATION_").lower()
-    return f"{SUBJECT_PREFIX}.{provider}.{kind_name}.{op_name}"
-
-
-def provider_filter(provider: str) -> str:
-    """The subject filter of every command for ``provider``."""
-    return f"{SUBJECT_PREFIX}.{provider}.>"
 
 
 def new_command(
@@ -67,8 +69,8 @@ def new_command(
     message = commands_pb2.ProviderCommand(
         command_id=command_id,
         provider=provider,
-        kind=kind,
-        operation=operation,
+        kind=cast("commands_pb2.ResourceKind", kind),  # any int: the stubs want the enum's type
+        operation=cast("commands_pb2.Operation", operation),
         resource_id=resource_id,
         load_balancer_id=load_balancer_id,
         cascade=cascade,
@@ -83,49 +85,41 @@ def new_command(
         created_at=now,
     )
     session.add(row)
+    session.info.setdefault(_WRITTEN, []).append(command_id)  # for a relay of this process, once committed
     return row
 
 
-async def connect(url: str, name: str) -> tuple[NATS, JetStreamContext]:
-    """Connect to NATS, retrying forever in the background once connected."""
-    client = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5)
-    return client, client.jetstream()
+#: Key in a session's ``info`` under which :func:`new_command` lists the command ids the session adds.
+_WRITTEN = "octavia_mesh.outbox.written"
+#: Relays that publish only the rows their own process commits (``OutboxRelay(owner=False)``).
+_LOCAL_RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 
 
-async def close_nats(client: NATS, timeout_s: float = 2.0) -> None:
-    """Drain the connection, but never for long: a pull subscription waiting on the server can hold a drain
-    for its whole timeout, and a stopping service must not make its supervisor reach for SIGKILL."""
-    try:
-        await asyncio.wait_for(client.drain(), timeout_s)
-    except Exception:  # a timeout, or NATS already gone: close is what is left
-        logger.info("NATS drain did not finish in %.0fs; closing", timeout_s)
-        await client.close()
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    ids = session.info.pop(_WRITTEN, None)
+    if ids:
+        for relay in list(_LOCAL_RELAYS):
+            relay.committed(ids)
 
 
-async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the command stream, or leave the existing one as it is."""
-    try:
-        await js.stream_info(STREAM)
-    except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=STREAM,
-                subjects=[f"{SUBJECT_PREFIX}.>"],
-                retention=RetentionPolicy.WORK_QUEUE,
-                storage=StorageType.FILE,
-                duplicate_window=DUPLICATE_WINDOW_S,
-                num_replicas=replicas,
-            )
-        )
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)  # those rows never existed
 
 
 class OutboxRelay:
     """Publishes committed outbox rows to JetStream.
 
-    ``wake()`` after a commit publishes at once; a periodic sweep picks up rows
-    left by a process that died between its commit and its publish, and
-    re-publishes commands that no provider completed within ``redrive_after_s``
-    (the provider skips the ones it has completed, so a re-publish is harmless).
+    One relay owns the outbox (``owner=True``: the API service's): ``wake()`` after a commit publishes at
+    once, a periodic sweep picks up rows left by any process that died between its commit and its publish (or
+    written by one with no relay, such as the worker's rebuild after a restart), and commands that no provider
+    completed within ``redrive_after_s`` are published again (the provider skips the ones it has completed,
+    so a re-publish is harmless; JetStream drops one inside its duplicate window). The other writers (the
+    health service, housekeeping) run ``owner=False`` relays, which publish only the rows their own process
+    committed, right after the commit, and retry those until published: their commands do not wait for the
+    owner's sweep, and do not depend on the API being up. Completed rows are deleted by housekeeping's purge
+    alone.
     """
 
     def __init__(
@@ -134,21 +128,33 @@ class OutboxRelay:
         js: JetStreamContext,
         sweep_interval_s: float = 1.0,
         redrive_after_s: float = 60.0,
+        *,
+        owner: bool = True,
     ) -> None:
         self._sessions = sessions
         self._js = js
         self._sweep_interval_s = sweep_interval_s
         self._redrive_after_s = redrive_after_s
+        self._owner = owner
+        self._own: set[str] = set()  # committed here, not yet seen published (owner=False)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        if not owner:
+            _LOCAL_RELAYS.add(self)
 
     def wake(self) -> None:
+        self._wakeup.set()
+
+    def committed(self, ids: Iterable[str]) -> None:
+        """A transaction of this process committed these outbox rows (called by the session event)."""
+        self._own.update(ids)
         self._wakeup.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
+        _LOCAL_RELAYS.discard(self)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -163,15 +169,35 @@ class OutboxRelay:
                 pass
             self._wakeup.clear()
             try:
+                if not self._owner:
+                    await self.publish_own()
+                    continue
                 await self.publish_pending()
                 if loop.time() - last_redrive >= self._redrive_after_s:
                     last_redrive = loop.time()
                     await self.redrive_stale()
-                    await self.forget_completed()
             except asyncio.CancelledError:
                 raise
             except Exception:  # NATS or the database is down: the next sweep retries.
                 logger.warning("outbox relay: publish failed, will retry", exc_info=True)
+
+    async def publish_own(self) -> int:
+        """Publish the rows this process committed that nobody published yet; returns how many went out."""
+        if not self._own:
+            return 0
+        wanted = sorted(self._own)
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ProviderCommand.id, ProviderCommand.subject, ProviderCommand.payload).where(
+                        ProviderCommand.id.in_(wanted), ProviderCommand.published_at.is_(None)
+                    )
+                )
+            ).all()
+        if rows:
+            await self._publish(rows)
+        self._own.difference_update(wanted)  # published now, or already (or purged): done either way
+        return len(rows)
 
     async def publish_pending(self, batch: int = 200) -> int:
         """Publish unpublished rows, oldest first; returns how many went out."""
@@ -212,12 +238,6 @@ class OutboxRelay:
         if stale:
             logger.info("re-publishing %d provider commands not completed in %.0fs", len(stale), self._redrive_after_s)
             await self._publish(stale)
-
-    async def forget_completed(self, keep_s: float = 3600.0) -> None:
-        """Drop outbox rows completed over ``keep_s`` ago: JetStream's duplicate window is long past."""
-        cutoff = utcnow() - dt.timedelta(seconds=keep_s)
-        async with self._sessions() as session, session.begin():
-            await session.execute(delete(ProviderCommand).where(ProviderCommand.completed_at < cutoff))
 
     async def _publish(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
         acks = [await self._js.publish(subj, payload, headers={"Nats-Msg-Id": cid}) for cid, subj, payload in rows]

@@ -23,7 +23,8 @@ class ServiceHealth:
     """The ``grpc.health.v1`` servicer of a server, with one switch for every service it names."""
 
     def __init__(self, server: grpc.aio.Server, service_names: Iterable[str]) -> None:
-        self._servicer = health.aio.HealthServicer()
+        # grpcio-health-checking imports its asyncio servicer into ``health`` at run time; the stubs omit it.
+        self._servicer = health.aio.HealthServicer()  # pyright: ignore[reportAttributeAccessIssue]
         self._names = ["", *service_names]
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
 

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard, TypeVar
 
 from cryptography import x509
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -284,7 +285,10 @@ def ref_id(ref: str) -> str:
         raise BadReference(f"{ref!r} names no secret or container") from None
 
 
-def _visible(row: Secret | SecretContainer | None, project_id: str | None) -> bool:
+_Row = TypeVar("_Row", Secret, SecretContainer)
+
+
+def _visible(row: _Row | None, project_id: str | None) -> TypeGuard[_Row]:
     return row is not None and (project_id is None or row.project_id == project_id)
 
 

@@ -24,8 +24,8 @@ import os
 import time
 from typing import Any
 
-from octavia_mesh.common.provider_sdk import DriverLibrary, ProviderAgentContext, consume
 from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.provider_sdk import DriverLibrary, ProviderAgentContext, consume
 
 Kind = commands_pb2.ResourceKind
 Op = commands_pb2.Operation

@@ -41,7 +41,7 @@ HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection
 
 
 def lua_source() -> str:
-    return resources.files(__package__).joinpath("octavia.lua").read_text()
+    return resources.files(__name__).joinpath("octavia.lua").read_text()
 
 
 def descriptor_path() -> Path:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event
+from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -72,3 +72,9 @@ def session_factories(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSess
     read = async_sessionmaker(engine.execution_options(**READ), expire_on_commit=False)
     write = async_sessionmaker(engine.execution_options(**WRITE), expire_on_commit=False)
     return read, write
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (``execute()`` is typed generically; its result for those
+    statements is a ``CursorResult``)."""
+    return cast("CursorResult[Any]", result).rowcount or 0

@@ -324,9 +324,11 @@ class ProviderCommand(Base):
 
     Written in the same transaction as the ``PENDING_*`` state it resolves, so a
     change is never accepted without its command. The relay publishes rows with
-    ``published_at`` unset; the provider sets ``completed_at`` in the
-    transaction that applies the command, which makes a redelivered command a
-    no-op.
+    ``published_at`` unset. ``completed_at`` is stamped once the change is
+    finished (``lifecycle.transitions.complete_commands``: by the worker after
+    its flow, in a transaction of its own; by a provider's report; by
+    housekeeping giving up); a command redelivered after that is skipped, one
+    redelivered before it runs again, so its steps are idempotent.
     """
 
     __tablename__ = "provider_command"

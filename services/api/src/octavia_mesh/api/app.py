@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.capabilities import Capabilities
 from octavia_mesh.common.commands import OutboxRelay
 
 
@@ -25,6 +26,8 @@ class App:
     write: async_sessionmaker[AsyncSession]
     auth: Authenticator
     relay: OutboxRelay | None = None
+    #: What a provider's workers can build (the registry on NATS); None without NATS.
+    provider_capabilities: Callable[[str], Awaitable[Capabilities | None]] | None = None
 
     def commands_committed(self) -> None:
         """Tell the relay that new outbox rows are committed."""

@@ -10,9 +10,7 @@ Octavia's ``faultstring``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import Any, TypeVar
@@ -26,7 +24,7 @@ from octavia_mesh.api import text
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
 from octavia_mesh.api.policy import Caller
-from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.db.retry import retry_transaction
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,21 +57,11 @@ def _rest_path(method: Any) -> str:
 
 
 ANONYMOUS = Caller(project_id=None, roles=frozenset())
-#: How often a call whose transaction lost a deadlock is run again before it fails.
-DEADLOCK_RETRIES = 8
 
 
 async def with_retries(handler: Callable[[App, Any], Awaitable[T]], app: App, call: Any) -> T:
     """Run ``handler``, again when the database rolled its transaction back to break a deadlock."""
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            return await handler(app, call)
-        except Exception as exc:
-            if not is_retryable(exc) or attempt == DEADLOCK_RETRIES - 1:
-                raise
-            logger.info("transaction rolled back (%s); retrying", type(exc.__cause__ or exc).__name__)
-            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-    raise AssertionError("unreachable")
+    return await retry_transaction(lambda: handler(app, call))
 
 
 def check_request(request: Any) -> None:

@@ -90,7 +90,6 @@ class TokenValidator:
         )
         self._inflight: dict[str, asyncio.Future[Identity | str]] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keystone")
-        self.keystone_calls = 0  # validations that reached Keystone (for tests and benchmarks)
 
     def _time_to_use(self, _key: str, value: Identity | str, now: float) -> float:
         ttl = self.config.cache_time_s
@@ -103,30 +102,31 @@ class TokenValidator:
         key = hashlib.sha256(token.encode()).hexdigest()
         found = self._cache.get(key)
         if found is None:
-            pending = self._inflight.get(key)
-            if pending is None:
-                pending = asyncio.get_running_loop().create_future()
-                self._inflight[key] = pending
-                try:
-                    found = await asyncio.get_running_loop().run_in_executor(self._pool, self._ask_keystone, token)
-                    self._cache[key] = found
-                    pending.set_result(found)
-                except BaseException as exc:
-                    pending.set_exception(exc)
-                    pending.exception()  # retrieved here: waiters, if any, get it too
-                    raise
-                finally:
-                    del self._inflight[key]
-            else:
-                found = await asyncio.shield(pending)
+            # One validation per unseen token, in a task of its own: a caller that goes away (cancelled RPC)
+            # neither cancels it nor the other callers waiting on it.
+            task = self._inflight.get(key)
+            if task is None:
+                task = asyncio.ensure_future(self._fetch(key, token))
+                self._inflight[key] = task
+                task.add_done_callback(lambda done, k=key: self._settled(k, done))
+            found = await asyncio.shield(task)
         if isinstance(found, str):
             raise InvalidToken()
         if found.expires_at <= time.time():  # cached a moment too long: expired tokens are never accepted
             raise InvalidToken()
         return found
 
+    async def _fetch(self, key: str, token: str) -> Identity | str:
+        found = await asyncio.get_running_loop().run_in_executor(self._pool, self._ask_keystone, token)
+        self._cache[key] = found
+        return found
+
+    def _settled(self, key: str, task: asyncio.Future[Identity | str]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter got it already, or none is left to
+
     def _ask_keystone(self, token: str) -> Identity | str:
-        self.keystone_calls += 1
         try:
             resp = self._session.get(
                 self._tokens_url,

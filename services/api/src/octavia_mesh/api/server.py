@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from types import ModuleType
 
@@ -31,7 +32,7 @@ from octavia_mesh.api.resources import (
 )
 from octavia_mesh.api.resources.barbican import keyring
 from octavia_mesh.api.settings import ApiSettings
-from octavia_mesh.common import commands
+from octavia_mesh.common import capabilities, commands
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
@@ -128,6 +129,7 @@ async def serve(settings: ApiSettings) -> None:
         await commands.ensure_stream(js)
         app.relay = commands.OutboxRelay(write, js)
         app.relay.start()
+        app.provider_capabilities = functools.partial(capabilities.of_provider, js)
     server, health, port = create_server(app, settings.grpc_listen)
     logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
 

@@ -78,8 +78,8 @@ class ApiSettings:
     active_standby: str = field(
         default="auto",
         metadata={
-            "help": "whether ACTIVE_STANDBY load balancers are built: enabled, disabled, or auto (when this "
-            "machine, where the embedded mesh runs its amphorae, has root, iproute2 and keepalived)"
+            "help": "whether ACTIVE_STANDBY load balancers are built: enabled, disabled, or auto (when every "
+            "worker of the provider says it can: root, iproute2 and keepalived where it runs its amphorae)"
         },
     )
     local_vip_subnet_id: str = field(

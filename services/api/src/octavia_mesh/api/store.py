@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api.app import App, Call, Reply
@@ -17,17 +17,20 @@ from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import ListSpec, Views, list_query, page_reply, select_fields, show_fields
 from octavia_mesh.common import commands
 from octavia_mesh.common.db import quota
-from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, LoadBalancer, Pool, Tag, utcnow
+from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, Pool, Tag, utcnow
+from octavia_mesh.common.lifecycle import Operating, Provisioning
+from octavia_mesh.common.lifecycle import transitions as lifecycle
 
 T = TypeVar("T")
 
-ACTIVE = "ACTIVE"
-ERROR = "ERROR"
-DELETED = "DELETED"
-PENDING_CREATE = "PENDING_CREATE"
-PENDING_UPDATE = "PENDING_UPDATE"
-PENDING_DELETE = "PENDING_DELETE"
-OFFLINE = "OFFLINE"
+# The status words the handlers use, by their short names (the words themselves live in the lifecycle).
+ACTIVE = Provisioning.ACTIVE
+ERROR = Provisioning.ERROR
+DELETED = Provisioning.DELETED
+PENDING_CREATE = Provisioning.PENDING_CREATE
+PENDING_UPDATE = Provisioning.PENDING_UPDATE
+PENDING_DELETE = Provisioning.PENDING_DELETE
+OFFLINE = Operating.OFFLINE
 
 #: Quota names in the 403 message, as Octavia spells them.
 QUOTA_LABELS = {
@@ -118,7 +121,7 @@ async def view_reply(session: AsyncSession, status: int, key: str, row: Any, vie
 
 #: ERROR is never a dead end (issue 10): an object whose change failed may be changed again (to a good value)
 #: or deleted, like an ACTIVE one. Octavia never leaves a parent in ERROR for a child's failure (its reverts
-#: put the parents back to ACTIVE, as the worker's ``settle.fail`` does), so it never needs this; we keep
+#: put the parents back to ACTIVE, as ``lifecycle.transitions.fail`` does), so it never needs this; we keep
 #: objects that are already in ERROR (a failed update of their own) changeable too.
 CHANGEABLE = (ACTIVE, ERROR)
 
@@ -135,11 +138,7 @@ async def reload(session: AsyncSession, row: Any, label: str) -> None:
         raise NotFound(label, row.id)
 
 
-def mark_pending_update(now: dt.datetime, *rows: Any) -> None:
-    """Parents of a changed object show PENDING_UPDATE until the provider is done, as in Octavia."""
-    for row in rows:
-        row.provisioning_status = PENDING_UPDATE
-        row.updated_at = now
+mark_pending_update = lifecycle.mark_pending_update
 
 
 async def lock_load_balancer(session: AsyncSession, lb_id: str, *, own_change: bool = False) -> None:
@@ -149,16 +148,10 @@ async def lock_load_balancer(session: AsyncSession, lb_id: str, *, own_change: b
     concurrent changes cannot both pass. ``own_change`` selects the message
     Octavia gives when the load balancer itself is the object being changed.
     """
-    result = await session.execute(
-        update(LoadBalancer)
-        .where(LoadBalancer.id == lb_id, LoadBalancer.provisioning_status == ACTIVE)
-        .values(provisioning_status=PENDING_UPDATE, updated_at=utcnow())
-    )
-    if result.rowcount == 1:
+    refused = await lifecycle.lock(session, lb_id)
+    if refused is None:
         return
-    status = (
-        await session.execute(select(LoadBalancer.provisioning_status).where(LoadBalancer.id == lb_id))
-    ).scalar_one_or_none()
+    status = refused.status
     if status is None or status == DELETED:
         raise NotFound("Load Balancer", lb_id)
     if own_change:

@@ -27,7 +27,7 @@ KINDS: dict[str, Any] = {
 }
 
 
-def owner_query(kind: str, ids: Collection[str]) -> Select[Any]:
+def owner_query(kind: str, ids: Collection[str]) -> Select[Any, Any]:
     """Rows ``(id, lb_id)`` of the ``kind`` objects among ``ids`` that exist."""
     lb_id = literal_column("lb_id")
     if kind == "load_balancers":

@@ -5,7 +5,7 @@ Octavia's driver agent starts the ``enabled_provider_agents`` registered under
 the group is ``octavia_mesh.provider_agents`` and every installed agent runs
 unless the ``provider_agents`` setting names a subset. Each runs as
 ``python -m octavia_mesh.driver_agent.provider_runner <name>`` with a
-:class:`~octavia_mesh.common.provider_sdk.ProviderAgentContext` in its
+:class:`~octavia_mesh.provider_sdk.ProviderAgentContext` in its
 environment; one that exits is started again after a back-off (reset once it
 has run for a minute), and all are stopped (SIGTERM, then SIGKILL) when the
 driver agent stops. A process of their own keeps a blocking or crashing
@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 
-from octavia_mesh.common.provider_sdk import ENTRY_POINT_GROUP, ProviderAgentContext
+from octavia_mesh.provider_sdk import ENTRY_POINT_GROUP, ProviderAgentContext
 
 logger = logging.getLogger(__name__)
 

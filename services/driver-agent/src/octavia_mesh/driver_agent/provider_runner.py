@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 
-from octavia_mesh.common.provider_sdk import ProviderAgent, ProviderAgentContext
 from octavia_mesh.driver_agent.provider_agents import discover
+from octavia_mesh.provider_sdk import ProviderAgent, ProviderAgentContext
 
 logger = logging.getLogger(__name__)
 PARENT_POLL_S = 1.0

@@ -7,10 +7,8 @@ one place (:func:`_rpc`).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,7 +16,7 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import secrets
-from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.db.retry import retry_transaction
 from octavia_mesh.driver_agent import statistics, statuses, views
 from octavia_mesh.driver_agent.errors import InvalidArgument, Refused, to_status
 from octavia_mesh.driver_agent.owners import check_id
@@ -29,8 +27,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SERVICE_NAME = "octavia_mesh.driveragent.v1.DriverAgent"
-#: How often a transaction that lost a deadlock runs again before the call fails.
-DEADLOCK_RETRIES = 8
 
 
 def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -73,17 +69,6 @@ class DriverAgent(driver_agent_pb2_grpc.DriverAgentServicer):
         self._write = write
         self._keyring = keyring
 
-    async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(DEADLOCK_RETRIES):
-            try:
-                return await work()
-            except Exception as exc:
-                if not is_retryable(exc) or attempt == DEADLOCK_RETRIES - 1:
-                    raise
-                logger.info("transaction rolled back (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-        raise AssertionError("unreachable")
-
     # --- reports ---------------------------------------------------------------------------------
 
     @_rpc
@@ -96,7 +81,7 @@ class DriverAgent(driver_agent_pb2_grpc.DriverAgentServicer):
             async with self._write() as session, session.begin():
                 return await statuses.apply(session, changes, request.provider)
 
-        completed = await self._retrying(work)
+        completed = await retry_transaction(work)
         return api.UpdateStatusesResponse(completed_load_balancer_ids=completed)
 
     @_rpc
@@ -117,7 +102,7 @@ class DriverAgent(driver_agent_pb2_grpc.DriverAgentServicer):
             async with self._write() as session, session.begin():
                 await statistics.record(session, entries, request.provider)
 
-        await self._retrying(work)
+        await retry_transaction(work)
         return api.UpdateStatisticsResponse()
 
     # --- reads -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ agent.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,7 +99,9 @@ async def record(session: AsyncSession, raw: Sequence[Counters], provider: str =
         await _upsert(session, entry.listener_id, entry.amphora_id, values, now)
 
 
-async def _upsert(session: AsyncSession, listener_id: str, instance: str, values: dict[str, int], now: object) -> None:
+async def _upsert(
+    session: AsyncSession, listener_id: str, instance: str, values: dict[str, int], now: dt.datetime
+) -> None:
     key = {"listener_id": listener_id, "amphora_id": instance}
     row = await session.get(ListenerStatistics, (listener_id, instance))
     if row is None:

@@ -28,22 +28,23 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from octavia_mesh.common.db import quota, vips
-from octavia_mesh.common.db.models import ProviderCommand, Tag, utcnow
-from octavia_mesh.common.db.subtree import Subtree, remove
+from octavia_mesh.common.db import quota
+from octavia_mesh.common.db.models import utcnow
+from octavia_mesh.common.lifecycle import Operating, Provisioning
+from octavia_mesh.common.lifecycle.transitions import complete_if_settled, remove_subtree
+from octavia_mesh.common.lifecycle.tree import Tree
 from octavia_mesh.driver_agent.errors import InvalidArgument, NotFound, PermissionDenied
 from octavia_mesh.driver_agent.owners import KINDS, check_id, owner_query
 
 logger = logging.getLogger(__name__)
 
 #: octavia-lib's ``SUPPORTED_PROVISIONING_STATUSES``.
-PROVISIONING = frozenset({"ACTIVE", "DELETED", "ERROR", "PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"})
+PROVISIONING = frozenset(Provisioning)
 #: octavia-lib's ``SUPPORTED_OPERATING_STATUSES``.
-OPERATING = frozenset({"ONLINE", "DRAINING", "OFFLINE", "DEGRADED", "ERROR", "NO_MONITOR"})
-DELETED = "DELETED"
+OPERATING = frozenset(Operating)
+DELETED = Provisioning.DELETED
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +135,9 @@ async def apply(session: AsyncSession, raw: Sequence[Change], provider: str = ""
         by_lb.setdefault(lb_id, []).append(change)
 
     # Lock the load balancers in one order (their ids), so two reports never wait on each other in a cycle.
-    trees: dict[str, tuple[Subtree, list[Change]]] = {}
+    trees: dict[str, tuple[Tree, list[Change]]] = {}
     for lb_id in sorted(by_lb):
-        tree = await Subtree.load(session, lb_id)
+        tree = await Tree.load(session, lb_id)
         pending = by_lb[lb_id]
         if tree is None or tree.lb.provisioning_status == DELETED:
             # Removed (or deleted) since the lookup: only repeated deletions are still meaningful.
@@ -161,12 +162,12 @@ async def apply(session: AsyncSession, raw: Sequence[Change], provider: str = ""
     completed = []
     for lb_id, (tree, pending) in trees.items():
         await _apply_to_tree(session, tree, pending)
-        if await _complete_commands(session, tree):
+        if await complete_if_settled(session, tree):
             completed.append(lb_id)
     return completed
 
 
-async def _apply_to_tree(session: AsyncSession, tree: Subtree, changes: list[Change]) -> None:
+async def _apply_to_tree(session: AsyncSession, tree: Tree, changes: list[Change]) -> None:
     now = utcnow()
     lb = tree.lb
     objects = {lb.id: lb, **{o.id: o for o in tree.children()}}
@@ -181,25 +182,9 @@ async def _apply_to_tree(session: AsyncSession, tree: Subtree, changes: list[Cha
             obj.updated_at = now
         if change.operating_status:
             obj.operating_status = change.operating_status
-    freed = await remove(session, tree, gone - {lb.id})
-    if lb.id in gone:
-        if not any(c.id == lb.id and c.operating_status for c in changes):
-            lb.operating_status = "OFFLINE"
-        await session.execute(delete(Tag).where(Tag.resource_id == lb.id))
-        await vips.release(session, lb.id)
-        freed["load_balancer"] += 1
+    freed = await remove_subtree(session, tree, gone)
+    if lb.id in gone and not any(c.id == lb.id and c.operating_status for c in changes):
+        lb.operating_status = Operating.OFFLINE
     await quota.release(session, lb.project_id, dict(freed))
     if freed:
         logger.info("load balancer %s: removed %s", lb.id, dict(Counter(freed)))
-
-
-async def _complete_commands(session: AsyncSession, tree: Subtree) -> bool:
-    """Stamp the load balancer's open commands completed once nothing under it is pending."""
-    if tree.lb.provisioning_status != DELETED and tree.pending():
-        return False
-    result = await session.execute(
-        update(ProviderCommand)
-        .where(ProviderCommand.load_balancer_id == tree.lb.id, ProviderCommand.completed_at.is_(None))
-        .values(completed_at=utcnow())
-    )
-    return bool(result.rowcount)

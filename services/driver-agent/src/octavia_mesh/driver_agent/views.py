@@ -35,7 +35,8 @@ from octavia_mesh.common.db.models import (
     Member,
     Pool,
 )
-from octavia_mesh.common.db.subtree import Subtree
+from octavia_mesh.common.lifecycle import Provisioning
+from octavia_mesh.common.lifecycle.tree import Tree
 from octavia_mesh.driver_agent.errors import NotFound
 from octavia_mesh.driver_agent.owners import owner_query
 from octavia_mesh.protos.driveragent.v1 import models_pb2 as pb
@@ -61,7 +62,7 @@ def _profile_data(raw: str | None) -> struct_pb2.Struct | None:
 class TreeView:
     """One load balancer's tree, rendered on demand (secrets resolved in the same session)."""
 
-    def __init__(self, session: AsyncSession, tree: Subtree, keyring: secrets.Keyring | None) -> None:
+    def __init__(self, session: AsyncSession, tree: Tree, keyring: secrets.Keyring | None) -> None:
         self._session = session
         self._tree = tree
         self._keyring = keyring
@@ -311,13 +312,13 @@ class TreeView:
 # --- lookups ---------------------------------------------------------------------------------------
 
 
-async def tree_of(session: AsyncSession, kind: str, object_id: str) -> tuple[Subtree, Any]:
+async def tree_of(session: AsyncSession, kind: str, object_id: str) -> tuple[Tree, Any]:
     """The tree holding the ``kind`` object ``object_id``, and that object's row; :class:`NotFound` if none."""
     row = (await session.execute(owner_query(kind, [object_id]))).first()
     if row is None:
         raise NotFound(kind, object_id)
-    tree = await Subtree.load(session, row.lb_id, lock=False)
-    if tree is None or tree.lb.provisioning_status == "DELETED":
+    tree = await Tree.load(session, row.lb_id, lock=False)
+    if tree is None or tree.lb.provisioning_status == Provisioning.DELETED:
         raise NotFound(kind, object_id)
     if kind == "load_balancers":
         return tree, tree.lb

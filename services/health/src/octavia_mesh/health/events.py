@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from google.protobuf import timestamp_pb2
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -50,8 +50,9 @@ def subject(load_balancer_id: str, kind: str, resource_id: str) -> str:
     return f"{STATUS_SUBJECTS}.{load_balancer_id}.{kind}.{resource_id}"
 
 
-def _status(name: str) -> int:
-    return events_pb2.OperatingStatus.Value(f"OPERATING_STATUS_{name}") if name else 0
+def _status(name: str) -> events_pb2.OperatingStatus:
+    value = events_pb2.OperatingStatus.Value(f"OPERATING_STATUS_{name}" if name else "OPERATING_STATUS_UNSPECIFIED")
+    return cast(events_pb2.OperatingStatus, value)
 
 
 @dataclass(frozen=True, slots=True)

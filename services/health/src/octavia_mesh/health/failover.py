@@ -15,9 +15,11 @@ fresh) and:
 A claim is one transaction, as the API's own failover: the health row turns ``busy`` (only if it is still
 stale and unclaimed), the load balancer turns PENDING_UPDATE (only from ACTIVE or ERROR, Octavia's
 ``FAILOVERABLE_STATUSES``; a load balancer already PENDING_* is left to the change in flight), and the
-provider command ``AMPHORA FAILOVER`` joins the outbox. Conditional UPDATEs with their row counts checked
+provider command ``AMPHORA FAILOVER`` joins the outbox (``lifecycle.transitions.claim_for_failover``: the
+rule of the API's and the worker's failovers too). Conditional UPDATEs with their row counts checked
 make the claim safe with any number of health replicas. The health service never imports the worker: the
-command goes out through an outbox relay of its own (and the API's relay would publish it anyway).
+command goes out through a local outbox relay, which publishes what this process commits (the API's relay,
+the outbox's owner, sweeps up anything left).
 
 Housekeeping of the table happens here too: rows of amphorae that are gone are deleted, a claim whose
 failover failed (the load balancer settled while the amphora is still ALLOCATED) is released for a retry
@@ -43,9 +45,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from octavia_mesh.common import commands
 from octavia_mesh.common.commands import Kind, Op
-from octavia_mesh.common.db.engine import make_engine, session_factories
+from octavia_mesh.common.db.engine import make_engine, rowcount, session_factories
 from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, utcnow
-from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.db.retry import retry_transaction
+from octavia_mesh.common.lifecycle import FAILOVERABLE, AmphoraStatus
+from octavia_mesh.common.lifecycle.transitions import claim_for_failover
 from octavia_mesh.health.breaker import BreakerPolicy, Gate, Verdict
 
 logger = logging.getLogger(__name__)
@@ -53,8 +57,6 @@ logger = logging.getLogger(__name__)
 #: grpc.health.v1 service name: SERVING while automatic failover is armed, NOT_SERVING while it is held
 #: (start-up grace, database trouble, circuit breaker open, disabled).
 AUTOMATIC_FAILOVER = "octavia_mesh.health.AutomaticFailover"
-#: Load balancer states a failover may start from (Octavia's FAILOVERABLE_STATUSES).
-FAILOVERABLE = ("ACTIVE", "ERROR")
 #: A claim whose failover failed is released for another attempt after this long.
 FAILED_RETRY_S = 30.0
 #: How often the table is tidied (gone amphorae, failed claims, amphorae that never reported).
@@ -208,7 +210,7 @@ class FailoverDetector:
         monitored_rows = (
             select(AmphoraHealth.last_update, AmphoraHealth.lost_at)
             .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
-            .where(Amphora.status == "ALLOCATED", AmphoraHealth.busy.is_(False))
+            .where(Amphora.status == AmphoraStatus.ALLOCATED, AmphoraHealth.busy.is_(False))
             .subquery()
         )
         async with self._read() as session:
@@ -236,7 +238,7 @@ class FailoverDetector:
                     select(func.count())
                     .select_from(AmphoraHealth)
                     .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
-                    .where(AmphoraHealth.busy.is_(True), Amphora.status != "DELETED")
+                    .where(AmphoraHealth.busy.is_(True), Amphora.status != AmphoraStatus.DELETED)
                 )
             ) or 0
         monitored, silent = int(monitored), int(silent)  # MariaDB sums to Decimal
@@ -259,7 +261,7 @@ class FailoverDetector:
                     .where(
                         AmphoraHealth.busy.is_(False),
                         stale,
-                        Amphora.status == "ALLOCATED",
+                        Amphora.status == AmphoraStatus.ALLOCATED,
                         LoadBalancer.provisioning_status.in_(FAILOVERABLE),
                     )
                     .order_by(AmphoraHealth.last_update)
@@ -269,6 +271,8 @@ class FailoverDetector:
         for amphora_id, last_update, lb_id in candidates:
             if len(result.claimed) >= budget:
                 break
+            if lb_id is None:  # joined on the load balancer: never, but the column may be NULL
+                continue
             if await self._claim(amphora_id, lb_id, stale):
                 result.claimed.append(amphora_id)
                 self._claimed_at.append(mono)
@@ -285,18 +289,16 @@ class FailoverDetector:
 
     # -- claiming ----------------------------------------------------------------------------------
 
-    async def _claim(self, amphora_id: str, lb_id: str, stale: ColumnElement[bool], attempts: int = 3) -> bool:
-        for attempt in range(attempts):
-            try:
-                async with self._write() as session, session.begin():
-                    await self._claim_in(session, amphora_id, lb_id, stale)
-                return True
-            except _Lost:
-                return False
-            except Exception as exc:
-                if not is_retryable(exc) or attempt == attempts - 1:
-                    raise
-        return False
+    async def _claim(self, amphora_id: str, lb_id: str, stale: ColumnElement[bool]) -> bool:
+        async def work() -> None:
+            async with self._write() as session, session.begin():
+                await self._claim_in(session, amphora_id, lb_id, stale)
+
+        try:
+            await retry_transaction(work)
+        except _Lost:
+            return False
+        return True
 
     async def _claim_in(self, session: AsyncSession, amphora_id: str, lb_id: str, stale: ColumnElement[bool]) -> None:
         claimed = await session.execute(
@@ -304,32 +306,29 @@ class FailoverDetector:
             .where(AmphoraHealth.amphora_id == amphora_id, AmphoraHealth.busy.is_(False), stale)
             .values(busy=True)
         )
-        if claimed.rowcount != 1:
+        if rowcount(claimed) != 1:
             raise _Lost
-        locked = await session.execute(
-            update(LoadBalancer)
-            .where(LoadBalancer.id == lb_id, LoadBalancer.provisioning_status.in_(FAILOVERABLE))
-            .values(provisioning_status="PENDING_UPDATE", updated_at=utcnow())
-        )
-        if locked.rowcount != 1:
+        if not await claim_for_failover(session, lb_id):
             raise _Lost
         # With the load balancer locked no flow can change its amphorae: this read stays true until commit.
         amphora = (
             await session.execute(select(Amphora.status, Amphora.load_balancer_id).where(Amphora.id == amphora_id))
         ).one_or_none()
-        if amphora is None or tuple(amphora) != ("ALLOCATED", lb_id):
+        if amphora is None or tuple(amphora) != (AmphoraStatus.ALLOCATED, lb_id):
             raise _Lost
         provider = await session.scalar(select(LoadBalancer.provider).where(LoadBalancer.id == lb_id))
+        if provider is None:
+            raise _Lost
         commands.new_command(session, provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, amphora_id, lb_id)
 
     # -- tidying -----------------------------------------------------------------------------------
 
     async def _tidy(self, mono: float, now: dt.datetime) -> None:
-        live = exists().where(Amphora.id == AmphoraHealth.amphora_id, Amphora.status != "DELETED")
+        live = exists().where(Amphora.id == AmphoraHealth.amphora_id, Amphora.status != AmphoraStatus.DELETED)
         async with self._write() as session, session.begin():
             gone = await session.execute(delete(AmphoraHealth).where(~live))
-        if gone.rowcount:
-            logger.info("forgot the health of %d amphorae that are gone", gone.rowcount)
+        if rowcount(gone):
+            logger.info("forgot the health of %d amphorae that are gone", rowcount(gone))
         async with self._read() as session:
             # Claimed, yet the load balancer settled and the amphora is still there: that failover failed.
             failed = set(
@@ -340,7 +339,7 @@ class FailoverDetector:
                         .join(LoadBalancer, LoadBalancer.id == Amphora.load_balancer_id)
                         .where(
                             AmphoraHealth.busy.is_(True),
-                            Amphora.status == "ALLOCATED",
+                            Amphora.status == AmphoraStatus.ALLOCATED,
                             LoadBalancer.provisioning_status.in_(FAILOVERABLE),
                         )
                     )
@@ -352,7 +351,7 @@ class FailoverDetector:
                     (
                         await session.execute(
                             select(Amphora.id).where(
-                                Amphora.status == "ALLOCATED",
+                                Amphora.status == AmphoraStatus.ALLOCATED,
                                 Amphora.load_balancer_id.is_not(None),
                                 ~exists().where(AmphoraHealth.amphora_id == Amphora.id),
                                 Amphora.updated_at < now - dt.timedelta(seconds=self.policy.heartbeat_timeout_s),
@@ -450,7 +449,7 @@ class FailoverService:
                     self._nats = None
                 await asyncio.sleep(1.0)
         _, write = session_factories(self.engine)
-        self._relay = commands.OutboxRelay(write, js)
+        self._relay = commands.OutboxRelay(write, js, owner=False)
         self._relay.start()
 
     async def stop(self) -> None:

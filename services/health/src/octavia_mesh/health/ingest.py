@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from octavia_mesh.common.db.models import utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.health import events as ev
 from octavia_mesh.health import status as st
 from octavia_mesh.health.store import AmphoraRecord, Counters, HealthStore, Item, refusal
@@ -92,7 +93,7 @@ def to_item(pending: _Pending, record: AmphoraRecord) -> Item:
     item = Item(
         amphora_id=record.id,
         load_balancer_id=record.load_balancer_id,
-        allocated=record.status == "ALLOCATED",
+        allocated=record.status == AmphoraStatus.ALLOCATED,
         received_at=pending.received_at,
     )
     if pending.heartbeat.HasField("sample_time"):

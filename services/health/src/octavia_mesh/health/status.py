@@ -28,8 +28,10 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-ONLINE, DEGRADED, ERROR, OFFLINE = "ONLINE", "DEGRADED", "ERROR", "OFFLINE"
-NO_MONITOR, DRAINING = "NO_MONITOR", "DRAINING"
+from octavia_mesh.common.lifecycle import Operating, Provisioning, is_pending
+
+ONLINE, DEGRADED, ERROR, OFFLINE = Operating.ONLINE, Operating.DEGRADED, Operating.ERROR, Operating.OFFLINE
+NO_MONITOR, DRAINING = Operating.NO_MONITOR, Operating.DRAINING
 
 LOAD_BALANCER, LISTENER, POOL, MEMBER = "load_balancer", "listener", "pool", "member"
 
@@ -41,7 +43,7 @@ class Node:
     id: str
     operating_status: str
     admin_state_up: bool = True
-    provisioning_status: str = "ACTIVE"
+    provisioning_status: str = Provisioning.ACTIVE
 
 
 @dataclass(slots=True)
@@ -60,7 +62,7 @@ class Tree:
     def settled(self) -> bool:
         """Whether statuses may be written: no change is in flight, and the load balancer still exists."""
         status = self.lb.provisioning_status
-        return not status.startswith("PENDING_") and status != "DELETED"
+        return not is_pending(status) and status != Provisioning.DELETED
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,7 @@ class Report:
 
 def _listener_status(reported: str | None, lb: Node) -> str | None:
     if reported is None:
-        return ERROR if lb.provisioning_status == "ACTIVE" else OFFLINE
+        return ERROR if lb.provisioning_status == Provisioning.ACTIVE else OFFLINE
     if reported == "OPEN":
         return ONLINE
     if reported == "FULL":

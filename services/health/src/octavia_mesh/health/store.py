@@ -17,13 +17,12 @@ a transaction the database rolled back to break a deadlock runs again.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, func, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -39,13 +38,13 @@ from octavia_mesh.common.db.models import (
     Member,
     Pool,
 )
-from octavia_mesh.common.db.retry import is_retryable
+from octavia_mesh.common.db.retry import retry_transaction
+from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.health import status as st
 
 logger = logging.getLogger(__name__)
 
 _MODELS: dict[str, Any] = {st.LOAD_BALANCER: LoadBalancer, st.LISTENER: Listener, st.POOL: Pool, st.MEMBER: Member}
-_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +61,7 @@ def refusal(record: AmphoraRecord | None, serial: str) -> str | None:
     """Why a certificate with ``serial`` may not report for ``record``'s amphora; None when it may."""
     if record is None:
         return "unknown amphora"
-    if record.status == "DELETED":
+    if record.status == AmphoraStatus.DELETED:
         return "the amphora was deleted"
     if not record.cert_serial or record.cert_serial.lower() != serial.lower():
         return "the certificate is not the amphora's current one"
@@ -140,11 +139,11 @@ class HealthStore:
             return new
 
         self._health_upsert = upsert(
-            d, AmphoraHealth.__table__, ["amphora_id"], {"last_update": take, "reporter": take}
+            d, cast(Table, AmphoraHealth.__table__), ["amphora_id"], {"last_update": take, "reporter": take}
         )
         self._statistics_upsert = upsert(
             d,
-            ListenerStatistics.__table__,
+            cast(Table, ListenerStatistics.__table__),
             ["listener_id", "amphora_id"],
             {
                 "bytes_in": never_less,
@@ -171,15 +170,12 @@ class HealthStore:
 
     async def write(self, items: Sequence[Item]) -> BatchResult:
         """Write one batch in one transaction, retried when the database broke a deadlock."""
-        for attempt in range(_ATTEMPTS):
-            try:
-                async with self._write() as session, session.begin():
-                    return await self._write_batch(session, items)
-            except Exception as exc:
-                if not is_retryable(exc) or attempt == _ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+
+        async def work() -> BatchResult:
+            async with self._write() as session, session.begin():
+                return await self._write_batch(session, items)
+
+        return await retry_transaction(work)
 
     async def _write_batch(self, session: AsyncSession, items: Sequence[Item]) -> BatchResult:
         result = BatchResult()

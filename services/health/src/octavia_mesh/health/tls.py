@@ -57,7 +57,7 @@ def server_credentials(identity: ServerIdentity) -> grpc.ServerCredentials:
 
 def peer_certificate(context: grpc.aio.ServicerContext) -> x509.Certificate | None:
     """The client's verified certificate; None without one."""
-    pems = context.auth_context().get(PEER_CERTIFICATE) or []
+    pems = list(context.auth_context().get(PEER_CERTIFICATE) or [])
     if not pems:
         return None
     try:

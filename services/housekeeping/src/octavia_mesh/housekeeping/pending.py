@@ -11,10 +11,10 @@ step stored — housekeeping, under the load balancer's row lock:
   whole load balancer, which re-applies its configuration and settles every pending child;
 * **gives up** when commands are outstanding but nobody applied them (no worker for the provider, a worker
   paused or stuck): the commands are marked completed, so a worker that comes back skips them, and the
-  pending objects go to ``ERROR`` as a failed flow would leave them. A load balancer that was being created
-  or deleted goes to ``ERROR`` (it can then be deleted, as in Octavia); one whose child change failed goes
-  back to ``ACTIVE`` so the child can be fixed or deleted; one whose own update failed goes to ``ERROR``
-  (a failover re-applies its configuration).
+  objects are left as a failed flow leaves them (``lifecycle.transitions.give_up``, which is ``fail``: a
+  load balancer that was being created or deleted goes to ``ERROR`` and can then be deleted, as in Octavia;
+  one whose child change failed goes back to ``ACTIVE`` so the child can be fixed or deleted; one whose own
+  update failed goes to ``ERROR``, and a failover re-applies its configuration).
 
 Certificate rotations and orphan sweeps are not changes and are ignored here.
 """
@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
@@ -42,11 +42,13 @@ from octavia_mesh.common.db.models import (
     Pool,
     ProviderCommand,
 )
+from octavia_mesh.common.lifecycle import PENDING, Provisioning, is_pending
+from octavia_mesh.common.lifecycle.transitions import give_up
+from octavia_mesh.common.lifecycle.tree import Tree
 from octavia_mesh.protos.provider.v1 import commands_pb2
 
 logger = logging.getLogger(__name__)
 
-PENDING = ("PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE")
 #: Commands that change no load balancer (sent by housekeeping itself).
 MAINTENANCE = frozenset({Op.OPERATION_ROTATE_CERTIFICATE, Op.OPERATION_REAP_ORPHANS})
 
@@ -89,26 +91,6 @@ async def _stuck_candidates(session: AsyncSession) -> set[str]:
     return found
 
 
-async def _children(session: AsyncSession, lb_id: str) -> list[Any]:
-    listeners = list((await session.execute(select(Listener).where(Listener.load_balancer_id == lb_id))).scalars())
-    pools = list((await session.execute(select(Pool).where(Pool.load_balancer_id == lb_id))).scalars())
-    pool_ids, listener_ids = [p.id for p in pools], [li.id for li in listeners]
-    out: list[Any] = [*listeners, *pools]
-    if pool_ids:
-        out += (await session.execute(select(Member).where(Member.pool_id.in_(pool_ids)))).scalars()
-        out += (await session.execute(select(HealthMonitor).where(HealthMonitor.pool_id.in_(pool_ids)))).scalars()
-    if listener_ids:
-        policies = list(
-            (await session.execute(select(L7Policy).where(L7Policy.listener_id.in_(listener_ids)))).scalars()
-        )
-        out += policies
-        if policies:
-            out += (
-                await session.execute(select(L7Rule).where(L7Rule.l7policy_id.in_([p.id for p in policies])))
-            ).scalars()
-    return out
-
-
 def _is_change(row: ProviderCommand) -> bool:
     try:
         return commands_pb2.ProviderCommand.FromString(row.payload).operation not in MAINTENANCE
@@ -117,20 +99,20 @@ def _is_change(row: ProviderCommand) -> bool:
 
 
 def _redrive_operation(lb: LoadBalancer) -> int:
-    if lb.provisioning_status == "PENDING_CREATE":
+    if lb.provisioning_status == Provisioning.PENDING_CREATE:
         return Op.OPERATION_CREATE
-    if lb.provisioning_status == "PENDING_DELETE":
+    if lb.provisioning_status == Provisioning.PENDING_DELETE:
         return Op.OPERATION_DELETE
     return Op.OPERATION_UPDATE
 
 
 async def _recover(session: AsyncSession, lb_id: str, cutoff: dt.datetime, now: dt.datetime) -> tuple[str, str] | None:
     """Re-drive or give up one load balancer's change if it is stuck; what was done, or None."""
-    lb = await session.get(LoadBalancer, lb_id, with_for_update=True)  # the worker's settle takes it too
-    if lb is None:
+    tree = await Tree.load(session, lb_id)  # locks the load balancer's row: the worker's settle takes it too
+    if tree is None:
         return None
-    children = await _children(session, lb_id)
-    pending = [o for o in (lb, *children) if o.provisioning_status in PENDING]
+    lb = tree.lb
+    pending = [o for o in (lb, *tree.children()) if is_pending(o.provisioning_status)]
     if not pending:
         return None  # settled meanwhile
     outstanding = [
@@ -172,22 +154,7 @@ async def _recover(session: AsyncSession, lb_id: str, cutoff: dt.datetime, now: 
         name = Op.Name(operation).removeprefix("OPERATION_").lower()
         logger.warning("load balancer %s: PENDING_* since %s with no command left; re-driving (%s)", lb_id, last, name)
         return "redriven", name
-    await session.execute(
-        update(ProviderCommand).where(ProviderCommand.id.in_([row.id for row in outstanding])).values(completed_at=now)
-    )
-    child_failed = False
-    for obj in children:
-        if obj.provisioning_status in PENDING:
-            obj.provisioning_status, obj.updated_at = "ERROR", now
-            child_failed = True
-    was = lb.provisioning_status
-    if was == "PENDING_UPDATE" and child_failed:
-        lb.provisioning_status = "ACTIVE"
-    elif was in PENDING:
-        lb.provisioning_status = "ERROR"
-        if was != "PENDING_UPDATE":  # never served, or half torn down
-            lb.operating_status = "ERROR"
-    lb.updated_at = now
+    await give_up(session, lb_id, [row.id for row in outstanding], now)
     logger.warning(
         "load balancer %s: PENDING_* since %s and %d command(s) never applied; giving up (objects in ERROR)",
         lb_id,

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from octavia_mesh.common.db.engine import rowcount
 from octavia_mesh.common.db.models import (
     Amphora,
     AmphoraHealth,
@@ -39,11 +40,13 @@ from octavia_mesh.common.db.models import (
     Tag,
     VipAllocation,
 )
+from octavia_mesh.common.lifecycle import Provisioning
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-DELETED = "DELETED"
+#: The same word for load balancers and amphorae.
+DELETED = Provisioning.DELETED
 
 
 def _age(model: Any) -> Any:
@@ -119,7 +122,7 @@ async def purge_records(sessions: async_sessionmaker[AsyncSession], cutoff: dt.d
         flows = await session.execute(delete(FlowProgress).where(FlowProgress.updated_at < cutoff, ~running))
     async with sessions() as session, session.begin():
         done = await session.execute(delete(ProviderCommand).where(ProviderCommand.completed_at < cutoff))
-    return done.rowcount or 0, flows.rowcount or 0
+    return rowcount(done), rowcount(flows)
 
 
 async def purge_gone_objects(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
@@ -132,7 +135,7 @@ async def purge_gone_objects(sessions: async_sessionmaker[AsyncSession]) -> tupl
         stats = await session.execute(
             delete(ListenerStatistics).where(ListenerStatistics.updated_at.is_not(None), ~listener)
         )
-    return health.rowcount or 0, stats.rowcount or 0
+    return rowcount(health), rowcount(stats)
 
 
 async def release_orphaned_vips(sessions: async_sessionmaker[AsyncSession]) -> int:
@@ -147,4 +150,4 @@ async def release_orphaned_vips(sessions: async_sessionmaker[AsyncSession]) -> i
             LoadBalancer.id == VipAllocation.load_balancer_id, LoadBalancer.provisioning_status != DELETED
         )
         released = await session.execute(delete(VipAllocation).where(~live))
-    return released.rowcount or 0
+    return rowcount(released)

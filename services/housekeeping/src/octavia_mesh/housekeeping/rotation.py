@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
 from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.engine import rowcount
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, ProviderCommand
+from octavia_mesh.common.lifecycle import AmphoraStatus, Provisioning
 from octavia_mesh.protos.provider.v1 import commands_pb2
 
 logger = logging.getLogger(__name__)
@@ -52,27 +54,27 @@ async def queue_rotations(
                 )
                 .join(LoadBalancer, LoadBalancer.id == Amphora.load_balancer_id)
                 .where(
-                    Amphora.status == "ALLOCATED",
+                    Amphora.status == AmphoraStatus.ALLOCATED,
                     Amphora.cert_expiration.is_not(None),
                     Amphora.cert_expiration < due_before,
                     LoadBalancer.provider.in_(providers),
-                    LoadBalancer.provisioning_status != "DELETED",  # its amphorae are the orphan sweep's
+                    LoadBalancer.provisioning_status != Provisioning.DELETED,  # its amphorae are the orphan sweep's
                 )
             )
         ).all()
         in_flight = await outstanding_resources(session, providers, Op.OPERATION_ROTATE_CERTIFICATE) if due else set()
     queued = []
     for amphora_id, lb_id, busy, updated_at, provider in due:
-        if amphora_id in in_flight:
+        if amphora_id in in_flight or lb_id is None:  # (joined on its load balancer: never without one)
             continue
         claim = update(Amphora).where(
-            Amphora.id == amphora_id, Amphora.status == "ALLOCATED", Amphora.cert_busy == busy
+            Amphora.id == amphora_id, Amphora.status == AmphoraStatus.ALLOCATED, Amphora.cert_busy == busy
         )
         if busy:  # stale: see the module docstring
             claim = claim.where(Amphora.updated_at == updated_at if updated_at else Amphora.updated_at.is_(None))
         async with sessions() as session, session.begin():
             claimed = await session.execute(claim.values(cert_busy=True, updated_at=now))
-            if claimed.rowcount != 1:
+            if rowcount(claimed) != 1:
                 continue
             commands.new_command(
                 session, provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_ROTATE_CERTIFICATE, amphora_id, lb_id

@@ -1,9 +1,9 @@
 """The housekeeping process: its periodic jobs, its own outbox relay, and a gRPC endpoint (``grpc.health.v1``).
 
-Housekeeping runs an :class:`~octavia_mesh.common.commands.OutboxRelay` of its own, so the commands it
-queues (certificate rotations, orphan sweeps, re-driven changes) reach the workers even while the API
-service is down; two relays publishing the same row are harmless, JetStream drops the duplicate by its
-command id.
+Housekeeping runs a local :class:`~octavia_mesh.common.commands.OutboxRelay` (``owner=False``): it
+publishes the commands housekeeping itself queues (certificate rotations, orphan sweeps, re-driven
+changes) right after their commit, so they reach the workers even while the API service is down; sweeping
+the whole outbox is the API's relay's job.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ async def serve(settings: HousekeepingSettings) -> None:
     _, write = session_factories(engine)
     nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-housekeeping")
     await commands.ensure_stream(js)
-    relay = commands.OutboxRelay(write, js, sweep_interval_s=settings.relay_sweep_s)
+    relay = commands.OutboxRelay(write, js, sweep_interval_s=settings.relay_sweep_s, owner=False)
     relay.start()
     scheduler = Scheduler(Housekeeper(write, settings, relay.wake).jobs())
     scheduler.start()

@@ -55,7 +55,7 @@ class HousekeepingSettings:
         metadata={"help": "seconds between orphan sweeps (VIP allocations here, amphora instances by the worker)"},
     )
     relay_sweep_s: float = field(
-        default=1.0, metadata={"help": "seconds between sweeps of the outbox for commands not yet published"}
+        default=1.0, metadata={"help": "seconds between retries of commands housekeeping queued but could not publish"}
     )
 
     @classmethod

@@ -6,17 +6,19 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+import uuid
 from pathlib import Path
 
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from octavia_mesh.common import commands, network, openstack, secrets
+from octavia_mesh.common import capabilities, commands, network, openstack, secrets
 from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
 from octavia_mesh.worker.drivers.compute import ComputeDriver, NoopComputeDriver
@@ -24,7 +26,7 @@ from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver
 from octavia_mesh.worker.flows.spares import SparePool
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
 from octavia_mesh.worker.haproxy.view import connection_cap
-from octavia_mesh.worker.providers.amphora import AmphoraDeps, AmphoraProvider
+from octavia_mesh.worker.providers.amphora import AmphoraProvider
 from octavia_mesh.worker.providers.noop import NoopProvider
 from octavia_mesh.worker.reconcile import rebuild_lost_amphorae
 from octavia_mesh.worker.settings import WorkerSettings
@@ -108,9 +110,6 @@ def nova_driver(settings: WorkerSettings) -> ComputeDriver:
 def build_providers(settings: WorkerSettings, sessions: async_sessionmaker[AsyncSession]) -> list[Provider]:
     """The providers this worker applies, with their drivers."""
     factories = {"noop": lambda: NoopProvider(sessions), "amphora": lambda: _amphora_provider(settings, sessions)}
-    unknown = [p for p in settings.providers if p not in factories]
-    if unknown:
-        raise SystemExit(f"octavia-mesh-worker: unknown providers {unknown}; known: {sorted(factories)}")
     return [factories[name]() for name in settings.providers]
 
 
@@ -159,6 +158,9 @@ async def serve(settings: WorkerSettings) -> None:
                 pools.append(SparePool(provider.deps, settings.spare_amphorae))
     for pool in pools:
         pool.start()
+    # Before the health endpoint answers: once the worker is healthy, the API finds what it can build.
+    announcer = capabilities.Announcer(js, uuid.uuid4().hex, {p.name: p.capabilities() for p in providers})
+    await announcer.start()
     server = grpc.aio.server(options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
@@ -170,6 +172,7 @@ async def serve(settings: WorkerSettings) -> None:
             await pool.stop()
         for consumer in consumers:
             await consumer.stop()
+        await announcer.stop()
         await close_nats(nats_client)
         await engine.dispose()
 

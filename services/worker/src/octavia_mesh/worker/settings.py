@@ -110,6 +110,9 @@ class WorkerSettings:
         ):
             if value not in known:
                 raise ValueError(f"{PREFIX}{name.upper()}={value!r} is not one of {', '.join(known)}")
+        for provider in self.providers:  # a typo must not leave a provider's commands unapplied
+            if provider not in ("noop", "amphora"):
+                raise ValueError(f"{PREFIX}PROVIDERS: {provider!r} is not one of noop, amphora")
         if self.compute_driver == "nova":
             missing = [f for f in ("nova_flavor_id", "nova_network_id") if not getattr(self, f)]
             if missing:

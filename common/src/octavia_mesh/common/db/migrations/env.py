@@ -20,7 +20,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: sqlalchemy.url is not set")
+    engine = make_engine(url)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -33,9 +33,10 @@ from octavia_mesh.api.query import (
 )
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, ListenerStatistics, LoadBalancer, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
 
 LABEL = "Amphora"
-DELETED = "DELETED"
+DELETED = AmphoraStatus.DELETED
 
 _TEXT_COLUMNS = words(
     "id compute_id lb_network_ip vrrp_ip ha_ip vrrp_port_id ha_port_id role status vrrp_interface cached_zone "

@@ -43,6 +43,7 @@ from octavia_mesh.common.db.models import (
     Pool,
     utcnow,
 )
+from octavia_mesh.common.lifecycle import AmphoraStatus
 
 LABEL = "Listener"
 
@@ -516,7 +517,7 @@ async def traffic(session: AsyncSession, which: ColumnElement[bool]) -> dict[str
     # Totals add up over every amphora that ever served the listener; connections open *now* only over the
     # live ones (a failed-over amphora's last count is stale), as Octavia's get_listener_stats. Rows of no
     # amphora come from provider drivers (octavia-lib's update_statistics) and count as they are.
-    live = Amphora.id.is_(None) | (Amphora.status == "ALLOCATED")
+    live = Amphora.id.is_(None) | (Amphora.status == AmphoraStatus.ALLOCATED)
     sums = [
         func.coalesce(
             func.sum(case((live, ListenerStatistics.active_connections), else_=0))

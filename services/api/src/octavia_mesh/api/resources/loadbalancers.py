@@ -29,6 +29,7 @@ from octavia_mesh.common.db.models import (
     Tag,
     utcnow,
 )
+from octavia_mesh.common.lifecycle import transitions as lifecycle
 
 LABEL = "Load Balancer"
 
@@ -154,7 +155,9 @@ async def create(app: App, call: Call) -> Reply:
     lb_id = str(uuid.uuid4())
     async with app.change() as session:
         provider = await _provider_for(app, session, values)
-        lb_topology = await topology.topology_for(app.settings, session, provider, values.get("flavor_id"))
+        lb_topology = await topology.topology_for(
+            app.settings, session, provider, values.get("flavor_id"), app.provider_capabilities
+        )
         if values.get("availability_zone"):
             await _check_zone(session, values["availability_zone"])
         address = await vip.allocate(app.settings, session, provider, values, lb_id, project_id)
@@ -278,12 +281,7 @@ async def stats(app: App, call: Call) -> Reply:
 async def failover(app: App, call: Call) -> Reply:
     async with app.change() as session:
         lb = await load_visible(call, session, Rule.ADMIN)
-        result = await session.execute(
-            LoadBalancer.__table__.update()
-            .where(LoadBalancer.id == lb.id, LoadBalancer.provisioning_status.in_((store.ACTIVE, store.ERROR)))
-            .values(provisioning_status=store.PENDING_UPDATE, updated_at=utcnow())
-        )
-        if result.rowcount != 1:
+        if not await lifecycle.claim_for_failover(session, lb.id):  # from ACTIVE or ERROR, as Octavia
             raise store.PendingState(lb.provisioning_status, "loadbalancer", lb.id)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_FAILOVER, lb.id, lb.id)
     return Reply(202)

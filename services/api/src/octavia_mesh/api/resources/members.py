@@ -59,11 +59,12 @@ from octavia_mesh.common.db.models import (
     Quota,
     utcnow,
 )
+from octavia_mesh.common.lifecycle import Operating
 
 LABEL = "Member"
 #: Octavia's ``[networking] reserved_ips`` default: members may not point at the metadata service.
 RESERVED_IPS = ("169.254.169.254",)
-NO_MONITOR = "NO_MONITOR"
+NO_MONITOR = Operating.NO_MONITOR
 
 # --- pools reached through the member URL -------------------------------------
 

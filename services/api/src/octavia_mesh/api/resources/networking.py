@@ -15,6 +15,7 @@ from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import NotFound
 from octavia_mesh.api.query import parse_query
 from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.lifecycle.status import FOREIGN_ACTIVE
 
 LOCAL_NAME = "octavia-mesh-local-vip"
 _EPOCH = "2026-01-01T00:00:00Z"
@@ -56,7 +57,7 @@ def local_network(settings: ApiSettings) -> dict[str, Any]:
         "tenant_id": "",
         "project_id": "",
         "subnets": [settings.local_vip_subnet_id],
-        "status": "ACTIVE",
+        "status": FOREIGN_ACTIVE,  # Neutron's
         "admin_state_up": True,
         "shared": True,
         "mtu": 65536,

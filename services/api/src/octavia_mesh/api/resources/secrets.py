@@ -40,6 +40,8 @@ from octavia_mesh.api.resources.barbican import (
 )
 from octavia_mesh.api.resources.barbican import invalid as _invalid
 from octavia_mesh.common.db.models import Listener, Pool, Secret, SecretContainer, utcnow
+from octavia_mesh.common.lifecycle import Provisioning
+from octavia_mesh.common.lifecycle.status import FOREIGN_ACTIVE
 from octavia_mesh.common.secrets import DecryptionFailed, SecretError, ref_id
 from octavia_mesh.protos.keymanager.v1 import keymanager_pb2
 
@@ -216,7 +218,7 @@ def container_ref(root: str, container_id: str) -> str:
 
 def secret_view(secret: Secret, root: str) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "status": "ACTIVE",
+        "status": FOREIGN_ACTIVE,  # Barbican's secret status
         "created": iso(secret.created_at),
         "updated": iso(secret.updated_at or secret.created_at),
         "expiration": iso(secret.expiration),
@@ -236,7 +238,7 @@ def secret_view(secret: Secret, root: str) -> dict[str, Any]:
 
 def container_view(container: SecretContainer, root: str) -> dict[str, Any]:
     return {
-        "status": "ACTIVE",
+        "status": FOREIGN_ACTIVE,  # Barbican's secret status
         "updated": iso(container.updated_at or container.created_at),
         "name": container.name,
         "consumers": [],
@@ -293,7 +295,11 @@ async def usage(session: AsyncSession, project_id: str, ids: list[str]) -> str |
         found = (
             await session.execute(
                 select(model.id)
-                .where(model.project_id == project_id, model.provisioning_status != "PENDING_DELETE", or_(*matches))
+                .where(
+                    model.project_id == project_id,
+                    model.provisioning_status != Provisioning.PENDING_DELETE,
+                    or_(*matches),
+                )
                 .order_by(model.id)
                 .limit(1)
             )

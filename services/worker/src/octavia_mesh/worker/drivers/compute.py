@@ -43,6 +43,12 @@ class Instance:
 class ComputeDriver(Protocol):
     """Creates, inspects and deletes amphora instances; every call is idempotent."""
 
+    def pairs_refusal(self) -> str | None:
+        """Why the driver cannot boot ACTIVE_STANDBY pairs (instances that share a link for VRRP and take a
+        ``NamespacedInstanceSpec``) on this machine now, or None when it can. flows/vrrp.py and the provider
+        capabilities the worker announces ask this instead of checking the driver's class."""
+        ...
+
     async def create_instance(self, spec: InstanceSpec) -> Instance: ...
 
     async def get_instance(self, compute_id: str) -> Instance | None: ...
@@ -185,6 +191,9 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 class LocalComputeDriver:
     """Amphorae as local agent processes, each with a directory under ``base_dir``."""
+
+    def pairs_refusal(self) -> str | None:
+        return "the local compute driver runs plain processes (pairs need the namespace driver)"
 
     def __init__(
         self,
@@ -360,6 +369,9 @@ class LocalComputeDriver:
 
 class NoopComputeDriver:
     """Pretends to run amphorae (Octavia's no-op compute driver)."""
+
+    def pairs_refusal(self) -> str | None:
+        return "the noop compute driver boots nothing"
 
     async def create_instance(self, spec: InstanceSpec) -> Instance:
         return Instance(compute_id=spec.amphora_id, management_address="192.0.2.1:9443")

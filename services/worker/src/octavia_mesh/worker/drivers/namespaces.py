@@ -41,7 +41,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,28 @@ _LINK_PREFIX = 28
 #: Never carve a link subnet over the cloud metadata address.
 _RESERVED = ipaddress.ip_network("169.254.169.0/24")
 _SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+
+
+def _which_sbin(name: str) -> str | None:
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *_SBIN]))
+
+
+def missing_for_active_standby(
+    euid: int | None = None,
+    find: Callable[[str], str | None] = _which_sbin,
+    netns: bool | None = None,
+) -> list[str]:
+    """What this machine lacks to run ACTIVE_STANDBY amphorae (arguments default to the real machine)."""
+    missing = []
+    if (os.geteuid() if euid is None else euid) != 0:
+        missing.append("root privileges (network namespaces, veth links, VRRP)")
+    if find("ip") is None:
+        missing.append("the ip command (package iproute2)")
+    if find("keepalived") is None:
+        missing.append("keepalived (Debian/Ubuntu package keepalived: apt-get install keepalived)")
+    if not (os.path.exists("/proc/self/ns/net") if netns is None else netns):
+        missing.append("network namespace support in the kernel")
+    return missing
 
 
 class NamespaceError(RuntimeError):
@@ -154,6 +176,11 @@ def _mac(load_balancer_id: str) -> str:
 class NamespaceComputeDriver(LocalComputeDriver):
     """The local driver, plus amphorae in network namespaces for :class:`NamespacedInstanceSpec` (the worker
     asks for those for ACTIVE_STANDBY load balancers; SINGLE ones keep plain local processes)."""
+
+    def pairs_refusal(self) -> str | None:
+        # Checked each time (a few stat calls): installing keepalived counts.
+        missing = missing_for_active_standby()
+        return f"it needs {'; '.join(missing)} on the machine that runs the amphorae" if missing else None
 
     def __init__(self, base_dir: Path, *, link_cidr: str = DEFAULT_LINK_CIDR, **kwargs: object) -> None:
         super().__init__(base_dir, **kwargs)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from openstack import exceptions as os_exc
 
+from octavia_mesh.common.lifecycle.status import NovaServer
 from octavia_mesh.worker.drivers.certificates import CONTROLLER_IDENTITY
 from octavia_mesh.worker.drivers.compute import Instance, InstanceSpec
 
@@ -112,6 +113,10 @@ def group_name(load_balancer_id: str) -> str:
 
 class NovaComputeDriver:
     """Amphorae as Nova servers booted from the amphora image."""
+
+    def pairs_refusal(self) -> str | None:
+        # ACTIVE_STANDBY pairs need VRRP ports and their allowed address pairs: not built for Nova yet.
+        return "the nova compute driver does not build ACTIVE_STANDBY pairs yet"
 
     def __init__(self, connection: Any, options: NovaOptions) -> None:
         self._conn = connection  # an openstack.connection.Connection (service credentials)
@@ -200,7 +205,7 @@ class NovaComputeDriver:
 
     def _create(self, spec: InstanceSpec) -> Instance:
         for leftover in self._servers_of(spec.amphora_id):
-            if leftover.status == "ACTIVE" and self._address(leftover) is not None:
+            if leftover.status == NovaServer.ACTIVE and self._address(leftover) is not None:
                 return self._instance(leftover)  # a create that completed but was not recorded
             # A boot a dead worker left in BUILD or ERROR: its amphora row keeps it from ever being an orphan.
             self._delete(str(leftover.id))
@@ -229,8 +234,8 @@ class NovaComputeDriver:
             server = self._conn.compute.create_server(**attrs)
             server = self._conn.compute.wait_for_server(
                 server,
-                status="ACTIVE",
-                failures=["ERROR"],
+                status=NovaServer.ACTIVE,
+                failures=[NovaServer.ERROR],
                 interval=self._options.poll_interval_s,
                 wait=self._options.boot_timeout_s,
             )
@@ -258,7 +263,7 @@ class NovaComputeDriver:
 
     async def get_instance(self, compute_id: str) -> Instance | None:
         server = await self._call(self._find, compute_id)
-        if server is None or server.status != "ACTIVE":
+        if server is None or server.status != NovaServer.ACTIVE:
             return None
         address = await self._call(self._address, server)
         if address is None:

@@ -8,16 +8,13 @@ next scan if there is still something to do.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from octavia_mesh.common.commands import Op
 from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
 from octavia_mesh.worker.flows.orphans import reap_flow
 from octavia_mesh.worker.flows.rotation import rotation_flow
-
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
 
 logger = logging.getLogger(__name__)
 

@@ -8,19 +8,18 @@ With the local driver all of this is a no-op; the tasks keep the flows ready for
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from octavia_mesh.common.db.models import Amphora, Listener, LoadBalancer, Member, Pool
+from octavia_mesh.common.lifecycle import AMPHORA_PLUGGED, Provisioning
 from octavia_mesh.common.network import ListenerAccess, Vip
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import FlowContext
 
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
-
 #: Amphorae whose instances may carry ports.
-_PLUGGED = ("BOOTING", "ALLOCATED", "PENDING_DELETE")
+_PLUGGED = AMPHORA_PLUGGED
 
 
 def vip_of(lb: LoadBalancer) -> Vip:
@@ -49,15 +48,17 @@ async def _load(deps: AmphoraDeps, lb_id: str) -> tuple[Vip | None, list[str], s
                 )
             )
         ).all()
-        subnets = set(
-            (
+        subnets = {
+            subnet
+            for subnet in (
                 await session.execute(
                     select(Member.subnet_id)
                     .join(Pool, Pool.id == Member.pool_id)
                     .where(Pool.load_balancer_id == lb_id, Member.subnet_id.is_not(None))
                 )
             ).scalars()
-        )
+            if subnet is not None
+        }
         subnets.discard(lb.vip_subnet_id)
         return vip_of(lb), [compute_id or amphora_id for amphora_id, compute_id in amphorae], subnets
 
@@ -117,7 +118,7 @@ class PlugMemberSubnets:
                     await session.execute(
                         select(Listener.protocol, Listener.protocol_port, Listener.allowed_cidrs).where(
                             Listener.load_balancer_id == ctx.load_balancer_id,
-                            Listener.provisioning_status != "PENDING_DELETE",
+                            Listener.provisioning_status != Provisioning.PENDING_DELETE,
                         )
                     )
                 ).all()

@@ -16,15 +16,14 @@ so an amphora being created right now is never taken for an orphan. Amphorae wit
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, update
 
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus, Provisioning
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows.engine import Flow, FlowContext
-
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +54,9 @@ class ReapOrphans:
         live: set[str] = set()
         homeless = []
         for amphora_id, compute_id, status, lb_id, lb_status, provider in rows:
-            if status == "DELETED":
+            if status == AmphoraStatus.DELETED:
                 continue
-            if lb_id is not None and lb_status == "DELETED" and provider == self.provider:
+            if lb_id is not None and lb_status == Provisioning.DELETED and provider == self.provider:
                 homeless.append((amphora_id, compute_id or amphora_id))
             else:
                 live.update((amphora_id, compute_id or amphora_id))
@@ -72,8 +71,8 @@ class ReapOrphans:
             async with self.deps.sessions() as session, session.begin():
                 await session.execute(
                     update(Amphora)
-                    .where(Amphora.id == amphora_id, Amphora.status != "DELETED")
-                    .values(status="DELETED", updated_at=utcnow())
+                    .where(Amphora.id == amphora_id, Amphora.status != AmphoraStatus.DELETED)
+                    .values(status=AmphoraStatus.DELETED, updated_at=utcnow())
                 )
         return {"deleted_instances": removed, "retired_amphorae": [a for a, _ in homeless]}
 

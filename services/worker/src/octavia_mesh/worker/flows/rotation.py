@@ -17,17 +17,16 @@ rotation. ``cert_busy`` keeps housekeeping from queueing a second rotation of th
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from sqlalchemy import update
 
 from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint
 from octavia_mesh.worker.flows.engine import Flow, FlowContext
-
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class RotateCertificate:
         amphora_id = ctx.resource_id
         async with self.deps.sessions() as session:
             row = await session.get(Amphora, amphora_id)
-        if row is None or row.status != "ALLOCATED":  # retired or replaced meanwhile: nothing left to rotate
+        if row is None or row.status != AmphoraStatus.ALLOCATED:  # retired or replaced meanwhile: none left to rotate
             await _release(self.deps, amphora_id)
             return {}
         instance = await self.deps.compute.get_instance(row.compute_id or amphora_id)
@@ -65,7 +64,7 @@ class RotateCertificate:
         async with self.deps.sessions() as session, session.begin():
             await session.execute(
                 update(Amphora)
-                .where(Amphora.id == amphora_id, Amphora.status == "ALLOCATED")
+                .where(Amphora.id == amphora_id, Amphora.status == AmphoraStatus.ALLOCATED)
                 .values(cert_serial=serial, cert_expiration=identity.expires_at, cert_busy=False, updated_at=utcnow())
             )
         # A new connection's handshake verifies the new certificate (chain, name, validity) before we call it done.

@@ -31,22 +31,21 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select, update
 
 from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint
 from octavia_mesh.worker.drivers.compute import InstanceSpec
 from octavia_mesh.worker.flows.engine import FlowContext
 
-if TYPE_CHECKING:
-    from octavia_mesh.worker.providers.amphora import AmphoraDeps
-
 logger = logging.getLogger(__name__)
 
 #: Octavia's status of a spare amphora.
-READY = "READY"
+READY = AmphoraStatus.READY
 #: Namespace of the keys that mark which flow took a spare.
 _TAKEN_BY = uuid.UUID("5d0f3a8e-2b7c-4c1e-9f64-7a3e1b2c9d05")
 
@@ -87,7 +86,7 @@ class TakeSpare:
                     .where(Amphora.id == amphora_id, Amphora.status == READY, Amphora.load_balancer_id.is_(None))
                     .values(
                         load_balancer_id=ctx.load_balancer_id,
-                        status="ALLOCATED",
+                        status=AmphoraStatus.ALLOCATED,
                         role="STANDALONE",
                         vrrp_id=1,
                         assigned_by=token,
@@ -148,7 +147,7 @@ class SparePool:
                 for r in await session.execute(
                     select(Amphora.id, Amphora.compute_id, Amphora.status, Amphora.created_at).where(
                         Amphora.load_balancer_id.is_(None),
-                        Amphora.status.in_((READY, "PENDING_CREATE", "BOOTING")),
+                        Amphora.status.in_((READY, AmphoraStatus.PENDING_CREATE, AmphoraStatus.BOOTING)),
                     )
                 )
             ]
@@ -180,13 +179,13 @@ class SparePool:
         amphora_id = str(uuid.uuid4())
         async with self.deps.sessions() as session, session.begin():
             # The row first: an instance is never without one (orphan reaping relies on it).
-            session.add(Amphora(id=amphora_id, status="PENDING_CREATE", created_at=utcnow()))
+            session.add(Amphora(id=amphora_id, status=AmphoraStatus.PENDING_CREATE, created_at=utcnow()))
         try:
             identity = self.deps.certificates.issue_amphora_certificate(amphora_id, self.deps.cert_validity)
             instance = await self.deps.compute.create_instance(InstanceSpec(amphora_id, identity))
             await self._set(
                 amphora_id,
-                status="BOOTING",
+                status=AmphoraStatus.BOOTING,
                 compute_id=instance.compute_id,
                 lb_network_ip=instance.management_address.rsplit(":", 1)[0],
                 cert_expiration=identity.expires_at,
@@ -196,7 +195,7 @@ class SparePool:
             await self.deps.amphora.wait_until_reachable(
                 AgentEndpoint(instance.management_address, amphora_id), self.deps.agent_timeout_s
             )
-            await self._set(amphora_id, status=READY, status_from="BOOTING")
+            await self._set(amphora_id, status=READY, status_from=AmphoraStatus.BOOTING)
         except BaseException:
             await asyncio.shield(self._retire(amphora_id, amphora_id, "could not boot"))
             raise
@@ -209,13 +208,17 @@ class SparePool:
             # Only while it is still nobody's: a flow may have taken it meanwhile.
             mine = await session.execute(
                 update(Amphora)
-                .where(Amphora.id == amphora_id, Amphora.load_balancer_id.is_(None), Amphora.status != "DELETED")
-                .values(status="PENDING_DELETE", updated_at=utcnow())
+                .where(
+                    Amphora.id == amphora_id,
+                    Amphora.load_balancer_id.is_(None),
+                    Amphora.status != AmphoraStatus.DELETED,
+                )
+                .values(status=AmphoraStatus.PENDING_DELETE, updated_at=utcnow())
             )
         if mine.rowcount != 1:
             return
         await self.deps.compute.delete_instance(compute_id or amphora_id)
-        await self._set(amphora_id, status="DELETED")
+        await self._set(amphora_id, status=AmphoraStatus.DELETED)
 
     async def _set(self, amphora_id: str, status_from: str | None = None, **values: Any) -> None:
         async with self.deps.sessions() as session, session.begin():

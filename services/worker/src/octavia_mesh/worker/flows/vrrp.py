@@ -25,26 +25,20 @@ from typing import Any
 
 from sqlalchemy import select
 
+from octavia_mesh.common.capabilities import ACTIVE_STANDBY
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, LoadBalancer, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint, AmphoraError
 from octavia_mesh.worker.drivers.certificates import CertBundle
 from octavia_mesh.worker.drivers.compute import InstanceSpec
-from octavia_mesh.worker.drivers.namespaces import VRRP_INTERFACE, NamespaceComputeDriver, NamespacedInstanceSpec
+from octavia_mesh.worker.drivers.namespaces import VRRP_INTERFACE, NamespacedInstanceSpec
 from octavia_mesh.worker.flows.engine import Flow, FlowContext
-from octavia_mesh.worker.providers.amphora import (
-    _AMPHORA_IDS,
-    AmphoraDeps,
-    BootAmphora,
-    Configure,
-    Settle,
-    WaitForAgent,
-    _set_amphora,
-)
+from octavia_mesh.worker.tasks import AMPHORA_IDS, BootAmphora, Configure, Settle, WaitForAgent, set_amphora
 from octavia_mesh.worker.vrrp.render import VrrpOptions, VrrpView
 
-ACTIVE_STANDBY = "ACTIVE_STANDBY"
 #: Octavia's priorities: the MASTER wins the first election, nopreempt keeps whoever serves afterwards.
 PRIORITIES = {"MASTER": 100, "BACKUP": 90}
 #: Octavia's DEFAULT_VRRP_ID; each load balancer has its own bridge and unicast peers, so one id suffices.
@@ -110,8 +104,9 @@ def replace(deps: AmphoraDeps, key: str, old_key: str, role_key: str | None = No
 
 def _vrrp(deps: AmphoraDeps) -> VrrpOptions:
     options = deps.vrrp
-    if options is None or not isinstance(deps.compute, NamespaceComputeDriver):
-        raise RuntimeError("ACTIVE_STANDBY needs the local compute driver with namespaces (the worker runs as root)")
+    refusal = "the worker has no VRRP settings" if options is None else deps.compute.pairs_refusal()
+    if options is None or refusal is not None:
+        raise RuntimeError(f"cannot build ACTIVE_STANDBY amphorae: {refusal}")
     return options
 
 
@@ -127,7 +122,7 @@ class CreatePairAmphora:
 
     async def execute(self, ctx: FlowContext) -> dict[str, Any]:
         # Derived from the command (see CreateAmphora): a task run again after a crash finds its row.
-        amphora_id = ctx.store.get(self.key) or str(uuid.uuid5(_AMPHORA_IDS, f"{ctx.command_id}/{self.key}"))
+        amphora_id = ctx.store.get(self.key) or str(uuid.uuid5(AMPHORA_IDS, f"{ctx.command_id}/{self.key}"))
         async with self.deps.sessions() as session, session.begin():
             role = self.role or (ctx.store.get(self.role_key) if self.role_key else None)
             if role not in PRIORITIES:
@@ -139,7 +134,7 @@ class CreatePairAmphora:
                     Amphora(
                         id=amphora_id,
                         load_balancer_id=ctx.load_balancer_id,
-                        status="PENDING_CREATE",
+                        status=AmphoraStatus.PENDING_CREATE,
                         role=role,
                         vrrp_id=VRRP_ID,
                         vrrp_priority=PRIORITIES[role],
@@ -151,7 +146,7 @@ class CreatePairAmphora:
 
     async def revert(self, ctx: FlowContext) -> None:
         if self.key in ctx.store:
-            await _set_amphora(self.deps, ctx.store[self.key], status="DELETED")
+            await set_amphora(self.deps, ctx.store[self.key], status=AmphoraStatus.DELETED)
 
 
 class BootPairAmphora(BootAmphora):
@@ -167,13 +162,13 @@ class BootPairAmphora(BootAmphora):
                 await session.execute(
                     select(Amphora.vrrp_ip).where(
                         Amphora.load_balancer_id == ctx.load_balancer_id,
-                        Amphora.status != "DELETED",
+                        Amphora.status != AmphoraStatus.DELETED,
                         Amphora.id != amphora_id,
                         Amphora.vrrp_ip.is_not(None),
                     )
                 )
             ).scalars()
-            reserved = tuple(sorted(set(others)))
+            reserved = tuple(sorted({ip for ip in others if ip is not None}))
         if lb is None or not lb.vip_address:
             raise RuntimeError(f"load balancer {ctx.load_balancer_id} has no VIP")
         return NamespacedInstanceSpec(
@@ -189,7 +184,7 @@ class BootPairAmphora(BootAmphora):
         async with self.deps.sessions() as session:
             lb = await session.get(LoadBalancer, ctx.load_balancer_id)
         # One link carries management and VRRP here; ha_ip is the VIP, as Octavia records it.
-        await _set_amphora(
+        await set_amphora(
             self.deps,
             amphora_id,
             vrrp_ip=instance.management_address.rsplit(":", 1)[0],
@@ -212,12 +207,12 @@ class RetireOld:
             return {}
         async with self.deps.sessions() as session:
             old = await session.get(Amphora, old_id)
-        if old is None or old.load_balancer_id != ctx.load_balancer_id or old.status == "DELETED":
+        if old is None or old.load_balancer_id != ctx.load_balancer_id or old.status == AmphoraStatus.DELETED:
             return {}
-        await _set_amphora(self.deps, old_id, status="PENDING_DELETE")
+        await set_amphora(self.deps, old_id, status=AmphoraStatus.PENDING_DELETE)
         # The agent stops keepalived first: a master advertises priority 0 and its peer takes the VIP at once.
         await self.deps.compute.delete_instance(old.compute_id or old_id)
-        await _set_amphora(self.deps, old_id, status="DELETED")
+        await set_amphora(self.deps, old_id, status=AmphoraStatus.DELETED)
         return {}
 
     async def revert(self, ctx: FlowContext) -> None:
@@ -270,7 +265,7 @@ async def _pair(deps: AmphoraDeps, lb_id: str) -> list[Amphora]:
         rows = list(
             (
                 await session.execute(
-                    select(Amphora).where(Amphora.load_balancer_id == lb_id, Amphora.status == "ALLOCATED")
+                    select(Amphora).where(Amphora.load_balancer_id == lb_id, Amphora.status == AmphoraStatus.ALLOCATED)
                 )
             ).scalars()
         )

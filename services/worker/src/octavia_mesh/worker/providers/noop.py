@@ -6,10 +6,12 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilities
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
+from octavia_mesh.common.lifecycle import AmphoraStatus
+from octavia_mesh.common.lifecycle.transitions import settle
 from octavia_mesh.protos.provider.v1 import commands_pb2
-from octavia_mesh.worker.settle import settle
 
 
 class NoopProvider:
@@ -20,13 +22,17 @@ class NoopProvider:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
+    def capabilities(self) -> Capabilities:
+        """Like Octavia's no-op driver, it accepts any topology (and builds nothing)."""
+        return Capabilities(frozenset({SINGLE, ACTIVE_STANDBY}))
+
     async def apply(self, command: commands_pb2.ProviderCommand) -> None:
         async with self._sessions() as session, session.begin():
             if command.kind == Kind.RESOURCE_KIND_AMPHORA and command.operation == Op.OPERATION_DELETE:
                 await session.execute(
                     update(Amphora)
                     .where(Amphora.id == command.resource_id)
-                    .values(status="DELETED", updated_at=utcnow())
+                    .values(status=AmphoraStatus.DELETED, updated_at=utcnow())
                 )
             if command.load_balancer_id:
-                await settle(session, command.load_balancer_id, cascade=command.cascade, noop=True)
+                await settle(session, command.load_balancer_id, noop=True)

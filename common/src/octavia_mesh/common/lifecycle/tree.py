@@ -1,14 +1,15 @@
 """The objects under one load balancer: loading them at once, and removing some with everything under them.
 
-A provider that reports an object gone (the driver agent's ``UpdateStatuses``
-with ``DELETED``) removes what a cascade would: a listener takes its L7
+The one tree loader: the worker's settle and configure steps, the driver agent's reports and reads, and
+housekeeping's recovery all load a load balancer's tree through :meth:`Tree.load`.
+
+Removing an object removes what a cascade would: a listener takes its L7
 policies and their rules, a pool its members and health monitor, a load
 balancer everything. References that would dangle are cleared (a listener
 keeps living without its removed default pool, an L7 policy without its
 redirect pool), tags and listener statistics go with their objects, and the
 quota the removed objects used is counted so that the caller can give it back
-in the same transaction. The worker's settle step applies the same rules to a
-whole pending change.
+in the same transaction.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from octavia_mesh.common.db.models import (
     Pool,
     Tag,
 )
+from octavia_mesh.common.lifecycle.status import Provisioning, is_pending
 
 
 @dataclass(slots=True)
-class Subtree:
+class Tree:
     """A load balancer and every object under it, as rows of the caller's session."""
 
     lb: LoadBalancer
@@ -47,7 +49,7 @@ class Subtree:
     rules: list[L7Rule]
 
     @classmethod
-    async def load(cls, session: AsyncSession, lb_id: str, *, lock: bool = True) -> Subtree | None:
+    async def load(cls, session: AsyncSession, lb_id: str, *, lock: bool = True) -> Tree | None:
         """Load the tree of ``lb_id`` (its row locked ``FOR UPDATE`` unless ``lock`` is false)."""
         lb = await session.get(LoadBalancer, lb_id, with_for_update=lock)
         if lb is None:
@@ -87,10 +89,18 @@ class Subtree:
 
     def pending(self) -> bool:
         """Whether the load balancer or anything under it is still ``PENDING_*``."""
-        return any(o.provisioning_status.startswith("PENDING_") for o in (self.lb, *self.children()))
+        return any(is_pending(o.provisioning_status) for o in (self.lb, *self.children()))
+
+    def doomed(self) -> set[str]:
+        """Ids of the objects the pending change removes: PENDING_DELETE ones and everything under them
+        (every child, when the load balancer itself is being deleted)."""
+        if self.lb.provisioning_status == Provisioning.PENDING_DELETE:
+            return {o.id for o in self.children()}
+        marked = [o.id for o in self.children() if o.provisioning_status == Provisioning.PENDING_DELETE]
+        return self.with_descendants(marked)
 
 
-async def remove(session: AsyncSession, tree: Subtree, gone: Collection[str]) -> Counter[str]:
+async def remove(session: AsyncSession, tree: Tree, gone: Collection[str]) -> Counter[str]:
     """Delete the children of ``tree`` named in ``gone`` (which must hold their descendants too).
 
     The load balancer's own row is left to the caller. Returns how many objects of each quota resource

@@ -4,7 +4,7 @@ A provider agent is an ``async`` callable registered under the entry-point
 group :data:`ENTRY_POINT_GROUP`; the driver agent runs each in a child process
 of its own and calls it with a :class:`ProviderAgentContext`. The callable runs
 until it is cancelled (the driver agent stopping), typically consuming its
-provider's commands with :func:`octavia_mesh.common.provider_sdk.consume`::
+provider's commands with :func:`octavia_mesh.provider_sdk.consume`::
 
     [project.entry-points."octavia_mesh.provider_agents"]
     acme = "acme_driver.agent:run"

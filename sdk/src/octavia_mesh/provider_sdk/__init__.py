@@ -9,19 +9,19 @@ driver library over gRPC). Registered under the entry-point group
 ``docs/architecture.md``, "Provider drivers out of tree".
 """
 
-from octavia_mesh.common.provider_sdk.agent import (
+from octavia_mesh.provider_sdk.agent import (
     ENTRY_POINT_GROUP,
     ProviderAgent,
     ProviderAgentContext,
 )
-from octavia_mesh.common.provider_sdk.client import (
+from octavia_mesh.provider_sdk.client import (
     DriverAgentError,
     DriverLibrary,
     UpdateStatisticsError,
     UpdateStatusError,
 )
-from octavia_mesh.common.provider_sdk.commands import consume
-from octavia_mesh.common.provider_sdk.models import to_provider_dict
+from octavia_mesh.provider_sdk.commands import consume
+from octavia_mesh.provider_sdk.models import to_provider_dict
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from octavia_mesh.common.provider_sdk.models import to_provider_dict
 from octavia_mesh.protos.driveragent.v1 import driver_agent_pb2 as api
 from octavia_mesh.protos.driveragent.v1 import driver_agent_pb2_grpc
+from octavia_mesh.provider_sdk.models import to_provider_dict
 
 #: octavia-lib's status dictionary keys (``octavia_lib.common.constants``) to the request's fields.
 STATUS_KEYS = {

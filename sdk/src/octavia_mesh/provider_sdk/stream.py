@@ -1,0 +1,75 @@
+"""The provider-command stream's contract on NATS JetStream, with no database code.
+
+Commands are ``ProviderCommand`` messages (``protos/octavia_mesh/provider/v1/commands.proto``) on the
+work-queue stream ``PROVIDER_COMMANDS``, subject ``octavia.provider.v1.<provider>.<kind>.<operation>``, each
+published with its command id as ``Nats-Msg-Id``. The mesh's outbox (``octavia_mesh.common.commands``)
+publishes them; the worker and provider agents consume them (:mod:`.commands`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from octavia_mesh.protos.provider.v1 import commands_pb2
+
+logger = logging.getLogger(__name__)
+
+STREAM = "PROVIDER_COMMANDS"
+SUBJECT_PREFIX = "octavia.provider.v1"
+#: A re-published command inside this window is dropped by JetStream itself.
+DUPLICATE_WINDOW_S = 300.0
+
+Kind = commands_pb2.ResourceKind
+Op = commands_pb2.Operation
+
+
+def subject(provider: str, kind: int, operation: int) -> str:
+    """``octavia.provider.v1.<provider>.<kind>.<operation>``, lower case."""
+    kind_name = Kind.Name(kind).removeprefix("RESOURCE_KIND_").lower()  # type: ignore[arg-type]
+    op_name = Op.Name(operation).removeprefix("OPERATION_").lower()  # type: ignore[arg-type]
+    return f"{SUBJECT_PREFIX}.{provider}.{kind_name}.{op_name}"
+
+
+def provider_filter(provider: str) -> str:
+    """The subject filter of every command for ``provider``."""
+    return f"{SUBJECT_PREFIX}.{provider}.>"
+
+
+async def connect(url: str, name: str) -> tuple[NATS, JetStreamContext]:
+    """Connect to NATS, retrying forever in the background once connected."""
+    client = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5)
+    return client, client.jetstream()
+
+
+async def close_nats(client: NATS, timeout_s: float = 2.0) -> None:
+    """Drain the connection, but never for long: a pull subscription waiting on the server can hold a drain
+    for its whole timeout, and a stopping service must not make its supervisor reach for SIGKILL."""
+    try:
+        await asyncio.wait_for(client.drain(), timeout_s)
+    except Exception:  # a timeout, or NATS already gone: close is what is left
+        logger.info("NATS drain did not finish in %.0fs; closing", timeout_s)
+        await client.close()
+
+
+async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the command stream, or leave the existing one as it is."""
+    try:
+        await js.stream_info(STREAM)
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=STREAM,
+                subjects=[f"{SUBJECT_PREFIX}.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                num_replicas=replicas,
+            )
+        )
