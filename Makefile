@@ -6,7 +6,7 @@ UV := $(PYTHON) -m uv
 PORT ?= 9876
 STATE ?= state
 
-.PHONY: up test sync bootstrap protos lint typecheck bench
+.PHONY: up test sync bootstrap protos lint typecheck bench conformance
 
 bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -40,3 +40,9 @@ bench: sync
 	$(UV) run python bench/create_bench.py
 	@if [ "$$(id -u)" = 0 ]; then $(UV) run python bench/active_standby_bench.py; \
 	else echo "bench/active_standby_bench.py needs root (network namespaces): skipped"; fi
+
+# Octavia's conformance suite (octavia-tempest-plugin's 632 API tests, ~35 minutes, with a real Keystone) and
+# openstacksdk's load-balancer functional tests against a mesh in keystone mode; not part of `make test`.
+TEMPEST_DIR ?= ../shared/tools/tempest
+conformance: sync
+	TEMPEST_DIR=$(TEMPEST_DIR) ./scripts/conformance.sh

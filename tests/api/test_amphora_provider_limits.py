@@ -71,3 +71,14 @@ def test_neutron_style_lookups(mesh: Mesh, rest: Rest) -> None:
     (network,) = rest.ok("GET", "/v2.0/networks")["networks"]
     assert network["subnets"] == [subnet["id"]] and network["id"] == subnet["network_id"]
     assert rest.get("/v2.0/subnets/11111111-1111-1111-1111-111111111111").status_code == 404
+
+
+def test_floating_ip_lookups(rest: Rest) -> None:
+    """Addresses of the local VIP subnet have no floating IP: Neutron's lookups (Ansible's
+    openstack.cloud.loadbalancer makes them on every run) find none."""
+    lb = rest.create_lb(name="fip-lookup")
+    for query in ("", f"?port_id={lb['vip_port_id']}", f"?floating_ip_address={lb['vip_address']}", "?fields=id"):
+        assert rest.ok("GET", f"/v2.0/floatingips{query}") == {"floatingips": []}, query
+    assert rest.ok("GET", "/v2/floatingips") == {"floatingips": []}
+    assert_fault(rest.get(f"/v2.0/floatingips/{lb['id']}"), 404, f"Floating IP {lb['id']} not found.")
+    assert rest.delete(f"{LBS}/{lb['id']}").status_code == 204

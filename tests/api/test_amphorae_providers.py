@@ -58,6 +58,8 @@ AZ_CAPABILITIES = [
 def test_providers_and_capabilities(rest: Rest) -> None:
     providers = rest.ok("GET", PROVIDERS)["providers"]
     assert [p["name"] for p in providers] == ["amphora", "noop"] and set(providers[0]) == {"name", "description"}
+    # Listable in Octavia's (and tempest's) ``enabled_provider_drivers`` format, ``name:description,...``.
+    assert not any("," in p["description"] for p in providers), providers
     assert rest.ok("GET", f"{PROVIDERS}?fields=name&bogus=1") == {"providers": [{"name": "amphora"}, {"name": "noop"}]}
     assert rest.ok("GET", f"{PROVIDERS}/noop/flavor_capabilities") == {"flavor_capabilities": FLAVOR_CAPABILITIES}
     assert rest.ok("GET", f"{PROVIDERS}/noop/availability_zone_capabilities") == {

@@ -6,6 +6,7 @@ import base64
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import openstack
@@ -43,8 +44,13 @@ def store(rest: Rest) -> Store:
 
 
 @pytest.fixture(scope="module")
-def lb(rest: Rest) -> dict[str, Any]:
-    return rest.create_lb(name="tls-lb")
+def lb(rest: Rest) -> Iterator[dict[str, Any]]:
+    """An amphora load balancer: its provider resolves references (the noop provider accepts any, as Octavia's
+    no-op certificate manager)."""
+    subnet = rest.ok("GET", "/v2.0/subnets")["subnets"][0]["id"]
+    lb = rest.create_lb(name="tls-lb", provider="amphora", vip_subnet_id=subnet)
+    yield lb
+    rest.delete(f"{LBS}/{lb['id']}?cascade=true")
 
 
 def _uuid(ref: str) -> str:
@@ -526,6 +532,7 @@ def test_bad_references_refused_with_nothing_written(rest: Rest, lb: dict[str, A
         "name": "bad-tls-graph",
         "vip_subnet_id": lb["vip_subnet_id"],
         "project_id": PROJECT,
+        "provider": "amphora",
         "listeners": [{"protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_tls_container_ref": missing}],
     }
     assert_fault(rest.post(LBS, {"loadbalancer": graph}), 400, f"Could not retrieve certificate: ['{missing}']")
@@ -581,3 +588,27 @@ def test_amphora_provider_accepts_terminated_https(rest: Rest) -> None:
                 break
             time.sleep(0.1)
         assert rest.delete(f"{LBS}/{lb['id']}?cascade=true").status_code == 204
+
+
+def test_noop_provider_accepts_any_reference(rest: Rest) -> None:
+    """Octavia's no-op certificate manager answers every reference; so does the noop provider (tempest's noop
+    jobs create TLS listeners and pools with made-up refs)."""
+    lb = rest.create_lb(name="noop-tls")
+    made_up = [f"http://barbican.example/v1/containers/{uuid.uuid4()}" for _ in range(4)]
+    listener = new_listener(
+        rest,
+        lb["id"],
+        443,
+        "TERMINATED_HTTPS",
+        default_tls_container_ref=made_up[0],
+        sni_container_refs=[made_up[1]],
+        client_ca_tls_container_ref=made_up[2],
+        client_crl_container_ref=made_up[3],
+    )
+    assert listener["default_tls_container_ref"] == made_up[0] and listener["sni_container_refs"] == [made_up[1]]
+    body = {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "loadbalancer_id": lb["id"], "tls_enabled": True}
+    body |= {"tls_container_ref": made_up[0], "ca_tls_container_ref": made_up[2], "crl_container_ref": made_up[3]}
+    pool = rest.ok("POST", POOLS, {"pool": body})["pool"]
+    assert pool["ca_tls_container_ref"] == made_up[2]
+    rest.wait_lb_active(lb["id"])
+    assert rest.delete(f"{LBS}/{lb['id']}?cascade=true").status_code == 204

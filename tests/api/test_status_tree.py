@@ -13,7 +13,7 @@ def test_status_tree(rest: Rest) -> None:
             "loadbalancer": {
                 "id": lb["id"],
                 "name": "tree",
-                "operating_status": "ONLINE",
+                "operating_status": "OFFLINE",  # the noop provider, as Octavia's no-op drivers: nothing reports
                 "provisioning_status": "ACTIVE",
                 "listeners": [],
             }
@@ -81,7 +81,7 @@ def test_status_tree(rest: Rest) -> None:
         {
             "id": member["id"],
             "name": "m1",
-            "operating_status": "ONLINE",
+            "operating_status": "NO_MONITOR",  # created before its pool had a monitor; nothing reports since
             "provisioning_status": "ACTIVE",
             "address": "192.0.2.10",
             "protocol_port": 8080,
@@ -91,3 +91,56 @@ def test_status_tree(rest: Rest) -> None:
     assert rest.delete(f"/v2/lbaas/loadbalancers/{lb['id']}?cascade=true").status_code == 204
     rest.wait_status(f"/v2/lbaas/loadbalancers/{lb['id']}", "loadbalancer", "DELETED")
     assert_fault(rest.get(f"/v2/lbaas/loadbalancers/{lb['id']}/status"), 404, f"Load Balancer {lb['id']} not found.")
+
+
+def test_noop_statuses_are_octavias_noop(rest: Rest) -> None:
+    """Octavia's no-op drivers report nothing: load balancers, listeners and pools stay OFFLINE; a member keeps
+    the status it was created with (NO_MONITOR, or OFFLINE under a health monitor) whatever its admin_state_up;
+    health monitors, L7 policies and rules are ONLINE when enabled and OFFLINE when not."""
+    lb = rest.create_lb(name="noop-statuses")
+    assert lb["operating_status"] == "OFFLINE"
+    listener = rest.ok(
+        "POST",
+        "/v2/lbaas/listeners",
+        {"listener": {"protocol": "HTTP", "protocol_port": 81, "loadbalancer_id": lb["id"]}},
+    )["listener"]
+    rest.wait_lb_active(lb["id"])
+    pool = rest.ok(
+        "POST",
+        "/v2/lbaas/pools",
+        {"pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "listener_id": listener["id"]}},
+    )["pool"]
+    rest.wait_lb_active(lb["id"])
+    members = f"/v2/lbaas/pools/{pool['id']}/members"
+    off = rest.ok("POST", members, {"member": {"address": "192.0.2.1", "protocol_port": 80, "admin_state_up": False}})
+    rest.wait_lb_active(lb["id"])
+    on = rest.ok("POST", members, {"member": {"address": "192.0.2.2", "protocol_port": 80}})
+    rest.wait_lb_active(lb["id"])
+    for member in (off["member"], on["member"]):
+        shown = rest.wait_status(f"{members}/{member['id']}", "member")
+        assert shown["operating_status"] == "NO_MONITOR", shown
+    rest.ok("PUT", f"{members}/{on['member']['id']}", {"member": {"admin_state_up": False}})
+    rest.wait_lb_active(lb["id"])
+    assert rest.ok("GET", f"{members}/{on['member']['id']}")["member"]["operating_status"] == "NO_MONITOR"
+    hm = rest.ok(
+        "POST",
+        "/v2/lbaas/healthmonitors",
+        {"healthmonitor": {"pool_id": pool["id"], "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 3}},
+    )["healthmonitor"]
+    rest.wait_lb_active(lb["id"])
+    assert rest.ok("GET", f"/v2/lbaas/healthmonitors/{hm['id']}")["healthmonitor"]["operating_status"] == "ONLINE"
+    monitored = rest.ok("POST", members, {"member": {"address": "192.0.2.3", "protocol_port": 80}})["member"]
+    rest.wait_lb_active(lb["id"])
+    assert rest.ok("GET", f"{members}/{monitored['id']}")["member"]["operating_status"] == "OFFLINE"
+    rest.ok("PUT", f"/v2/lbaas/healthmonitors/{hm['id']}", {"healthmonitor": {"admin_state_up": False}})
+    rest.wait_lb_active(lb["id"])
+    assert rest.ok("GET", f"/v2/lbaas/healthmonitors/{hm['id']}")["healthmonitor"]["operating_status"] == "OFFLINE"
+    rest.ok("PUT", f"/v2/lbaas/loadbalancers/{lb['id']}", {"loadbalancer": {"admin_state_up": False}})
+    rest.wait_lb_active(lb["id"])
+    for path, key in (
+        (f"/v2/lbaas/loadbalancers/{lb['id']}", "loadbalancer"),
+        (f"/v2/lbaas/listeners/{listener['id']}", "listener"),
+        (f"/v2/lbaas/pools/{pool['id']}", "pool"),
+    ):
+        assert rest.ok("GET", path)[key]["operating_status"] == "OFFLINE", path
+    assert rest.delete(f"/v2/lbaas/loadbalancers/{lb['id']}?cascade=true").status_code == 204

@@ -26,8 +26,9 @@ EDGE_SERVICES = (
     "Amphorae",
 )
 PACKAGE = "octavia_mesh.lbaas.v2"
-#: The read-only Neutron lookups the CLI makes before calling Octavia, answered for the local VIP subnet.
-NEUTRON_SERVICES = ("octavia_mesh.neutron.v2.Subnets", "octavia_mesh.neutron.v2.Networks")
+#: The read-only Neutron lookups clients make around Octavia calls (the CLI's subnet lookups, Ansible's floating-IP
+#: lookups), answered for the local VIP subnet.
+NEUTRON_SERVICES = tuple(f"octavia_mesh.neutron.v2.{s}" for s in ("Subnets", "Networks", "FloatingIps"))
 #: The local secret store (Barbican v1's secrets and containers) that TLS listeners and pools refer to.
 KEYMANAGER_SERVICES = tuple(f"octavia_mesh.keymanager.v1.{s}" for s in ("KeyManagerVersions", "Secrets", "Containers"))
 #: Request limits, also in octavia.lua (which answers the common cases itself, with Octavia's fault).

@@ -113,7 +113,7 @@ async def remove_subtree(session: AsyncSession, tree: Tree, gone: Collection[str
     return freed
 
 
-async def settle(session: AsyncSession, lb_id: str, *, reported: bool = False) -> None:
+async def settle(session: AsyncSession, lb_id: str, *, reported: bool = False, noop: bool = False) -> None:
     """Finish whatever change is pending under ``lb_id``: the provider has applied it.
 
     Objects in PENDING_CREATE or PENDING_UPDATE become ACTIVE, PENDING_DELETE ones are removed with their
@@ -123,6 +123,12 @@ async def settle(session: AsyncSession, lb_id: str, *, reported: bool = False) -
     ``reported``: the health service keeps the operating statuses of the load balancer, its listeners, pools
     and members from heartbeats (amphora provider), so only objects this change touched get the optimistic
     status here; the others keep what their data plane last reported.
+
+    ``noop``: Octavia's no-op drivers, which nothing reports on. Its flows set the operating status of health
+    monitors, L7 policies and L7 rules they apply (ONLINE, OFFLINE when disabled) and leave every other one
+    as the API wrote it: load balancers, listeners and pools stay OFFLINE, members NO_MONITOR (OFFLINE when
+    created under a health monitor), whatever their ``admin_state_up``. octavia-tempest-plugin's noop jobs
+    expect exactly that.
     """
     tree = await Tree.load(session, lb_id)
     if tree is None:
@@ -135,17 +141,24 @@ async def settle(session: AsyncSession, lb_id: str, *, reported: bool = False) -
     # one would: ONLINE when enabled (members: NO_MONITOR unless their pool has a health monitor).
     monitored_pools = {m.pool_id for m in tree.monitors}
     for obj in tree.children():
-        if obj.provisioning_status in BECOMES_ACTIVE:
+        touched = obj.provisioning_status in BECOMES_ACTIVE
+        if touched:
             obj.provisioning_status = Provisioning.ACTIVE
             obj.updated_at = now
-        elif reported and isinstance(obj, Listener | Pool | Member):
+        if noop:
+            if touched and not isinstance(obj, Listener | Pool | Member):  # health monitors, L7 policies, rules
+                obj.operating_status = _online(obj)
+            continue
+        if not touched and reported and isinstance(obj, Listener | Pool | Member):
             continue
         monitored = not isinstance(obj, Member) or obj.pool_id in monitored_pools
         obj.operating_status = _online(obj, monitored=monitored)
     if lb_gone:
         await retire_load_balancer(session, lb, freed)
     elif lb.provisioning_status in BECOMES_ACTIVE:
-        if not reported or lb.provisioning_status == Provisioning.PENDING_CREATE or not lb.admin_state_up:
+        if not noop and (
+            not reported or lb.provisioning_status == Provisioning.PENDING_CREATE or not lb.admin_state_up
+        ):
             lb.operating_status = _online(lb)
         lb.provisioning_status = Provisioning.ACTIVE
     lb.updated_at = now

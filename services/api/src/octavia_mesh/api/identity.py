@@ -40,6 +40,7 @@ class Authenticator:
     def __init__(self, settings: ApiSettings) -> None:
         self.strategy = settings.auth
         self.default_project = settings.noauth_default_project
+        self.legacy_roles = settings.policy_legacy_roles
         self._secret = settings.trusted_proxy_secret.encode()
         self.validator: TokenValidator | None = None
         self.www_authenticate = ""
@@ -74,7 +75,7 @@ class Authenticator:
             sent = metadata.get(PROXY_SECRET_HEADER, "").encode()
             if not hmac.compare_digest(sent, self._secret):
                 raise self._unauthorized()
-            return caller_from_metadata(self.strategy, metadata)
+            return caller_from_metadata(self.strategy, metadata, legacy_roles=self.legacy_roles)
         assert self.validator is not None
         token = metadata.get(TOKEN_HEADER, "").strip()
         if not token:
@@ -92,6 +93,7 @@ class Authenticator:
             user_id=identity.user_id,
             domain_id=identity.domain_id,
             system_scope=identity.system_scope,
+            legacy_roles=self.legacy_roles,
         )
 
     def close(self) -> None:

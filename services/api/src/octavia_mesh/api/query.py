@@ -10,12 +10,13 @@ serve show and write calls.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, distinct, func, not_, or_, select
+from sqlalchemy import Select, Text, and_, cast, distinct, false, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -145,10 +146,31 @@ Convert = Callable[[str, str], Any]
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """A filterable attribute: its column and how a query value becomes a column value."""
+    """A filterable attribute: its column and how a query value becomes a column value.
+
+    ``clause``, when set, builds the whole condition from the column and every value given instead.
+    """
 
     column: InstrumentedAttribute[Any]
     convert: Convert = as_text
+    clause: Callable[[InstrumentedAttribute[Any], list[str]], Any] | None = None
+
+
+def _scalar_list(column: InstrumentedAttribute[Any], values: list[str]) -> Any:
+    """Octavia's ``ScalarListType`` filter: its bind processor joins the parameter with commas, so repeated
+    values match a row holding exactly that list, and one value is taken for the list of its characters
+    (``tls_versions=TLSv1.2`` matches no listener, as in Octavia). Our column holds JSON as SQLAlchemy wrote it."""
+    wanted = values if len(values) > 1 else list(values[0])
+    return cast(column, Text) == json.dumps(wanted)
+
+
+def scalar_list_filter(column: InstrumentedAttribute[Any]) -> Filter:
+    return Filter(column, clause=_scalar_list)
+
+
+def matches_nothing_filter(column: InstrumentedAttribute[Any]) -> Filter:
+    """Octavia compares a pickled dict (``insert_headers``) with the query string: never equal, an empty list."""
+    return Filter(column, clause=lambda _column, _values: false())
 
 
 def bool_filter(column: InstrumentedAttribute[Any]) -> Filter:
@@ -225,16 +247,17 @@ class ListQuery:
         self.params = params
         self.fields = _fields_of(params, spec.comma_separated_fields)
         self.limit = self._limit(max_limit)
-        self.marker = self._last("marker")
-        self.page_reverse = strict_bool("page_reverse", self._last("page_reverse") or "false")
+        self.marker = self.last("marker")
+        self.page_reverse = strict_bool("page_reverse", self.last("page_reverse") or "false")
         self.sort = self._sort()
 
-    def _last(self, key: str) -> str | None:
+    def last(self, key: str) -> str | None:
+        """The last value of ``key`` (as a pecan controller's named parameter sees it), or ``None``."""
         values = self.params.get(key)
         return values[-1] if values else None
 
     def _limit(self, max_limit: int) -> int | None:
-        raw = self._last("limit")
+        raw = self.last("limit")
         if raw is None:
             return max_limit if max_limit > 0 else None
         try:
@@ -273,6 +296,9 @@ class ListQuery:
         for name, values in self.params.items():
             flt = self.spec.filters.get(name)
             if flt is None:
+                continue
+            if flt.clause is not None:
+                statement = statement.where(flt.clause(flt.column, values))
                 continue
             converted = [flt.convert(name, v) for v in values]
             statement = statement.where(flt.column.in_(converted) if len(converted) > 1 else flt.column == converted[0])

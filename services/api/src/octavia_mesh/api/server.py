@@ -84,6 +84,7 @@ def services(app: App) -> list[tuple[ModuleType, str, dict[str, edge.Handler]]]:
         (amphorae_pb2, "Amphorae", amphorae.HANDLERS),
         (networking_pb2, "Subnets", networking.SUBNET_HANDLERS),
         (networking_pb2, "Networks", networking.NETWORK_HANDLERS),
+        (networking_pb2, "FloatingIps", networking.FLOATING_IP_HANDLERS),
     ]
 
 

@@ -27,6 +27,13 @@ class ApiSettings:
             " and X-Roles from an authenticating proxy that sends TRUSTED_PROXY_SECRET)"
         },
     )
+    policy_legacy_roles: bool = field(
+        default=False,
+        metadata={
+            "help": "let Octavia's deprecated load-balancer_* roles grant what they did before Octavia 16 "
+            "(oslo.policy's enforce_new_defaults = False); off, as in Octavia 19"
+        },
+    )
     trusted_proxy_secret: str = field(
         default="",
         repr=False,
@@ -58,8 +65,9 @@ class ApiSettings:
     enabled_provider_drivers: tuple[str, ...] = field(
         default=(
             "amphora:The Octavia Mesh amphora driver: HAProxy amphorae built by the worker",
-            "noop:The no-op driver: every change completes at once, no data plane",
+            "noop:The no-op driver: every change completes at once with no data plane",
         ),
+        # No comma in a description: Octavia's (and tempest's) ``name:description,...`` format cannot hold one.
         metadata={"help": "comma-separated name:description pairs of the providers users may choose"},
     )
     default_provider_driver: str = field(default="amphora", metadata={"help": "provider used when a call names none"})

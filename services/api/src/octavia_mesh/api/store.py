@@ -69,17 +69,13 @@ async def load_visible(
     *,
     hide_deleted: bool = False,
 ) -> T:
-    """``model`` ``ident`` if the caller may see it.
+    """``model`` ``ident`` if the caller passes ``rule`` on it.
 
-    Octavia hides what a caller may not read: that is a 404 (``label``), like a missing object. An object the
-    caller may read but not change under ``rule`` is a 403.
+    Octavia's order: a missing object is a 404 (``label``); one the caller may not read or change under ``rule``
+    (another project's, or a role that does not allow it) is its 403.
     """
     row: Any = await session.get(model, ident) if ident else None
-    if (
-        row is None
-        or (hide_deleted and row.provisioning_status == DELETED)
-        or not call.caller.allowed(Rule.READ, row.project_id)
-    ):
+    if row is None or (hide_deleted and row.provisioning_status == DELETED):
         raise NotFound(label, ident)
     call.caller.check(rule, row.project_id)
     return row
@@ -98,13 +94,13 @@ class ProjectCollection:
 
     async def list_(self, app: App, call: Call) -> Reply:
         """Callers see their own project's objects; admins and global observers see every project's."""
-        call.caller.check(Rule.READ)
         listing = list_query(app, call, self.spec)
+        project = call.caller.list_project(listing.last("project_id"))
         statement = select(self.model)
         if self.hide_deleted:
             statement = statement.where(self.model.provisioning_status != DELETED)
-        if not call.caller.reads_everything:
-            statement = statement.where(self.model.project_id == call.caller.project_id)
+        if project is not None:
+            statement = statement.where(self.model.project_id == project)
         async with app.read() as session:
             return await page_reply(session, call, listing, statement, self.views)
 

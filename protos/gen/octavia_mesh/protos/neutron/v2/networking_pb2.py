@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from octavia_mesh.protos.lbaas.v2 import requests_pb2 as octavia__mesh_dot_lbaas_dot_v2_dot_requests__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(octavia_mesh/neutron/v2/networking.proto\x12\x17octavia_mesh.neutron.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a$octavia_mesh/lbaas/v2/requests.proto2\xf9\x01\n\x07Subnets\x12s\n\x0bListSubnets\x12(.octavia_mesh.lbaas.v2.CollectionRequest\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e\x12\r/v2.0/subnetsZ\r\x12\x0b/v2/subnets\x12y\n\tGetSubnet\x12&.octavia_mesh.lbaas.v2.ResourceRequest\x1a\x14.google.api.HttpBody\".\x82\xd3\xe4\x93\x02(\x12\x12/v2.0/subnets/{id}Z\x12\x12\x10/v2/subnets/{id}2\x80\x02\n\x08Networks\x12v\n\x0cListNetworks\x12(.octavia_mesh.lbaas.v2.CollectionRequest\x1a\x14.google.api.HttpBody\"&\x82\xd3\xe4\x93\x02 \x12\x0e/v2.0/networksZ\x0e\x12\x0c/v2/networks\x12|\n\nGetNetwork\x12&.octavia_mesh.lbaas.v2.ResourceRequest\x1a\x14.google.api.HttpBody\"0\x82\xd3\xe4\x93\x02*\x12\x13/v2.0/networks/{id}Z\x13\x12\x11/v2/networks/{id}B\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(octavia_mesh/neutron/v2/networking.proto\x12\x17octavia_mesh.neutron.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a$octavia_mesh/lbaas/v2/requests.proto2\xf9\x01\n\x07Subnets\x12s\n\x0bListSubnets\x12(.octavia_mesh.lbaas.v2.CollectionRequest\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e\x12\r/v2.0/subnetsZ\r\x12\x0b/v2/subnets\x12y\n\tGetSubnet\x12&.octavia_mesh.lbaas.v2.ResourceRequest\x1a\x14.google.api.HttpBody\".\x82\xd3\xe4\x93\x02(\x12\x12/v2.0/subnets/{id}Z\x12\x12\x10/v2/subnets/{id}2\x80\x02\n\x08Networks\x12v\n\x0cListNetworks\x12(.octavia_mesh.lbaas.v2.CollectionRequest\x1a\x14.google.api.HttpBody\"&\x82\xd3\xe4\x93\x02 \x12\x0e/v2.0/networksZ\x0e\x12\x0c/v2/networks\x12|\n\nGetNetwork\x12&.octavia_mesh.lbaas.v2.ResourceRequest\x1a\x14.google.api.HttpBody\"0\x82\xd3\xe4\x93\x02*\x12\x13/v2.0/networks/{id}Z\x13\x12\x11/v2/networks/{id}2\x96\x02\n\x0b\x46loatingIps\x12\x7f\n\x0fListFloatingIps\x12(.octavia_mesh.lbaas.v2.CollectionRequest\x1a\x14.google.api.HttpBody\",\x82\xd3\xe4\x93\x02&\x12\x11/v2.0/floatingipsZ\x11\x12\x0f/v2/floatingips\x12\x85\x01\n\rGetFloatingIp\x12&.octavia_mesh.lbaas.v2.ResourceRequest\x1a\x14.google.api.HttpBody\"6\x82\xd3\xe4\x93\x02\x30\x12\x16/v2.0/floatingips/{id}Z\x16\x12\x14/v2/floatingips/{id}B\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,8 +43,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NETWORKS'].methods_by_name['ListNetworks']._serialized_options = b'\202\323\344\223\002 \022\016/v2.0/networksZ\016\022\014/v2/networks'
   _globals['_NETWORKS'].methods_by_name['GetNetwork']._loaded_options = None
   _globals['_NETWORKS'].methods_by_name['GetNetwork']._serialized_options = b'\202\323\344\223\002*\022\023/v2.0/networks/{id}Z\023\022\021/v2/networks/{id}'
+  _globals['_FLOATINGIPS'].methods_by_name['ListFloatingIps']._loaded_options = None
+  _globals['_FLOATINGIPS'].methods_by_name['ListFloatingIps']._serialized_options = b'\202\323\344\223\002&\022\021/v2.0/floatingipsZ\021\022\017/v2/floatingips'
+  _globals['_FLOATINGIPS'].methods_by_name['GetFloatingIp']._loaded_options = None
+  _globals['_FLOATINGIPS'].methods_by_name['GetFloatingIp']._serialized_options = b'\202\323\344\223\0020\022\026/v2.0/floatingips/{id}Z\026\022\024/v2/floatingips/{id}'
   _globals['_SUBNETS']._serialized_start=165
   _globals['_SUBNETS']._serialized_end=414
   _globals['_NETWORKS']._serialized_start=417
   _globals['_NETWORKS']._serialized_end=673
+  _globals['_FLOATINGIPS']._serialized_start=676
+  _globals['_FLOATINGIPS']._serialized_end=954
 # @@protoc_insertion_point(module_scope)

@@ -276,3 +276,124 @@ class Networks:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class FloatingIpsStub:
+    """Neutron's floating IPs, as far as the local VIP subnet has them (none: its addresses are on this machine's
+    loopback). Ansible's openstack.cloud.loadbalancer looks a load balancer's floating IP up on every run.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListFloatingIps = channel.unary_unary(
+                '/octavia_mesh.neutron.v2.FloatingIps/ListFloatingIps',
+                request_serializer=octavia__mesh_dot_lbaas_dot_v2_dot_requests__pb2.CollectionRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetFloatingIp = channel.unary_unary(
+                '/octavia_mesh.neutron.v2.FloatingIps/GetFloatingIp',
+                request_serializer=octavia__mesh_dot_lbaas_dot_v2_dot_requests__pb2.ResourceRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+
+
+class FloatingIpsServicer:
+    """Neutron's floating IPs, as far as the local VIP subnet has them (none: its addresses are on this machine's
+    loopback). Ansible's openstack.cloud.loadbalancer looks a load balancer's floating IP up on every run.
+    """
+
+    def ListFloatingIps(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFloatingIp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_FloatingIpsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListFloatingIps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFloatingIps,
+                    request_deserializer=octavia__mesh_dot_lbaas_dot_v2_dot_requests__pb2.CollectionRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetFloatingIp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFloatingIp,
+                    request_deserializer=octavia__mesh_dot_lbaas_dot_v2_dot_requests__pb2.ResourceRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'octavia_mesh.neutron.v2.FloatingIps', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('octavia_mesh.neutron.v2.FloatingIps', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class FloatingIps:
+    """Neutron's floating IPs, as far as the local VIP subnet has them (none: its addresses are on this machine's
+    loopback). Ansible's openstack.cloud.loadbalancer looks a load balancer's floating IP up on every run.
+    """
+
+    @staticmethod
+    def ListFloatingIps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.neutron.v2.FloatingIps/ListFloatingIps',
+            octavia__mesh_dot_lbaas_dot_v2_dot_requests__pb2.CollectionRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFloatingIp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.neutron.v2.FloatingIps/GetFloatingIp',
+            octavia__mesh_dot_lbaas_dot_v2_dot_requests__pb2.ResourceRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

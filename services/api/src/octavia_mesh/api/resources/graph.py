@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api import schema as s
 from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import InvalidField, NotFound, ValidationFailure
+from octavia_mesh.api.errors import InvalidField, ValidationFailure
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.resources import healthmonitors, l7policies, l7rules, listeners, members, pools
 from octavia_mesh.common.db.models import HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool
@@ -237,8 +237,7 @@ async def status_tree(app: App, call: Call) -> Reply:
     their health monitor and members, with both statuses at every node, as Octavia prints them."""
     async with app.read() as session:
         lb = await store.get_or_404(session, LoadBalancer, call.id, "Load Balancer", hide_deleted=True)
-        if not call.caller.allowed(Rule.READ, lb.project_id):
-            raise NotFound("Load Balancer", call.id)
+        call.caller.check(Rule.READ, lb.project_id)
         listeners = (
             (
                 await session.execute(

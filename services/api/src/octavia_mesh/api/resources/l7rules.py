@@ -247,7 +247,8 @@ SPEC = list_spec(
     "rules",
     L7Rule,
     {as_text: _COLUMNS, strict_bool: ("invert", "admin_state_up")},
-    aliases={"tenant_id": Filter(L7Rule.project_id)},
+    # l7policy_id: an attribute of Octavia's rule, so a filter there (openstacksdk sends it on every rules list).
+    aliases={"tenant_id": Filter(L7Rule.project_id), "l7policy_id": Filter(L7Rule.l7policy_id)},
     unsortable=("tenant_id",),
 )
 

@@ -14,7 +14,16 @@ from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotImplementedByProvider, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, strict_int, words
+from octavia_mesh.api.query import (
+    Filter,
+    as_text,
+    list_spec,
+    matches_nothing_filter,
+    scalar_list_filter,
+    strict_bool,
+    strict_int,
+    words,
+)
 from octavia_mesh.api.resources.protocols import (
     alpn_list,
     check_alpn,
@@ -148,8 +157,24 @@ SPEC = list_spec(
     "listeners",
     Listener,
     {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: _BOOL_COLUMNS},
-    aliases={"tenant_id": Filter(Listener.project_id), "loadbalancer_id": Filter(Listener.load_balancer_id)},
-    unsortable=("tenant_id", "hsts_include_subdomains", "hsts_preload"),
+    # Octavia filters on its data model's attributes (load_balancer_id) and the API's names (loadbalancer_id).
+    aliases={
+        "tenant_id": Filter(Listener.project_id),
+        "loadbalancer_id": Filter(Listener.load_balancer_id),
+        "load_balancer_id": Filter(Listener.load_balancer_id),
+        "tls_versions": scalar_list_filter(Listener.tls_versions),
+        "alpn_protocols": scalar_list_filter(Listener.alpn_protocols),
+        "insert_headers": matches_nothing_filter(Listener.insert_headers),
+    },
+    # sni_container_refs and allowed_cidrs stay refused (400): Octavia answers them with a 500.
+    unsortable=(
+        "tenant_id",
+        "hsts_include_subdomains",
+        "hsts_preload",
+        "tls_versions",
+        "alpn_protocols",
+        "insert_headers",
+    ),
 )
 
 
@@ -348,7 +373,7 @@ async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, 
     _check_tls(values, protocol)
     _check_cidrs(values.get("allowed_cidrs"), lb)
     _check_hsts(values, protocol)
-    await check_listener_refs(app, session, lb.project_id, values)
+    await check_listener_refs(app, session, lb.project_id, values, provider=lb.provider)
     await check_port(session, lb.id, protocol, port)
     if values.get("default_pool_id"):
         await _default_pool(session, lb.id, values["default_pool_id"], protocol)
@@ -448,7 +473,7 @@ async def update_(app: App, call: Call) -> Reply:
         check_headers(values.get("insert_headers"), protocol, update=True)
         _check_cidrs(values.get("allowed_cidrs"), lb)
         _check_hsts(values, protocol, listener)
-        await check_listener_refs(app, session, listener.project_id, values, listener)
+        await check_listener_refs(app, session, listener.project_id, values, listener, provider=lb.provider)
         if values.get("default_pool_id"):
             if protocol == "PROMETHEUS":
                 raise InvalidInput("Protocol PROMETHEUS listeners cannot have child objects.")

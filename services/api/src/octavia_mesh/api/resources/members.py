@@ -78,8 +78,10 @@ class PoolMissing(NotFound):
 
 
 async def _pool(call: Call, session: AsyncSession) -> Pool:
+    """The pool of the URL (pecan's own 404 body when it is missing); each handler checks the caller on it in
+    Octavia's order, so another project's pool is Octavia's 403 fault."""
     pool = await session.get(Pool, call.parent_id) if call.parent_id else None
-    if pool is None or not call.caller.allowed(Rule.READ, pool.project_id):
+    if pool is None:
         raise PoolMissing(call.parent_id)
     return pool
 
@@ -286,6 +288,7 @@ SPEC = list_spec(
 async def list_(app: App, call: Call) -> Reply:
     async with app.read() as session:
         pool = await _pool(call, session)
+        call.caller.check(Rule.READ, pool.project_id)
         statement = select(Member).where(Member.pool_id == pool.id)
         return await page_reply(session, call, list_query(app, call, SPEC), statement, views)
 
@@ -294,7 +297,9 @@ async def get(app: App, call: Call) -> Reply:
     async with app.read() as session:
         pool = await _pool(call, session)
         fields = show_fields(call.query, comma_separated=SPEC.comma_separated_fields)
-        (item,) = await views(session, [await _member(session, call.id, pool.id)])
+        member = await _member(session, call.id, pool.id)
+        call.caller.check(Rule.READ, member.project_id)
+        (item,) = await views(session, [member])
     return Reply(200, {"member": select_fields(item, fields)})
 
 

@@ -1,4 +1,5 @@
-"""Neutron-style lookups of the local VIP subnet and its network (``/v2.0/subnets``, ``/v2.0/networks``).
+"""Neutron-style lookups of the local VIP subnet, its network and its floating IPs (``/v2.0/subnets``,
+``/v2.0/networks``, ``/v2.0/floatingips``).
 
 Octavia's CLI resolves ``--vip-subnet-id`` and ``--subnet-id`` through Neutron before it calls Octavia;
 answering those few reads for the local subnet lets the unchanged CLI create load balancers end to end
@@ -97,5 +98,17 @@ async def get_network(app: App, call: Call) -> Reply:
     return Reply(200, {"network": local_network(app.settings)})
 
 
+async def list_floating_ips(app: App, call: Call) -> Reply:
+    """No address of the local VIP subnet has a floating IP (they live on this machine's loopback), so every
+    lookup (``?port_id=``, ``?floating_ip_address=``, ...) finds none, as Neutron answers a port without one."""
+    parse_query(call.query)  # a malformed query string is still a 400
+    return Reply(200, {"floatingips": []})
+
+
+async def get_floating_ip(app: App, call: Call) -> Reply:
+    raise NotFound("Floating IP", call.id)
+
+
 SUBNET_HANDLERS = {"ListSubnets": list_subnets, "GetSubnet": get_subnet}
+FLOATING_IP_HANDLERS = {"ListFloatingIps": list_floating_ips, "GetFloatingIp": get_floating_ip}
 NETWORK_HANDLERS = {"ListNetworks": list_networks, "GetNetwork": get_network}

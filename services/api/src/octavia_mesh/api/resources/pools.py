@@ -14,7 +14,7 @@ from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, words
+from octavia_mesh.api.query import Filter, as_text, list_spec, scalar_list_filter, strict_bool, words
 from octavia_mesh.api.resources.protocols import (
     alpn_list,
     check_alpn,
@@ -99,8 +99,14 @@ SPEC = list_spec(
     "pools",
     Pool,
     {as_text: _COLUMNS, strict_bool: ("admin_state_up", "tls_enabled")},
-    aliases={"tenant_id": Filter(Pool.project_id), "loadbalancer_id": Filter(Pool.load_balancer_id)},
-    unsortable=("tenant_id",),
+    aliases={
+        "tenant_id": Filter(Pool.project_id),
+        "loadbalancer_id": Filter(Pool.load_balancer_id),
+        "load_balancer_id": Filter(Pool.load_balancer_id),
+        "tls_versions": scalar_list_filter(Pool.tls_versions),
+        "alpn_protocols": scalar_list_filter(Pool.alpn_protocols),
+    },
+    unsortable=("tenant_id", "tls_versions", "alpn_protocols"),
 )
 
 
@@ -240,16 +246,22 @@ def _check_tls_update(values: dict[str, Any], row: Pool) -> None:
             values[key] = default
 
 
-async def _check_refs_create(app: App, session: AsyncSession, project_id: str, values: dict[str, Any]) -> None:
+async def _check_refs_create(app: App, session: AsyncSession, lb: LoadBalancer, values: dict[str, Any]) -> None:
     """The client certificate, CA and CRL resolve in the local secret store, within the pool's project."""
-    await check_certificate_refs(app, session, project_id, [values.get("tls_container_ref")])
+    provider, project_id = lb.provider, lb.project_id
+    await check_certificate_refs(app, session, project_id, [values.get("tls_container_ref")], provider=provider)
     if values.get("ca_tls_container_ref"):
         await check_ca_and_crl(
-            app, session, project_id, values["ca_tls_container_ref"], values.get("crl_container_ref")
+            app,
+            session,
+            project_id,
+            values["ca_tls_container_ref"],
+            values.get("crl_container_ref"),
+            provider=provider,
         )
 
 
-async def _check_refs_update(app: App, session: AsyncSession, values: dict[str, Any], row: Pool) -> None:
+async def _check_refs_update(app: App, session: AsyncSession, values: dict[str, Any], row: Pool, provider: str) -> None:
     """Octavia's ``_validate_pool_PUT`` reference rules: a stored CA or CRL stands in for one not given."""
     crl = values.get("crl_container_ref") or (row.crl_container_ref if "crl_container_ref" not in values else None)
     ca = None
@@ -266,10 +278,10 @@ async def _check_refs_update(app: App, session: AsyncSession, values: dict[str, 
     elif crl:
         raise ValidationFailure("A CA reference is required to specify a certificate revocation list.")
     if values.get("tls_container_ref"):
-        await check_certificate_refs(app, session, row.project_id, [values["tls_container_ref"]])
+        await check_certificate_refs(app, session, row.project_id, [values["tls_container_ref"]], provider=provider)
     # The stored CA and CRL are checked again only when the request changes one of them.
     if ca and ("ca_tls_container_ref" in values or "crl_container_ref" in values):
-        await check_ca_and_crl(app, session, row.project_id, ca, crl)
+        await check_ca_and_crl(app, session, row.project_id, ca, crl, provider=provider)
 
 
 def check_algorithm(provider: str, algorithm: str | None) -> None:
@@ -300,7 +312,7 @@ async def insert(
     _check_persistence(protocol, values.get("session_persistence"))
     _check_tls_create(values)
     check_algorithm(lb.provider, values["lb_algorithm"])
-    await _check_refs_create(app, session, lb.project_id, values)
+    await _check_refs_create(app, session, lb, values)
     pool = store.fresh(
         Pool,
         id=str(uuid.uuid4()),
@@ -375,7 +387,7 @@ async def update_(app: App, call: Call) -> Reply:
             raise InvalidField("lb_algorithm", None, "Mandatory field missing.")
         if "session_persistence" in values:
             _check_persistence(pool.protocol, values["session_persistence"])
-        await _check_refs_update(app, session, values, pool)
+        await _check_refs_update(app, session, values, pool, lb.provider)
         _check_tls_update(values, pool)
         check_algorithm(lb.provider, values.get("lb_algorithm"))
         await store.lock_load_balancer(session, lb.id)

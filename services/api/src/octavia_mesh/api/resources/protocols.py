@@ -88,8 +88,17 @@ def check_alpn(protocols: list[str] | None) -> None:
 # --- certificate references --------------------------------------------------
 
 
-async def check_certificate_refs(app: App, session: AsyncSession, project_id: str, refs: Iterable[str | None]) -> None:
+#: Providers that use no certificate: Octavia's no-op certificate manager answers every reference, so the
+#: ``noop`` provider accepts any (octavia-tempest-plugin's noop jobs create TLS listeners with made-up refs).
+NO_CERTIFICATES = frozenset({"noop"})
+
+
+async def check_certificate_refs(
+    app: App, session: AsyncSession, project_id: str, refs: Iterable[str | None], *, provider: str
+) -> None:
     """Every reference names a usable certificate bundle of ``project_id`` (Octavia's ``_validate_tls_refs``)."""
+    if provider in NO_CERTIFICATES:
+        return
     bad = []
     for ref in [r for r in refs if r]:  # Octavia lists a bad reference as often as it is given
         try:
@@ -106,9 +115,11 @@ async def check_certificate_refs(app: App, session: AsyncSession, project_id: st
 
 
 async def check_ca_and_crl(
-    app: App, session: AsyncSession, project_id: str, ca_ref: str | None, crl_ref: str | None
+    app: App, session: AsyncSession, project_id: str, ca_ref: str | None, crl_ref: str | None, *, provider: str
 ) -> None:
     """A CA certificate and its optional CRL (Octavia's ``_validate_client_ca_and_crl_refs``, same wording)."""
+    if provider in NO_CERTIFICATES:
+        return
     key = keyring(app.settings)
     payloads: dict[str, bytes] = {}
     bad = []
@@ -147,7 +158,7 @@ async def check_ca_and_crl(
 
 
 async def check_listener_refs(
-    app: App, session: AsyncSession, project_id: str, values: dict[str, Any], row: Any = None
+    app: App, session: AsyncSession, project_id: str, values: dict[str, Any], row: Any = None, *, provider: str
 ) -> None:
     """The certificate references resolve in the local secret store, within the listener's project.
 
@@ -155,11 +166,15 @@ async def check_listener_refs(
     CRL are checked again (with the stored one standing in for the other) only when the request changes one.
     """
     await check_certificate_refs(
-        app, session, project_id, [*(values.get("sni_container_refs") or []), values.get("default_tls_container_ref")]
+        app,
+        session,
+        project_id,
+        [*(values.get("sni_container_refs") or []), values.get("default_tls_container_ref")],
+        provider=provider,
     )
     if row is not None and "client_ca_tls_container_ref" not in values and "client_crl_container_ref" not in values:
         return
     ca = values.get("client_ca_tls_container_ref") or getattr(row, "client_ca_tls_container_ref", None)
     crl = values.get("client_crl_container_ref") or getattr(row, "client_crl_container_ref", None)
     if ca or crl:
-        await check_ca_and_crl(app, session, project_id, ca, crl)
+        await check_ca_and_crl(app, session, project_id, ca, crl, provider=provider)

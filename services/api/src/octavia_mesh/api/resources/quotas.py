@@ -112,10 +112,10 @@ async def list_(app: App, call: Call) -> Reply:
     params = parse_query(call.query)
     listing = ListQuery(SPEC, params, app.settings.pagination_max_limit)
     statement = select(Quota).where(Quota.explicit.is_(True))
-    if not call.caller.reads_all_quotas:
-        wanted = (params.get("project_id") or params.get("tenant_id") or [call.caller.project_id])[-1]
-        call.caller.check(Rule.READ_QUOTA, wanted)
-        statement = statement.where(Quota.project_id == wanted)
+    wanted = (params.get("project_id") or params.get("tenant_id") or [None])[-1]
+    project = call.caller.list_project(wanted, global_rule=Rule.READ_QUOTA_GLOBAL, rule=Rule.READ_QUOTA)
+    if project is not None:
+        statement = statement.where(Quota.project_id == project)
     async with app.read() as session:
         page = await listing.page(session, statement, call.base_url)
         items = [view(row.project_id, effective(app, row)) for row in page.rows]

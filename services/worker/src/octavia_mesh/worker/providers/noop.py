@@ -1,4 +1,5 @@
-"""The noop provider: like Octavia's no-op driver, it completes every change at once, with no data plane."""
+"""The noop provider: like Octavia's no-op drivers, it completes every change at once, with no data plane, and
+leaves operating statuses as those drivers do (load balancers, listeners and pools OFFLINE; see ``settle``)."""
 
 from __future__ import annotations
 
@@ -34,4 +35,4 @@ class NoopProvider:
                     .values(status=AmphoraStatus.DELETED, updated_at=utcnow())
                 )
             if command.load_balancer_id:
-                await settle(session, command.load_balancer_id)
+                await settle(session, command.load_balancer_id, noop=True)
