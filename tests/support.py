@@ -125,6 +125,18 @@ def assert_fault(response: requests.Response, status: int, message: str | None =
         assert body["faultstring"] == message, body["faultstring"]
 
 
+#: keystonemiddleware's body for a request it cannot authenticate (the mesh answers 401 with it in every mode).
+NEEDS_AUTH = {
+    "error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}
+}
+
+
+def assert_unauthenticated(response: requests.Response) -> None:
+    """401 with keystonemiddleware's body, as a real Octavia behind keystonemiddleware answers."""
+    assert response.status_code == 401, f"expected 401, got {response.status_code}: {response.text}"
+    assert response.json() == NEEDS_AUTH
+
+
 SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
 
 

@@ -7,17 +7,12 @@ import time
 import pytest
 import requests
 from keystone_server import CACHE_TIME_S, TOKEN_LIFETIME_S, Keystone
-from support import SUBNET, Rest
+from support import NEEDS_AUTH, SUBNET, Rest
 
 from octavia_mesh.cli.mesh import Mesh
 
 #: The first test also starts Keystone (~20 s, a one-time ~2 min bootstrap on a fresh machine) and meshes.
 pytestmark = pytest.mark.timeout(300)
-
-
-NEEDS_AUTH = {
-    "error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}
-}
 
 
 def as_token(mesh: Mesh, token: str, **headers: str) -> Rest:
