@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from support import uv_command
 
 from octavia_mesh.cli.processes import free_port
 
@@ -116,8 +117,7 @@ def ensure_venv() -> Path:
     """Keystone's virtualenv, installed on first use; returns its ``bin`` directory."""
     marker = VENV / f".installed-keystone-{KEYSTONE_VERSION}"
     if not marker.exists():
-        found = shutil.which("uv")  # else the interpreter `make` installed uv into
-        uv = [found] if found else ["python3", "-m", "uv"]
+        uv = uv_command()
         subprocess.run([*uv, "venv", "-q", "--clear", "-p", "3.11", str(VENV)], check=True, capture_output=True)
         install = [*uv, "pip", "install", "-q", "--python", str(VENV / "bin" / "python")]
         install += ["-c", str(CONSTRAINTS), f"keystone=={KEYSTONE_VERSION}", "gunicorn"]

@@ -137,6 +137,13 @@ def assert_unauthenticated(response: requests.Response) -> None:
     assert response.json() == NEEDS_AUTH
 
 
+def uv_command() -> list[str]:
+    """How to run uv from a test: ``uv run`` names its own binary in ``UV``; else uv on PATH; else the module of
+    the interpreter ``make`` installed it into (not this virtualenv's python, which has no uv)."""
+    found = os.environ.get("UV") or shutil.which("uv")
+    return [found] if found else [os.environ.get("PYTHON", "python3"), "-m", "uv"]
+
+
 SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
 
 

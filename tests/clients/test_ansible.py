@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PROJECT, Rest, start_mesh
+from support import PROJECT, Rest, start_mesh, uv_command
 
 from octavia_mesh.cli.mesh import Mesh
 
@@ -31,8 +30,7 @@ def ensure_ansible() -> Path:
     """The virtualenv's ``bin`` directory, installed on first use."""
     marker = VENV / f".installed-ansible-{ANSIBLE_VERSION}-sdk-{SDK_VERSION}"
     if not marker.exists():
-        found = shutil.which("uv")
-        uv = [found] if found else ["python3", "-m", "uv"]
+        uv = uv_command()
         subprocess.run([*uv, "venv", "-q", "--clear", "-p", "3.11", str(VENV)], check=True, capture_output=True)
         install = [*uv, "pip", "install", "-q", "--python", str(VENV / "bin" / "python")]
         done = subprocess.run(

