@@ -21,7 +21,7 @@ from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, NotFound, NotImplementedByProvider
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, as_text, list_spec, strict_bool, strict_int, words
+from octavia_mesh.api.query import Filter, as_text, lenient_time, list_spec, strict_bool, strict_int, words
 from octavia_mesh.api.resources import l7rules
 from octavia_mesh.api.resources.protocols import check_protocols
 from octavia_mesh.common.commands import Kind, Op
@@ -270,15 +270,17 @@ async def views(session: AsyncSession, policies: list[L7Policy]) -> list[dict[st
     return [view(p, tags.get(p.id, []), rules[p.id], ranks.get(p.id, p.position)) for p in policies]
 
 
+#: Compared as times (text would fail on PostgreSQL); a value that is no time matches nothing, as in Octavia.
+_TIMES = ("created_at", "updated_at")
 _COLUMNS = words(
     "id name description project_id provisioning_status operating_status action listener_id redirect_pool_id "
-    "redirect_url redirect_prefix created_at updated_at"
+    "redirect_url redirect_prefix"
 )
 _INT_COLUMNS = ("position", "redirect_http_code")
 SPEC = list_spec(
     "l7policies",
     L7Policy,
-    {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: ("admin_state_up",)},
+    {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: ("admin_state_up",), lenient_time: _TIMES},
     aliases={"tenant_id": Filter(L7Policy.project_id)},
     unsortable=("tenant_id",),
 )

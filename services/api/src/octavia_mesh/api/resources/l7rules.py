@@ -26,6 +26,7 @@ from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import (
     Filter,
     as_text,
+    lenient_time,
     list_query,
     list_spec,
     page_reply,
@@ -242,11 +243,13 @@ def view(rule: L7Rule, tags: list[str]) -> dict[str, Any]:
 views = store.tagged_views(view)
 
 
-_COLUMNS = words("id type compare_type key value project_id provisioning_status operating_status created_at updated_at")
+#: Compared as times (text would fail on PostgreSQL); a value that is no time matches nothing, as in Octavia.
+_TIMES = ("created_at", "updated_at")
+_COLUMNS = words("id type compare_type key value project_id provisioning_status operating_status")
 SPEC = list_spec(
     "rules",
     L7Rule,
-    {as_text: _COLUMNS, strict_bool: ("invert", "admin_state_up")},
+    {as_text: _COLUMNS, strict_bool: ("invert", "admin_state_up"), lenient_time: _TIMES},
     # l7policy_id: an attribute of Octavia's rule, so a filter there (openstacksdk sends it on every rules list).
     aliases={"tenant_id": Filter(L7Rule.project_id), "l7policy_id": Filter(L7Rule.l7policy_id)},
     unsortable=("tenant_id",),

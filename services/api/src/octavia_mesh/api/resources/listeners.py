@@ -17,6 +17,7 @@ from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import (
     Filter,
     as_text,
+    lenient_time,
     list_spec,
     matches_nothing_filter,
     scalar_list_filter,
@@ -143,10 +144,12 @@ BODY = s.Schema(
     empty_update="No listener object supplied.",
 )
 
+#: Compared as times (text would fail on PostgreSQL); a value that is no time matches nothing, as in Octavia.
+_TIMES = ("created_at", "updated_at")
 _COLUMNS = words(
     "id name description project_id provisioning_status operating_status protocol default_pool_id "
     "default_tls_container_ref client_ca_tls_container_ref client_authentication client_crl_container_ref "
-    "tls_ciphers created_at updated_at"
+    "tls_ciphers"
 )
 _INT_COLUMNS = words(
     "protocol_port connection_limit timeout_client_data timeout_member_connect timeout_member_data "
@@ -156,7 +159,7 @@ _BOOL_COLUMNS = ("admin_state_up", "hsts_include_subdomains", "hsts_preload")
 SPEC = list_spec(
     "listeners",
     Listener,
-    {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: _BOOL_COLUMNS},
+    {as_text: _COLUMNS, strict_int: _INT_COLUMNS, strict_bool: _BOOL_COLUMNS, lenient_time: _TIMES},
     # Octavia filters on its data model's attributes (load_balancer_id) and the API's names (loadbalancer_id).
     aliases={
         "tenant_id": Filter(Listener.project_id),

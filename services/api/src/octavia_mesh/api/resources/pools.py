@@ -14,7 +14,7 @@ from octavia_mesh.api import store
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, InvalidField, InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import Filter, as_text, list_spec, scalar_list_filter, strict_bool, words
+from octavia_mesh.api.query import Filter, as_text, lenient_time, list_spec, scalar_list_filter, strict_bool, words
 from octavia_mesh.api.resources.protocols import (
     alpn_list,
     check_alpn,
@@ -91,14 +91,16 @@ BODY = s.Schema(
 
 # --- views and lists -------------------------------------------------------------------
 
+#: Compared as times (text would fail on PostgreSQL); a value that is no time matches nothing, as in Octavia.
+_TIMES = ("created_at", "updated_at")
 _COLUMNS = words(
     "id name description project_id provisioning_status operating_status protocol lb_algorithm tls_container_ref "
-    "ca_tls_container_ref crl_container_ref tls_ciphers created_at updated_at"
+    "ca_tls_container_ref crl_container_ref tls_ciphers"
 )
 SPEC = list_spec(
     "pools",
     Pool,
-    {as_text: _COLUMNS, strict_bool: ("admin_state_up", "tls_enabled")},
+    {as_text: _COLUMNS, strict_bool: ("admin_state_up", "tls_enabled"), lenient_time: _TIMES},
     aliases={
         "tenant_id": Filter(Pool.project_id),
         "loadbalancer_id": Filter(Pool.load_balancer_id),
