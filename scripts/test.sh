@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every check CI runs: generated code up to date, lint, the set-up the tests need (keepalived), then the test suite
-# on SQLite (the embedded default) and, at the same time, the API and every service's database layer again on
-# PostgreSQL and MariaDB. Those two run when their servers answer on 127.0.0.1; set OCTAVIA_MESH_REQUIRE_ALL_DBS=1
+# Every check CI runs: generated code up to date, lint, types (pyright), the set-up the tests need (keepalived),
+# then the test suite on SQLite (the embedded default) and, at the same time, the API and every service's database
+# layer again on PostgreSQL and MariaDB. Those two run when their servers answer on 127.0.0.1; set OCTAVIA_MESH_REQUIRE_ALL_DBS=1
 # (as .ci/run does) to fail instead of skipping when one does not.
 #
 # The SQLite run is spread over OCTAVIA_MESH_TEST_WORKERS pytest-xdist workers (default 3: the tests mostly wait
@@ -20,6 +20,8 @@ $UV run python scripts/lint_protos.py
 echo "== ruff"
 $UV run ruff check .
 $UV run ruff format --check .
+echo "== pyright"
+$UV run pyright
 
 echo "== set-up"
 # keepalived runs the ACTIVE_STANDBY amphorae's VRRP; those tests need root (network namespaces) and skip without.

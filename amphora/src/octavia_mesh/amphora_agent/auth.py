@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -55,6 +55,9 @@ class ControllerOnly(grpc.aio.ServerInterceptor):
 
 
 Check = Callable[[grpc.aio.ServicerContext, str], Awaitable[None]]
+# grpc's stubs type a handler's behaviours with the synchronous ServicerContext; an aio server's take the aio one.
+_AioAwaitable = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+_AioAny = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 async def _stream(result: Any, context: grpc.aio.ServicerContext) -> None:
@@ -73,7 +76,7 @@ def _guarded(handler: grpc.RpcMethodHandler, check: Check, method: str) -> grpc.
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        unary_unary = handler.unary_unary
+        unary_unary = cast("_AioAwaitable", handler.unary_unary)
 
         async def checked_unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await check(context, method)
@@ -81,7 +84,7 @@ def _guarded(handler: grpc.RpcMethodHandler, check: Check, method: str) -> grpc.
 
         return grpc.unary_unary_rpc_method_handler(checked_unary_unary, **codec)
     if handler.unary_stream is not None:
-        unary_stream = handler.unary_stream
+        unary_stream = cast("_AioAny", handler.unary_stream)
 
         async def checked_unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
             await check(context, method)
@@ -89,14 +92,15 @@ def _guarded(handler: grpc.RpcMethodHandler, check: Check, method: str) -> grpc.
 
         return grpc.unary_stream_rpc_method_handler(checked_unary_stream, **codec)
     if handler.stream_unary is not None:
-        stream_unary = handler.stream_unary
+        stream_unary = cast("_AioAwaitable", handler.stream_unary)
 
         async def checked_stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             await check(context, method)
             return await stream_unary(requests, context)
 
         return grpc.stream_unary_rpc_method_handler(checked_stream_unary, **codec)
-    stream_stream = handler.stream_stream
+    # The last kind is set when the other three are not.
+    stream_stream = cast("_AioAny", handler.stream_stream)
 
     async def checked_stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
         await check(context, method)

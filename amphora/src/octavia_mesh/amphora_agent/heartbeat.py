@@ -224,7 +224,7 @@ class HeartbeatSender:
                 nonlocal last_ack
                 while True:
                     ack = await call.read()
-                    if ack is grpc.aio.EOF:
+                    if ack is grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]  # grpc's stubs lack EOF
                         return
                     last_ack = time.monotonic()
                     if not self.connected_to:

@@ -109,7 +109,10 @@ class AgentIdentity:
         """Credentials that require a client certificate signed by the client CA, and present the current
         identity at every new handshake."""
         return grpc.dynamic_ssl_server_credentials(
-            self._configuration(), self.fetch, require_client_authentication=True
+            self._configuration(),
+            # grpc's stub says the fetcher never returns None; grpc documents None as "keep the current one".
+            self.fetch,  # pyright: ignore[reportArgumentType]
+            require_client_authentication=True,
         )
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:

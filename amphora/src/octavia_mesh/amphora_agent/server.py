@@ -48,7 +48,7 @@ def identity_of(settings: AgentSettings) -> AgentIdentity:
 
 def create_server(
     settings: AgentSettings, agent: Agent, identity: AgentIdentity | None = None, keepalived: Keepalived | None = None
-) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:  # pyright: ignore[reportAttributeAccessIssue]  # typeshed's grpc_health stub lacks aio
     """Build the server (not started); the port it bound, for ``listen`` ending in ``:0``."""
     identity = identity or identity_of(settings)
     # No SO_REUSEPORT (gRPC's default): a port another agent holds must fail this start, not be shared with it.
@@ -58,7 +58,7 @@ def create_server(
     agent_pb2_grpc.add_AmphoraAgentServicer_to_server(
         AmphoraAgentServicer(agent, settings.amphora_id, identity, keepalived), server
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # pyright: ignore[reportAttributeAccessIssue]  # typeshed's grpc_health stub lacks aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Dynamic credentials: a rotated certificate is presented from the next handshake on, with no restart.
     port = server.add_secure_port(settings.listen, identity.server_credentials())
@@ -67,7 +67,7 @@ def create_server(
     return server, port, health_servicer
 
 
-async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:
+async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:  # pyright: ignore[reportAttributeAccessIssue]  # typeshed's grpc_health stub lacks aio
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", SERVICE_NAME):
         await servicer.set(name, status)

@@ -30,6 +30,7 @@ import functools
 import re
 import ssl
 import warnings
+from _ctypes import CFuncPtr  # ctypes' own base of foreign functions (ctypes re-exports it privately)
 from pathlib import Path
 
 __all__ = [
@@ -150,7 +151,7 @@ def _pcre() -> ctypes.CDLL:
 
 
 @functools.cache
-def _libc_free() -> ctypes._CFuncPtr:
+def _libc_free() -> CFuncPtr:
     free = ctypes.CDLL(None).free
     free.argtypes = [ctypes.c_void_p]
     free.restype = None

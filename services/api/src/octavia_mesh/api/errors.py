@@ -77,7 +77,7 @@ class NotFound(ApiError):
     http_status = 404
     code = grpc.StatusCode.NOT_FOUND
 
-    def __init__(self, resource: str, ident: str) -> None:
+    def __init__(self, resource: str, ident: str | None) -> None:
         super().__init__(f"{resource} {ident} not found.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from types import ModuleType
 
 import grpc
@@ -60,7 +61,7 @@ logger = logging.getLogger(__name__)
 METADATA_LIMIT = 128 * 1024
 
 
-def services(app: App) -> list[tuple[ModuleType, str, dict[str, edge.Handler]]]:
+def services(app: App) -> list[tuple[ModuleType, str, Mapping[str, edge.Handler]]]:
     """Every edge service with its handlers."""
     return [
         (versions_pb2, "Versions", versions.HANDLERS),

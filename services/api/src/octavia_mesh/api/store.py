@@ -6,7 +6,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,6 +78,14 @@ async def load_visible(
     if row is None or (hide_deleted and row.provisioning_status == DELETED):
         raise NotFound(label, ident)
     call.caller.check(rule, row.project_id)
+    return row
+
+
+async def get_known(session: AsyncSession, model: type[T], ident: Any, *, with_for_update: bool = False) -> T:
+    """``model`` ``ident`` where the schema guarantees the row (a child's parent, a row just ensured): its
+    absence would be a broken database, never a client's mistake."""
+    row = await session.get(model, ident, with_for_update=with_for_update)
+    assert row is not None, f"{model.__name__} {ident} is missing"
     return row
 
 
@@ -250,6 +258,7 @@ def status_view(row: Any) -> dict[str, Any]:
 
 def fresh(model: type[T], **values: Any) -> T:
     """A new row in PENDING_CREATE / OFFLINE with its timestamps set."""
-    return model(
+    # Every model takes these columns as keywords; a bare TypeVar cannot say so.
+    return cast("Callable[..., T]", model)(
         provisioning_status=PENDING_CREATE, operating_status=OFFLINE, created_at=utcnow(), updated_at=None, **values
     )

@@ -164,7 +164,7 @@ async def failover(app: App, call: Call) -> Reply:
             raise Immutable("amphora", amp.id)
         # Octavia 19.0.0 takes the load balancer lock here: ACTIVE only, else 409 "immutable".
         await store.lock_load_balancer(session, amp.load_balancer_id)
-        lb = await session.get(LoadBalancer, amp.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, amp.load_balancer_id)
         store.command(session, lb.provider, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, amp.id, lb.id)
     return Reply(202)
 

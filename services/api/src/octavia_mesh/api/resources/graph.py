@@ -270,6 +270,7 @@ async def status_tree(app: App, call: Call) -> Reply:
                 .where(L7Policy.listener_id.in_([x.id for x in listeners]), L7Policy.redirect_pool_id.is_not(None))
                 .order_by(L7Policy.position)
             ):
+                assert pool_id is not None  # the query selects only redirects to a pool
                 redirects[listener_id].append(pool_id)
 
     def pool_status(pool: Pool) -> dict[str, Any]:

@@ -318,7 +318,7 @@ async def create(app: App, call: Call) -> Reply:
     values = BODY.parse_create(call.body)
     async with app.change() as session:
         pool = await store.load_visible(session, call, Pool, values.get("pool_id"), "Pool", Rule.WRITE)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         check_pool_type(pool.protocol, values.get("type"), values.get("delay"))
         await store.reserve_quota(app, session, lb.project_id, {"health_monitor": 1})
         await store.lock_pool(session, pool)
@@ -332,8 +332,8 @@ async def update_(app: App, call: Call) -> Reply:
     values = BODY.parse_update(call.body)
     async with app.change() as session:
         hm = await store.load_visible(session, call, HealthMonitor, call.id, LABEL, Rule.WRITE)
-        pool = await session.get(Pool, hm.pool_id)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        pool = await store.get_known(session, Pool, hm.pool_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         check_update(hm, values)
         if pool.protocol in ("UDP", "SCTP"):
             check_pool_type(pool.protocol, hm.type, values.get("delay"))
@@ -355,8 +355,8 @@ async def delete_(app: App, call: Call) -> Reply:
     refuse_query_args(call.query)
     async with app.change() as session:
         hm = await store.load_visible(session, call, HealthMonitor, call.id, LABEL, Rule.WRITE)
-        pool = await session.get(Pool, hm.pool_id)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        pool = await store.get_known(session, Pool, hm.pool_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         await store.lock_pool(session, pool)
         hm.provisioning_status = store.PENDING_DELETE
         hm.updated_at = utcnow()

@@ -128,7 +128,8 @@ def sanitize(values: dict[str, Any], create: bool = False) -> dict[str, Any]:
 
 
 #: What each action clears when an update sets it (Octavia's L7PolicyRepository.update).
-_CLEARED = {
+# Keyed by an optional action: an update without one clears nothing.
+_CLEARED: dict[str | None, tuple[str, ...]] = {
     REJECT: ("redirect_url", "redirect_pool_id", "redirect_prefix", "redirect_http_code"),
     TO_URL: ("redirect_pool_id", "redirect_prefix"),
     TO_POOL: ("redirect_url", "redirect_prefix", "redirect_http_code"),

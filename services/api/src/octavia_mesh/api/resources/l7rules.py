@@ -193,7 +193,7 @@ def parse_rules(_name: str, value: Any) -> list[dict[str, Any]]:
     return [EMBEDDED.parse_embedded(item) for item in value]
 
 
-def clean(values: dict[str, Any]) -> dict[str, Any]:
+def clean(values: Mapping[str, Any]) -> dict[str, Any]:
     """Stored form of a parsed rule: WSME's nulls as Octavia stores them."""
     out = dict(values)
     out["invert"] = bool(out.get("invert"))

@@ -468,7 +468,7 @@ async def update_(app: App, call: Call) -> Reply:
     values = BODY.parse_update(call.body)
     async with app.change() as session:
         listener = await store.load_visible(session, call, Listener, call.id, LABEL, Rule.WRITE)
-        lb = await session.get(LoadBalancer, listener.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, listener.load_balancer_id)
         protocol = listener.protocol
         if protocol in ("UDP", "SCTP") and values.get("insert_headers"):
             raise ValidationFailure(f"{protocol} protocol listener does not support TLS or header insertion.")
@@ -501,7 +501,7 @@ async def delete_(app: App, call: Call) -> Reply:
         # The load-balancer lock first: Octavia answers "immutable" while anything under it is pending.
         await store.lock_load_balancer(session, listener.load_balancer_id)
         store.check_state(listener, "listener", deleting=True)
-        lb = await session.get(LoadBalancer, listener.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, listener.load_balancer_id)
         listener.provisioning_status = store.PENDING_DELETE
         listener.updated_at = utcnow()
         store.command(session, lb.provider, Kind.RESOURCE_KIND_LISTENER, Op.OPERATION_DELETE, listener.id, lb.id)

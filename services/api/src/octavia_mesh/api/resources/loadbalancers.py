@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import Table, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -18,6 +18,7 @@ from octavia_mesh.api.query import Filter, as_text, list_spec, parse_query, stri
 from octavia_mesh.api.resources import graph, listeners
 from octavia_mesh.api.resources.providers import resolve_provider
 from octavia_mesh.common.commands import Kind, Op
+from octavia_mesh.common.db.engine import rowcount
 from octavia_mesh.common.db.models import (
     AvailabilityZone,
     Flavor,
@@ -259,11 +260,12 @@ async def delete_(app: App, call: Call) -> Reply:
             if children:
                 raise ValidationFailure(f"Cannot delete Load Balancer {lb.id} - it has children")
         result = await session.execute(
-            LoadBalancer.__table__.update()
+            cast(Table, LoadBalancer.__table__)
+            .update()  # a Core UPDATE: the ORM's row is left as it is
             .where(LoadBalancer.id == lb.id, LoadBalancer.provisioning_status.in_((store.ACTIVE, store.ERROR)))
             .values(provisioning_status=store.PENDING_DELETE, updated_at=utcnow())
         )
-        if result.rowcount != 1:
+        if rowcount(result) != 1:
             raise store.PendingState(store.PENDING_UPDATE, "loadbalancer", lb.id)
         store.command(
             session, lb.provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_DELETE, lb.id, lb.id, cascade=cascade

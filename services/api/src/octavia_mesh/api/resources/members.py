@@ -309,7 +309,7 @@ async def create(app: App, call: Call) -> Reply:
         refuse_query_args(call.query)
         values = BODY.parse_create(call.body)
         call.caller.check(Rule.WRITE, pool.project_id)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         await check(session, lb, values)
         await store.reserve_quota(app, session, lb.project_id, {"member": 1})
         await store.lock_pool(session, pool)
@@ -325,7 +325,7 @@ async def update_(app: App, call: Call) -> Reply:
         values = BODY.parse_update(call.body)
         member = await _member(session, call.id, pool.id)
         call.caller.check(Rule.WRITE, pool.project_id)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         await store.lock_pool(session, pool)
         _apply(member, values)
         if values.get("tags") is not None:
@@ -340,7 +340,7 @@ async def delete_(app: App, call: Call) -> Reply:
         refuse_query_args(call.query)
         member = await _member(session, call.id, pool.id)
         call.caller.check(Rule.WRITE, pool.project_id)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         await store.lock_pool(session, pool)
         member.provisioning_status = store.PENDING_DELETE
         member.updated_at = utcnow()
@@ -365,7 +365,7 @@ async def _reserve(app: App, session: AsyncSession, project_id: str | None, crea
     extra = created - max(net, 0)
     if extra and project_id is not None:
         await quota.ensure_row(session, project_id)
-        row = await session.get(Quota, project_id, with_for_update=True)
+        row = await store.get_known(session, Quota, project_id, with_for_update=True)
         row.in_use_member += extra
 
 
@@ -376,7 +376,7 @@ async def batch_update(app: App, call: Call) -> Reply:
         additive = _additive_only(call.query)
         desired = parse_batch(call.body)
         call.caller.check(Rule.WRITE, pool.project_id)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         if any(v.get("request_sriov") for v in desired):
             await check_sriov(session, lb)
         await store.lock_pool(session, pool)

@@ -175,6 +175,7 @@ async def views(session: AsyncSession, pools: list[Pool]) -> list[dict[str, Any]
             .where(Listener.default_pool_id.in_(chunk))
             .order_by(Listener.created_at, Listener.id)
         ):
+            assert pool_id is not None  # matched a pool id of the chunk
             listeners[pool_id].append(child)
         # Octavia also counts listeners that reach the pool through an enabled REDIRECT_TO_POOL policy with rules.
         with_rules = select(L7Rule.l7policy_id).where(L7Rule.l7policy_id == L7Policy.id).exists()
@@ -183,6 +184,7 @@ async def views(session: AsyncSession, pools: list[Pool]) -> list[dict[str, Any]
             .where(L7Policy.redirect_pool_id.in_(chunk), L7Policy.admin_state_up.is_(True), with_rules)
             .order_by(L7Policy.position, L7Policy.created_at)
         ):
+            assert pool_id is not None  # matched a pool id of the chunk
             if child not in listeners[pool_id]:
                 listeners[pool_id].append(child)
         for pool_id, child in await session.execute(
@@ -384,7 +386,7 @@ async def update_(app: App, call: Call) -> Reply:
     values = BODY.parse_update(call.body)
     async with app.change() as session:
         pool = await store.load_visible(session, call, Pool, call.id, LABEL, Rule.WRITE)
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         if "lb_algorithm" in values and values["lb_algorithm"] is None:
             raise InvalidField("lb_algorithm", None, "Mandatory field missing.")
         if "session_persistence" in values:
@@ -428,7 +430,7 @@ async def delete_(app: App, call: Call) -> Reply:
         ).scalar_one_or_none()
         if policy is not None:
             raise Conflict(f"Pool {pool.id} is in use by L7 policy {policy}")
-        lb = await session.get(LoadBalancer, pool.load_balancer_id)
+        lb = await store.get_known(session, LoadBalancer, pool.load_balancer_id)
         await store.lock_load_balancer(session, lb.id)
         store.check_state(pool, "pool", deleting=True)
         pool.provisioning_status = store.PENDING_DELETE

@@ -10,9 +10,10 @@ against the local secret store (Octavia's ``_validate_tls_refs`` and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -94,7 +95,7 @@ NO_CERTIFICATES = frozenset({"noop"})
 
 
 async def check_certificate_refs(
-    app: App, session: AsyncSession, project_id: str, refs: Iterable[str | None], *, provider: str
+    app: App, session: AsyncSession, project_id: str | None, refs: Iterable[str | None], *, provider: str
 ) -> None:
     """Every reference names a usable certificate bundle of ``project_id`` (Octavia's ``_validate_tls_refs``)."""
     if provider in NO_CERTIFICATES:
@@ -115,7 +116,7 @@ async def check_certificate_refs(
 
 
 async def check_ca_and_crl(
-    app: App, session: AsyncSession, project_id: str, ca_ref: str | None, crl_ref: str | None, *, provider: str
+    app: App, session: AsyncSession, project_id: str | None, ca_ref: str | None, crl_ref: str | None, *, provider: str
 ) -> None:
     """A CA certificate and its optional CRL (Octavia's ``_validate_client_ca_and_crl_refs``, same wording)."""
     if provider in NO_CERTIFICATES:
@@ -150,7 +151,8 @@ async def check_ca_and_crl(
             f"certificate revocation list. Error: {exc}"
         ) from None
     try:
-        valid = crl.is_signature_valid(ca.public_key())
+        # A CA key that cannot sign (X25519, X448) is refused here with a TypeError, as an invalid CRL.
+        valid = crl.is_signature_valid(cast(CertificateIssuerPublicKeyTypes, ca.public_key()))
     except (TypeError, ValueError):
         valid = False
     if not valid:
@@ -158,7 +160,7 @@ async def check_ca_and_crl(
 
 
 async def check_listener_refs(
-    app: App, session: AsyncSession, project_id: str, values: dict[str, Any], row: Any = None, *, provider: str
+    app: App, session: AsyncSession, project_id: str | None, values: dict[str, Any], row: Any = None, *, provider: str
 ) -> None:
     """The certificate references resolve in the local secret store, within the listener's project.
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from octavia_mesh.common.db.engine import rowcount
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.worker.deps import AmphoraDeps
@@ -93,7 +94,7 @@ class TakeSpare:
                         updated_at=utcnow(),
                     )
                 )
-            if won.rowcount == 1:
+            if rowcount(won) == 1:
                 logger.info("load balancer %s takes spare amphora %s", ctx.load_balancer_id, amphora_id)
                 return {self.key: amphora_id, spare_flag(self.key): True}
         return {}
@@ -215,7 +216,7 @@ class SparePool:
                 )
                 .values(status=AmphoraStatus.PENDING_DELETE, updated_at=utcnow())
             )
-        if mine.rowcount != 1:
+        if rowcount(mine) != 1:
             return
         await self.deps.compute.delete_instance(compute_id or amphora_id)
         await self._set(amphora_id, status=AmphoraStatus.DELETED)
