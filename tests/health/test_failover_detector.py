@@ -391,3 +391,20 @@ async def test_many_losses_at_once_open_the_breaker_before_any_claim(engine: Asy
     assert not result.verdict.armed and result.silent == 4 and result.claimed == []
     assert await commands_of(engine) == []
     assert fresh
+
+
+def test_the_breaker_counts_a_mass_hang_before_its_first_claim() -> None:
+    """Amphorae hung together went quiet up to one heartbeat apart: by the first quiet loss's claim
+    (stream_silence_s + loss_confirm_s after its last heartbeat) every other one must already count as silent."""
+    from types import SimpleNamespace
+
+    from octavia_mesh.health.failover import breaker_silence
+
+    settings = SimpleNamespace(
+        heartbeat_timeout_s=5.0, heartbeat_interval_s=0.5, stream_silence_s=1.5, loss_confirm_s=0.2
+    )
+    silence = breaker_silence(settings)
+    first_claim = settings.stream_silence_s + settings.loss_confirm_s
+    assert silence <= first_claim - settings.heartbeat_interval_s  # the last of the others is counted by then
+    assert silence > settings.heartbeat_interval_s  # a healthy amphora is heard from more often than that
+    assert breaker_silence(SimpleNamespace(**{**vars(settings), "stream_silence_s": 0.0})) == 2.5  # timeout only

@@ -73,6 +73,8 @@ class DetectorPolicy:
     max_in_flight: int = 5
     startup_grace_s: float = 15.0
     loss_confirm_s: float = 0.2
+    #: An amphora unheard for this long counts as silent for the breaker (None: half the heartbeat timeout).
+    breaker_silence_s: float | None = None
     enabled: bool = True
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
 
@@ -85,9 +87,26 @@ class DetectorPolicy:
             max_in_flight=settings.failover_max_in_flight,
             startup_grace_s=settings.failover_startup_grace_s,
             loss_confirm_s=settings.loss_confirm_s,
+            breaker_silence_s=breaker_silence(settings),
             enabled=settings.failover_enabled,
             breaker=BreakerPolicy(settings.failover_breaker_max_silent, settings.failover_breaker_max_silent_percent),
         )
+
+
+def breaker_silence(settings: Any) -> float:
+    """How long unheard makes an amphora count as silent for the circuit breaker.
+
+    A quiet stream is marked lost after ``stream_silence_s`` and claimed ``loss_confirm_s`` later. Amphorae hung
+    at the same moment sent their last heartbeats up to one interval apart, so when the first of them is claimed
+    every other one has been unheard for at least ``stream_silence_s - heartbeat_interval_s + loss_confirm_s``:
+    counting from there, the breaker sees the whole mass hang before the first claim (half the timeout alone let
+    the first losses of a mass hang be claimed while the others were still counted as healthy).
+    """
+    half_timeout = settings.heartbeat_timeout_s / 2
+    if not settings.stream_silence_s:
+        return half_timeout
+    mass_hang = settings.stream_silence_s - settings.heartbeat_interval_s + settings.loss_confirm_s
+    return min(half_timeout, max(settings.heartbeat_interval_s, mass_hang))
 
 
 @dataclass(slots=True)
@@ -202,7 +221,9 @@ class FailoverDetector:
     async def _scan(self) -> ScanResult:
         mono, now = self._clock(), self._now()
         timeout = dt.timedelta(seconds=self.policy.heartbeat_timeout_s)
-        stale_before, silent_before = now - timeout, now - timeout / 2
+        silence = self.policy.breaker_silence_s
+        silent_before = now - (timeout / 2 if silence is None else dt.timedelta(seconds=silence))
+        stale_before = now - timeout
         stale = self._stale(stale_before, now - dt.timedelta(seconds=self.policy.loss_confirm_s))
         if mono >= self._next_tidy:
             await self._tidy(mono, now)
