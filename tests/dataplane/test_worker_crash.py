@@ -194,11 +194,12 @@ def test_resumed_after_its_amphora_was_lost_too(crash_mesh: Mesh, crash_api: Res
     engine = mesh_engine(crash_mesh)
 
     def booted() -> str | None:
-        """The amphora, once the flow's progress says it is booted (create-amphora and boot-amphora done)."""
+        """The amphora, once the flow's progress says it is booted (take-spare, a no-op here, create-amphora and
+        boot-amphora done)."""
         with engine.connect() as conn:
             rows = conn.execute(
                 select(models.FlowProgress.store).where(
-                    models.FlowProgress.flow == "create-load-balancer", models.FlowProgress.done_steps >= 2
+                    models.FlowProgress.flow == "create-load-balancer", models.FlowProgress.done_steps >= 3
                 )
             ).scalars()
             ids = {a["id"] for a in amphorae_of(crash_api, lb["id"])}
