@@ -138,8 +138,10 @@ async def test_a_reader_keeps_the_facts_it_read_when_nats_is_away(nats_url: str)
     await worker.stop()
     reader = capabilities.FactsReader(js, cache_s=0)
     assert await reader("kept") == TCP_ONLY
+    assert await reader("none") is None
     await client.close()
     assert await reader("kept") == TCP_ONLY  # read before: used, however old
+    assert await reader("none") is None  # so is having found none
     with pytest.raises(Exception):  # noqa: B017 - whatever nats-py raises on a closed connection
         await reader("never-read")
 

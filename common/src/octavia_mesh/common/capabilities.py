@@ -181,35 +181,35 @@ UNKNOWN = Facts()
 class FactsReader:
     """The API's reader of the facts: one key-value read per provider at most every :data:`FACTS_CACHE_S`.
 
-    A provider with no entry is asked again at the next call (its first worker may be starting); when NATS
-    cannot be read, the facts last read are used however old, and with none the error is raised.
+    A provider with no entry is asked again at the next call (its first worker may be starting). When NATS
+    cannot be read, the last answer read is used however old (facts, or that there were none); for a provider
+    never read since the start, the error is raised.
     """
 
     def __init__(self, js: JetStreamContext, cache_s: float = FACTS_CACHE_S) -> None:
         self._js = js
         self._cache_s = cache_s
         self._kv: KeyValue | None = None
-        self._read: dict[str, tuple[float, Facts]] = {}
+        self._last: dict[str, tuple[float, Facts | None]] = {}
 
     async def __call__(self, provider: str) -> Facts | None:
         now = time.monotonic()
-        known = self._read.get(provider)
-        if known is not None and now - known[0] < self._cache_s:
-            return known[1]
+        last = self._last.get(provider)
+        if last is not None and last[1] is not None and now - last[0] < self._cache_s:
+            return last[1]
         try:
             if self._kv is None:
                 self._kv = await facts_bucket(self._js)
             entry = await self._kv.get(provider)
+            facts = Facts.decode(entry.value or b"{}")
         except KeyNotFoundError:  # also a deleted entry
-            self._read.pop(provider, None)
-            return None
+            facts = None
         except Exception:
-            if known is not None:
-                logger.warning("could not read the facts of provider %s: using those read before", provider)
-                return known[1]
-            raise
-        facts = Facts.decode(entry.value or b"{}")
-        self._read[provider] = (now, facts)
+            if last is None:
+                raise
+            logger.warning("could not read the facts of provider %s: using those read before", provider)
+            return last[1]
+        self._last[provider] = (now, facts)
         return facts
 
 
