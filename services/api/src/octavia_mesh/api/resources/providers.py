@@ -73,7 +73,7 @@ def _schema_error(data: Any, capabilities: Sequence[Option]) -> str | None:
     errors: dict[str, str] = {}
     for key, value in data.items():
         cap = known[key]
-        if not isinstance(value, _JSON_TYPES[cap.type]):
+        if not isinstance(value, _JSON_TYPES.get(cap.type, object)):  # a type this API does not know: any value
             errors[key] = f"{key} {value!r} is not of type '{cap.type}'"
         elif cap.enum and value not in cap.enum:
             errors[key] = f"{key} {value!r} is not one of {list(cap.enum)!r}"
