@@ -16,6 +16,7 @@ from octavia_mesh.worker.settings import WorkerSettings
         ("COMPUTE_DRIVER", "locla"),
         ("AMPHORA_DRIVER", "grcp"),
         ("NETWORK_DRIVER", "neutorn"),
+        ("CERT_MANAGER", "barbcian"),
         ("PROVIDERS", "noop,amphroa"),
     ],
 )

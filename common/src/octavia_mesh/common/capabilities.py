@@ -1,13 +1,31 @@
-"""What each in-tree provider's workers can build, in one registry the API asks.
+"""What each provider is and what its workers can build, in one registry the API asks.
 
-Whether a provider can build an ACTIVE_STANDBY load balancer depends on the machines its workers run on (the
-amphora provider needs network namespaces, keepalived and root there), which only the workers can see. Each
-worker announces, per provider it applies, the topologies it can build, in the NATS key-value bucket
-:data:`BUCKET` under ``<provider>.<worker id>``; it refreshes the entry while it runs and deletes it when it
-stops, and an entry not refreshed for :data:`TTL_S` (a worker killed) expires. The API asks
-:func:`of_provider` before it accepts a load balancer: the topologies *every* live worker of the provider can
-build (a command may reach any of them). A provider no worker announced (an out-of-tree provider, whose
-agent takes its commands itself) is not limited here.
+The API knows no provider by name: what it must know of one before it accepts a change comes from here, in two
+NATS key-value buckets that the provider's workers write.
+
+* **Facts** (:class:`Facts`, bucket :data:`FACTS_BUCKET`, key ``<provider>``): what the provider's code is,
+  whoever runs it: the listener protocols it cannot serve, whether its VIPs come from the deployment's network
+  driver, whether TLS references must resolve, and the keys its flavors and availability zones accept. Every
+  worker writes them when it starts (and with each refresh); they are kept after the workers stop, so that
+  the API answers the same while a worker restarts, as Octavia's API answers from its in-process driver
+  whether or not the controller worker runs (changes wait in the queue).
+* **Capabilities** (:class:`Capabilities`, bucket :data:`BUCKET`, key ``<provider>.<worker id>``): what the
+  machines the workers run on can build. Whether a provider can build an ACTIVE_STANDBY load balancer depends
+  on them (the amphora provider needs network namespaces, keepalived and root there), which only the workers
+  can see. Each worker refreshes its entry while it runs and deletes it when it stops, and an entry not
+  refreshed for :data:`TTL_S` (a worker killed) expires. The API asks :func:`of_provider` before it accepts an
+  ACTIVE_STANDBY load balancer: the topologies *every* live worker of the provider can build (a command may
+  reach any of them).
+
+**A provider that published nothing** (an out-of-tree provider, whose agent takes its commands itself; an
+in-tree one before its first worker ever started) is answered as :data:`UNKNOWN` says: the API does not limit
+it (every protocol and topology is accepted, and the provider refuses what it cannot build when it applies the
+change, leaving it in ERROR as a failed change), gives it no VIP from the deployment's network (the address
+asked for, as Octavia's no-op network driver, since such a provider brings its own network), checks its TLS
+references, and takes Octavia's flavor and availability-zone keys (those of Octavia's reference driver), so
+that flavors written for Octavia work unchanged. That is what the API answered for such providers before the
+registry held facts. (Octavia itself answers ``501 Provider '<name>' was not found.`` when a provider's driver
+cannot be loaded into its API; ours has no driver to load: the provider lives in its workers.)
 """
 
 from __future__ import annotations
@@ -15,11 +33,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 logger = logging.getLogger(__name__)
@@ -28,6 +49,10 @@ logger = logging.getLogger(__name__)
 SINGLE, ACTIVE_STANDBY = "SINGLE", "ACTIVE_STANDBY"
 
 BUCKET = "OCTAVIA_PROVIDER_CAPABILITIES"
+#: Providers' facts, by provider name; no TTL: facts outlive the workers that wrote them.
+FACTS_BUCKET = "OCTAVIA_PROVIDER_FACTS"
+#: How long the API reuses facts it read (they change only when a worker of another version starts).
+FACTS_CACHE_S = 5.0
 #: An entry not refreshed for this long is gone (its worker died without deleting it).
 TTL_S = 30.0
 #: How often a worker refreshes its entries.
@@ -40,6 +65,164 @@ async def bucket(js: JetStreamContext) -> KeyValue:
         return await js.key_value(BUCKET)
     except (BucketNotFoundError, NotFoundError):
         return await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=TTL_S, storage=StorageType.FILE))
+
+
+async def facts_bucket(js: JetStreamContext) -> KeyValue:
+    """The facts' bucket, created on first use."""
+    try:
+        return await js.key_value(FACTS_BUCKET)
+    except (BucketNotFoundError, NotFoundError):
+        return await js.create_key_value(KeyValueConfig(bucket=FACTS_BUCKET, storage=StorageType.FILE))
+
+
+# --- facts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One key a flavor profile's ``flavor_data`` (or a zone profile's ``availability_zone_data``) may carry."""
+
+    name: str
+    description: str
+    type: str  # "string", "boolean" or "array": its JSON-schema type, as in Octavia's driver schemas
+    enum: tuple[str, ...] = ()
+
+    def encode(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "type": self.type, "enum": list(self.enum)}
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any]) -> Option:
+        return cls(str(data["name"]), str(data["description"]), str(data["type"]), tuple(data.get("enum", ())))
+
+
+#: Octavia's flavor keys: its reference (amphora) driver's ``flavor_schema.py``, in its order.
+OCTAVIA_FLAVOR_OPTIONS = (
+    Option(
+        "loadbalancer_topology",
+        "The load balancer topology. One of: SINGLE - One amphora per load balancer. "
+        "ACTIVE_STANDBY - Two amphora per load balancer.",
+        "string",
+        (ACTIVE_STANDBY, SINGLE),  # jsonschema prints the enum in this (sorted) order
+    ),
+    Option("compute_flavor", "The compute driver flavor ID.", "string"),
+    Option("amp_image_tag", "The amphora image tag.", "string"),
+    Option("sriov_vip", "When true, the VIP port will be created using an SR-IOV VF port.", "boolean"),
+    Option(
+        "allow_member_sriov",
+        "When true, users can request a member port be SR-IOV enabled at member creation time.",
+        "boolean",
+    ),
+)
+
+#: Octavia's availability-zone keys: its reference driver's ``availability_zone_schema.py``.
+OCTAVIA_ZONE_OPTIONS = (
+    Option("compute_zone", "The compute availability zone.", "string"),
+    Option("volume_zone", "The volume availability zone.", "string"),
+    Option("management_network", "The management network ID for the amphora.", "string"),
+    Option(
+        "valid_vip_networks",
+        "List of network IDs that are allowed for VIP use. This overrides/replaces the list of allowed "
+        "networks configured in `octavia.conf`.",
+        "array",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the API must know of a provider before it accepts a change for it (the defaults: :data:`UNKNOWN`)."""
+
+    #: Listener protocols the provider cannot serve, each with why (the API's 501 quotes it).
+    unsupported_protocols: Mapping[str, str] = field(default_factory=dict)
+    #: Its VIPs come from the deployment's network driver (the API's ``network_driver``); else it has no
+    #: network of ours: a VIP is the address asked for (Octavia's no-op network driver).
+    vip_from_network: bool = False
+    #: TLS references must resolve in the secret store (False: like Octavia's no-op certificate manager, any
+    #: reference is taken).
+    checks_certificates: bool = True
+    #: The keys its flavor profiles and availability-zone profiles accept.
+    flavor_options: tuple[Option, ...] = OCTAVIA_FLAVOR_OPTIONS
+    zone_options: tuple[Option, ...] = OCTAVIA_ZONE_OPTIONS
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "unsupported_protocols": dict(self.unsupported_protocols),
+                "vip_from_network": self.vip_from_network,
+                "checks_certificates": self.checks_certificates,
+                "flavor_options": [o.encode() for o in self.flavor_options],
+                "zone_options": [o.encode() for o in self.zone_options],
+            },
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Facts:
+        """Facts from their JSON; a key a worker of another version did not write keeps its default."""
+        data = json.loads(raw)
+        default = UNKNOWN
+        return cls(
+            unsupported_protocols=dict(data.get("unsupported_protocols", default.unsupported_protocols)),
+            vip_from_network=bool(data.get("vip_from_network", default.vip_from_network)),
+            checks_certificates=bool(data.get("checks_certificates", default.checks_certificates)),
+            flavor_options=tuple(Option.decode(o) for o in data["flavor_options"])
+            if "flavor_options" in data
+            else default.flavor_options,
+            zone_options=tuple(Option.decode(o) for o in data["zone_options"])
+            if "zone_options" in data
+            else default.zone_options,
+        )
+
+
+#: The answer for a provider that published no facts (see the module's docstring).
+UNKNOWN = Facts()
+
+
+class FactsReader:
+    """The API's reader of the facts: one key-value read per provider at most every :data:`FACTS_CACHE_S`.
+
+    A provider with no entry is asked again at the next call (its first worker may be starting). When NATS
+    cannot be read, the last answer read is used however old (facts, or that there were none); for a provider
+    never read since the start, the error is raised.
+    """
+
+    def __init__(self, js: JetStreamContext, cache_s: float = FACTS_CACHE_S) -> None:
+        self._js = js
+        self._cache_s = cache_s
+        self._kv: KeyValue | None = None
+        self._last: dict[str, tuple[float, Facts | None]] = {}
+
+    async def __call__(self, provider: str) -> Facts | None:
+        now = time.monotonic()
+        last = self._last.get(provider)
+        if last is not None and last[1] is not None and now - last[0] < self._cache_s:
+            return last[1]
+        try:
+            if self._kv is None:
+                self._kv = await facts_bucket(self._js)
+            entry = await self._kv.get(provider)
+            facts = Facts.decode(entry.value or b"{}")
+        except KeyNotFoundError:  # also a deleted entry
+            facts = None
+        except Exception:
+            if last is None:
+                raise
+            logger.warning("could not read the facts of provider %s: using those read before", provider)
+            return last[1]
+        self._last[provider] = (now, facts)
+        return facts
+
+
+def static_facts(facts: Mapping[str, Facts]) -> Callable[[str], Awaitable[Facts | None]]:
+    """A reader answering from ``facts`` (for an API run without NATS, e.g. in a test's process)."""
+
+    async def read(provider: str) -> Facts | None:
+        return facts.get(provider)
+
+    return read
+
+
+# --- capabilities ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,24 +242,37 @@ class Capabilities:
 
 
 class Announcer:
-    """A worker's entries: put at start, refreshed every :data:`REFRESH_S`, deleted at stop."""
+    """A worker's entries: put at start, refreshed every :data:`REFRESH_S`, deleted at stop (its providers'
+    facts are put with them, and kept)."""
 
-    def __init__(self, js: JetStreamContext, worker_id: str, providers: dict[str, Capabilities]) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        worker_id: str,
+        providers: dict[str, Capabilities],
+        facts: Mapping[str, Facts] | None = None,
+    ) -> None:
         self._js = js
         self._entries = {f"{provider}.{worker_id}": caps.encode() for provider, caps in providers.items()}
+        self._facts = {provider: f.encode() for provider, f in (facts or {}).items()}
         self._kv: KeyValue | None = None
+        self._facts_kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Announce now (the API may ask as soon as the worker reports healthy), then keep refreshing."""
         self._kv = await bucket(self._js)
+        self._facts_kv = await facts_bucket(self._js)
         await self._put()
         self._task = asyncio.create_task(self._refresh(), name="capabilities")
 
     async def _put(self) -> None:
-        assert self._kv is not None
+        assert self._kv is not None and self._facts_kv is not None
         for key, value in self._entries.items():
             await self._kv.put(key, value)
+        # Put again with every refresh: a bucket lost (NATS' storage replaced) is filled again within seconds.
+        for provider, value in self._facts.items():
+            await self._facts_kv.put(provider, value)
 
     async def _refresh(self) -> None:
         while True:

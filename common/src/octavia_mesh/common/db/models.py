@@ -1,10 +1,13 @@
 """SQLAlchemy models of Octavia's data.
 
 The schema follows Octavia's own (load balancers keep a ``DELETED`` row until
-housekeeping purges it; children are removed outright), with three additions:
-``tags`` is one table for every taggable resource, ``provider_commands`` is the
-outbox through which the API hands changes to providers, and statistics are
-kept per listener and amphora.
+housekeeping purges it; children are removed outright), with these additions:
+``tag`` is one table for every taggable resource; ``provider_command`` is the
+outbox through which the API (and the health service, housekeeping and the
+worker's rebuild) hand changes to providers; ``flow_progress`` keeps the
+worker's durable flows; ``vip_allocation`` holds the local network driver's
+addresses; ``secret`` and ``secret_container`` are the local secret store;
+statistics are kept per listener and amphora.
 """
 
 from __future__ import annotations

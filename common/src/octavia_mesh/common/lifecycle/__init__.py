@@ -7,9 +7,10 @@
 * :mod:`.transitions`: lock (begin a change), mark parents PENDING_UPDATE, settle, fail, give up, remove a
   subtree, complete commands, claim for failover.
 
-Users: the API (locks, parents, the outbox row), the worker (settle, fail, claim after a restart), the
-driver agent (a provider's reports remove subtrees and complete commands), housekeeping (give up) and the
-health service (claim for failover; statuses are evaluated only for settled load balancers).
+Users: the API (locks, parents, the outbox row; the tree for ``/status`` and a single-call create's body),
+the worker (settle, fail, claim after a restart), the driver agent (a provider's reports remove subtrees and
+complete commands), housekeeping (give up) and the health service (claim for failover; statuses are evaluated
+only for settled load balancers).
 
 Rules decided once (Octavia 19's behaviour, and ours where it differs):
 

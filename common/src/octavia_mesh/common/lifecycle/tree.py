@@ -1,7 +1,9 @@
 """The objects under one load balancer: loading them at once, and removing some with everything under them.
 
-The one tree loader: the worker's settle and configure steps, the driver agent's reports and reads, and
-housekeeping's recovery all load a load balancer's tree through :meth:`Tree.load`.
+The one tree loader: the worker's settle and configure steps, the driver agent's reports and reads,
+housekeeping's recovery and the API's ``/status`` tree and single-call create body all load a load balancer's
+tree through :meth:`Tree.load`. (The health service reads only a few columns of many load balancers at once,
+for every heartbeat batch: its projection in ``health/store.py`` is a different query, not a second loader.)
 
 Removing an object removes what a cascade would: a listener takes its L7
 policies and their rules, a pool its members and health monitor, a load
@@ -50,13 +52,19 @@ class Tree:
 
     @classmethod
     async def load(cls, session: AsyncSession, lb_id: str, *, lock: bool = True) -> Tree | None:
-        """Load the tree of ``lb_id`` (its row locked ``FOR UPDATE`` unless ``lock`` is false)."""
+        """Load the tree of ``lb_id`` (its row locked ``FOR UPDATE`` unless ``lock`` is false).
+
+        Every list is in creation order, ties broken by id, so that documents built from a tree (the API's
+        status tree) are the same on every read; :meth:`policies_by_position` gives the L7 policies in
+        evaluation order.
+        """
         lb = await session.get(LoadBalancer, lb_id, with_for_update=lock)
         if lb is None:
             return None
 
         async def rows(model: Any, *where: Any) -> list[Any]:
-            return list((await session.execute(select(model).where(*where).order_by(model.created_at))).scalars())
+            query = select(model).where(*where).order_by(model.created_at, model.id)
+            return list((await session.execute(query)).scalars())
 
         listeners = await rows(Listener, Listener.load_balancer_id == lb_id)
         pools = await rows(Pool, Pool.load_balancer_id == lb_id)
@@ -68,6 +76,10 @@ class Tree:
         policy_ids = [p.id for p in policies]
         rules = await rows(L7Rule, L7Rule.l7policy_id.in_(policy_ids)) if policy_ids else []
         return cls(lb, listeners, pools, members, monitors, policies, rules)
+
+    def policies_by_position(self) -> list[L7Policy]:
+        """The L7 policies in the order each listener evaluates them."""
+        return sorted(self.policies, key=lambda p: p.position)
 
     def children(self) -> list[Any]:
         """Every object under the load balancer."""

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
-from octavia_mesh.common.capabilities import Capabilities
+from octavia_mesh.common.capabilities import Capabilities, Facts
 from octavia_mesh.common.commands import OutboxRelay
 
 
@@ -28,6 +28,10 @@ class App:
     relay: OutboxRelay | None = None
     #: What a provider's workers can build (the registry on NATS); None without NATS.
     provider_capabilities: Callable[[str], Awaitable[Capabilities | None]] | None = None
+    #: What a provider is (its facts in the registry, None for one that published none); None without NATS,
+    #: when every provider is answered as one that published nothing (``capabilities.static_facts`` gives a
+    #: registry-less API its providers' facts).
+    provider_facts: Callable[[str], Awaitable[Facts | None]] | None = None
 
     def commands_committed(self) -> None:
         """Tell the relay that new outbox rows are committed."""

@@ -131,6 +131,7 @@ async def serve(settings: ApiSettings) -> None:
         app.relay = commands.OutboxRelay(write, js)
         app.relay.start()
         app.provider_capabilities = functools.partial(capabilities.of_provider, js)
+        app.provider_facts = capabilities.FactsReader(js)
     server, health, port = create_server(app, settings.grpc_listen)
     logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
 

@@ -1,12 +1,16 @@
 """Choosing a new load balancer's VIP, through the network driver (:mod:`octavia_mesh.common.network`).
 
-* The ``amphora`` provider uses the configured driver (setting ``network_driver``): by default ``local``,
-  which gives each load balancer its own address of the local VIP subnet, a range of 127.0.0.0/8 (no root
-  needed), allocated in the create's transaction and given back on delete. That subnet has a stable id
-  (settings ``local_vip_subnet_id``), which ``octavia-mesh up`` prints and the edge answers Neutron-style
-  subnet lookups for.
-* The ``noop`` provider has no network: like Octavia's no-op network driver, it keeps the address asked
-  for, or hands out ``198.51.100.1`` (TEST-NET-2), and derives stable port and network ids.
+Which driver allocates a provider's VIPs is a fact the provider publishes (``Facts.vip_from_network`` in
+:mod:`octavia_mesh.common.capabilities`; the API names no provider):
+
+* A provider whose VIPs come from the deployment's network (the amphora provider) uses the configured driver
+  (setting ``network_driver``): by default ``local``, which gives each load balancer its own address of the
+  local VIP subnet, a range of 127.0.0.0/8 (no root needed), allocated in the create's transaction and given
+  back on delete. That subnet has a stable id (settings ``local_vip_subnet_id``), which ``octavia-mesh up``
+  prints and the edge answers Neutron-style subnet lookups for.
+* Any other (the noop provider; a provider that published no facts) has no network of ours: like Octavia's
+  no-op network driver, it keeps the address asked for, or hands out ``198.51.100.1`` (TEST-NET-2), and
+  derives stable port and network ids.
 """
 
 from __future__ import annotations
@@ -22,15 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api.errors import Conflict, InvalidInput
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common import network
+from octavia_mesh.common.capabilities import Facts
 from octavia_mesh.common.network.local import LocalNetworkDriver, LocalSubnet
 from octavia_mesh.common.network.noop import NOOP_ADDRESS, NoopNetworkDriver
 
-__all__ = ["LOCAL_PROVIDERS", "NOOP_ADDRESS", "allocate", "driver_for"]
+__all__ = ["NOOP_ADDRESS", "allocate", "driver_for"]
 
 logger = logging.getLogger(__name__)
-
-#: Providers whose VIPs come from the configured network driver (the others have no network: no-op).
-LOCAL_PROVIDERS = ("amphora",)
 
 
 @functools.cache
@@ -44,22 +46,22 @@ def _configured(settings: ApiSettings) -> network.NetworkDriver:
     return network.create_driver(settings.network_driver)
 
 
-def driver_for(settings: ApiSettings, provider: str) -> network.NetworkDriver:
-    """The network driver that allocates the VIPs of ``provider``'s load balancers."""
-    return _configured(settings) if provider in LOCAL_PROVIDERS else NoopNetworkDriver()
+def driver_for(settings: ApiSettings, facts: Facts) -> network.NetworkDriver:
+    """The network driver that allocates the VIPs of the load balancers of a provider with ``facts``."""
+    return _configured(settings) if facts.vip_from_network else NoopNetworkDriver()
 
 
 async def allocate(
     settings: ApiSettings,
     session: AsyncSession,
-    provider: str,
+    facts: Facts,
     values: dict[str, Any],
     lb_id: str,
     project_id: str = "",
 ) -> network.Vip:
-    """Allocate the VIP of a new load balancer of ``provider`` from its request ``values``, in ``session``."""
+    """Allocate the VIP of a new load balancer (of a provider with ``facts``) from its request ``values``."""
     request = network.VipRequest.from_values(lb_id, project_id, values)
-    driver = driver_for(settings, provider)
+    driver = driver_for(settings, facts)
     try:
         allocated = await driver.allocate_vip(session, request)
     except network.InvalidVip as exc:

@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
-from octavia_mesh.common.capabilities import Capabilities
+from octavia_mesh.common.capabilities import Capabilities, Facts
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
 from octavia_mesh.common.lifecycle.transitions import complete_commands
 from octavia_mesh.protos.provider.v1 import commands_pb2
@@ -31,6 +31,10 @@ class Provider(Protocol):
     """What the consumer needs of a provider."""
 
     name: str
+
+    def facts(self) -> Facts:
+        """What the API must know of the provider (published in :mod:`octavia_mesh.common.capabilities`)."""
+        ...
 
     def capabilities(self) -> Capabilities:
         """What this worker can build for the provider (announced in :mod:`octavia_mesh.common.capabilities`)."""

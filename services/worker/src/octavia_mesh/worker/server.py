@@ -158,8 +158,11 @@ async def serve(settings: WorkerSettings) -> None:
                 pools.append(SparePool(provider.deps, settings.spare_amphorae))
     for pool in pools:
         pool.start()
-    # Before the health endpoint answers: once the worker is healthy, the API finds what it can build.
-    announcer = capabilities.Announcer(js, uuid.uuid4().hex, {p.name: p.capabilities() for p in providers})
+    # Before the health endpoint answers: once the worker is healthy, the API finds what it can build (and what
+    # its providers are).
+    announcer = capabilities.Announcer(
+        js, uuid.uuid4().hex, {p.name: p.capabilities() for p in providers}, {p.name: p.facts() for p in providers}
+    )
     await announcer.start()
     server = grpc.aio.server(options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])

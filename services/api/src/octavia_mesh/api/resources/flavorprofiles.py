@@ -83,7 +83,7 @@ class Profiles(AdminResource):
         data = load_profile_data(values[self.data], self.data)
         # A null provider is the default one, as Octavia's driver factory reads it.
         provider_name = values["provider_name"] or app.settings.default_provider_driver
-        check_profile_data(app, provider_name, data, zone=self.zone)
+        await check_profile_data(app, provider_name, data, zone=self.zone)
         row = self.model(id=str(uuid.uuid4()), name=values["name"] or "", provider_name=provider_name)
         setattr(row, self.data, values[self.data])
         async with app.write() as session, session.begin():
@@ -109,7 +109,7 @@ class Profiles(AdminResource):
                 provider_name = values.get("provider_name", row.provider_name)
                 if self.data not in values:
                     data = load_profile_data(getattr(row, self.data), self.put_data_option)
-                check_profile_data(app, provider_name, data, zone=self.zone)
+                await check_profile_data(app, provider_name, data, zone=self.zone)
             item = await self.applied(session, row, values)
         return Reply(200, {self.wrapper: item})
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -14,7 +13,8 @@ from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidField, ValidationFailure
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.resources import healthmonitors, l7policies, l7rules, listeners, members, pools
-from octavia_mesh.common.db.models import HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool
+from octavia_mesh.common.db.models import Listener, LoadBalancer, Member, Pool
+from octavia_mesh.common.lifecycle.tree import Tree
 
 # Objects embedded in a load balancer take their load balancer and project from it (Octavia's *SingleCreate types).
 _PARENT_KEYS = ("loadbalancer_id", "listener_id", "project_id", "tenant_id")
@@ -158,47 +158,9 @@ async def _create_tree(
 
 async def full_view(session: AsyncSession, lb: LoadBalancer, item: dict[str, Any]) -> dict[str, Any]:
     """The 201 body of a single-call create: every object in full, nested as Octavia nests them."""
-    listener_rows = list(
-        (
-            await session.execute(
-                select(Listener).where(Listener.load_balancer_id == lb.id).order_by(Listener.created_at, Listener.id)
-            )
-        ).scalars()
-    )
-    pool_rows = list(
-        (
-            await session.execute(select(Pool).where(Pool.load_balancer_id == lb.id).order_by(Pool.created_at, Pool.id))
-        ).scalars()
-    )
-    pool_ids = [p.id for p in pool_rows]
-    member_rows = list(
-        (
-            await session.execute(
-                select(Member).where(Member.pool_id.in_(pool_ids)).order_by(Member.created_at, Member.id)
-            )
-        ).scalars()
-    )
-    monitor_rows = list(
-        (await session.execute(select(HealthMonitor).where(HealthMonitor.pool_id.in_(pool_ids)))).scalars()
-    )
-    policy_rows = list(
-        (
-            await session.execute(
-                select(L7Policy)
-                .where(L7Policy.listener_id.in_([x.id for x in listener_rows]))
-                .order_by(L7Policy.position)
-            )
-        ).scalars()
-    )
-    rule_rows = list(
-        (
-            await session.execute(
-                select(L7Rule)
-                .where(L7Rule.l7policy_id.in_([x.id for x in policy_rows]))
-                .order_by(L7Rule.created_at, L7Rule.id)
-            )
-        ).scalars()
-    )
+    tree = await _tree(session, lb.id)
+    listener_rows, pool_rows, member_rows = tree.listeners, tree.pools, tree.members
+    monitor_rows, policy_rows, rule_rows = tree.monitors, tree.policies_by_position(), tree.rules
 
     rules_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row, rule in zip(rule_rows, await l7rules.views(session, rule_rows), strict=True):
@@ -228,6 +190,14 @@ async def full_view(session: AsyncSession, lb: LoadBalancer, item: dict[str, Any
     return {"listeners": listener_views, "pools": pool_views, **_without(item, "listeners", "pools")}
 
 
+async def _tree(session: AsyncSession, lb_id: str) -> Tree:
+    """The load balancer's tree, read without a lock (the caller has just read or written its row)."""
+    tree = await Tree.load(session, lb_id, lock=False)
+    if tree is None:  # the caller found the row in this same session
+        raise store.NotFound("Load Balancer", lb_id)
+    return tree
+
+
 def _without(view: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in view.items() if k not in keys}
 
@@ -238,40 +208,17 @@ async def status_tree(app: App, call: Call) -> Reply:
     async with app.read() as session:
         lb = await store.get_or_404(session, LoadBalancer, call.id, "Load Balancer", hide_deleted=True)
         call.caller.check(Rule.READ, lb.project_id)
-        listeners = (
-            (
-                await session.execute(
-                    select(Listener)
-                    .where(Listener.load_balancer_id == lb.id)
-                    .order_by(Listener.created_at, Listener.id)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        pools = {p.id: p for p in (await session.execute(select(Pool).where(Pool.load_balancer_id == lb.id))).scalars()}
-        members: dict[str, list[Member]] = defaultdict(list)
-        monitors: dict[str, HealthMonitor] = {}
-        redirects: dict[str, list[str]] = defaultdict(list)
-        if pools:
-            for member in (
-                await session.execute(
-                    select(Member).where(Member.pool_id.in_(list(pools))).order_by(Member.created_at, Member.id)
-                )
-            ).scalars():
-                members[member.pool_id].append(member)
-            for monitor in (
-                await session.execute(select(HealthMonitor).where(HealthMonitor.pool_id.in_(list(pools))))
-            ).scalars():
-                monitors[monitor.pool_id] = monitor
-        if listeners:
-            for listener_id, pool_id in await session.execute(
-                select(L7Policy.listener_id, L7Policy.redirect_pool_id)
-                .where(L7Policy.listener_id.in_([x.id for x in listeners]), L7Policy.redirect_pool_id.is_not(None))
-                .order_by(L7Policy.position)
-            ):
-                assert pool_id is not None  # the query selects only redirects to a pool
-                redirects[listener_id].append(pool_id)
+        tree = await _tree(session, lb.id)
+    listeners = tree.listeners
+    pools = {p.id: p for p in tree.pools}
+    members: dict[str, list[Member]] = defaultdict(list)
+    for member in tree.members:
+        members[member.pool_id].append(member)
+    monitors = {m.pool_id: m for m in tree.monitors}
+    redirects: dict[str, list[str]] = defaultdict(list)
+    for policy in tree.policies_by_position():
+        if policy.redirect_pool_id is not None:
+            redirects[policy.listener_id].append(policy.redirect_pool_id)
 
     def pool_status(pool: Pool) -> dict[str, Any]:
         monitor = monitors.get(pool.id)

@@ -25,6 +25,7 @@ from octavia_mesh.api.query import (
     strict_int,
     words,
 )
+from octavia_mesh.api.resources import providers
 from octavia_mesh.api.resources.protocols import (
     alpn_list,
     check_alpn,
@@ -340,19 +341,11 @@ async def _default_pool(session: AsyncSession, lb_id: str, pool_id: str, protoco
     return pool
 
 
-#: What the amphora provider cannot serve yet, and why (answered as Octavia's "unsupported option" 501).
-AMPHORA_UNSUPPORTED = {
-    "UDP": "UDP listeners need a UDP data plane (HAProxy balances TCP only)",
-    "SCTP": "SCTP listeners need an SCTP data plane (HAProxy balances TCP only)",
-}
-
-
-def check_provider_supports(provider: str, protocol: str) -> None:
-    """Refuse, before anything is written, what the load balancer's provider cannot serve."""
-    if provider == "amphora" and protocol in AMPHORA_UNSUPPORTED:
-        raise NotImplementedByProvider(
-            f"Provider '{provider}' does not support a requested option: {AMPHORA_UNSUPPORTED[protocol]}"
-        )
+async def check_provider_supports(app: App, provider: str, protocol: str) -> None:
+    """Refuse, before anything is written, a protocol the load balancer's provider says it cannot serve."""
+    why = (await providers.facts_of(app, provider)).unsupported_protocols.get(protocol)
+    if why is not None:
+        raise NotImplementedByProvider(f"Provider '{provider}' does not support a requested option: {why}")
 
 
 async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, values: dict[str, Any]) -> Listener:
@@ -366,7 +359,7 @@ async def insert(app: App, call: Call, session: AsyncSession, lb: LoadBalancer, 
     if port is None:
         raise InvalidInput(f"{protocol} is not a valid option for protocol")
     check_headers(values.get("insert_headers"), protocol)
-    check_provider_supports(lb.provider, protocol)
+    await check_provider_supports(app, lb.provider, protocol)
     if protocol == "PROMETHEUS" and (
         values.get("default_pool_id") or values.get("default_pool") or values.get("l7policies")
     ):

@@ -16,7 +16,7 @@ from octavia_mesh.api.errors import InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import Filter, as_text, list_spec, parse_query, strict_bool, strict_time, words
 from octavia_mesh.api.resources import graph, listeners
-from octavia_mesh.api.resources.providers import resolve_provider
+from octavia_mesh.api.resources.providers import facts_of, resolve_provider
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.engine import rowcount
 from octavia_mesh.common.db.models import (
@@ -161,7 +161,8 @@ async def create(app: App, call: Call) -> Reply:
         )
         if values.get("availability_zone"):
             await _check_zone(session, values["availability_zone"])
-        address = await vip.allocate(app.settings, session, provider, values, lb_id, project_id)
+        facts = await facts_of(app, provider)
+        address = await vip.allocate(app.settings, session, facts, values, lb_id, project_id)
         lb = store.fresh(
             LoadBalancer,
             id=lb_id,

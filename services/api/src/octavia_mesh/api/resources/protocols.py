@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api import schema as s
 from octavia_mesh.api.app import App
 from octavia_mesh.api.errors import InvalidInput, ValidationFailure
+from octavia_mesh.api.resources import providers
 from octavia_mesh.api.resources.barbican import keyring
 from octavia_mesh.common import secrets
 
@@ -89,19 +90,22 @@ def check_alpn(protocols: list[str] | None) -> None:
 # --- certificate references --------------------------------------------------
 
 
-#: Providers that use no certificate: Octavia's no-op certificate manager answers every reference, so the
-#: ``noop`` provider accepts any (octavia-tempest-plugin's noop jobs create TLS listeners with made-up refs).
-NO_CERTIFICATES = frozenset({"noop"})
+async def _checks_certificates(app: App, provider: str) -> bool:
+    """Whether ``provider`` uses the certificates it is given: one that uses none (the noop provider, like
+    Octavia's no-op certificate manager) takes any reference (octavia-tempest-plugin's noop jobs create TLS
+    listeners with made-up refs). A fact the provider publishes (``Facts.checks_certificates``)."""
+    return (await providers.facts_of(app, provider)).checks_certificates
 
 
 async def check_certificate_refs(
     app: App, session: AsyncSession, project_id: str | None, refs: Iterable[str | None], *, provider: str
 ) -> None:
     """Every reference names a usable certificate bundle of ``project_id`` (Octavia's ``_validate_tls_refs``)."""
-    if provider in NO_CERTIFICATES:
+    given = [r for r in refs if r]  # Octavia lists a bad reference as often as it is given
+    if not given or not await _checks_certificates(app, provider):
         return
     bad = []
-    for ref in [r for r in refs if r]:  # Octavia lists a bad reference as often as it is given
+    for ref in given:
         try:
             await secrets.resolve(session, ref, keyring(app.settings), project_id=project_id)
         except secrets.UnreadablePkcs12 as exc:
@@ -119,7 +123,7 @@ async def check_ca_and_crl(
     app: App, session: AsyncSession, project_id: str | None, ca_ref: str | None, crl_ref: str | None, *, provider: str
 ) -> None:
     """A CA certificate and its optional CRL (Octavia's ``_validate_client_ca_and_crl_refs``, same wording)."""
-    if provider in NO_CERTIFICATES:
+    if not await _checks_certificates(app, provider):
         return
     key = keyring(app.settings)
     payloads: dict[str, bytes] = {}

@@ -1,23 +1,27 @@
 """Providers: ``/v2/lbaas/providers`` and their flavor / availability-zone capabilities.
 
-Besides the three calls, this module holds what the flavor-profile and
-availability-zone-profile handlers share with it: the capabilities our
-providers accept, and the check of a profile's ``flavor_data`` /
-``availability_zone_data`` against them, with the messages Octavia's amphora
-driver produces through ``jsonschema``.
+Besides the three calls, this module holds what the other handlers ask of a
+provider: its facts (:func:`facts_of`, from the registry its workers write:
+no provider is known here by name), and the check of a profile's
+``flavor_data`` / ``availability_zone_data`` against the keys the provider
+accepts, with the messages Octavia's amphora driver produces through
+``jsonschema``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from octavia_mesh.api.app import App, Call, Reply
-from octavia_mesh.api.errors import InvalidInput, NotImplementedByProvider
+from octavia_mesh.api.errors import InvalidInput, NotImplementedByProvider, Unavailable
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import parse_query, select_fields, show_fields
+from octavia_mesh.common.capabilities import UNKNOWN, Facts, Option
+
+logger = logging.getLogger(__name__)
 
 #: Octavia's deprecated alias of the amphora provider.
 ALIASES = {"octavia": "amphora"}
@@ -33,72 +37,26 @@ def resolve_provider(app: App, name: str) -> str:
     raise InvalidInput(f"Provider '{name}' is not enabled.")
 
 
-# --- capabilities -------------------------------------------------------------
+# --- what the API knows of a provider ----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Capability:
-    """One key a profile's data may carry, with its JSON-schema type (and allowed values)."""
-
-    name: str
-    description: str
-    type: str  # "string", "boolean" or "array", as in the amphora driver's JSON schema
-    enum: tuple[str, ...] = ()
-
-
-#: The amphora driver's flavor capabilities (octavia/api/drivers/amphora_driver/flavor_schema.py).
-FLAVOR_CAPABILITIES = (
-    Capability(
-        "loadbalancer_topology",
-        "The load balancer topology. One of: SINGLE - One amphora per load balancer. "
-        "ACTIVE_STANDBY - Two amphora per load balancer.",
-        "string",
-        ("ACTIVE_STANDBY", "SINGLE"),  # jsonschema prints the enum in this (sorted) order
-    ),
-    Capability("compute_flavor", "The compute driver flavor ID.", "string"),
-    Capability("amp_image_tag", "The amphora image tag.", "string"),
-    Capability("sriov_vip", "When true, the VIP port will be created using an SR-IOV VF port.", "boolean"),
-    Capability(
-        "allow_member_sriov",
-        "When true, users can request a member port be SR-IOV enabled at member creation time.",
-        "boolean",
-    ),
-)
-
-#: The amphora driver's availability-zone capabilities (availability_zone_schema.py).
-AZ_CAPABILITIES = (
-    Capability("compute_zone", "The compute availability zone.", "string"),
-    Capability("volume_zone", "The volume availability zone.", "string"),
-    Capability("management_network", "The management network ID for the amphora.", "string"),
-    Capability(
-        "valid_vip_networks",
-        "List of network IDs that are allowed for VIP use. This overrides/replaces the list of allowed "
-        "networks configured in `octavia.conf`.",
-        "array",
-    ),
-)
-
-#: Capabilities per provider. Every provider of this repository (today ``noop``) accepts the
-#: amphora driver's keys, so that flavors and zones written for Octavia's amphora provider work
-#: unchanged; a provider missing here gets the same set.
-CAPABILITIES: dict[str, tuple[tuple[Capability, ...], tuple[Capability, ...]]] = {
-    "amphora": (FLAVOR_CAPABILITIES, AZ_CAPABILITIES),
-    "noop": (FLAVOR_CAPABILITIES, AZ_CAPABILITIES),
-}
-
-
-def flavor_capabilities_of(provider: str) -> tuple[Capability, ...]:
-    return CAPABILITIES.get(provider, CAPABILITIES["amphora"])[0]
-
-
-def zone_capabilities_of(provider: str) -> tuple[Capability, ...]:
-    return CAPABILITIES.get(provider, CAPABILITIES["amphora"])[1]
+async def facts_of(app: App, provider: str) -> Facts:
+    """What ``provider`` published in the registry (:mod:`octavia_mesh.common.capabilities`), or, when it
+    published nothing, :data:`~octavia_mesh.common.capabilities.UNKNOWN` (the module says why that answer)."""
+    if app.provider_facts is None:
+        return UNKNOWN
+    try:
+        facts = await app.provider_facts(provider)
+    except Exception as exc:  # NATS unreachable and the provider never read: no guess (a wrong VIP would stay)
+        logger.warning("could not read the facts of provider %s: %s", provider, exc)
+        raise Unavailable(f"Provider '{provider}' cannot be reached at the moment. Please retry later.") from None
+    return UNKNOWN if facts is None else facts
 
 
 _JSON_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "boolean": bool, "array": list, "object": dict}
 
 
-def _schema_error(data: Any, capabilities: Sequence[Capability]) -> str | None:
+def _schema_error(data: Any, capabilities: Sequence[Option]) -> str | None:
     """The message ``jsonschema.validate`` gives for ``data``, or ``None`` when it is valid.
 
     Mirrors ``best_match``: a root error (wrong type, unknown keys) wins over a
@@ -115,7 +73,7 @@ def _schema_error(data: Any, capabilities: Sequence[Capability]) -> str | None:
     errors: dict[str, str] = {}
     for key, value in data.items():
         cap = known[key]
-        if not isinstance(value, _JSON_TYPES[cap.type]):
+        if not isinstance(value, _JSON_TYPES.get(cap.type, object)):  # a type this API does not know: any value
             errors[key] = f"{key} {value!r} is not of type '{cap.type}'"
         elif cap.enum and value not in cap.enum:
             errors[key] = f"{key} {value!r} is not one of {list(cap.enum)!r}"
@@ -132,10 +90,11 @@ def load_profile_data(raw: str | None, option: str) -> Any:
         raise InvalidInput(f"{raw} is not a valid option for {option}") from None
 
 
-def check_profile_data(app: App, provider_name: str, data: Any, *, zone: bool) -> None:
+async def check_profile_data(app: App, provider_name: str, data: Any, *, zone: bool) -> None:
     """Check decoded profile data against the provider's capabilities (400 if not enabled, 501 if unsupported)."""
     provider = resolve_provider(app, provider_name)
-    capabilities = zone_capabilities_of(provider) if zone else flavor_capabilities_of(provider)
+    facts = await facts_of(app, provider)
+    capabilities = facts.zone_options if zone else facts.flavor_options
     message = _schema_error(data, capabilities)
     if message is not None:
         raise NotImplementedByProvider(f"Provider '{provider_name}' does not support a requested option: {message}")
@@ -151,7 +110,7 @@ async def list_(app: App, call: Call) -> Reply:
     return Reply(200, {"providers": [select_fields(i, fields) for i in items]})
 
 
-def _capabilities(call: Call, capabilities: Sequence[Capability]) -> list[dict[str, Any]]:
+def _capabilities(call: Call, capabilities: Sequence[Option]) -> list[dict[str, Any]]:
     params = parse_query(call.query)
     items = [{"name": c.name, "description": c.description} for c in capabilities]
     # Octavia compares the whole parameter, so a repeated name or description matches nothing.
@@ -165,14 +124,14 @@ def _capabilities(call: Call, capabilities: Sequence[Capability]) -> list[dict[s
 
 async def flavor_capabilities(app: App, call: Call) -> Reply:
     call.caller.check(Rule.ADMIN)
-    provider = resolve_provider(app, call.id)
-    return Reply(200, {"flavor_capabilities": _capabilities(call, flavor_capabilities_of(provider))})
+    facts = await facts_of(app, resolve_provider(app, call.id))
+    return Reply(200, {"flavor_capabilities": _capabilities(call, facts.flavor_options)})
 
 
 async def availability_zone_capabilities(app: App, call: Call) -> Reply:
     call.caller.check(Rule.ADMIN)
-    provider = resolve_provider(app, call.id)
-    return Reply(200, {"availability_zone_capabilities": _capabilities(call, zone_capabilities_of(provider))})
+    facts = await facts_of(app, resolve_provider(app, call.id))
+    return Reply(200, {"availability_zone_capabilities": _capabilities(call, facts.zone_options)})
 
 
 HANDLERS = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilities
+from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilities, Facts
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.common.lifecycle.transitions import SUBJECTS, fail
@@ -52,6 +52,21 @@ class AmphoraProvider:
     def __init__(self, deps: AmphoraDeps) -> None:
         self.deps = deps
         self.engine = FlowEngine(deps.sessions)
+
+    #: What the API must know of this provider (published in :mod:`octavia_mesh.common.capabilities`): HAProxy
+    #: balances TCP only, VIPs come from the deployment's network driver, TLS references must resolve, and
+    #: flavors and zones take Octavia's amphora driver's keys (the defaults).
+    FACTS = Facts(
+        unsupported_protocols={
+            "UDP": "UDP listeners need a UDP data plane (HAProxy balances TCP only)",
+            "SCTP": "SCTP listeners need an SCTP data plane (HAProxy balances TCP only)",
+        },
+        vip_from_network=True,
+        checks_certificates=True,
+    )
+
+    def facts(self) -> Facts:
+        return self.FACTS
 
     def capabilities(self) -> Capabilities:
         """What this worker can build for the API's registry: SINGLE always, ACTIVE_STANDBY where pairs boot."""

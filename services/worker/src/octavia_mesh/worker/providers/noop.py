@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilities
+from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilities, Facts
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
@@ -21,6 +21,15 @@ class NoopProvider:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+
+    #: Like Octavia's no-op drivers: no network (a VIP is the address asked for, or TEST-NET-2's), any TLS
+    #: reference taken (octavia-tempest-plugin's noop jobs create TLS listeners with made-up references), every
+    #: protocol accepted, and Octavia's amphora driver's flavor and zone keys, so that flavors written for it
+    #: work unchanged.
+    FACTS = Facts(vip_from_network=False, checks_certificates=False)
+
+    def facts(self) -> Facts:
+        return self.FACTS
 
     def capabilities(self) -> Capabilities:
         """Like Octavia's no-op driver, it accepts any topology (and builds nothing)."""
