@@ -155,7 +155,13 @@ async def serve(settings: WorkerSettings) -> None:
         if isinstance(provider, AmphoraProvider):
             await rebuild_lost_amphorae(write, provider.deps.compute)
             if settings.compute_driver == "local":
-                pools.append(SparePool(provider.deps, settings.spare_amphorae))
+                pools.append(
+                    SparePool(
+                        provider.deps,
+                        settings.spare_amphorae,
+                        renew_before=dt.timedelta(seconds=settings.spare_cert_renew_before_s),
+                    )
+                )
     for pool in pools:
         pool.start()
     # Before the health endpoint answers: once the worker is healthy, the API finds what it can build (and what

@@ -77,6 +77,13 @@ class WorkerSettings:
             "of booting (0: no pool)"
         },
     )
+    spare_cert_renew_before_s: float = field(
+        default=14 * 86400.0,
+        metadata={
+            "help": "a spare amphora whose certificate expires within this many seconds is replaced by a fresh one "
+            "(housekeeping's cert_expiry_buffer for the amphorae it rotates; at most half the validity)"
+        },
+    )
     vrrp_advert_int_s: float = field(
         default=0.1,
         metadata={"help": "ACTIVE_STANDBY: VRRP advertisement interval (a dead master is replaced after ~3.6 of them)"},

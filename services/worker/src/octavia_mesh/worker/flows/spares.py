@@ -4,7 +4,9 @@ booting (an agent's start, its launcher and the first TLS handshake are most of 
 **The pool** (:class:`SparePool`, a task of the worker): keeps ``spare_amphorae`` amphorae in Octavia's spare
 status ``READY`` (no load balancer), booting one at a time (a burst of creates larger than the pool falls back
 to booting in the flow, and the pool refills behind it). A spare whose instance died is retired; one a killed
-worker left half-booted is retired once it is older than the agent timeout. ``0`` turns the pool off.
+worker left half-booted is retired once it is older than the agent timeout; one whose certificate expires within
+``renew_before`` is retired and replaced by a fresh one (housekeeping rotates the certificates of ALLOCATED
+amphorae only, and a spare has nothing to keep: booting another is the rotation). ``0`` turns the pool off.
 
 **Identity.** A spare is a whole amphora from its birth: its row (id, ``cert_serial``), its certificate (CN
 ``amphora-<id>``, issued for that id and never changed by the assignment) and its heartbeat stream, which the
@@ -103,11 +105,25 @@ class TakeSpare:
         return None  # CreateAmphora's and BootAmphora's reverts retire it like any amphora of the flow
 
 
+def _naive(moment: dt.datetime) -> dt.datetime:
+    """``moment`` in UTC without a zone, as ``utcnow()`` and every database driver's DATETIME give it."""
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 class SparePool:
     """Keeps ``size`` spare amphorae booted (see the module docstring)."""
 
-    def __init__(self, deps: AmphoraDeps, size: int, interval_s: float = 0.5, refill_delay_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        deps: AmphoraDeps,
+        size: int,
+        interval_s: float = 0.5,
+        refill_delay_s: float = 1.0,
+        renew_before: dt.timedelta = dt.timedelta(days=14),
+    ) -> None:
         self.deps, self.size, self.interval_s, self.refill_delay_s = deps, size, interval_s, refill_delay_s
+        # Never half the certificate's life or more: the pool would retire every spare it boots.
+        self.renew_before = min(renew_before, deps.cert_validity / 2)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         #: Spares booted since the start (for tests and logs).
@@ -141,12 +157,14 @@ class SparePool:
                 await asyncio.wait_for(self._wake.wait(), self.interval_s * 2 ** min(failures, 6))
             self._wake.clear()
 
-    async def _spares(self) -> list[tuple[str, str | None, str, dt.datetime]]:
+    async def _spares(self) -> list[tuple[str, str | None, str, dt.datetime, dt.datetime | None]]:
         async with self.deps.sessions() as session:
             return [
                 tuple(r)  # type: ignore[misc]
                 for r in await session.execute(
-                    select(Amphora.id, Amphora.compute_id, Amphora.status, Amphora.created_at).where(
+                    select(
+                        Amphora.id, Amphora.compute_id, Amphora.status, Amphora.created_at, Amphora.cert_expiration
+                    ).where(
                         Amphora.load_balancer_id.is_(None),
                         Amphora.status.in_((READY, AmphoraStatus.PENDING_CREATE, AmphoraStatus.BOOTING)),
                     )
@@ -164,9 +182,12 @@ class SparePool:
             await asyncio.sleep(self.refill_delay_s)
         now = utcnow()
         stuck_before = now - dt.timedelta(seconds=self.deps.agent_timeout_s + 30)
+        renew_by = now + self.renew_before
         healthy = 0
-        for amphora_id, compute_id, status, created_at in await self._spares():
-            if status == READY and await self.deps.compute.get_instance(compute_id or amphora_id) is not None:
+        for amphora_id, compute_id, status, created_at, expires in await self._spares():
+            if status == READY and expires is not None and _naive(expires) < renew_by:
+                await self._retire(amphora_id, compute_id, f"its certificate expires at {expires:%Y-%m-%d %H:%M:%S}")
+            elif status == READY and await self.deps.compute.get_instance(compute_id or amphora_id) is not None:
                 healthy += 1
             elif status == READY or created_at < stuck_before:
                 await self._retire(amphora_id, compute_id, f"{status.lower()} spare without a running agent")
