@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,9 +112,23 @@ def test_every_service_serves_metrics_where_up_says(mesh: Mesh) -> None:
         samples, types = parse(fetch(mesh.metrics_urls[service]))
         assert types["grpc_server_handled"] == "counter" and types["grpc_server_handling_seconds"] == "histogram"
         assert "process_cpu_seconds" in types, service  # prometheus-client's process collector
-    # The edge is Envoy: its own admin endpoint, in Prometheus format.
-    edge, edge_types = parse(fetch(mesh.metrics_urls["edge"]))
-    assert "envoy_http_downstream_rq_total" in edge_types or "envoy_http_downstream_rq" in edge_types
+    assert mesh.metrics_urls["edge"] == f"http://127.0.0.1:{ports['edge-metrics']}/stats/prometheus"
+
+
+def test_the_edge_serves_envoys_metrics_and_nothing_else_of_its_admin(mesh: Mesh, api: Rest) -> None:
+    def downstream_requests() -> float:
+        samples, _ = parse(fetch(mesh.metrics_urls["edge"]))
+        return total(samples, "envoy_http_downstream_rq_total", envoy_http_conn_manager_prefix="octavia_rest")
+
+    before = downstream_requests()
+    for _ in range(3):
+        api.ok("GET", LBS)
+    assert downstream_requests() - before == 3
+    base = mesh.metrics_urls["edge"].removesuffix("/stats/prometheus")
+    for path in ("/stats", "/config_dump", "/quitquitquit"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(base + path, method="POST"), timeout=5)  # noqa: S310
+        assert refused.value.code == 404, path
 
 
 def test_grpc_calls_are_counted_by_method_and_code(mesh: Mesh, api: Rest) -> None:

@@ -323,7 +323,8 @@ class Mesh:
             ]
             for what, child, port in waits:
                 wait_until(lambda port=port: grpc_serving(f"127.0.0.1:{port}"), opts.start_timeout, what, child)
-            self.metrics_urls["edge"] = f"http://127.0.0.1:{admin_port}/stats/prometheus"  # Envoy's admin
+            edge_metrics_port = self.ports.port("edge-metrics")  # Envoy's /stats/prometheus, not its whole admin
+            self.metrics_urls["edge"] = f"http://{opts.host}:{edge_metrics_port}/stats/prometheus"
             config_path = self.state / "envoy.json"
             config_path.write_text(
                 json.dumps(
@@ -336,6 +337,7 @@ class Mesh:
                         str(descriptor_path()),
                         lua_source(),
                         opts.auth_strategy,
+                        metrics_port=edge_metrics_port,
                     ),
                     indent=1,
                 )
