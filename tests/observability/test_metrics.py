@@ -28,6 +28,9 @@ from support import Rest, start_mesh  # noqa: E402
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 
 SERVICES = ("api", "worker", "health", "housekeeping", "driver-agent")
+#: The table of docs/metrics.md: every series of ours a service exposes is in it.
+DOCS = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+OURS = ("octavia_mesh_", "grpc_server_")
 LBS = "/v2/lbaas/loadbalancers"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -112,6 +115,8 @@ def test_every_service_serves_metrics_where_up_says(mesh: Mesh) -> None:
         samples, types = parse(fetch(mesh.metrics_urls[service]))
         assert types["grpc_server_handled"] == "counter" and types["grpc_server_handling_seconds"] == "histogram"
         assert "process_cpu_seconds" in types, service  # prometheus-client's process collector
+        undocumented = [n for n in types if n.startswith(OURS) and f"`{n}" not in DOCS]
+        assert not undocumented, (service, undocumented)
     assert mesh.metrics_urls["edge"] == f"http://127.0.0.1:{ports['edge-metrics']}/stats/prometheus"
 
 
