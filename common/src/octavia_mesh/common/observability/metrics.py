@@ -142,9 +142,10 @@ class RpcMetrics(grpc.aio.ServerInterceptor):
         return handler
 
 
-def interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors a service's gRPC server is built with (``grpc.aio.server(interceptors=...)``)."""
-    return [RpcMetrics()]
+def interceptors(listen: str) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors a service's gRPC server is built with (``grpc.aio.server(interceptors=...)``), given its
+    ``metrics_listen``: none when metrics are off, so that a service without them pays nothing per call."""
+    return [RpcMetrics()] if listen else []
 
 
 @dataclass(slots=True)

@@ -93,7 +93,7 @@ def services(app: App) -> list[tuple[ModuleType, str, Mapping[str, edge.Handler]
 def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth, int]:
     """Build the server (not started) and return it with its health switch and bound port."""
     server = grpc.aio.server(
-        interceptors=metrics.interceptors(),
+        interceptors=metrics.interceptors(app.settings.metrics_listen),
         options=[
             NO_PORT_SHARING,
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),

@@ -40,7 +40,7 @@ async def serve(settings: DriverAgentSettings) -> None:
     agents_to_run = choose(settings.provider_agents, discover())
     engine = make_engine(settings.database_url)
     read, write = session_factories(engine)
-    server = grpc.aio.server(interceptors=metrics.interceptors(), options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     driver_agent_pb2_grpc.add_DriverAgentServicer_to_server(DriverAgent(read, write, load_keyring(settings)), server)
     health = ServiceHealth(server, [SERVICE_NAME])
     add_reflection(server, [SERVICE_NAME])

@@ -80,7 +80,7 @@ def build(
     identity = tls.load_identity(settings)
     engine = engine if engine is not None else make_engine(settings.database_url)
     server = grpc.aio.server(
-        interceptors=metrics.interceptors(),
+        interceptors=metrics.interceptors(settings.metrics_listen),
         options=[
             NO_PORT_SHARING,
             # Thousands of long-lived streams: pings from agents are expected, every 10 s.
@@ -110,7 +110,7 @@ def build(
 
 
 async def serve(settings: HealthSettings) -> None:
-    server = grpc.aio.server(interceptors=metrics.interceptors(), options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     health = ServiceHealth(server, [SERVICE_NAME])
     server.add_insecure_port(settings.grpc_listen)
     plane = build(settings)

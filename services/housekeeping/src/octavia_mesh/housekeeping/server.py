@@ -32,7 +32,7 @@ async def serve(settings: HousekeepingSettings) -> None:
     relay.start()
     scheduler = Scheduler(Housekeeper(write, settings, relay.wake).jobs())
     scheduler.start()
-    server = grpc.aio.server(interceptors=metrics.interceptors(), options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.housekeeping"])
     server.add_insecure_port(settings.grpc_listen)
     logger.info("housekeeping listening on %s", settings.grpc_listen)

@@ -162,7 +162,7 @@ async def serve(settings: WorkerSettings) -> None:
     # Before the health endpoint answers: once the worker is healthy, the API finds what it can build.
     announcer = capabilities.Announcer(js, uuid.uuid4().hex, {p.name: p.capabilities() for p in providers})
     await announcer.start()
-    server = grpc.aio.server(interceptors=metrics.interceptors(), options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
     _pause_on_signals(consumers, health)
