@@ -9,26 +9,23 @@ does the same, on unix sockets so that any number of amphorae share one machine:
   ``prometheus-exporter-internal`` backend (the controller renders a PROMETHEUS listener so) adds HAProxy's
   native exporter on ``<run>/<key>.prom`` and that backend, which sends the request to this proxy at
   ``<run>/prometheus.sock`` with the path ``/lb/<load balancer id>/metrics``;
-* the proxy (one per agent, a thread) reads that load balancer's exporter, keeps the series Octavia publishes,
+* the proxy (one per agent, on its event loop) reads that load balancer's exporter, keeps the series Octavia publishes,
   renames them and their labels, and adds ``octavia_loadbalancer_cpu`` and ``octavia_loadbalancer_memory``.
 
 HAProxy's HTTP parsing stands in front (the listener's frontend: ``allowed_cidrs``, TLS, timeouts), so the proxy
-is only ever called by HAProxy, over a socket only the agent's user can open. The standard library's HTTP server
-and client do the HTTP (Octavia's proxy uses the same).
+is only ever called by HAProxy, over a socket only the agent's user can open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
-import http.server
 import logging
 import os
 import re
 import socket
-import socketserver
-import threading
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
 
 from octavia_mesh.amphora_agent.promnames import LABELS, NAMES
 from octavia_mesh.amphora_agent.store import InvalidName, check_id, remove, socket_key
@@ -175,62 +172,59 @@ def scrape(run_dir: Path, lb_id: str) -> str:
         connection.close()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        match = _PATH.fullmatch(self.path)
-        try:
-            lb_id = check_id(match.group(1)) if match else None
-        except InvalidName:
-            lb_id = None
-        if lb_id is None:
-            self._answer(404, b"")
-            return
-        try:
-            run_dir = self.server.run_dir  # pyright: ignore[reportAttributeAccessIssue]  # always our _Server
-            body = (machine_metrics() + translate(scrape(run_dir, lb_id))).encode()
-        except (OSError, http.client.HTTPException) as exc:
-            logger.warning("lb %s: cannot read HAProxy's exporter: %s", lb_id, exc)
-            self._answer(502, b"")
-            return
-        self._answer(200, body, "text/plain; version=0.0.4; charset=utf-8")
-
-    def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def address_string(self) -> str:
-        return "haproxy"  # a unix socket's peer has no address
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        pass  # one line per scrape would drown the agent's log
-
-
-class _Server(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
-
-    def __init__(self, path: Path, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        super().__init__(str(path), _Handler)
+def answer(run_dir: Path, path: str) -> tuple[int, bytes]:
+    """The status and body for a scrape of ``path`` (``/lb/<id>/metrics``): blocking, run in a thread."""
+    match = _PATH.fullmatch(path)
+    try:
+        lb_id = check_id(match.group(1)) if match else None
+    except InvalidName:
+        lb_id = None
+    if lb_id is None:
+        return 404, b""
+    try:
+        return 200, (machine_metrics() + translate(scrape(run_dir, lb_id))).encode()
+    except (OSError, http.client.HTTPException) as exc:
+        logger.warning("lb %s: cannot read HAProxy's exporter: %s", lb_id, exc)
+        return 502, b""
 
 
 class PrometheusProxy:
-    """The agent's proxy, served from a thread (see the module docstring)."""
+    """The agent's proxy (see the module docstring): one HTTP/1.1 request per connection, answered and closed.
+
+    Its only client is HAProxy, which sends the request line and headers of a GET; so the server is asyncio's
+    own, reading the head and answering with a length, rather than a thread (which would hold up the agent's
+    stop by its polling interval).
+    """
 
     def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
         self.path = proxy_socket(run_dir)
-        remove(self.path)  # a killed agent's
-        self._server = _Server(self.path, run_dir)
-        os.chmod(self.path, 0o600)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="prometheus-proxy", daemon=True)
-        self._thread.start()
+        self._server: asyncio.Server | None = None
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    async def start(self) -> None:
+        remove(self.path)  # a killed agent's
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
         remove(self.path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), SCRAPE_TIMEOUT_S)
+            method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            status, body = await asyncio.to_thread(answer, self.run_dir, path) if method == "GET" else (405, b"")
+            content_type = "text/plain; version=0.0.4; charset=utf-8" if status == 200 else "text/plain"
+            writer.write(
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # a broken or malformed request: nothing to answer
+        finally:
+            writer.close()

@@ -108,6 +108,7 @@ async def serve(settings: AgentSettings) -> None:
     # PROMETHEUS listeners' exporter (Octavia's names): before any HAProxy that sends scrapes to it starts.
     exporter = PrometheusProxy(store.run_dir)
     try:
+        await exporter.start()
         # Load balancers that ran before this agent (re)started serve again before the controller
         # can see the agent, so GetStatus never reports a transient STOPPED.
         await agent.start()
@@ -135,6 +136,6 @@ async def serve(settings: AgentSettings) -> None:
         # keepalived first: a master hands the VIP to its peer while its HAProxy still serves.
         await keepalived.shutdown()
         await agent.shutdown()
-        exporter.close()
+        await exporter.close()
         reaper.close()
     logger.info("stopped")
