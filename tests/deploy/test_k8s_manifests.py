@@ -109,7 +109,12 @@ def test_service_settings_are_accepted_and_ports_line_up(module: str) -> None:
     ports = [port]
     if module == "octavia_mesh.health":  # amphorae stream heartbeats to a second, mutual-TLS port
         ports.append(int(settings.heartbeat_listen.rsplit(":", 1)[1]))
-    assert [p["containerPort"] for p in container["ports"]] == ports
+    # Prometheus metrics on a port of their own, scraped from the pod (named by its annotations), not the Service.
+    assert settings.metrics_listen.startswith("0.0.0.0:")
+    metrics_port = int(settings.metrics_listen.rsplit(":", 1)[1])
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == str(metrics_port)
+    assert [p["containerPort"] for p in container["ports"]] == [*ports, metrics_port]
     assert container["readinessProbe"]["grpc"]["port"] == port
     service = _named("Service")[deployment["metadata"]["name"]]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
@@ -160,6 +165,13 @@ def test_edge_init_container_renders_an_envoy_config_for_the_api_service() -> No
     assert listener["address"]["socket_address"]["port_value"] == edge["containers"][0]["ports"][0]["containerPort"]
     edge_service = _named("Service")["octavia-mesh-edge"]
     assert edge_service["spec"]["ports"][0]["targetPort"] == 9876
+    # Envoy's metrics: a second listener on the port the pod's annotations name, routed to the admin.
+    (metrics,) = [li for li in config["static_resources"]["listeners"] if li["name"] == "metrics"]
+    metrics_port = metrics["address"]["socket_address"]["port_value"]
+    annotations = _named("Deployment")["octavia-mesh-edge"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    assert annotations["prometheus.io/path"] == "/stats/prometheus"
+    assert metrics_port in [p["containerPort"] for p in edge["containers"][0]["ports"]]
 
 
 def test_api_validates_keystone_tokens_and_the_edge_drops_identity_headers() -> None:

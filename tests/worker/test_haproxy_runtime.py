@@ -362,3 +362,31 @@ def test_reencryption_verifies_the_member_and_presents_a_client_certificate(
 
     status, _, body = _get(port, "/")
     assert (status, _member(body)) == (200, "secure")
+
+
+def test_prometheus_listener_of_an_agent_uses_octavias_backend_from_the_agents_fragment(
+    rows: Any, haproxy_check: Any, renderer: HaproxyRenderer
+) -> None:
+    """Rendered for an agent (which brings its own runtime sections), a PROMETHEUS frontend sends to Octavia's
+    ``prometheus-exporter-internal`` backend; with the agent's fragment the pair passes ``haproxy -c`` with no
+    warning, and a configuration without such a listener gets no exporter from the fragment."""
+    from octavia_mesh.amphora_agent import prometheus  # the agent's side of the contract
+
+    rows.listener("PROMETHEUS", 9100)
+    rendered = renderer.render(rows.build(own_stats_socket=False, hard_stop_after_s=None))
+    assert f"default_backend {prometheus.BACKEND}" in rendered.config
+    assert "use-service prometheus-exporter" not in rendered.config
+    config = haproxy_check.materialize(rendered, "agent-prometheus")
+    run_dir = haproxy_check.root / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fragment = haproxy_check.root / "agent.cfg"
+    fragment.write_text("global\n    maxconn 100\n" + prometheus.fragment(run_dir, rows.lb.id))
+    result = subprocess.run(
+        [str(haproxy_check.binary), "-c", "-dW", "-f", str(fragment), "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "[WARNING]" not in result.stderr, result.stdout + result.stderr
+    standalone = renderer.render(rows.build())
+    assert prometheus.BACKEND not in standalone.config  # HAProxy's own exporter, HAProxy's names

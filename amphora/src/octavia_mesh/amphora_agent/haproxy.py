@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from octavia_mesh.amphora_agent import hacli, serverstate
+from octavia_mesh.amphora_agent import hacli, prometheus, serverstate
 from octavia_mesh.amphora_agent.reaper import Child, ChildReaper, kill_group
 from octavia_mesh.amphora_agent.store import LoadBalancerFiles, remove, write_atomic
 
@@ -193,10 +193,11 @@ class Haproxy:
     def peers_socket(self) -> Path:
         return self.files.run_dir / f"{self.files.socket_key}.peers"
 
-    def _write_fragment(self) -> None:
+    def _write_fragment(self, config: bytes) -> None:
         # The agent's own sections, loaded before the controller's file, at paths the controller need not
         # know: the stats socket GetStatus reads, the bound on draining workers, the server-state file a
-        # reload fills, and the local peer through which a stopping worker hands its stick tables over.
+        # reload fills, the local peer through which a stopping worker hands its stick tables over, and for a
+        # PROMETHEUS listener the backend that serves Octavia's metric names (``config``: the file it goes with).
         fragment = (
             "# Written by the amphora agent; loaded before haproxy.cfg.\n"
             "global\n"
@@ -209,6 +210,8 @@ class Haproxy:
             f"    bind unix@{self.peers_socket} mode 600\n"
             f"    server {LOCAL_PEER}\n"
         )
+        if prometheus.BACKEND.encode() in config:
+            fragment += prometheus.fragment(self.files.run_dir, self.files.lb_id)
         write_atomic(self.files.fragment, fragment.encode(), 0o600)
 
     async def validate(self, config: bytes) -> list[str]:
@@ -217,7 +220,7 @@ class Haproxy:
         Returns HAProxy's warnings; raises :class:`ConfigInvalid` with its messages, leaving the
         staged and active files untouched.
         """
-        self._write_fragment()
+        self._write_fragment(config)
         candidate = self.files.directory / ".haproxy.cfg.check"
         write_atomic(candidate, config, 0o600)
         try:
@@ -251,8 +254,8 @@ class Haproxy:
         if not self.running:
             await self.start()
             return
-        self._write_fragment()
         config = self.files.config.read_bytes()
+        self._write_fragment(config)
         # Both steps cost round trips to the old worker; a configuration without stick tables (or checks) skips them.
         tables = await self._await_peers_resync() if b"stick-table" in self._loaded else False
         await self._save_server_state(config)
@@ -383,7 +386,7 @@ class Haproxy:
     def _clear_stale_sockets(self) -> None:
         self.files.remove_sockets()
         remove(self.peers_socket)
-        for sock in (self.files.master_socket, self.files.stats_socket, self.peers_socket):
+        for sock in (self.files.master_socket, self.files.stats_socket, self.peers_socket, self.files.exporter_socket):
             # HAProxy binds unix sockets through `<path>.<pid>.tmp` / `.bak` names a kill can leave behind.
             for leftover in sock.parent.glob(f"{sock.name}.*"):
                 remove(leftover)
@@ -392,8 +395,8 @@ class Haproxy:
         orphan = self.orphan_pid()
         self._clear_stale_sockets()
         remove(self.state_file)  # states of another process, however old: a start checks afresh
-        self._write_fragment()
         config = self.files.config.read_bytes()
+        self._write_fragment(config)
         argv = [
             self._options.binary,
             "-W",

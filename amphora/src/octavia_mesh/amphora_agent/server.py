@@ -19,6 +19,7 @@ from octavia_mesh.amphora_agent.haproxy import HaproxyOptions
 from octavia_mesh.amphora_agent.heartbeat import HeartbeatSender, Sampler
 from octavia_mesh.amphora_agent.identity import AgentIdentity
 from octavia_mesh.amphora_agent.keepalived import Keepalived, find_keepalived
+from octavia_mesh.amphora_agent.prometheus import PrometheusProxy
 from octavia_mesh.amphora_agent.reaper import ChildReaper
 from octavia_mesh.amphora_agent.servicer import AmphoraAgentServicer
 from octavia_mesh.amphora_agent.settings import AgentSettings
@@ -88,7 +89,8 @@ async def serve(settings: AgentSettings) -> None:
     os.umask(0o077)
     reaper = ChildReaper()
     reaper.install()
-    agent = Agent(Store(settings.state_path), reaper, haproxy_options(settings))
+    store = Store(settings.state_path)
+    agent = Agent(store, reaper, haproxy_options(settings))
     # keepalived, for ACTIVE_STANDBY amphorae (found lazily: SINGLE amphorae never start it).
     keepalived = Keepalived(
         settings.state_path,
@@ -103,7 +105,10 @@ async def serve(settings: AgentSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # PROMETHEUS listeners' exporter (Octavia's names): before any HAProxy that sends scrapes to it starts.
+    exporter = PrometheusProxy(store.run_dir)
     try:
+        await exporter.start()
         # Load balancers that ran before this agent (re)started serve again before the controller
         # can see the agent, so GetStatus never reports a transient STOPPED.
         await agent.start()
@@ -131,5 +136,6 @@ async def serve(settings: AgentSettings) -> None:
         # keepalived first: a master hands the VIP to its peer while its HAProxy still serves.
         await keepalived.shutdown()
         await agent.shutdown()
+        await exporter.close()
         reaper.close()
     logger.info("stopped")

@@ -150,9 +150,15 @@ class LoadBalancerFiles:
         except FileNotFoundError:
             return ""
 
+    @property
+    def exporter_socket(self) -> Path:
+        """HAProxy's native Prometheus exporter, for a PROMETHEUS listener (see :mod:`.prometheus`)."""
+        return self.run_dir / f"{self.socket_key}.prom"
+
     def remove_sockets(self) -> None:
         remove(self.master_socket)
         remove(self.stats_socket)
+        remove(self.exporter_socket)
 
     def remove_all(self) -> None:
         self.remove_sockets()

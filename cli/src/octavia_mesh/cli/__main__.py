@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     edge.add_argument("--api-host", default="api")
     edge.add_argument("--api-port", type=int, default=50051)
     edge.add_argument("--admin-port", type=int, default=9901)
+    edge.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Envoy's /stats/prometheus (only) on --host at this port"
+    )
     edge.add_argument("--descriptor", default=None, help="path of lbaas_v2.pb as the edge will see it")
     edge.add_argument(
         "--auth-strategy",
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         args.descriptor or str(descriptor_path()),
         lua_source(),
         args.auth_strategy,
+        metrics_port=args.metrics_port,
     )
     json.dump(config, sys.stdout, indent=1)
     print()

@@ -158,6 +158,15 @@ class Mesh:
         self.endpoint = f"http://{options.host}:{options.port}"
         #: gRPC address of each service, once started (for health checks).
         self.grpc_targets: dict[str, str] = {}
+        #: Where each service serves Prometheus metrics (``http://…/metrics``; the edge: Envoy's admin).
+        self.metrics_urls: dict[str, str] = {}
+
+    def _metrics_env(self, service: str, name: str | None = None) -> dict[str, str]:
+        """``OCTAVIA_MESH_<SERVICE>_METRICS_LISTEN`` on a loopback port of the port book (``<name>-metrics``)."""
+        name = name or service.lower().replace("_", "-")
+        address = f"127.0.0.1:{self.ports.port(f'{name}-metrics')}"
+        self.metrics_urls[name] = f"http://{address}/metrics"
+        return {f"OCTAVIA_MESH_{service}_METRICS_LISTEN": address}
 
     def _spare_pool_env(self) -> dict[str, str]:
         """Spare amphorae serve the default provider's creates: a mesh whose default is not ``amphora`` boots
@@ -233,6 +242,7 @@ class Mesh:
                     "OCTAVIA_MESH_API_DEFAULT_PROVIDER_DRIVER": opts.default_provider,
                     "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
                     "OCTAVIA_MESH_API_SECRET_KEY_FILE": secret_key_file,
+                    **self._metrics_env("API"),
                     **opts.service_env,
                 },
             )
@@ -246,6 +256,7 @@ class Mesh:
                     "OCTAVIA_MESH_WORKER_SECRET_KEY_FILE": secret_key_file,
                     "OCTAVIA_MESH_WORKER_HEALTH_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in heartbeat_ports),
                     **self._spare_pool_env(),
+                    **self._metrics_env("WORKER"),
                     **opts.service_env,
                 },
             )
@@ -264,6 +275,7 @@ class Mesh:
                             # The worker's controller CA: amphorae are verified against it (common.pki).
                             "OCTAVIA_MESH_HEALTH_CA_DIR": str(self.state / "worker" / "ca"),
                             "OCTAVIA_MESH_HEALTH_REPLICA_NAME": name,
+                            **self._metrics_env("HEALTH", name),
                             **opts.service_env,
                             "OCTAVIA_MESH_HEALTH_GRPC_LISTEN": f"127.0.0.1:{probe_port}",
                             "OCTAVIA_MESH_HEALTH_HEARTBEAT_LISTEN": f"127.0.0.1:{heartbeat_port}",
@@ -276,6 +288,7 @@ class Mesh:
                 [sys.executable, "-m", "octavia_mesh.housekeeping"],
                 {
                     **shared,
+                    **self._metrics_env("HOUSEKEEPING"),
                     **opts.service_env,
                     "OCTAVIA_MESH_HOUSEKEEPING_GRPC_LISTEN": f"127.0.0.1:{housekeeping_port}",
                 },
@@ -287,6 +300,7 @@ class Mesh:
                     **shared,
                     # The driver agent hands providers their certificates (octavia-lib's *_container_data).
                     "OCTAVIA_MESH_DRIVER_AGENT_SECRET_KEY_FILE": secret_key_file,
+                    **self._metrics_env("DRIVER_AGENT"),
                     **opts.service_env,
                     "OCTAVIA_MESH_DRIVER_AGENT_GRPC_LISTEN": f"127.0.0.1:{driver_agent_port}",
                 },
@@ -309,6 +323,8 @@ class Mesh:
             ]
             for what, child, port in waits:
                 wait_until(lambda port=port: grpc_serving(f"127.0.0.1:{port}"), opts.start_timeout, what, child)
+            edge_metrics_port = self.ports.port("edge-metrics")  # Envoy's /stats/prometheus, not its whole admin
+            self.metrics_urls["edge"] = f"http://{opts.host}:{edge_metrics_port}/stats/prometheus"
             config_path = self.state / "envoy.json"
             config_path.write_text(
                 json.dumps(
@@ -321,6 +337,7 @@ class Mesh:
                         str(descriptor_path()),
                         lua_source(),
                         opts.auth_strategy,
+                        metrics_port=edge_metrics_port,
                     ),
                     indent=1,
                 )
@@ -367,7 +384,10 @@ class Mesh:
             f"Octavia Mesh is up.\n"
             f"  REST (Octavia v2 API) and gRPC: {self.endpoint}\n"
             f"  local VIP subnet:               {self.local_subnet()}\n"
-            f"  state and logs:                 {self.state}\n\n"
+            f"  state and logs:                 {self.state}\n"
+            f"  Prometheus metrics:\n"
+            + "".join(f"    {name + ':':<16}{url}\n" for name, url in self.metrics_urls.items())
+            + "\n"
             f"clouds.yaml:\n{clouds_yaml(self.endpoint, self.options.auth_strategy, self.options.keystone_url)}\n"
             f"A service that exits is restarted; amphorae serve on meanwhile.\n"
             + (

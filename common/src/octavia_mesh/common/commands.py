@@ -15,7 +15,8 @@ from typing import cast
 
 from google.protobuf import timestamp_pb2
 from nats.js import JetStreamContext
-from sqlalchemy import event, select, update
+from prometheus_client import Counter, Gauge
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -108,6 +109,23 @@ def _rolled_back(session: Session) -> None:
     session.info.pop(_WRITTEN, None)  # those rows never existed
 
 
+OUTBOX_PUBLISHED = Counter(
+    "octavia_mesh_outbox_published",
+    "Provider commands this process's outbox relay published to JetStream (re-publishes of stale ones included).",
+)
+OUTBOX_REDRIVEN = Counter(
+    "octavia_mesh_outbox_redriven", "Provider commands published again because no provider completed them in time."
+)
+OUTBOX_UNPUBLISHED = Gauge(
+    "octavia_mesh_outbox_unpublished_commands",
+    "Outbox rows not yet published to JetStream, at the owning relay's last sweep (0 unless NATS is down or slow).",
+)
+OUTBOX_UNCOMPLETED = Gauge(
+    "octavia_mesh_outbox_uncompleted_commands",
+    "Outbox rows no provider has completed yet (published or not), at the owning relay's last sweep.",
+)
+
+
 class OutboxRelay:
     """Publishes committed outbox rows to JetStream.
 
@@ -172,6 +190,7 @@ class OutboxRelay:
                 if not self._owner:
                     await self.publish_own()
                     continue
+                await self.measure()
                 await self.publish_pending()
                 if loop.time() - last_redrive >= self._redrive_after_s:
                     last_redrive = loop.time()
@@ -180,6 +199,18 @@ class OutboxRelay:
                 raise
             except Exception:  # NATS or the database is down: the next sweep retries.
                 logger.warning("outbox relay: publish failed, will retry", exc_info=True)
+
+    async def measure(self) -> None:
+        """Count the outstanding commands for the metrics (the owner's sweep; both columns are indexed)."""
+        async with self._sessions() as session:
+            unpublished = await session.scalar(
+                select(func.count()).select_from(ProviderCommand).where(ProviderCommand.published_at.is_(None))
+            )
+            uncompleted = await session.scalar(
+                select(func.count()).select_from(ProviderCommand).where(ProviderCommand.completed_at.is_(None))
+            )
+        OUTBOX_UNPUBLISHED.set(unpublished or 0)
+        OUTBOX_UNCOMPLETED.set(uncompleted or 0)
 
     async def publish_own(self) -> int:
         """Publish the rows this process committed that nobody published yet; returns how many went out."""
@@ -238,6 +269,7 @@ class OutboxRelay:
         if stale:
             logger.info("re-publishing %d provider commands not completed in %.0fs", len(stale), self._redrive_after_s)
             await self._publish(stale)
+            OUTBOX_REDRIVEN.inc(len(stale))
 
     async def _publish(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
         acks = [await self._js.publish(subj, payload, headers={"Nats-Msg-Id": cid}) for cid, subj, payload in rows]
@@ -246,4 +278,5 @@ class OutboxRelay:
             await session.execute(
                 update(ProviderCommand).where(ProviderCommand.id.in_(ids)).values(published_at=utcnow())
             )
+        OUTBOX_PUBLISHED.inc(len(ids))
         logger.debug("published %d commands (last seq %s)", len(acks), acks[-1].seq if acks else None)

@@ -74,6 +74,9 @@ def _barbican(status_filter: dict[str, Any]) -> dict[str, Any]:
     return {"and_filter": {"filters": [on_path, status_filter]}}
 
 
+ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
 def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "typed_config": {"@type": type_url, **config}}
 
@@ -87,8 +90,12 @@ def envoy_config(
     descriptor: str,
     lua: str,
     auth_strategy: str = "keystone",
+    metrics_port: int | None = None,
 ) -> dict[str, Any]:
     """Envoy's bootstrap: REST and native gRPC on one port, transcoded onto the API service.
+
+    ``metrics_port`` adds a listener on ``listen_host`` that serves Envoy's own Prometheus metrics (the admin's
+    ``/stats/prometheus``, and nothing else of the admin, which stays on loopback).
 
     Clients' identity headers are removed from every request unless ``auth_strategy`` is ``trusted_headers``
     (then an authenticating proxy in front sets them; the API believes them only with the proxy's secret).
@@ -243,7 +250,7 @@ def envoy_config(
         },
         "http_filters": http_filters,
     }
-    return {
+    config: dict[str, Any] = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": [
@@ -298,3 +305,40 @@ def envoy_config(
             ],
         },
     }
+    if metrics_port is not None:
+        _add_metrics_listener(config, listen_host, metrics_port, admin_port)
+    return config
+
+
+def _add_metrics_listener(config: dict[str, Any], host: str, port: int, admin_port: int) -> None:
+    """A listener whose one route sends ``/stats/prometheus`` to the admin (Envoy's documented way to expose
+    metrics without exposing the admin's other, mutating endpoints)."""
+    route = {"prefix": "/stats/prometheus"}
+    manager = {
+        "@type": HCM_TYPE,
+        "stat_prefix": "metrics",
+        "route_config": {
+            "virtual_hosts": [
+                {"name": "metrics", "domains": ["*"], "routes": [{"match": route, "route": {"cluster": "admin"}}]}
+            ]
+        },
+        "http_filters": [_typed("envoy.filters.http.router", ROUTER_TYPE, {})],
+    }
+    config["static_resources"]["listeners"].append(
+        {
+            "name": "metrics",
+            "address": {"socket_address": {"address": host, "port_value": port}},
+            "filter_chains": [
+                {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}
+            ],
+        }
+    )
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}}}
+    config["static_resources"]["clusters"].append(
+        {
+            "name": "admin",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "admin", "endpoints": [{"lb_endpoints": [endpoint]}]},
+        }
+    )

@@ -37,6 +37,7 @@ from octavia_mesh.common import capabilities, commands
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
+from octavia_mesh.common.observability import metrics
 from octavia_mesh.protos.lbaas.v2 import (
     amphorae_pb2,
     availabilityzoneprofiles_pb2,
@@ -92,6 +93,7 @@ def services(app: App) -> list[tuple[ModuleType, str, Mapping[str, edge.Handler]
 def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth, int]:
     """Build the server (not started) and return it with its health switch and bound port."""
     server = grpc.aio.server(
+        interceptors=metrics.interceptors(app.settings.metrics_listen),
         options=[
             NO_PORT_SHARING,
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -100,7 +102,7 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
             # gRPC's default 8 KiB soft limit (which answered long paths with RESOURCE_EXHAUSTED, a 429).
             ("grpc.max_metadata_size", METADATA_LIMIT),
             ("grpc.absolute_max_metadata_size", METADATA_LIMIT),
-        ]
+        ],
     )
     names = []
     for module, service, handlers in services(app):
@@ -134,6 +136,7 @@ async def serve(settings: ApiSettings) -> None:
         app.provider_facts = capabilities.FactsReader(js)
     server, health, port = create_server(app, settings.grpc_listen)
     logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
+    exposition = metrics.serve(settings.metrics_listen)
 
     async def on_stop() -> None:
         if app.relay is not None:
@@ -142,5 +145,7 @@ async def serve(settings: ApiSettings) -> None:
             await close_nats(nats_client)
         await engine.dispose()
         app.auth.close()
+        if exposition is not None:
+            exposition.close()
 
     await run_until_signalled(server, health, on_stop)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from octavia_mesh.api.policy import AuthStrategy
 from octavia_mesh.common.network import DRIVERS
+from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_API_"
@@ -16,6 +17,7 @@ class ApiSettings:
     """Settings of the API service."""
 
     grpc_listen: str = field(default="127.0.0.1:50051", metadata={"help": "host:port the gRPC API listens on"})
+    metrics_listen: str = field(default="", metadata={"help": METRICS_LISTEN_HELP})
     database_url: str = field(
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )

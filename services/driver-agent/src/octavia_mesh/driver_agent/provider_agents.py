@@ -22,9 +22,17 @@ import sys
 from collections.abc import Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 
+from prometheus_client import Counter
+
 from octavia_mesh.provider_sdk import ENTRY_POINT_GROUP, ProviderAgentContext
 
 logger = logging.getLogger(__name__)
+
+AGENT_EXITS = Counter(
+    "octavia_mesh_driver_agent_provider_agent_exits",
+    "Provider agents (child processes) that exited unasked and were started again, by provider.",
+    ("provider",),
+)
 
 #: Back-off before a restart: the first waits the minimum, each further one twice as long, up to the maximum.
 RESTART_MIN_S = 1.0
@@ -86,6 +94,7 @@ class ProviderAgents:
             code = await process.wait()
             if self._stopping:
                 return
+            AGENT_EXITS.labels(name).inc()
             stable = loop.time() - started >= STABLE_AFTER_S
             delay = RESTART_MIN_S if stable or not delay else min(RESTART_MAX_S, delay * 2)
             logger.warning("provider agent %s exited with %s; starting it again in %.1fs", name, code, delay)

@@ -10,6 +10,7 @@ import grpc
 from octavia_mesh.common import secrets
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
+from octavia_mesh.common.observability import metrics
 from octavia_mesh.driver_agent.provider_agents import ProviderAgents, choose, discover
 from octavia_mesh.driver_agent.service import SERVICE_NAME, DriverAgent
 from octavia_mesh.driver_agent.settings import DriverAgentSettings
@@ -39,7 +40,7 @@ async def serve(settings: DriverAgentSettings) -> None:
     agents_to_run = choose(settings.provider_agents, discover())
     engine = make_engine(settings.database_url)
     read, write = session_factories(engine)
-    server = grpc.aio.server(options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     driver_agent_pb2_grpc.add_DriverAgentServicer_to_server(DriverAgent(read, write, load_keyring(settings)), server)
     health = ServiceHealth(server, [SERVICE_NAME])
     add_reflection(server, [SERVICE_NAME])
@@ -48,6 +49,7 @@ async def serve(settings: DriverAgentSettings) -> None:
     # The agents' calls wait for the server (wait_for_ready), which starts right after this.
     agents = ProviderAgents(agents_to_run, address, settings.nats_url)
     agents.start()
+    exposition = metrics.serve(settings.metrics_listen)
     logger.info(
         "driver-agent listening on %s; provider agents: %s", settings.grpc_listen, ", ".join(agents_to_run) or "none"
     )
@@ -55,6 +57,8 @@ async def serve(settings: DriverAgentSettings) -> None:
     async def on_stop() -> None:
         await agents.stop()
         await engine.dispose()
+        if exposition is not None:
+            exposition.close()
         logger.info("driver-agent stopped")
 
     await run_until_signalled(server, health, on_stop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_DRIVER_AGENT_"
@@ -14,6 +15,7 @@ class DriverAgentSettings:
     """Settings of the driver-agent service."""
 
     grpc_listen: str = field(default="127.0.0.1:50055", metadata={"help": "host:port of the gRPC endpoint"})
+    metrics_listen: str = field(default="", metadata={"help": METRICS_LISTEN_HELP})
     database_url: str = field(
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )

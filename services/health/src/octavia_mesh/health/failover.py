@@ -50,6 +50,7 @@ from octavia_mesh.common.db.models import Amphora, AmphoraHealth, LoadBalancer, 
 from octavia_mesh.common.db.retry import retry_transaction
 from octavia_mesh.common.lifecycle import FAILOVERABLE, AmphoraStatus
 from octavia_mesh.common.lifecycle.transitions import claim_for_failover
+from octavia_mesh.health import metrics
 from octavia_mesh.health.breaker import BreakerPolicy, Gate, Verdict
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class FailoverDetector:
         self._now = now
         self.gate = Gate(policy.breaker, policy.heartbeat_timeout_s, policy.startup_grace_s, clock())
         self.verdict: Verdict | None = None
+        self.last_scan: ScanResult | None = None  # what the metrics show
         self._next_tidy = 0.0
         self._failed_since: dict[str, float] = {}
         self._never_reported: set[str] = set()
@@ -202,6 +204,7 @@ class FailoverDetector:
             if not isinstance(exc, SQLAlchemyError | OSError):  # a bug, not an outage: say so, and hold all the same
                 logger.exception("failover scan failed")
             result = ScanResult(self.gate.database_failed(exc))
+        self.last_scan = result
         await self._report(result.verdict)
         return result
 
@@ -276,7 +279,12 @@ class FailoverDetector:
         async with self._read() as session:
             candidates = (
                 await session.execute(
-                    select(AmphoraHealth.amphora_id, AmphoraHealth.last_update, Amphora.load_balancer_id)
+                    select(
+                        AmphoraHealth.amphora_id,
+                        AmphoraHealth.last_update,
+                        Amphora.load_balancer_id,
+                        AmphoraHealth.lost_at,
+                    )
                     .join(Amphora, Amphora.id == AmphoraHealth.amphora_id)
                     .join(LoadBalancer, LoadBalancer.id == Amphora.load_balancer_id)
                     .where(
@@ -289,12 +297,15 @@ class FailoverDetector:
                     .limit(budget * 4)  # some may be lost to a replica or a change; the rest wait a scan
                 )
             ).all()
-        for amphora_id, last_update, lb_id in candidates:
+        for amphora_id, last_update, lb_id, lost_at in candidates:
             if len(result.claimed) >= budget:
                 break
             if lb_id is None:  # joined on the load balancer: never, but the column may be NULL
                 continue
-            if await self._claim(amphora_id, lb_id, stale):
+            claimed = await self._claim(amphora_id, lb_id, stale)
+            reason = "stream_lost" if lost_at is not None and lost_at >= last_update else "heartbeat_timeout"
+            metrics.FAILOVER_CLAIMS.labels(reason, "claimed" if claimed else "lost").inc()
+            if claimed:
                 result.claimed.append(amphora_id)
                 self._claimed_at.append(mono)
                 logger.warning(
@@ -393,6 +404,7 @@ class FailoverDetector:
                     .values(busy=False)
                 )
             logger.warning("failover of amphorae %s did not replace them; released for another attempt", retry)
+            metrics.FAILOVERS_RELEASED.inc(len(retry))
             for amphora_id in retry:
                 self._failed_since.pop(amphora_id, None)
         fresh = unheard - self._never_reported

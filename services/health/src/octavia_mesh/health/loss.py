@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from octavia_mesh.common.db.engine import session_factories
 from octavia_mesh.common.db.models import AmphoraHealth, utcnow
+from octavia_mesh.health import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +86,12 @@ class LossMonitor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def lost(self, amphora_id: str, why: str) -> None:
-        """``amphora_id``'s stream broke or went quiet now."""
+    def lost(self, amphora_id: str, why: str, kind: str = "broken") -> None:
+        """``amphora_id``'s stream broke (``kind`` broken) or went quiet (quiet) now."""
         if self.closing:
             return
         logger.warning("heartbeat stream of amphora %s %s", amphora_id, why)
+        metrics.STREAM_LOSSES.labels(kind).inc()
         self._queue.setdefault(amphora_id, utcnow())
         self._wake.set()
 
@@ -111,7 +113,7 @@ class LossMonitor:
             for stream in list(self._streams()):
                 if not stream.quiet and now - stream.last_seen > self._silence_s:
                     stream.quiet = True
-                    self.lost(stream.amphora_id, f"sent nothing for {now - stream.last_seen:.2f}s (connected)")
+                    self.lost(stream.amphora_id, f"sent nothing for {now - stream.last_seen:.2f}s (connected)", "quiet")
 
     async def _writer(self) -> None:
         while True:

@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from octavia_mesh.common.db.engine import make_engine
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
+from octavia_mesh.common.observability import metrics
 from octavia_mesh.health import events, failover, tls
+from octavia_mesh.health import metrics as health_metrics
 from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
 from octavia_mesh.health.loss import LossMonitor
 from octavia_mesh.health.servicer import SERVICE_NAME, AmphoraHealthServicer
@@ -78,12 +80,13 @@ def build(
     identity = tls.load_identity(settings)
     engine = engine if engine is not None else make_engine(settings.database_url)
     server = grpc.aio.server(
+        interceptors=metrics.interceptors(settings.metrics_listen),
         options=[
             NO_PORT_SHARING,
             # Thousands of long-lived streams: pings from agents are expected, every 10 s.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
-        ]
+        ],
     )
     port = server.add_secure_port(settings.heartbeat_listen, tls.server_credentials(identity))
     if port == 0:
@@ -107,7 +110,7 @@ def build(
 
 
 async def serve(settings: HealthSettings) -> None:
-    server = grpc.aio.server(options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     health = ServiceHealth(server, [SERVICE_NAME])
     server.add_insecure_port(settings.grpc_listen)
     plane = build(settings)
@@ -116,6 +119,10 @@ async def serve(settings: HealthSettings) -> None:
     detector = await failover.start(settings, health, engine=plane.engine, writes_ok=plane.ingest.writes_ok)
     plane.on_stop.append(detector.stop)
     plane.loss.on_lost = detector.detector.poke
+    health_metrics.register(plane.ingest, detector.detector)
+    exposition = metrics.serve(settings.metrics_listen)
+    if exposition is not None:
+        plane.on_stop.append(exposition.aclose)
     logger.info(
         "health listening on %s; heartbeats (mutual TLS) on port %d as %s, every %gs",
         settings.grpc_listen,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common.db.models import utcnow
-from octavia_mesh.housekeeping import orphans, pending, purge, rotation
+from octavia_mesh.housekeeping import metrics, orphans, pending, purge, rotation
 from octavia_mesh.housekeeping.settings import HousekeepingSettings
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class Housekeeper:
             self.sessions, before(s.record_expiry_age_s)
         )
         counts["amphora_health"], counts["listener_statistics"] = await purge.purge_gone_objects(self.sessions)
+        for kind, count in counts.items():
+            metrics.PURGED.labels(kind).inc(count)
         if any(counts.values()):
             logger.info("purged %s", ", ".join(f"{n} {k}" for k, n in counts.items() if n))
         return counts
@@ -67,6 +70,8 @@ class Housekeeper:
     async def recover(self, now: dt.datetime | None = None) -> pending.Recovery:
         """Re-drive or give up changes stuck in PENDING_* (``pending``)."""
         recovery = await pending.recover_pending(self.sessions, self.settings.pending_timeout_s, now or utcnow())
+        metrics.PENDING.labels("redriven").inc(len(recovery.redriven))
+        metrics.PENDING.labels("given_up").inc(len(recovery.failed))
         if recovery.redriven or recovery.failed:
             self.wake()
         return recovery
@@ -76,6 +81,7 @@ class Housekeeper:
         queued = await rotation.queue_rotations(
             self.sessions, AMPHORA_PROVIDERS, self.settings.cert_expiry_buffer_s, now or utcnow()
         )
+        metrics.ROTATIONS.inc(len(queued))
         if queued:
             self.wake()
         return queued
@@ -86,6 +92,8 @@ class Housekeeper:
         if released:
             logger.warning("released %d VIP addresses whose load balancer is gone", released)
         queued = await orphans.queue_reaps(self.sessions, AMPHORA_PROVIDERS)
+        metrics.ORPHANS.labels("vip_released").inc(released)
+        metrics.ORPHANS.labels("amphora_reap_queued").inc(len(queued))
         if queued:
             self.wake()
         return released, queued
@@ -118,10 +126,14 @@ class Scheduler:
     @staticmethod
     async def _loop(job: Job) -> None:
         while True:
+            started = time.monotonic()
             try:
                 await job.run()
+                metrics.JOB_RUNS.labels(job.name, "success").inc()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.JOB_RUNS.labels(job.name, "failure").inc()
                 logger.warning("housekeeping job %s failed; retrying in %.0fs", job.name, job.interval_s, exc_info=True)
+            metrics.JOB_SECONDS.labels(job.name).observe(time.monotonic() - started)
             await asyncio.sleep(job.interval_s)

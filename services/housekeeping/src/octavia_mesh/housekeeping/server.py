@@ -15,6 +15,7 @@ import grpc
 from octavia_mesh.common import commands
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
+from octavia_mesh.common.observability import metrics
 from octavia_mesh.housekeeping.jobs import Housekeeper, Scheduler
 from octavia_mesh.housekeeping.settings import HousekeepingSettings
 
@@ -31,15 +32,18 @@ async def serve(settings: HousekeepingSettings) -> None:
     relay.start()
     scheduler = Scheduler(Housekeeper(write, settings, relay.wake).jobs())
     scheduler.start()
-    server = grpc.aio.server(options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.housekeeping"])
     server.add_insecure_port(settings.grpc_listen)
     logger.info("housekeeping listening on %s", settings.grpc_listen)
+    exposition = metrics.serve(settings.metrics_listen)
 
     async def on_stop() -> None:
         await scheduler.stop()
         await relay.stop()
         await commands.close_nats(nats_client)
         await engine.dispose()
+        if exposition is not None:
+            exposition.close()
 
     await run_until_signalled(server, health, on_stop)

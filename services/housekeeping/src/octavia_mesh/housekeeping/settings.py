@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_HOUSEKEEPING_"
@@ -16,6 +17,7 @@ class HousekeepingSettings:
     """Settings of the housekeeping service (defaults are Octavia's where Octavia has the setting)."""
 
     grpc_listen: str = field(default="127.0.0.1:50054", metadata={"help": "host:port of the gRPC endpoint"})
+    metrics_listen: str = field(default="", metadata={"help": METRICS_LISTEN_HELP})
     database_url: str = field(
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )

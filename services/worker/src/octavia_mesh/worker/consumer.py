@@ -23,6 +23,7 @@ from octavia_mesh.common.db.models import ProviderCommand, utcnow
 from octavia_mesh.common.lifecycle.transitions import complete_commands
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.provider_sdk.commands import Consumer
+from octavia_mesh.worker import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +85,20 @@ class CommandConsumer:
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> bool:
         """Apply ``command`` unless it was completed before; returns whether it ran now."""
-        async with self._sessions() as session:
-            done = await session.get(ProviderCommand, command.command_id)
-        if done is None or done.completed_at is not None:
-            logger.debug("command %s already applied (or unknown)", command.command_id)
-            return False
-        await self._provider.apply(command)
-        async with self._sessions() as session, session.begin():
-            await complete_commands(session, done.load_balancer_id, [command.command_id], utcnow())
-        logger.info(
-            "applied %s %s %s",
-            commands.Kind.Name(command.kind),  # type: ignore[arg-type]
-            commands.Op.Name(command.operation),  # type: ignore[arg-type]
-            command.resource_id,
-        )
+        kind = commands.Kind.Name(command.kind)  # type: ignore[arg-type]
+        operation = commands.Op.Name(command.operation)  # type: ignore[arg-type]
+        counted = metrics.COMMANDS.labels(self._provider.name, kind, operation, "failed")
+        in_flight = metrics.COMMANDS_IN_FLIGHT.labels(self._provider.name)
+        with in_flight.track_inprogress(), counted.count_exceptions():
+            async with self._sessions() as session:
+                done = await session.get(ProviderCommand, command.command_id)
+            if done is None or done.completed_at is not None:
+                logger.debug("command %s already applied (or unknown)", command.command_id)
+                metrics.COMMANDS.labels(self._provider.name, kind, operation, "skipped").inc()
+                return False
+            await self._provider.apply(command)
+            async with self._sessions() as session, session.begin():
+                await complete_commands(session, done.load_balancer_id, [command.command_id], utcnow())
+        metrics.COMMANDS.labels(self._provider.name, kind, operation, "applied").inc()
+        logger.info("applied %s %s %s", kind, operation, command.resource_id)
         return True

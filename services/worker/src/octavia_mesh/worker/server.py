@@ -17,6 +17,7 @@ from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, run_until_signalled
+from octavia_mesh.common.observability import metrics
 from octavia_mesh.worker.consumer import CommandConsumer, Provider
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
@@ -170,10 +171,11 @@ async def serve(settings: WorkerSettings) -> None:
         js, uuid.uuid4().hex, {p.name: p.capabilities() for p in providers}, {p.name: p.facts() for p in providers}
     )
     await announcer.start()
-    server = grpc.aio.server(options=[NO_PORT_SHARING])
+    server = grpc.aio.server(interceptors=metrics.interceptors(settings.metrics_listen), options=[NO_PORT_SHARING])
     health = ServiceHealth(server, ["octavia_mesh.worker", CONSUMING])
     server.add_insecure_port(settings.grpc_listen)
     _pause_on_signals(consumers, health)
+    exposition = metrics.serve(settings.metrics_listen)
     logger.info("worker applying %s; health on %s", ", ".join(settings.providers), settings.grpc_listen)
 
     async def on_stop() -> None:
@@ -184,5 +186,7 @@ async def serve(settings: WorkerSettings) -> None:
         await announcer.stop()
         await close_nats(nats_client)
         await engine.dispose()
+        if exposition is not None:
+            exposition.close()
 
     await run_until_signalled(server, health, on_stop)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common.db.models import FlowProgress, utcnow
+from octavia_mesh.worker import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +112,20 @@ class FlowEngine:
             try:
                 produced = await task.execute(ctx)
             except Exception as exc:
+                metrics.TASK_SECONDS.labels(flow.name, task.name, "failure").observe(time.monotonic() - step)
                 logger.warning("%s: %s failed (%s); reverting", flow.name, task.name, exc)
                 await self._save(ctx, state=REVERTING, done_steps=index + 1)
                 await self._revert(flow, ctx, index + 1)
+                metrics.FLOWS.labels(flow.name, "reverted").inc()
+                metrics.FLOW_SECONDS.labels(flow.name, "reverted").observe(time.monotonic() - began)
                 raise FlowFailed(f"{flow.name}: {task.name} failed: {exc}") from exc
+            metrics.TASK_SECONDS.labels(flow.name, task.name, "success").observe(time.monotonic() - step)
             if produced:
                 ctx.store.update(produced)
             await self._save(ctx, state=RUNNING if index + 1 < len(flow.tasks) else DONE, done_steps=index + 1)
             timings.append(f"{task.name} {time.monotonic() - step:.3f}")
+        metrics.FLOWS.labels(flow.name, "success").inc()
+        metrics.FLOW_SECONDS.labels(flow.name, "success").observe(time.monotonic() - began)
         # Where a flow's time goes (a create or a failover is meant to take a fraction of a second).
         logger.info("%s %s done in %.3fs: %s", flow.name, ctx.command_id, time.monotonic() - began, ", ".join(timings))
 

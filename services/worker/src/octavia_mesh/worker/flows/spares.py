@@ -40,6 +40,7 @@ from sqlalchemy import func, select, update
 from octavia_mesh.common.db.engine import rowcount
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
+from octavia_mesh.worker import metrics
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import AgentEndpoint
 from octavia_mesh.worker.drivers.compute import InstanceSpec
@@ -97,6 +98,7 @@ class TakeSpare:
                     )
                 )
             if rowcount(won) == 1:
+                metrics.SPARES.labels("ready").dec()  # until the pool's next look counts again
                 logger.info("load balancer %s takes spare amphora %s", ctx.load_balancer_id, amphora_id)
                 return {self.key: amphora_id, spare_flag(self.key): True}
         return {}
@@ -183,19 +185,26 @@ class SparePool:
         now = utcnow()
         stuck_before = now - dt.timedelta(seconds=self.deps.agent_timeout_s + 30)
         renew_by = now + self.renew_before
-        healthy = 0
+        healthy = ready = 0
         for amphora_id, compute_id, status, created_at, expires in await self._spares():
             if status == READY and expires is not None and _naive(expires) < renew_by:
                 await self._retire(amphora_id, compute_id, f"its certificate expires at {expires:%Y-%m-%d %H:%M:%S}")
             elif status == READY and await self.deps.compute.get_instance(compute_id or amphora_id) is not None:
                 healthy += 1
+                ready += 1
             elif status == READY or created_at < stuck_before:
                 await self._retire(amphora_id, compute_id, f"{status.lower()} spare without a running agent")
             else:
                 healthy += 1  # being booted (by this worker, or another)
+        metrics.SPARES_TARGET.set(self.size)
+        metrics.SPARES.labels("ready").set(ready)
+        metrics.SPARES.labels("booting").set(healthy - ready)
         while healthy < self.size:
             await self._boot()
             healthy += 1
+            ready += 1
+            metrics.SPARES.labels("ready").set(ready)
+            metrics.SPARES.labels("booting").set(healthy - ready)
 
     async def _boot(self) -> None:
         amphora_id = str(uuid.uuid4())

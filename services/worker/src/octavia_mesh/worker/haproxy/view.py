@@ -215,6 +215,9 @@ class Globals:
     hard_stop_after_s: int | None  # None: left to another config file (the agent's fragment)
     log_target: str | None = None
     peers_socket: str | None = None  # None: the agent's fragment defines the peers section
+    #: PROMETHEUS listeners send to the agent's ``prometheus-exporter-internal`` backend (Octavia's metric names,
+    #: renamed by the agent's proxy) rather than HAProxy's own exporter (HAProxy's names).
+    agent_exporter: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +309,7 @@ def build(
             hard_stop_after_s=hard_stop_after_s,
             log_target=log_target,
             peers_socket=f"{runtime_dir}/peers.sock" if own_stats_socket else None,
+            agent_exporter=not own_stats_socket,
         ),
         frontends=tuple(frontends),
         backends=tuple(backends),

@@ -22,6 +22,7 @@ from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.common.lifecycle.transitions import SUBJECTS, fail
 from octavia_mesh.protos.provider.v1 import commands_pb2
+from octavia_mesh.worker import metrics
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows import maintenance, vrrp
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
@@ -132,9 +133,16 @@ class AmphoraProvider:
             await self.deps.compute.delete_instance(command.resource_id)
             await set_amphora(self.deps, command.resource_id, status=AmphoraStatus.DELETED)
             return
+        failover = command.operation == Op.OPERATION_FAILOVER
+        kind = "amphora" if command.kind == Kind.RESOURCE_KIND_AMPHORA else "load_balancer"
         try:
             await self.engine.run(await vrrp.flow_for(self.deps, command) or self.flow_for(command), ctx)
         except FlowFailed:
             logger.exception("%s of %s failed", commands_pb2.Operation.Name(command.operation), command.resource_id)
+            if failover:
+                metrics.FAILOVERS.labels(kind, "failure").inc()
             async with self.deps.sessions() as session, session.begin():
                 await fail(session, command.load_balancer_id, SUBJECTS.get(command.kind))
+            return
+        if failover:
+            metrics.FAILOVERS.labels(kind, "success").inc()
