@@ -228,10 +228,8 @@ class LocalComputeDriver:
         """The prefix of the agent's command line (``ip netns exec <namespace>`` for a namespaced instance)."""
         return []
 
-    async def create_instance(self, spec: InstanceSpec) -> Instance:
-        existing = await self.get_instance(spec.amphora_id)
-        if existing is not None:
-            return existing
+    def _prepare_home(self, spec: InstanceSpec) -> Path:
+        """A fresh home for the instance: its id, its certificate and key, the controller CA."""
         home = self._dir(spec.amphora_id)
         shutil.rmtree(home, ignore_errors=True)
         (home / "state").mkdir(parents=True, mode=0o700)
@@ -239,16 +237,13 @@ class LocalComputeDriver:
         _write(home / "agent.pem", spec.identity.certificate, 0o600)
         _write(home / "agent.key", spec.identity.private_key, 0o600)
         _write(home / "controller-ca.pem", spec.identity.ca_certificate, 0o600)
-        address = await self._place(spec, home)
-        argv = [
-            *self._launcher(spec),
-            self._python,
-            "-m",
-            "octavia_mesh.amphora_agent",
+        return home
+
+    def _agent_flags(self, spec: InstanceSpec, home: Path) -> list[str]:
+        """The agent's flags but ``--listen`` (an agent process and an amphora host's unit take the same)."""
+        flags = [
             "--amphora-id",
             spec.amphora_id,
-            "--listen",
-            address,
             "--state-dir",
             str(home / "state"),
             "--server-cert",
@@ -263,7 +258,24 @@ class LocalComputeDriver:
         endpoints, interval = self._health
         if endpoints:
             # Heartbeats go out with the amphora's own certificate, to a health service verified by the same CA.
-            argv += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
+            flags += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
+        return flags
+
+    async def create_instance(self, spec: InstanceSpec) -> Instance:
+        existing = await self.get_instance(spec.amphora_id)
+        if existing is not None:
+            return existing
+        home = self._prepare_home(spec)
+        address = await self._place(spec, home)
+        argv = [
+            *self._launcher(spec),
+            self._python,
+            "-m",
+            "octavia_mesh.amphora_agent",
+            "--listen",
+            address,
+            *self._agent_flags(spec, home),
+        ]
         argv[0] = shutil.which(argv[0]) or argv[0]  # the launcher execs a path (``ip`` for a namespaced agent)
         (home / "agent.address").write_text(address)
         # The launcher records the agent's pid and its start time: the process is ours exactly while that pid
