@@ -418,7 +418,6 @@ def main() -> None:
     interval = args.heartbeat_interval
     env = {
         "OCTAVIA_MESH_API_LOCAL_VIP_CIDR": vip_cidr,
-        "OCTAVIA_MESH_WORKER_LOCAL_AMPHORAE": args.amphorae,
         "OCTAVIA_MESH_WORKER_SPARE_AMPHORAE": str(args.spares),
         "OCTAVIA_MESH_WORKER_HEARTBEAT_INTERVAL_S": str(interval),
         "OCTAVIA_MESH_HEALTH_HEARTBEAT_INTERVAL_S": str(interval),
@@ -441,6 +440,7 @@ def main() -> None:
                 default_project="scale",
                 default_provider="amphora",
                 service_env=env,
+                local_amphorae=args.amphorae,
             )
         )
         try:
