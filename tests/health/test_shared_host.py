@@ -102,9 +102,13 @@ def three(smesh: Mesh, api: Rest, backend: Backend) -> Iterator[list[dict[str, A
             delete_lb(api, lb["id"])
 
 
+def allocated_ids(api: Rest, lb_id: str) -> list[str]:
+    return [str(a["id"]) for a in amphorae_of(api, lb_id) if a["status"] == "ALLOCATED"]
+
+
 def allocated(api: Rest, lb_id: str) -> str:
-    (amphora,) = [a for a in amphorae_of(api, lb_id) if a["status"] == "ALLOCATED"]
-    return str(amphora["id"])
+    (amphora,) = allocated_ids(api, lb_id)
+    return amphora
 
 
 def host_pid(mesh: Mesh) -> int:
@@ -175,7 +179,7 @@ def test_killing_one_amphora_leaves_the_others_serving_and_fails_it_over(
         wait_until(lambda: not processes_mentioning(str(old_home)), 5, "the killed amphora's HAProxy to be gone")
         assert host_pid(smesh) == host and Path(f"/proc/{host}").exists()
         # The health service sees its stream break and fails it over, to a spare of the same host.
-        wait_until(lambda: allocated(api, victim["id"]) != old, 60, "the failover to allocate a new amphora")
+        wait_until(lambda: old not in allocated_ids(api, victim["id"]), 60, "the failover to retire the old amphora")
         wait_lb(api, victim["id"], timeout=60)
         wait_until(lambda: serves(victim), 10, "the failed-over load balancer to serve")
     for traffic in (first, second):
