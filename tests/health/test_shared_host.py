@@ -199,3 +199,28 @@ def test_deleting_a_load_balancer_retires_only_its_amphora(smesh: Mesh, api: Res
     assert ask_host(smesh, {"op": "status", "amphora_id": amphora_id})["running"] is False
     for lb in kept:
         assert serves(lb), f"{lb['vip_address']} stopped serving when another load balancer was deleted"
+
+
+def test_the_host_outlives_the_control_plane_and_is_adopted(smesh: Mesh, api: Rest, three: list[dict]) -> None:
+    """Issue 9 for the host: the whole mesh stops (amphorae kept) and starts again; the same host serves on
+    without a failed request, its amphorae are heard by the new mesh and adopted (not rebuilt), and a change
+    reaches them through the new worker."""
+    lb = next(lb for lb in three if api.ok("GET", f"{LBS}/{lb['id']}")["loadbalancer"]["provisioning_status"]
+              == "ACTIVE")  # fmt: skip
+    amphora_id = allocated(api, lb["id"])
+    host = host_pid(smesh)
+    with Traffic(lb["vip_address"], 80) as traffic:
+        smesh.stop(keep_amphorae=True)
+        assert Path(f"/proc/{host}").exists(), "the host stopped with the control plane"
+        smesh.start()
+        api = Rest(smesh.endpoint)
+        wait_armed(smesh, amphora_id)
+    outcomes = [ok for _, ok, _ in traffic.results]
+    assert len(outcomes) > 20 and all(outcomes), f"requests failed through the restart: {traffic.failures()[:5]}"
+    assert host_pid(smesh) == host
+    assert allocated(api, lb["id"]) == amphora_id, "the amphora was rebuilt instead of adopted"
+    # A change goes through the new worker to the same amphora in the same host.
+    (pool,) = api.ok("GET", f"/v2/lbaas/pools?loadbalancer_id={lb['id']}")["pools"]
+    api.ok("PUT", f"/v2/lbaas/pools/{pool['id']}", {"pool": {"name": "changed-after-adoption"}})
+    wait_lb(api, lb["id"], timeout=60)
+    assert allocated(api, lb["id"]) == amphora_id and serves(lb)
