@@ -44,7 +44,8 @@ from octavia_mesh.cli.mesh import Mesh, MeshOptions
 from octavia_mesh.cli.processes import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support import claim_vip_cidr  # noqa: E402 - the test suite's claim on a VIP /16, shared with other meshes
+# The test suite's claim on a VIP /16 (shared with other meshes) and its fresh databases on a server.
+from support import claim_vip_cidr, fresh_database  # noqa: E402
 
 LBS = "/v2/lbaas/loadbalancers"
 
@@ -305,12 +306,15 @@ def run(args: argparse.Namespace, mesh: Mesh, clock: Clock, backends: list[Backe
         else:
             failed.append(f"{status} {str(body)[:200]}")
 
-    with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(args.concurrency)
+    try:
         futures = [pool.submit(create, i) for i in range(args.n)]
         for future in futures:
             future.result()
             if time.monotonic() > clock.deadline:
                 raise Abort(f"creating: out of time after {len(created)} creates")
+    finally:
+        pool.shutdown(cancel_futures=True)  # an abort (or Ctrl-C) must not wait for the creates still queued
     posted = time.monotonic() - started
     print(f"POSTed {len(created)} creates in {posted:.1f}s ({len(created) / posted:.1f}/s); {len(failed)} refused")
     for reason in failed[:3]:
@@ -409,6 +413,12 @@ def main() -> None:
     parser.add_argument("--spares", type=int, default=2, help="spare amphorae (the default: 2)")
     parser.add_argument("--backends", type=int, default=4, help="shared local HTTP backends")
     parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument(
+        "--database-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a server to create the run's database on (dropped after); 'sqlite' for a file (SQLite's one writer "
+        "lock fails creates with 'database is locked' at a thousand on a loaded machine)",
+    )
     parser.add_argument("--max-minutes", type=float, default=20.0, help="abort the run past this")
     args = parser.parse_args()
 
@@ -425,15 +435,17 @@ def main() -> None:
         "OCTAVIA_MESH_HEALTH_STREAM_SILENCE_S": str(max(1.5, 3 * interval)),
         "OCTAVIA_MESH_HEALTH_HEARTBEAT_TIMEOUT_S": str(max(5.0, 6 * interval)),
     }
-    print(f"{args.n} load balancers, {args.amphorae} amphorae, heartbeats every {interval:g}s, VIPs in {vip_cidr}; "
+    print(f"{args.n} load balancers, {args.amphorae} amphorae, heartbeats every {interval:g}s, VIPs in {vip_cidr}, "
+          f"database {'SQLite' if args.database_url == 'sqlite' else args.database_url.split(':')[0]}; "
           f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", flush=True)  # fmt: skip
+    database_url, drop = (None, lambda: None) if args.database_url == "sqlite" else fresh_database(args.database_url)
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         mesh = Mesh(
             MeshOptions(
                 host="127.0.0.1",
                 port=free_port(),
                 state_dir=Path(tmp) / "mesh",
-                database_url=None,
+                database_url=database_url,
                 nats_url=None,
                 auth_strategy="noauth",
                 start_timeout=120.0,
@@ -452,6 +464,7 @@ def main() -> None:
             t0 = time.monotonic()
             mesh.stop()
             print(f"mesh stopped in {time.monotonic() - t0:.1f}s")
+            drop()
             release()
             for backend in backends:
                 backend.shutdown()
