@@ -205,8 +205,7 @@ def test_the_host_outlives_the_control_plane_and_is_adopted(smesh: Mesh, api: Re
     """Issue 9 for the host: the whole mesh stops (amphorae kept) and starts again; the same host serves on
     without a failed request, its amphorae are heard by the new mesh and adopted (not rebuilt), and a change
     reaches them through the new worker."""
-    lb = next(lb for lb in three if api.ok("GET", f"{LBS}/{lb['id']}")["loadbalancer"]["provisioning_status"]
-              == "ACTIVE")  # fmt: skip
+    lb = wait_lb(api, three[-1]["id"])  # the first was deleted above
     amphora_id = allocated(api, lb["id"])
     host = host_pid(smesh)
     with Traffic(lb["vip_address"], 80) as traffic:
