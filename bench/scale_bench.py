@@ -202,27 +202,38 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
+def kind_of(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = b" ".join(cmd).decode(errors="replace")
+    if "haproxy" in os.path.basename(cmd[0].decode(errors="replace")):
+        return "haproxy"
+    if "amphora_agent.host" in text:
+        return "amphora host"
+    if "amphora_agent" in text:
+        return "amphora agents"
+    if "-m" in text and "octavia_mesh." in text:
+        return "service " + text.split("octavia_mesh.", 1)[1].split()[0]
+    return os.path.basename(cmd[0].decode(errors="replace")) or "?"
+
+
 def breakdown(pids: list[int]) -> dict[str, tuple[int, int]]:
     """PSS (KiB) and count per kind of process."""
     kinds: dict[str, tuple[int, int]] = {}
     for pid in pids:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        text = b" ".join(cmd).decode(errors="replace")
-        if "haproxy" in os.path.basename(cmd[0].decode(errors="replace")):
-            kind = "haproxy"
-        elif "amphora_agent.host" in text:
-            kind = "amphora host"
-        elif "amphora_agent" in text:
-            kind = "amphora agents"
-        elif "-m" in text and "octavia_mesh." in text:
-            kind = "service " + text.split("octavia_mesh.", 1)[1].split()[0]
-        else:
-            kind = os.path.basename(cmd[0].decode(errors="replace")) or "?"
+        kind = kind_of(pid)
         pss, count = kinds.get(kind, (0, 0))
         kinds[kind] = (pss + pss_kib([pid]), count + 1)
+    return kinds
+
+
+def ticks_by_kind(pids: list[int]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for pid in pids:
+        kind = kind_of(pid)
+        kinds[kind] = kinds.get(kind, 0) + cpu_ticks([pid])
     return kinds
 
 
@@ -367,12 +378,15 @@ def run(args: argparse.Namespace, mesh: Mesh, clock: Clock, backends: list[Backe
 
     time.sleep(5)  # the create's echoes (status writes, reloads) settle
     ticks = os.sysconf("SC_CLK_TCK")
-    before, t0 = cpu_ticks(pids), time.monotonic()
+    before, t0 = ticks_by_kind(pids), time.monotonic()
     time.sleep(args.idle_s)
-    used = (cpu_ticks(processes()) - before) / ticks / (time.monotonic() - t0)
+    after, spent = ticks_by_kind(pids), time.monotonic() - t0
+    used = (sum(after.values()) - sum(before.values())) / ticks / spent
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"idle CPU over {args.idle_s:g}s: {used:.2f} cores ({used / os.cpu_count() * 100:.0f}% of {os.cpu_count()}); "
           f"load average {' '.join(load)}")  # fmt: skip
+    for kind in sorted(after, key=lambda k: before.get(k, 0) - after[k]):
+        print(f"  {kind:<28} {(after[kind] - before.get(kind, 0)) / ticks / spent:5.3f} cores")
 
     # -- change -> live on one load balancer, while all run
     target = created[len(created) // 2]

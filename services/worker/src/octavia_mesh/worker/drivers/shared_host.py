@@ -178,9 +178,11 @@ class SharedHostComputeDriver(NamespaceComputeDriver):
             return
         try:
             await self._request({"op": "kill", "amphora_id": compute_id}, timeout=timeout_s)
+            asked = True
         except HostUnavailable as exc:
-            # A hung host keeps the amphora's server (its heartbeats stopped with it); its HAProxy dies below.
-            logger.warning("fencing amphora %s without its host: %s", compute_id, exc)
+            # A slow or hung host: its HAProxy dies below at once, and the host is asked again after.
+            logger.warning("fencing amphora %s without its host for now: %s", compute_id, exc)
+            asked = False
         deadline = time.monotonic() + timeout_s
         while (victims := _processes_under(home)) and time.monotonic() < deadline:
             for victim in victims:
@@ -189,6 +191,13 @@ class SharedHostComputeDriver(NamespaceComputeDriver):
             await asyncio.sleep(0.01)
         if victims:
             raise RuntimeError(f"amphora {compute_id}: processes {victims} survived SIGKILL")
+        if not asked:
+            # Its server and heartbeats must stop too (a fenced amphora that keeps calling in would be refused
+            # forever): the host is given the full control timeout now that the data plane is down.
+            try:
+                await self._request({"op": "kill", "amphora_id": compute_id})
+            except HostUnavailable as exc:
+                logger.error("amphora %s: its host did not stop its server and heartbeats: %s", compute_id, exc)
         shutil.rmtree(home, ignore_errors=True)
 
     async def list_instances(self) -> list[str]:
