@@ -6,7 +6,7 @@ and asks it over its control socket to serve each new SINGLE amphora: the same a
 directory, its own port, certificate, heartbeat stream, state directory and HAProxy processes, so the worker
 and the health service cannot tell it from an agent process (see ``amphora_agent/host.py``).
 
-* The host is launched like an agent (``_spawn_detached``: a session of its own, reparented to init), into
+* The host is launched like an agent (``spawn_detached``: a session of its own, reparented to init), into
   ``<base>/.host``, so it outlives the worker and ``octavia-mesh up``; a restarted worker reaches the same
   host through ``<base>/.host/control.sock``.
 * An amphora's home records the host's pid and start time as its ``agent.pid`` / ``agent.start`` (the process
@@ -34,9 +34,9 @@ from typing import Any
 from octavia_mesh.worker.drivers.compute import (
     Instance,
     InstanceSpec,
-    _processes_under,
-    _spawn_detached,
-    _stop_leftovers,
+    processes_under,
+    spawn_detached,
+    stop_leftovers,
 )
 from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver, NamespacedInstanceSpec
 
@@ -106,7 +106,7 @@ class SharedHostComputeDriver(NamespaceComputeDriver):
                     argv = [self._python, "-m", "octavia_mesh.amphora_agent.host", "--home", str(self._host_home)]
                     argv[0] = shutil.which(argv[0]) or argv[0]
                     self._socket.unlink(missing_ok=True)
-                    pid = await _spawn_detached(argv, self._host_home)
+                    pid = await spawn_detached(argv, self._host_home)
                     logger.info("amphora host %d started in %s", pid, self._host_home)
                 deadline = time.monotonic() + HOST_START_S
                 while True:
@@ -168,7 +168,7 @@ class SharedHostComputeDriver(NamespaceComputeDriver):
         # VIP takes the new connections) and ends its server and heartbeats; what drains is waited for here.
         with contextlib.suppress(HostUnavailable):
             await self._request({"op": "retire", "amphora_id": compute_id})
-        await _stop_leftovers(home)
+        await stop_leftovers(home)
         shutil.rmtree(home, ignore_errors=True)
 
     async def fence_instance(self, compute_id: str, timeout_s: float = 5.0) -> None:
@@ -184,7 +184,7 @@ class SharedHostComputeDriver(NamespaceComputeDriver):
             logger.warning("fencing amphora %s without its host for now: %s", compute_id, exc)
             asked = False
         deadline = time.monotonic() + timeout_s
-        while (victims := _processes_under(home)) and time.monotonic() < deadline:
+        while (victims := processes_under(home)) and time.monotonic() < deadline:
             for victim in victims:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(victim, signal.SIGKILL)
