@@ -104,11 +104,20 @@ class Agent:
                 os.killpg(orphan, signal.SIGTERM)
         remove(haproxy.files.pidfile)
 
-    async def shutdown(self) -> None:
-        """Stop every HAProxy (keeping the wish to run it, for the next agent start) and reap everything."""
+    async def shutdown(self, *, reap_all: bool = True) -> None:
+        """Stop every HAProxy (keeping the wish to run it, for the next agent start) and reap everything.
+
+        ``reap_all`` waits until the process has no child at all: not in an amphora host, whose other
+        amphorae's HAProxy processes are its children too."""
         await asyncio.gather(*(self._stop_kept(h) for h in self._haproxies.values()))
-        if not await self._reaper.wait_all(5.0):
+        if reap_all and not await self._reaper.wait_all(5.0):
             logger.warning("children still running after shutdown")
+
+    def abandon(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every HAProxy of this amphora with ``sig`` and supervise them no more (see
+        :meth:`Haproxy.abandon`): an amphora host fencing or retiring one of its amphorae."""
+        for haproxy in self._haproxies.values():
+            haproxy.abandon(sig)
 
     async def _stop_kept(self, haproxy: Haproxy) -> None:
         async with haproxy.lock:

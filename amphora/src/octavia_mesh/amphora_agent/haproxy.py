@@ -179,6 +179,7 @@ class Haproxy:
         self._backoff = _FIRST_BACKOFF_S
         self._last_error = ""
         self._loaded = b""  # the configuration the running worker loaded
+        self._abandoned = False  # fenced or retired by an amphora host: never started again
 
     @property
     def running(self) -> bool:
@@ -289,6 +290,20 @@ class Haproxy:
         remove(self.peers_socket)
         self._state, self._start_time = ProcessState.STOPPED, None
 
+    def abandon(self, sig: int = signal.SIGKILL) -> None:
+        """Signal HAProxy's whole group with ``sig`` and supervise it no more, at once: no restart, no wait.
+
+        What an amphora host does to the HAProxy of one amphora it fences (SIGKILL) or retires while it
+        still serves (SIGUSR1: soft-stop, the requests in flight finish). Whoever removes the amphora reaps
+        what is left (its processes name the amphora's directory)."""
+        self._stopping = self._abandoned = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            self._monitor = None
+        if self._master is not None:
+            kill_group(self._master.pid, sig)
+        self._state = ProcessState.STOPPED
+
     async def info(self) -> ProcessInfo:
         procs = hacli.Processes()
         if self.running and self._state is ProcessState.RUNNING:
@@ -392,6 +407,8 @@ class Haproxy:
                 remove(leftover)
 
     async def _spawn(self) -> None:
+        if self._abandoned:  # a shielded start still running when its amphora was fenced must not revive it
+            raise HaproxyError("this amphora was fenced or retired")
         orphan = self.orphan_pid()
         self._clear_stale_sockets()
         remove(self.state_file)  # states of another process, however old: a start checks afresh

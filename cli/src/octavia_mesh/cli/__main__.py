@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         help="provider of load balancers that name none: amphora (HAProxy on this machine, the default) "
         "or noop (no data plane: every change completes at once)",
     )
+    up.add_argument(
+        "--local-amphorae",
+        choices=("process", "shared"),
+        default="process",
+        help="process (an agent process per amphora, the default) or shared (one amphora host process serves "
+        "every SINGLE amphora, each with its own port, certificate, heartbeats and HAProxy: ~7 MiB per load "
+        "balancer instead of ~33)",
+    )
     up.add_argument("--start-timeout", type=float, default=60.0, help="seconds each part may take to start")
     up.add_argument(
         "--keep-amphorae",
@@ -87,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                     default_provider=args.provider,
                     keystone_url=args.keystone_url,
                     keep_amphorae=args.keep_amphorae,
+                    local_amphorae=args.local_amphorae,
                 )
             )
         )

@@ -65,6 +65,8 @@ class MeshOptions:
     keystone_url: str = ""
     #: Leave the amphorae serving when the mesh stops (a later ``up`` on the same state directory adopts them).
     keep_amphorae: bool = False
+    #: Local amphorae as agent processes (``process``) or served by one amphora host process (``shared``).
+    local_amphorae: str = "process"
 
 
 def grpc_serving(target: str, service: str = "") -> bool:
@@ -89,14 +91,18 @@ def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
     relocated = pointer.exists()
     if relocated:
         directory = Path(pointer.read_text().strip())
-    pids = []
+    pids: list[int] = []
+    # ``*`` matches the amphora host's ``.host`` too; the amphorae it serves name its pid: signalled once.
     for pid_file in directory.glob("*/agent.pid"):
         try:
             pid = int(pid_file.read_text())
-            os.killpg(pid, signal.SIGTERM)
-            pids.append(pid)
+            if pid not in pids:
+                os.killpg(pid, signal.SIGTERM)
+                pids.append(pid)
         except (OSError, ValueError):
             continue
+    if (directory / ".host" / "agent.pid").exists():
+        timeout = max(timeout, 60.0)  # an amphora host stops all its amphorae (hundreds, maybe) gracefully
     deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
         pids = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
@@ -104,6 +110,9 @@ def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+    # An agent or amphora host killed above leaves its HAProxy processes (groups of their own) running: every
+    # process that names a file under the directory goes too.
+    _kill_named(directory)
     if any(directory.glob("*/netns.json")):  # ACTIVE_STANDBY amphorae: their namespaces, veths and bridges
         from octavia_mesh.worker.drivers.namespaces import remove_all
 
@@ -111,6 +120,14 @@ def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
     if relocated:  # a short path under /tmp the worker chose for its sockets: nothing in it outlives the agents
         shutil.rmtree(directory, ignore_errors=True)
         pointer.unlink(missing_ok=True)
+
+
+def _kill_named(directory: Path) -> None:
+    needle = str(directory.resolve()).encode() + b"/"
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if proc.name.isdigit() and needle in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def _state(pid: int) -> str:
@@ -255,6 +272,7 @@ class Mesh:
                     "OCTAVIA_MESH_WORKER_STATE_DIR": str(self.state / "worker"),
                     "OCTAVIA_MESH_WORKER_SECRET_KEY_FILE": secret_key_file,
                     "OCTAVIA_MESH_WORKER_HEALTH_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in heartbeat_ports),
+                    "OCTAVIA_MESH_WORKER_LOCAL_AMPHORAE": opts.local_amphorae,
                     **self._spare_pool_env(),
                     **self._metrics_env("WORKER"),
                     **opts.service_env,

@@ -24,6 +24,7 @@ from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDr
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
 from octavia_mesh.worker.drivers.compute import ComputeDriver, NoopComputeDriver
 from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver
+from octavia_mesh.worker.drivers.shared_host import SharedHostComputeDriver
 from octavia_mesh.worker.flows.spares import SparePool
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
 from octavia_mesh.worker.haproxy.view import connection_cap
@@ -42,7 +43,8 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
     compute: ComputeDriver
     if settings.compute_driver == "local":
         # Local processes; ACTIVE_STANDBY amphorae in network namespaces (which need root).
-        compute = NamespaceComputeDriver(
+        local = SharedHostComputeDriver if settings.local_amphorae == "shared" else NamespaceComputeDriver
+        compute = local(
             state / "amphorae",
             link_cidr=settings.active_standby_link_cidr,
             health_endpoints=settings.health_endpoints,

@@ -27,6 +27,13 @@ class WorkerSettings:
     compute_driver: str = field(
         default="local", metadata={"help": "amphora instances: local (processes), nova (OpenStack servers) or noop"}
     )
+    local_amphorae: str = field(
+        default="process",
+        metadata={
+            "help": "local compute driver: process (an agent process per amphora) or shared (one amphora host "
+            "process serves every SINGLE amphora, each with its own port, certificate, heartbeats and HAProxy)"
+        },
+    )
     amphora_driver: str = field(default="grpc", metadata={"help": "talking to agents: grpc (mutual TLS) or noop"})
     network_driver: str = field(
         default="local", metadata={"help": "plugs VIPs and member subnets into amphorae: local, neutron or noop"}
@@ -116,6 +123,7 @@ class WorkerSettings:
             ("network_driver", self.network_driver, ("local", "neutron", "noop")),
             ("cert_manager", self.cert_manager, ("local", "barbican")),
             ("amphora_driver", self.amphora_driver, ("grpc", "noop")),
+            ("local_amphorae", self.local_amphorae, ("process", "shared")),
         ):
             if value not in known:
                 raise ValueError(f"{PREFIX}{name.upper()}={value!r} is not one of {', '.join(known)}")

@@ -95,7 +95,7 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _processes_under(home: Path) -> list[int]:
+def processes_under(home: Path) -> list[int]:
     """Live processes whose command line names a file under ``home`` (HAProxy names its configuration there)."""
     needle = str(home).encode() + b"/"
     found = []
@@ -112,18 +112,18 @@ def _processes_under(home: Path) -> list[int]:
     return found
 
 
-async def _stop_leftovers(home: Path, drain_s: float = 5.0) -> None:
+async def stop_leftovers(home: Path, drain_s: float = 5.0) -> None:
     """Stop what an amphora without its agent left running: its HAProxy (own process group) may still hold the
     VIP. Soft-stop first (SIGUSR1: stop accepting, finish the requests in flight, while the replacement, bound
     to the same VIP with SO_REUSEPORT, takes the new connections), then kill what is left after ``drain_s``."""
-    leftovers = _processes_under(home)
+    leftovers = processes_under(home)
     for pid in leftovers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + drain_s
     while leftovers and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-        leftovers = _processes_under(home)
+        leftovers = processes_under(home)
     for pid in leftovers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -162,7 +162,7 @@ print(pid, flush=True)
 """
 
 
-async def _spawn_detached(argv: list[str], home: Path) -> int:
+async def spawn_detached(argv: list[str], home: Path) -> int:
     """Start ``argv`` as a grandchild in its own session (see ``_LAUNCHER``); its pid, once it has exec'd."""
     with open(home / "agent.log", "ab") as log:
         launcher = await asyncio.create_subprocess_exec(
@@ -228,10 +228,8 @@ class LocalComputeDriver:
         """The prefix of the agent's command line (``ip netns exec <namespace>`` for a namespaced instance)."""
         return []
 
-    async def create_instance(self, spec: InstanceSpec) -> Instance:
-        existing = await self.get_instance(spec.amphora_id)
-        if existing is not None:
-            return existing
+    def _prepare_home(self, spec: InstanceSpec) -> Path:
+        """A fresh home for the instance: its id, its certificate and key, the controller CA."""
         home = self._dir(spec.amphora_id)
         shutil.rmtree(home, ignore_errors=True)
         (home / "state").mkdir(parents=True, mode=0o700)
@@ -239,16 +237,13 @@ class LocalComputeDriver:
         _write(home / "agent.pem", spec.identity.certificate, 0o600)
         _write(home / "agent.key", spec.identity.private_key, 0o600)
         _write(home / "controller-ca.pem", spec.identity.ca_certificate, 0o600)
-        address = await self._place(spec, home)
-        argv = [
-            *self._launcher(spec),
-            self._python,
-            "-m",
-            "octavia_mesh.amphora_agent",
+        return home
+
+    def _agent_flags(self, spec: InstanceSpec, home: Path) -> list[str]:
+        """The agent's flags but ``--listen`` (an agent process and an amphora host's unit take the same)."""
+        flags = [
             "--amphora-id",
             spec.amphora_id,
-            "--listen",
-            address,
             "--state-dir",
             str(home / "state"),
             "--server-cert",
@@ -263,12 +258,29 @@ class LocalComputeDriver:
         endpoints, interval = self._health
         if endpoints:
             # Heartbeats go out with the amphora's own certificate, to a health service verified by the same CA.
-            argv += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
+            flags += ["--health-endpoints", ",".join(endpoints), "--heartbeat-interval-s", str(interval)]
+        return flags
+
+    async def create_instance(self, spec: InstanceSpec) -> Instance:
+        existing = await self.get_instance(spec.amphora_id)
+        if existing is not None:
+            return existing
+        home = self._prepare_home(spec)
+        address = await self._place(spec, home)
+        argv = [
+            *self._launcher(spec),
+            self._python,
+            "-m",
+            "octavia_mesh.amphora_agent",
+            "--listen",
+            address,
+            *self._agent_flags(spec, home),
+        ]
         argv[0] = shutil.which(argv[0]) or argv[0]  # the launcher execs a path (``ip`` for a namespaced agent)
         (home / "agent.address").write_text(address)
         # The launcher records the agent's pid and its start time: the process is ours exactly while that pid
         # has it, whatever its command line reads (it reads empty for a moment during the exec).
-        await _spawn_detached(argv, home)
+        await spawn_detached(argv, home)
         return Instance(compute_id=spec.amphora_id, management_address=address)
 
     async def get_instance(self, compute_id: str) -> Instance | None:
@@ -293,7 +305,7 @@ class LocalComputeDriver:
     async def delete_instance(self, compute_id: str) -> None:
         home = self._dir(compute_id)
         pid = self._pid(home)
-        if pid is not None and any(p != pid for p in _processes_under(home)):
+        if pid is not None and any(p != pid for p in processes_under(home)):
             # HAProxy still serves (a failover retiring a live amphora): the agent's own shutdown would hard-stop
             # it, cutting requests in flight, so the agent goes first and HAProxy drains below.
             os.killpg(pid, signal.SIGKILL)
@@ -304,7 +316,7 @@ class LocalComputeDriver:
                 await asyncio.sleep(0.02)  # not time.sleep: the worker's other flows go on meanwhile
             if self._pid(home) is not None:
                 os.killpg(pid, signal.SIGKILL)
-        await _stop_leftovers(home)
+        await stop_leftovers(home)
         shutil.rmtree(home, ignore_errors=True)
 
     async def fence_instance(self, compute_id: str, timeout_s: float = 5.0) -> None:
@@ -318,7 +330,7 @@ class LocalComputeDriver:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         deadline = time.monotonic() + timeout_s
-        while (victims := _processes_under(home)) and time.monotonic() < deadline:
+        while (victims := processes_under(home)) and time.monotonic() < deadline:
             for victim in victims:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(victim, signal.SIGKILL)
@@ -329,7 +341,7 @@ class LocalComputeDriver:
 
     async def kill_stopped(self, compute_id: str) -> int:
         killed = 0
-        for pid in _processes_under(self._dir(compute_id)):
+        for pid in processes_under(self._dir(compute_id)):
             try:
                 if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
                     os.kill(pid, signal.SIGKILL)
