@@ -127,7 +127,7 @@ async def serve(settings: ApiSettings) -> None:
     nats_client = None
     if settings.nats_url:
         nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-api")
-        await commands.ensure_stream(js)
+        await commands.ensure_stream(js, settings.stream_replicas)
         app.relay = commands.OutboxRelay(write, js)
         app.relay.start()
         app.provider_capabilities = functools.partial(capabilities.of_provider, js)

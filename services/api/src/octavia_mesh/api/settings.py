@@ -20,6 +20,13 @@ class ApiSettings:
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )
     nats_url: str = field(default="", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL); empty: no relay"})
+    stream_replicas: int = field(
+        default=1,
+        metadata={
+            "help": "copies JetStream keeps of the provider-command stream (num_replicas: 3 on a 3-node NATS "
+            "cluster; at most the number of NATS servers); an existing stream is raised to it, never lowered"
+        },
+    )
     auth_strategy: str = field(
         default=AuthStrategy.NOAUTH.value,
         metadata={
@@ -122,6 +129,8 @@ class ApiSettings:
 
     def __post_init__(self) -> None:
         strategy = AuthStrategy(self.auth_strategy)  # fails at start-up on an unknown strategy
+        if not 1 <= self.stream_replicas <= 5:  # JetStream's own bounds
+            raise ValueError(f"stream_replicas {self.stream_replicas} is not between 1 and 5")
         if strategy is AuthStrategy.TRUSTED_HEADERS and len(self.trusted_proxy_secret) < 16:
             raise ValueError("trusted_headers needs TRUSTED_PROXY_SECRET (16 characters or more) naming the proxy")
         if strategy is AuthStrategy.KEYSTONE and not (self.keystone_auth_url and self.keystone_password):
