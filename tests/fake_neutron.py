@@ -66,6 +66,7 @@ class FakeNeutron:
                 "subnets": [x["id"] for x in self.subnets if x["network_id"] == s["network_id"]],
                 "status": "ACTIVE",
                 "admin_state_up": True,
+                "mtu": 1450,  # Neutron's default on a VXLAN tenant network
                 "project_id": "",
                 "tenant_id": "",
             }

@@ -20,6 +20,7 @@ MGMT_NET = ("5d1e7a30-0000-4000-8000-00000000a001", "lb-mgmt-net")
 MGMT_SUBNET = "5d1e7a30-0000-4000-8000-00000000a002"
 VIP_NET = "5d1e7a30-0000-4000-8000-00000000b001"
 VIP_SUBNET = "5d1e7a30-0000-4000-8000-00000000b002"
+VIP_SUBNET_V6 = "5d1e7a30-0000-4000-8000-00000000b006"  # a second subnet of the VIP network (additional VIPs)
 MEMBER_NET = "5d1e7a30-0000-4000-8000-00000000c001"
 MEMBER_SUBNET = "5d1e7a30-0000-4000-8000-00000000c002"
 SERVICE_PROJECT = "6b7c0d1e2f3a4b5c8d9e0f1a2b3c4d5e"
@@ -69,6 +70,7 @@ def running(loopback_vips: bool = False) -> Iterator[FakeCloud]:
         [
             (MGMT_SUBNET, MGMT_NET[0], mgmt_cidr),
             (VIP_SUBNET, VIP_NET, vip_cidr),
+            (VIP_SUBNET_V6, VIP_NET, "fd00:b::/64"),
             (MEMBER_SUBNET, MEMBER_NET, "10.1.0.0/24"),
         ],
         networks={MGMT_NET[0]: MGMT_NET[1]},

@@ -32,6 +32,7 @@ def vip_of(lb: LoadBalancer) -> Vip:
         network_id=lb.vip_network_id or "",
         additional_vips=tuple(lb.additional_vips or ()),
         qos_policy_id=lb.vip_qos_policy_id,
+        sg_ids=tuple(lb.vip_sg_ids or ()),
     )
 
 
