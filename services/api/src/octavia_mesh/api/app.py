@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.capabilities import Capabilities
 from octavia_mesh.common.commands import OutboxRelay
 
@@ -28,6 +29,8 @@ class App:
     relay: OutboxRelay | None = None
     #: What a provider's workers can build (the registry on NATS); None without NATS.
     provider_capabilities: Callable[[str], Awaitable[Capabilities | None]] | None = None
+    #: TLS references are Barbican's (``cert_manager`` barbican): checked and granted for the user (tls_refs.py).
+    barbican: BarbicanCertManager | None = None
 
     def commands_committed(self) -> None:
         """Tell the relay that new outbox rows are committed."""

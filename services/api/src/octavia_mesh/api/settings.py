@@ -105,7 +105,17 @@ class ApiSettings:
     )
     openstack_cloud: str = field(
         default="",
-        metadata={"help": "clouds.yaml entry with the service credentials of the neutron driver (empty: OS_*)"},
+        metadata={
+            "help": "clouds.yaml entry with the service credentials of the neutron driver and of Barbican (empty: OS_*)"
+        },
+    )
+    cert_manager: str = field(
+        default="local",
+        metadata={
+            "help": "where listener and pool TLS refs are checked: local (the API's own secret store) or barbican "
+            "(the user's token grants the service user read access, as Octavia's BarbicanACLAuth; set the "
+            "worker's CERT_MANAGER alike)"
+        },
     )
     secret_key_file: str = field(
         default="octavia-mesh-secret.key",
@@ -141,6 +151,8 @@ class ApiSettings:
             raise ValueError(f"default topology {self.default_topology!r} is not SINGLE or ACTIVE_STANDBY")
         if self.active_standby not in ("auto", "enabled", "disabled"):
             raise ValueError(f"active_standby {self.active_standby!r} is not auto, enabled or disabled")
+        if self.cert_manager not in ("local", "barbican"):
+            raise ValueError(f"cert manager {self.cert_manager!r} is not local or barbican")
         if self.network_driver not in DRIVERS:
             raise ValueError(f"network driver {self.network_driver!r} is not one of {', '.join(sorted(DRIVERS))}")
 
