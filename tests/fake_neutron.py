@@ -75,6 +75,9 @@ class FakeNeutron:
         self.items: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in _WRITABLE}
         self.qos_policies: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        # What happens in the server when Nova attaches or detaches a port (fake_vms: an interface appears).
+        self.on_attach: Any = None
+        self.on_detach: Any = None
 
     # --- reads (the clients' lookups) -----------------------------------------------------------------
 
@@ -270,12 +273,16 @@ class FakeNeutron:
                 if port["device_id"] and port["device_id"] != server["id"]:
                     return 409, {"conflictingRequest": {"code": 409, "message": f"Port {port['id']} is still in use."}}
                 port.update(device_id=server["id"], device_owner="compute:nova", status="ACTIVE")  # as Nova binds it
+                if self.on_attach is not None:
+                    self.on_attach(server["id"], port)
                 return 200, {"interfaceAttachment": view(port)}
             if method == "DELETE" and len(rest) == 1:
                 port = next((p for p in mine if p["id"] == rest[0]), None)
                 if port is None:
                     return 404, {"itemNotFound": {"code": 404, "message": "Port is not attached."}}
                 port.update(device_id="", device_owner="", status="DOWN")
+                if self.on_detach is not None:
+                    self.on_detach(server["id"], port)
                 return 202, None
             return 404, {"itemNotFound": {"code": 404, "message": "not found"}}
 

@@ -76,6 +76,7 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
             barbican=BarbicanCertManager(openstack.connect(settings.openstack_cloud))
             if settings.cert_manager == "barbican"
             else None,
+            plug_interfaces=settings.plug_interfaces,
         )
     )
 

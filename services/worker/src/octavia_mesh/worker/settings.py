@@ -65,6 +65,14 @@ class WorkerSettings:
     )
     nova_agent_port: int = field(default=9443, metadata={"help": "nova: port the image's agent listens on"})
     nova_boot_timeout_s: float = field(default=300.0, metadata={"help": "nova: how long a server may take to boot"})
+    plug_interfaces: bool = field(
+        default=True,
+        metadata={
+            "help": "have the amphora agent configure the ports the network driver attaches to its server "
+            "(Octavia's plug_vip/plug_network amphora calls; only the neutron driver attaches any); false for an "
+            "image that configures hot-plugged ports itself"
+        },
+    )
     agent_timeout_s: float = field(default=60.0, metadata={"help": "how long a new amphora's agent may take to answer"})
     amphora_cert_validity_s: float = field(
         default=30 * 86400.0,
