@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from keystone_barbican import PASSWORDS, Cloud, running
-from support import SUBNET, Rest, start_mesh
+from support import Rest, start_mesh
 from tls_material import Issued, issue, p12
 
 from octavia_mesh.cli.mesh import Mesh
@@ -138,7 +138,8 @@ def test_listener_and_pool_refs_are_granted_as_the_user_and_served(
     service_ref = _secret(cloud, cloud.token("octavia", "service"), "not-alices", p12(www, (ca,)))
     missing_ref = f"{cloud.barbican_url}/v1/secrets/00000000-0000-4000-8000-000000000000"
 
-    lb = alice.ok("POST", "/v2/lbaas/loadbalancers", {"loadbalancer": {"vip_subnet_id": SUBNET}})["loadbalancer"]
+    (subnet,) = alice.ok("GET", "/v2.0/subnets")["subnets"]  # the mesh's local VIP subnet
+    lb = alice.ok("POST", "/v2/lbaas/loadbalancers", {"loadbalancer": {"vip_subnet_id": subnet["id"]}})["loadbalancer"]
     alice.wait_lb_active(lb["id"])
     listener = {"loadbalancer_id": lb["id"], "protocol": "TERMINATED_HTTPS", "protocol_port": 8443}
     for bad in (service_ref, missing_ref):

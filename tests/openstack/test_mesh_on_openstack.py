@@ -51,6 +51,10 @@ def os_mesh(tmp_path_factory: pytest.TempPathFactory, cloud: FakeCloud) -> Itera
         "OCTAVIA_MESH_WORKER_NOVA_NETWORK_ID": MGMT_NET[0],
         "OCTAVIA_MESH_WORKER_NOVA_AGENT_PORT": str(cloud.nova.agent_port),
         "OCTAVIA_MESH_WORKER_NOVA_BOOT_TIMEOUT_S": "30",
+        # These servers are host processes (they share the host's loopback with the VIPs, members and health
+        # service), so an attached port has no interface in them to configure: the agents' plugging is tested
+        # with servers that are network namespaces (test_pair_on_nova.py).
+        "OCTAVIA_MESH_WORKER_PLUG_INTERFACES": "false",
     }
     yield from start_mesh(tmp_path_factory, "noauth", default_provider="amphora", service_env=env)
 

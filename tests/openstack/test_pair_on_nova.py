@@ -27,10 +27,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import ensure_keepalived
 
+from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.engine import session_factories
 from octavia_mesh.common.db.models import Amphora, LoadBalancer
 from octavia_mesh.common.network import VipRequest
 from octavia_mesh.common.network.neutron import NeutronNetworkDriver
+from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
@@ -38,6 +40,7 @@ from octavia_mesh.worker.drivers.openstack_compute import NovaComputeDriver, Nov
 from octavia_mesh.worker.flows import vrrp
 from octavia_mesh.worker.flows.engine import FlowContext, FlowEngine, FlowFailed
 from octavia_mesh.worker.haproxy.render import HaproxyRenderer, create_environment
+from octavia_mesh.worker.providers.amphora import AmphoraProvider
 from octavia_mesh.worker.vrrp import render as vrrp_render
 
 pytestmark = [
@@ -166,6 +169,24 @@ async def test_pair_boots_anti_affine_and_keepalived_moves_the_vip(cloud: FakeCl
     cloud.nova._kill(master.compute_id)  # the MASTER's server is switched off
     _wait(lambda: _holds_vip(cloud, backup.compute_id, lb.vip_address), 10, "the BACKUP to take the VIP over")
     _wait(lambda: _answered(cloud, lb.vip_address), 10, "the VIP to answer again")
+
+
+async def test_single_amphora_gets_its_vip_port_configured_by_its_agent(cloud: FakeCloud, pair: Any) -> None:
+    """The SINGLE create flow on Nova: the agent puts the VIP itself on the port it finds by MAC."""
+    deps, sessions = pair
+    lb = await _new_lb(deps, sessions)
+    async with sessions() as session, session.begin():
+        (await session.get(LoadBalancer, lb.id)).topology = "SINGLE"  # type: ignore[union-attr]
+    command = commands_pb2.ProviderCommand(
+        command_id=str(uuid.uuid4()), kind=Kind.RESOURCE_KIND_LOAD_BALANCER, operation=Op.OPERATION_CREATE,
+        resource_id=lb.id, load_balancer_id=lb.id,
+    )  # fmt: skip
+    await AmphoraProvider(deps).apply(command)
+    (server,) = cloud.nova._visible()
+    assert _holds_vip(cloud, server["id"], lb.vip_address)
+    assert _answered(cloud, lb.vip_address)
+    async with sessions() as session:
+        assert (await session.get(LoadBalancer, lb.id)).provisioning_status == "ACTIVE"  # type: ignore[union-attr]
 
 
 async def test_a_second_boot_nova_cannot_place_reverts_the_pair(cloud: FakeCloud, pair: Any) -> None:
