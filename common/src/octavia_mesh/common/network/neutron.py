@@ -346,7 +346,7 @@ class NeutronNetworkDriver:
             fixed_ips=tuple((ip["ip_address"], str(subnets[ip["subnet_id"]].cidr)) for ip in port.fixed_ips or ()),
             gateway=str(first.gateway_ip) if first is not None and first.gateway_ip else None,
             host_routes=tuple(
-                (str(r["destination"]), str(r["nexthop"])) for r in (first.host_routes or ()) if first is not None
+                (str(r["destination"]), str(r["nexthop"])) for r in ((first.host_routes if first else None) or ())
             ),
             mtu=int(mtu) if mtu else None,
             vips=vips,
