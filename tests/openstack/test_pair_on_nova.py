@@ -170,6 +170,37 @@ async def test_pair_boots_anti_affine_and_keepalived_moves_the_vip(cloud: FakeCl
     _wait(lambda: _holds_vip(cloud, backup.compute_id, lb.vip_address), 10, "the BACKUP to take the VIP over")
     _wait(lambda: _answered(cloud, lb.vip_address), 10, "the VIP to answer again")
 
+    # The dead amphora's failover: a replacement in the group (a third host is free), the old server fenced.
+    cloud.nova.hosts = ("compute-1", "compute-2", "compute-3")
+    await AmphoraProvider(deps).apply(_command(lb.id, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, master.id))
+    assert master.compute_id not in {s["id"] for s in cloud.nova._visible()}
+    (group,) = cloud.nova.groups.values()
+    async with sessions() as session:
+        live = list(
+            (
+                await session.execute(
+                    select(Amphora).where(Amphora.load_balancer_id == lb.id, Amphora.status == "ALLOCATED")
+                )
+            ).scalars()
+        )
+    assert sorted(group["members"]) == sorted(a.compute_id for a in live) and len(live) == 2
+    replacement = next(a for a in live if a.id != backup.id)
+    assert replacement.role == "MASTER" and replacement.vrrp_interface == "eth1"
+    assert _holds_vip(cloud, backup.compute_id, lb.vip_address)  # nopreempt: the survivor keeps serving
+    assert _answered(cloud, lb.vip_address)
+
+    # Deleting the load balancer leaves nothing: servers, their group, every port and the security group.
+    await AmphoraProvider(deps).apply(_command(lb.id, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_DELETE, lb.id))
+    assert cloud.nova._visible() == [] and cloud.nova.groups == {}
+    assert cloud.neutron.ports() == [] and cloud.neutron.items["security-groups"] == {}
+
+
+def _command(lb_id: str, kind: int, operation: int, resource_id: str) -> commands_pb2.ProviderCommand:
+    return commands_pb2.ProviderCommand(
+        command_id=str(uuid.uuid4()), kind=kind, operation=operation, resource_id=resource_id,  # type: ignore[arg-type]
+        load_balancer_id=lb_id,
+    )  # fmt: skip
+
 
 async def test_single_amphora_gets_its_vip_port_configured_by_its_agent(cloud: FakeCloud, pair: Any) -> None:
     """The SINGLE create flow on Nova: the agent puts the VIP itself on the port it finds by MAC."""
@@ -177,11 +208,7 @@ async def test_single_amphora_gets_its_vip_port_configured_by_its_agent(cloud: F
     lb = await _new_lb(deps, sessions)
     async with sessions() as session, session.begin():
         (await session.get(LoadBalancer, lb.id)).topology = "SINGLE"  # type: ignore[union-attr]
-    command = commands_pb2.ProviderCommand(
-        command_id=str(uuid.uuid4()), kind=Kind.RESOURCE_KIND_LOAD_BALANCER, operation=Op.OPERATION_CREATE,
-        resource_id=lb.id, load_balancer_id=lb.id,
-    )  # fmt: skip
-    await AmphoraProvider(deps).apply(command)
+    await AmphoraProvider(deps).apply(_command(lb.id, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_CREATE, lb.id))
     (server,) = cloud.nova._visible()
     assert _holds_vip(cloud, server["id"], lb.vip_address)
     assert _answered(cloud, lb.vip_address)

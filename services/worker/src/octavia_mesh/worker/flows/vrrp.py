@@ -39,7 +39,7 @@ from octavia_mesh.worker.drivers.certificates import CertBundle
 from octavia_mesh.worker.drivers.compute import InstanceSpec
 from octavia_mesh.worker.drivers.namespaces import VRRP_INTERFACE, NamespacedInstanceSpec
 from octavia_mesh.worker.flows.engine import Flow, FlowContext
-from octavia_mesh.worker.flows.network import PlugInterfaces, PlugMemberSubnets, PlugVip
+from octavia_mesh.worker.flows.network import PlugInterfaces, PlugMemberSubnets, PlugVip, vip_of
 from octavia_mesh.worker.tasks import AMPHORA_IDS, BootAmphora, Configure, Settle, WaitForAgent, set_amphora
 from octavia_mesh.worker.vrrp.render import VrrpOptions, VrrpView
 
@@ -222,8 +222,16 @@ class RetireOld:
         if old is None or old.load_balancer_id != ctx.load_balancer_id or old.status == AmphoraStatus.DELETED:
             return {}
         await set_amphora(self.deps, old_id, status=AmphoraStatus.PENDING_DELETE)
+        compute_id = old.compute_id or old_id
         # The agent stops keepalived first: a master advertises priority 0 and its peer takes the VIP at once.
-        await self.deps.compute.delete_instance(old.compute_id or old_id)
+        await self.deps.compute.delete_instance(compute_id)
+        # Then its ports: a real network keeps the ports of a deleted server (Octavia's failover deletes the old
+        # amphora's VRRP port), and a leftover would keep the load balancer's security group in use.
+        await self.deps.network.plug_member_subnets(compute_id, [])
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+        if lb is not None:
+            await self.deps.network.unplug_vip(vip_of(lb), compute_id)
         await set_amphora(self.deps, old_id, status=AmphoraStatus.DELETED)
         return {}
 
