@@ -7,7 +7,9 @@ Two users:
   fixed set of subnets (:func:`running`);
 * the ``neutron`` network driver (``tests/openstack``): also ``POST/PUT/DELETE /v2.0/ports`` (fixed IPs
   allocated from the subnet's CIDR; a taken address is 409 ``IpAddressAlreadyAllocated``, a full subnet 409
-  ``IpAddressGenerationFailure``; ``allowed_address_pairs``, ``security_groups``, ``qos_policy_id``), security
+  ``IpAddressGenerationFailure``; ``allowed_address_pairs``, ``security_groups``, ``qos_policy_id``; several
+  ``fixed_ips`` for additional VIPs; ``PUT`` replaces a list attribute whole, as Neutron's), networks with
+  ``mtu`` and subnets with ``gateway_ip``/``host_routes`` (what the agent is told to configure), security
   groups and their rules (a new group has Neutron's two default egress rules; deleting a group a port still
   uses is 409 ``SecurityGroupInUse``), ``GET /v2.0/qos/policies/{id}``, and the ports' side of Nova's
   ``os-interface`` (:meth:`FakeNeutron.nova_interfaces`: ``device_id``/``device_owner`` follow attachment).

@@ -96,3 +96,14 @@ async def test_a_single_server_refuses_three_replicas(nats_url: str) -> None:
             await commands.ensure_stream(js, 3)  # said at start-up, not discovered when a server is lost
     finally:
         await client.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["0", "6"])
+def test_replicas_outside_jetstreams_bounds_fail_the_settings(value: str) -> None:
+    from octavia_mesh.api.settings import ApiSettings
+    from octavia_mesh.housekeeping.settings import HousekeepingSettings
+    from octavia_mesh.worker.settings import WorkerSettings
+
+    for cls, prefix in ((ApiSettings, "API"), (WorkerSettings, "WORKER"), (HousekeepingSettings, "HOUSEKEEPING")):
+        with pytest.raises(ValueError, match=f"stream_replicas {value} is not between 1 and 5"):
+            cls.from_env({f"OCTAVIA_MESH_{prefix}_STREAM_REPLICAS": value})

@@ -189,3 +189,11 @@ def test_listener_and_pool_refs_are_granted_as_the_user_and_served(
 
     alice.ok("DELETE", f"/v2/lbaas/loadbalancers/{lb['id']}?cascade=true")
     alice.wait_status(f"/v2/lbaas/loadbalancers/{lb['id']}", "loadbalancer", "DELETED", timeout=60)
+
+
+def test_a_misspelt_cert_manager_fails_the_api_at_start_up() -> None:
+    from octavia_mesh.api.settings import ApiSettings
+
+    with pytest.raises(ValueError, match="cert manager 'barbicn' is not local or barbican"):
+        ApiSettings.from_env({"OCTAVIA_MESH_API_CERT_MANAGER": "barbicn"})
+    assert ApiSettings.from_env({"OCTAVIA_MESH_API_CERT_MANAGER": "barbican"}).cert_manager == "barbican"
