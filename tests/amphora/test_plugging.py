@@ -174,6 +174,10 @@ def test_plug_vip_configures_the_port_with_source_routing(vm: Vm) -> None:
         again = vm.stub.PlugVip(_vip_request(), timeout=30)  # repeatable, and repairs what went missing
         assert again.interface == "vip0" and _addresses(vm.netns, "vip0") == {"10.0.0.5/24", "10.0.0.10/32"}
         assert _reaches(vm, "10.0.0.10", 8080, CLIENT)
+        vm.stub.PlugVip(_vip_request(), timeout=30)
+        rules = _ip("-n", vm.netns, "rule", "show").splitlines()
+        assert len([r for r in rules if "from 10.0.0.10 lookup" in r]) == 1  # not one more per call
+        assert len([r for r in rules if "from 10.0.0.5 lookup" in r]) == 1
         moved = [agent_pb2.InterfaceAddress(address="10.0.0.11", prefix_length=24)]
         vm.stub.PlugVip(_vip_request(vips=moved), timeout=30)
         assert _addresses(vm.netns, "vip0") == {"10.0.0.5/24", "10.0.0.11/32"}  # converges: the old VIP goes

@@ -136,19 +136,16 @@ def _plug_vip(port: Port, vrrp_managed: bool, timeout_s: float) -> str:
             ipr.route("replace", dst=default, gateway=port.gateway, oif=index, table=table, family=family)
         for destination, next_hop in port.host_routes:
             ipr.route("replace", dst=destination, gateway=next_hop, oif=index, table=table, family=_family(next_hop))
-        sources = {(a.address, a.family, a.host_prefix) for a in (*port.addresses, *port.vips)}
+        sources = {(a.ip.compressed, a.family, a.host_prefix) for a in (*port.addresses, *port.vips)}
         existing = {
-            (str(_attr(r, "FRA_SRC")), int(r["src_len"]), int(_attr(r, "FRA_TABLE") or r["table"]))
+            (ipaddress.ip_address(_attr(rule, "FRA_SRC")).compressed, int(rule["src_len"]), _attr(rule, "FRA_TABLE"))
             for family in (socket.AF_INET, socket.AF_INET6)
-            for r in ipr.get_rules(family=family)
-            if _attr(r, "FRA_SRC")
+            for rule in ipr.get_rules(family=family)
+            if _attr(rule, "FRA_SRC")
         }
         for address, family, prefix in sorted(sources):
-            if (ipaddress.ip_address(address).compressed, prefix, table) in {
-                (ipaddress.ip_address(s).compressed, p, t) for s, p, t in existing
-            }:
-                continue
-            ipr.rule("add", src=address, src_len=prefix, table=table, priority=RULE_PRIORITY, family=family)
+            if (address, prefix, table) not in existing:  # a rule added twice would be there twice
+                ipr.rule("add", src=address, src_len=prefix, table=table, priority=RULE_PRIORITY, family=family)
         return name
 
 
