@@ -263,6 +263,14 @@ class FakeNova:
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # a VM switched off: HAProxy and all
             process.wait()
+        # HAProxy (and keepalived) run in sessions of their own: whatever names the server's files goes too.
+        needle = f"{self.root / server_id[:8]}/".encode()
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and needle in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
         if self.vms is not None:
             self.vms.kill(server_id)
 
