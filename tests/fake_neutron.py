@@ -7,7 +7,9 @@ Two users:
   fixed set of subnets (:func:`running`);
 * the ``neutron`` network driver (``tests/openstack``): also ``POST/PUT/DELETE /v2.0/ports`` (fixed IPs
   allocated from the subnet's CIDR; a taken address is 409 ``IpAddressAlreadyAllocated``, a full subnet 409
-  ``IpAddressGenerationFailure``; ``allowed_address_pairs``, ``security_groups``, ``qos_policy_id``), security
+  ``IpAddressGenerationFailure``; ``allowed_address_pairs``, ``security_groups``, ``qos_policy_id``; several
+  ``fixed_ips`` for additional VIPs; ``PUT`` replaces a list attribute whole, as Neutron's), networks with
+  ``mtu`` and subnets with ``gateway_ip``/``host_routes`` (what the agent is told to configure), security
   groups and their rules (a new group has Neutron's two default egress rules; deleting a group a port still
   uses is 409 ``SecurityGroupInUse``), ``GET /v2.0/qos/policies/{id}``, and the ports' side of Nova's
   ``os-interface`` (:meth:`FakeNeutron.nova_interfaces`: ``device_id``/``device_owner`` follow attachment).
@@ -66,6 +68,7 @@ class FakeNeutron:
                 "subnets": [x["id"] for x in self.subnets if x["network_id"] == s["network_id"]],
                 "status": "ACTIVE",
                 "admin_state_up": True,
+                "mtu": 1450,  # Neutron's default on a VXLAN tenant network
                 "project_id": "",
                 "tenant_id": "",
             }
@@ -74,6 +77,9 @@ class FakeNeutron:
         self.items: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in _WRITABLE}
         self.qos_policies: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        # What happens in the server when Nova attaches or detaches a port (fake_vms: an interface appears).
+        self.on_attach: Any = None
+        self.on_detach: Any = None
 
     # --- reads (the clients' lookups) -----------------------------------------------------------------
 
@@ -269,12 +275,16 @@ class FakeNeutron:
                 if port["device_id"] and port["device_id"] != server["id"]:
                     return 409, {"conflictingRequest": {"code": 409, "message": f"Port {port['id']} is still in use."}}
                 port.update(device_id=server["id"], device_owner="compute:nova", status="ACTIVE")  # as Nova binds it
+                if self.on_attach is not None:
+                    self.on_attach(server["id"], port)
                 return 200, {"interfaceAttachment": view(port)}
             if method == "DELETE" and len(rest) == 1:
                 port = next((p for p in mine if p["id"] == rest[0]), None)
                 if port is None:
                     return 404, {"itemNotFound": {"code": 404, "message": "Port is not attached."}}
                 port.update(device_id="", device_owner="", status="DOWN")
+                if self.on_detach is not None:
+                    self.on_detach(server["id"], port)
                 return 202, None
             return 404, {"itemNotFound": {"code": 404, "message": "not found"}}
 

@@ -153,6 +153,23 @@ def test_nats_is_a_three_node_jetstream_cluster_routed_through_its_headless_serv
     assert "js-enabled-only" in container["livenessProbe"]["httpGet"]["path"]
 
 
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_command_stream_is_replicated_on_every_nats_server(kustomization: str) -> None:
+    """Every service that creates the provider-command stream asks for one copy per NATS server, so a command
+    survives the loss of a server; more than the servers would be refused by JetStream."""
+    docs = render(kustomization)
+    (nats,) = [d for d in of_kind(docs, "StatefulSet") if d["metadata"]["name"] == "nats"]
+    config = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "octavia-mesh")["data"]
+    settings: tuple[tuple[Any, str], ...] = (
+        (ApiSettings, "OCTAVIA_MESH_API_"),
+        (WorkerSettings, "OCTAVIA_MESH_WORKER_"),
+        (HousekeepingSettings, "OCTAVIA_MESH_HOUSEKEEPING_"),
+    )
+    for settings_cls, prefix in settings:
+        env = {k: v for k, v in config.items() if k.startswith(prefix) and not k.endswith("_FILE")}
+        assert settings_cls.from_env(env).stream_replicas == nats["spec"]["replicas"] == 3, prefix
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_services_read_the_database_url_the_operator_writes(overlay: str) -> None:
     docs = render(overlay)

@@ -20,6 +20,8 @@ command the image's systemd unit runs (``python -m octavia_mesh.amphora_agent``)
 given here: its management address (a loopback address of its own) and its disk (the state directory).
 Scheduling knows ``hosts``; anti-affinity fails a boot with Nova's "No valid host was found" fault when every
 host already holds a member of the group. ``fail_boots`` makes the next boots go to ERROR with a fault.
+With ``vms`` (``fake_vms.NetnsVms``, root only) each server is a network namespace, and a port attached through
+``os-interface`` appears in it as an interface with the port's MAC, as in a VM.
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ class FakeNova:
         address_prefix: str = "127.231",
         hosts: tuple[str, ...] = ("compute-1", "compute-2"),
         glance: FakeGlance | None = None,
+        vms: Any = None,  # fake_vms.NetnsVms: servers as network namespaces (ports attach as interfaces)
     ) -> None:
+        self.vms = vms
         self.root = root
         self.network_id, self.network_name = network
         self.agent_port = agent_port
@@ -168,6 +172,8 @@ class FakeNova:
         env["OCTAVIA_MESH_AGENT_LISTEN"] = f"{address}:{self.agent_port}"  # the VM's own address
         (home / "s").mkdir(exist_ok=True)
         env["OCTAVIA_MESH_AGENT_STATE_DIR"] = str(home / "s")  # its disk (short: unix-socket paths)
+        if self.vms is not None:  # a namespace of its own: the image's python is this one
+            return self.vms.boot(server_id, [sys.executable, *command[1:]], env, home / "agent.log")  # type: ignore[no-any-return]
         with open(home / "agent.log", "ab") as log:
             return subprocess.Popen(
                 [sys.executable, *command[1:]],  # the image's python is this one
@@ -196,8 +202,9 @@ class FakeNova:
         if self.glance is not None and not any(i["id"] == image_id for i in self.glance.images):
             return 400, {"badRequest": {"code": 400, "message": f"Image {image_id} could not be found."}}
         server_id = str(uuid.uuid4())
-        address = self._address()
         host = self._schedule(group_id)
+        booting = host is not None and not self.fail_boots
+        address = self.vms.allocate(server_id) if booting and self.vms is not None else self._address()
         server: dict[str, Any] = {
             "id": server_id,
             "name": spec["name"],
@@ -256,6 +263,16 @@ class FakeNova:
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # a VM switched off: HAProxy and all
             process.wait()
+        # HAProxy (and keepalived) run in sessions of their own: whatever names the server's files goes too.
+        needle = f"{self.root / server_id[:8]}/".encode()
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and needle in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
+        if self.vms is not None:
+            self.vms.kill(server_id)
 
     def _delete(self, server_id: str) -> None:
         self._kill(server_id)

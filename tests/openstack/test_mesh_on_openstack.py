@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_cloud import MGMT_NET, SERVICE_PROJECT, VIP_SUBNET, FakeCloud, running
+from fake_cloud import MGMT_NET, SERVICE_PROJECT, VIP_SUBNET, VIP_SUBNET_V6, FakeCloud, running
 from support import Rest, start_mesh
 
 from octavia_mesh.cli.mesh import Mesh
@@ -51,6 +51,10 @@ def os_mesh(tmp_path_factory: pytest.TempPathFactory, cloud: FakeCloud) -> Itera
         "OCTAVIA_MESH_WORKER_NOVA_NETWORK_ID": MGMT_NET[0],
         "OCTAVIA_MESH_WORKER_NOVA_AGENT_PORT": str(cloud.nova.agent_port),
         "OCTAVIA_MESH_WORKER_NOVA_BOOT_TIMEOUT_S": "30",
+        # These servers are host processes (they share the host's loopback with the VIPs, members and health
+        # service), so an attached port has no interface in them to configure: the agents' plugging is tested
+        # with servers that are network namespaces (test_pair_on_nova.py).
+        "OCTAVIA_MESH_WORKER_PLUG_INTERFACES": "false",
     }
     yield from start_mesh(tmp_path_factory, "noauth", default_provider="amphora", service_env=env)
 
@@ -211,4 +215,57 @@ def test_refused_create_gives_the_vip_port_back(rest: Rest, cloud: FakeCloud) ->
     deadline = time.monotonic() + 10
     while cloud.neutron.ports() and time.monotonic() < deadline:
         time.sleep(0.05)
+    _assert_clean(cloud)
+
+
+def test_vip_security_groups_and_additional_vips_reach_neutron(rest: Rest, cloud: FakeCloud) -> None:
+    """Octavia 2023.x's VIP fields through the API: the additional VIP becomes a second fixed IP of the VIP port
+    and a second allowed address pair of the amphora's port; ``vip_sg_ids`` are checked, put on both ports, and
+    replace the listener rules (so a listener's ``allowed_cidrs`` is refused); an update moves every port."""
+    web, ops = (cloud.neutron._create_security_group({"name": n})[1]["security_group"]["id"] for n in ("web", "ops"))
+    missing = "00000000-0000-4000-8000-00000000dead"
+    body = {"loadbalancer": {"vip_subnet_id": VIP_SUBNET, "project_id": PROJECT, "vip_sg_ids": [missing]}}
+    response = rest.post("/v2/lbaas/loadbalancers", body)
+    assert response.status_code == 400 and f"Security Group {missing} not found" in response.json()["faultstring"]
+    body = {"loadbalancer": {"vip_subnet_id": VIP_SUBNET, "project_id": PROJECT,
+                             "additional_vips": [{"subnet_id": VIP_SUBNET_V6}]}}  # fmt: skip
+    body["loadbalancer"]["vip_sg_ids"] = [web]
+    lb = rest.ok("POST", "/v2/lbaas/loadbalancers", body)["loadbalancer"]
+    (vip_port,) = [p for p in cloud.neutron.ports() if p["id"] == lb["vip_port_id"]]
+    (extra,) = lb["additional_vips"]
+    assert extra["subnet_id"] == VIP_SUBNET_V6 and extra["ip_address"] == vip_port["fixed_ips"][1]["ip_address"]
+    assert lb["vip_sg_ids"] == [web]
+    rest.wait_lb_active(lb["id"])
+    (server,) = _servers(cloud)
+    (vrrp,) = [p for p in cloud.neutron.ports() if p["device_id"] == server["id"]]
+    assert vrrp["allowed_address_pairs"] == [{"ip_address": lb["vip_address"]}, {"ip_address": extra["ip_address"]}]
+    ours = next(g["id"] for g in cloud.neutron.items["security-groups"].values() if g["name"] == f"lb-{lb['id']}")
+    assert vrrp["security_groups"] == [ours, web]
+
+    listener = {"listener": {"loadbalancer_id": lb["id"], "protocol": "TCP", "protocol_port": 22}}
+    refused = rest.post("/v2/lbaas/listeners", {"listener": {**listener["listener"], "allowed_cidrs": ["10.0.0.0/8"]}})
+    assert refused.status_code == 400
+    assert refused.json()["faultstring"] == (
+        "Validation failure: Allowed CIDRs are not allowed when using custom VIP Security Groups."
+    )
+    rest.ok("POST", "/v2/lbaas/listeners", listener)
+    rest.wait_lb_active(lb["id"])
+    assert not [r for r in cloud.neutron.rules() if r["security_group_id"] == ours and r["direction"] == "ingress"]
+
+    response = rest.put(f"/v2/lbaas/loadbalancers/{lb['id']}", {"loadbalancer": {"vip_sg_ids": [missing]}})
+    assert response.status_code == 400 and f"Security Group {missing} not found" in response.json()["faultstring"]
+    rest.ok("PUT", f"/v2/lbaas/loadbalancers/{lb['id']}", {"loadbalancer": {"vip_sg_ids": [ops]}})
+    rest.wait_lb_active(lb["id"])
+    for port_id in (lb["vip_port_id"], vrrp["id"]):
+        (port,) = [p for p in cloud.neutron.ports() if p["id"] == port_id]
+        assert port["security_groups"] == [ours, ops]
+    rest.ok("PUT", f"/v2/lbaas/loadbalancers/{lb['id']}", {"loadbalancer": {"vip_sg_ids": None}})
+    rest.wait_lb_active(lb["id"])
+    rules = {(r["protocol"], r["port_range_min"], r["remote_ip_prefix"]) for r in cloud.neutron.rules()
+             if r["security_group_id"] == ours and r["direction"] == "ingress"}  # fmt: skip
+    assert rules == {("tcp", 22, "0.0.0.0/0"), ("tcp", 22, "::/0")}  # ours again, for both VIPs' families
+
+    _delete_lb(rest, lb["id"])
+    for group in (web, ops):  # the user's own groups stay; ours goes with the load balancer
+        cloud.neutron.handle("DELETE", f"/v2.0/security-groups/{group}", {}, None)
     _assert_clean(cloud)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from fake_cloud import MEMBER_NET, MEMBER_SUBNET, VIP_NET, VIP_SUBNET, FakeCloud
+from fake_cloud import MEMBER_NET, MEMBER_SUBNET, VIP_NET, VIP_SUBNET, VIP_SUBNET_V6, FakeCloud
 
 from octavia_mesh.common.network import InvalidVip, ListenerAccess, NetworkError, Vip, VipRequest, VipUnavailable
 from octavia_mesh.common.network.neutron import OCTAVIA_OWNER, NeutronNetworkDriver
@@ -142,3 +142,90 @@ async def test_failed_plug_leaks_no_port(cloud: FakeCloud) -> None:
     with pytest.raises(NetworkError, match="not found"):
         await driver.plug_member_subnets(gone, [MEMBER_SUBNET])
     assert [p["id"] for p in cloud.neutron.ports()] == [vip.port_id]
+
+
+async def test_additional_vips_are_fixed_ips_of_the_vip_port_and_pairs_of_each_amphora(cloud: FakeCloud) -> None:
+    driver = _driver(cloud)
+    other = str(uuid.uuid4())
+    refusals = [
+        ([{"subnet_id": VIP_SUBNET}], "Duplicate VIP subnet"),  # the primary's subnet again
+        ([{"subnet_id": VIP_SUBNET_V6}, {"subnet_id": VIP_SUBNET_V6}], "Duplicate VIP subnet"),
+        ([{"subnet_id": MEMBER_SUBNET}], "All VIP subnets must belong to the same network."),
+        ([{"subnet_id": other}], f"Subnet {other} not found"),
+        ([{"ip_address": "fd00:b::9"}], "needs a subnet_id"),
+    ]
+    for extra, message in refusals:
+        with pytest.raises(InvalidVip, match=message):
+            await driver.allocate_vip(None, _request(subnet_id=VIP_SUBNET, additional_vips=tuple(extra)))  # type: ignore[arg-type]
+    assert cloud.neutron.ports() == []  # refused before anything was created
+
+    request = _request(subnet_id=VIP_SUBNET, additional_vips=({"subnet_id": VIP_SUBNET_V6, "ip_address": "fd00:b::9"},))
+    vip = await driver.allocate_vip(None, request)  # type: ignore[arg-type]
+    (port,) = cloud.neutron.ports()
+    assert [ip["subnet_id"] for ip in port["fixed_ips"]] == [VIP_SUBNET, VIP_SUBNET_V6]
+    assert vip.additional_vips == ({"subnet_id": VIP_SUBNET_V6, "ip_address": "fd00:b::9"},)
+    by_network = await driver.allocate_vip(
+        None, _request(network_id=VIP_NET, additional_vips=({"subnet_id": VIP_SUBNET_V6},))
+    )  # type: ignore[arg-type]
+    assert by_network.subnet_id == VIP_SUBNET and by_network.additional_vips[0]["ip_address"].startswith("fd00:b::")
+
+    server = cloud.nova.add_server("amphora-a")
+    await driver.plug_vip(vip, server)
+    (vrrp,) = _ports(cloud, device_id=server)
+    assert vrrp["allowed_address_pairs"] == [{"ip_address": vip.address}, {"ip_address": "fd00:b::9"}]
+    assert await driver.vip_plugged(vip, server)
+    await driver.update_vip(vip, [ListenerAccess("HTTP", 80)])
+    group = vrrp["security_groups"][0]
+    assert _ingress(cloud, group) == {("tcp", 80, "0.0.0.0/0", None), ("tcp", 80, "::/0", None)}  # both families
+
+    (interface,) = await driver.interfaces(vip, server)  # what the amphora's agent is told to configure
+    assert interface.mac_address == vrrp["mac_address"] and interface.network_id == VIP_NET and interface.mtu == 1450
+    assert interface.fixed_ips == ((vrrp["fixed_ips"][0]["ip_address"], "10.0.0.0/24"),)
+    assert interface.vips == ((vip.address, "10.0.0.0/24"), ("fd00:b::9", "fd00:b::/64"))
+    await driver.plug_member_subnets(server, [MEMBER_SUBNET])
+    _, member = await driver.interfaces(vip, server)
+    assert member.network_id == MEMBER_NET and not member.is_vip and member.fixed_ips[0][1] == "10.1.0.0/24"
+
+    await driver.plug_member_subnets(server, [])
+    await driver.unplug_vip(vip, server)
+    for allocated in (vip, by_network):
+        await driver.deallocate_vip(None, allocated)  # type: ignore[arg-type]
+    assert cloud.neutron.ports() == [] and cloud.neutron.items["security-groups"] == {}
+
+
+async def test_vip_security_groups_replace_the_listener_rules(cloud: FakeCloud) -> None:
+    driver = _driver(cloud)
+    missing = str(uuid.uuid4())
+    with pytest.raises(InvalidVip, match=f"Security Group {missing} not found"):
+        await driver.allocate_vip(None, _request(subnet_id=VIP_SUBNET, sg_ids=(missing,)))  # type: ignore[arg-type]
+    with pytest.raises(InvalidVip, match=f"Security Group {missing} not found"):
+        await driver.check_security_groups([missing])
+    users = [cloud.neutron._create_security_group({"name": n})[1]["security_group"]["id"] for n in ("web", "ops")]
+    await driver.check_security_groups(users)
+
+    vip = await driver.allocate_vip(None, _request(subnet_id=VIP_SUBNET, sg_ids=(users[0],)))  # type: ignore[arg-type]
+    assert vip.sg_ids == (users[0],) and _ports(cloud, id=vip.port_id)[0]["security_groups"] == [users[0]]
+    master, backup = cloud.nova.add_server("amphora-a"), cloud.nova.add_server("amphora-b")
+    for server in (master, backup):
+        await driver.plug_vip(vip, server)
+    (ours,) = [g["id"] for g in cloud.neutron.items["security-groups"].values() if g["name"].startswith("lb-")]
+    await driver.update_vip(vip, [ListenerAccess("HTTP", 80), ListenerAccess("TCP", 22)], "ACTIVE_STANDBY")
+    assert _ingress(cloud, ours) == {("112", None, None, ours)}  # VRRP only: the user's groups decide the rest
+    for port in _ports(cloud, network_id=VIP_NET):
+        assert port["security_groups"] == [ours, users[0]], port["name"]
+
+    # vip_sg_ids changed (a load-balancer update): every port of the VIP follows; emptied, our rules return.
+    changed = Vip(vip.load_balancer_id, vip.address, vip.port_id, vip.subnet_id, vip.network_id, sg_ids=(users[1],))
+    await driver.update_vip(changed, [ListenerAccess("HTTP", 80)], "ACTIVE_STANDBY")
+    assert {tuple(p["security_groups"]) for p in _ports(cloud, network_id=VIP_NET)} == {(ours, users[1])}
+    assert await driver.vip_plugged(changed, master)
+    cleared = Vip(vip.load_balancer_id, vip.address, vip.port_id, vip.subnet_id, vip.network_id)
+    await driver.update_vip(cleared, [ListenerAccess("HTTP", 80)], "SINGLE")
+    assert _ingress(cloud, ours) == {("tcp", 80, "0.0.0.0/0", None)}
+    assert {tuple(p["security_groups"]) for p in _ports(cloud, network_id=VIP_NET)} == {(ours,)}
+
+    for server in (master, backup):
+        await driver.unplug_vip(cleared, server)
+    await driver.deallocate_vip(None, cleared)  # type: ignore[arg-type]
+    assert cloud.neutron.ports() == []
+    assert sorted(cloud.neutron.items["security-groups"]) == sorted(users)  # the user's groups stay

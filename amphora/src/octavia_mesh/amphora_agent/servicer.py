@@ -13,6 +13,7 @@ from octavia_mesh.amphora_agent.errors import mapped
 from octavia_mesh.amphora_agent.haproxy import ProcessInfo, ProcessState
 from octavia_mesh.amphora_agent.identity import AgentIdentity
 from octavia_mesh.amphora_agent.keepalived import Keepalived
+from octavia_mesh.amphora_agent.plug_rpc import PlugHandlers
 from octavia_mesh.amphora_agent.vrrp_rpc import VrrpHandlers
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
 
@@ -100,7 +101,7 @@ def stat_rows_to_proto(
     return frontends, list(backends.values())
 
 
-class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
+class AmphoraAgentServicer(VrrpHandlers, PlugHandlers, agent_pb2_grpc.AmphoraAgentServicer):
     """Thin: requests to :class:`Agent` calls, results to responses."""
 
     def __init__(

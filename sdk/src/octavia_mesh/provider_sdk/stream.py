@@ -9,13 +9,14 @@ publishes them; the worker and provider agents consume them (:mod:`.commands`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.errors import APIError, NotFoundError
 
 from octavia_mesh.protos.provider.v1 import commands_pb2
 
@@ -59,17 +60,39 @@ async def close_nats(client: NATS, timeout_s: float = 2.0) -> None:
 
 
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the command stream, or leave the existing one as it is."""
+    """Create the command stream with ``replicas`` copies (JetStream's ``num_replicas``: 3 on a 3-node NATS
+    cluster, so that commands survive the loss of a server), or raise an existing stream's count to it.
+
+    Only ever raised: every service ensures the stream at start-up, and one configured with the default (1)
+    must not undo what the deployment asked of another (JetStream moves a stream from R1 to R3 online).
+    """
     try:
-        await js.stream_info(STREAM)
+        info = await js.stream_info(STREAM)
     except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=STREAM,
-                subjects=[f"{SUBJECT_PREFIX}.>"],
-                retention=RetentionPolicy.WORK_QUEUE,
-                storage=StorageType.FILE,
-                duplicate_window=DUPLICATE_WINDOW_S,
-                num_replicas=replicas,
-            )
+        config = StreamConfig(
+            name=STREAM,
+            subjects=[f"{SUBJECT_PREFIX}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=replicas,
         )
+        try:
+            await js.add_stream(config)
+            return
+        except APIError:
+            try:  # another service created it between the two calls: go on as if found
+                info = await js.stream_info(STREAM)
+            except NotFoundError:
+                pass
+            else:
+                return await _raise_replicas(js, info, replicas)
+            raise  # refused for itself (e.g. more replicas than a single server has): say why
+    await _raise_replicas(js, info, replicas)
+
+
+async def _raise_replicas(js: JetStreamContext, info: StreamInfo, replicas: int) -> None:
+    current = info.config.num_replicas or 1
+    if replicas > current:
+        logger.info("raising stream %s from %d to %d replicas", STREAM, current, replicas)
+        await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))

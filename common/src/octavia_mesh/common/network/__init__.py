@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
     "DRIVERS",
+    "AmphoraInterface",
     "AmphoraVipPort",
     "InvalidVip",
     "ListenerAccess",
@@ -62,6 +63,7 @@ class VipRequest:
     address: str | None = None
     additional_vips: tuple[Mapping[str, Any], ...] = ()
     qos_policy_id: str | None = None
+    sg_ids: tuple[str, ...] = ()  # vip_sg_ids: the user's security groups on the VIP (Octavia 2023.2)
 
     @classmethod
     def from_values(cls, load_balancer_id: str, project_id: str, values: Mapping[str, Any]) -> VipRequest:
@@ -76,6 +78,7 @@ class VipRequest:
             address=values.get("vip_address"),
             additional_vips=extra,
             qos_policy_id=values.get("vip_qos_policy_id"),
+            sg_ids=tuple(values.get("vip_sg_ids") or ()),
         )
 
 
@@ -90,6 +93,7 @@ class Vip:
     network_id: str
     additional_vips: tuple[dict[str, Any], ...] = field(default=())
     qos_policy_id: str | None = None
+    sg_ids: tuple[str, ...] = ()  # the user's security groups: then the driver opens no listener port itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,24 @@ class AmphoraVipPort:
     compute_id: str
     port_id: str | None = None
     address: str | None = None  # the amphora's own address on the VIP network, if it has one
+
+
+@dataclass(frozen=True, slots=True)
+class AmphoraInterface:
+    """A port attached to an amphora's instance that its agent must configure (Octavia's ``plug_vip`` and
+    ``plug_network`` calls to the amphora): found by its MAC address inside the amphora."""
+
+    mac_address: str
+    network_id: str
+    fixed_ips: tuple[tuple[str, str], ...]  # (address, subnet CIDR) of the port itself
+    gateway: str | None = None  # of the first fixed IP's subnet
+    host_routes: tuple[tuple[str, str], ...] = ()  # (destination CIDR, next hop)
+    mtu: int | None = None
+    vips: tuple[tuple[str, str], ...] = ()  # (VIP address, subnet CIDR): the VIP port's, empty on a member port
+
+    @property
+    def is_vip(self) -> bool:
+        return bool(self.vips)
 
 
 @runtime_checkable
@@ -139,7 +161,17 @@ class NetworkDriver(Protocol):
         ...
 
     async def update_vip(self, vip: Vip, listeners: Sequence[ListenerAccess], topology: str = "SINGLE") -> None:
-        """Let exactly these listeners be reached through the VIP (and VRRP flow within an ACTIVE_STANDBY pair)."""
+        """Let exactly these listeners be reached through the VIP (and VRRP flow within an ACTIVE_STANDBY pair);
+        with ``vip.sg_ids`` the user's groups decide instead, and they are set on the VIP's ports."""
+        ...
+
+    async def interfaces(self, vip: Vip, compute_id: str) -> Sequence[AmphoraInterface]:
+        """The ports plugged into the instance that its agent must configure (the VIP's first); none where
+        nothing was plugged (loopback VIPs need no configuring)."""
+        ...
+
+    async def check_security_groups(self, sg_ids: Collection[str]) -> None:
+        """Raise :class:`InvalidVip` naming the first of ``sg_ids`` that does not exist."""
         ...
 
 

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.common.db import vips
-from octavia_mesh.common.network import AmphoraVipPort, InvalidVip, ListenerAccess, Vip, VipRequest, VipUnavailable
+from octavia_mesh.common.network import (
+    AmphoraInterface,
+    AmphoraVipPort,
+    InvalidVip,
+    ListenerAccess,
+    Vip,
+    VipRequest,
+    VipUnavailable,
+)
 
 #: The ids and range ``octavia-mesh`` uses unless configured otherwise (the API's settings name them).
 DEFAULT_SUBNET_ID = "7a9d3c2e-5b1f-4e8a-9c6d-0f2b4a6e8d10"
@@ -80,3 +88,9 @@ class LocalNetworkDriver:
 
     async def update_vip(self, vip: Vip, listeners: Sequence[ListenerAccess], topology: str = "SINGLE") -> None:
         return None  # no security groups on loopback
+
+    async def interfaces(self, vip: Vip, compute_id: str) -> Sequence[AmphoraInterface]:
+        return ()  # nothing plugged: nothing for the agent to configure
+
+    async def check_security_groups(self, sg_ids: Collection[str]) -> None:
+        return None  # no security groups to look up (nor to apply) here

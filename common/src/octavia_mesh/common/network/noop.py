@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from octavia_mesh.common.network import AmphoraVipPort, ListenerAccess, Vip, VipRequest
+from octavia_mesh.common.network import AmphoraInterface, AmphoraVipPort, ListenerAccess, Vip, VipRequest
 
 NOOP_ADDRESS = "198.51.100.1"
 _IDS = uuid.UUID("5b0f1c8e-33a3-4c1e-9b8a-0c7d2f4e6a10")
@@ -54,3 +54,9 @@ class NoopNetworkDriver:
 
     async def update_vip(self, vip: Vip, listeners: Sequence[ListenerAccess], topology: str = "SINGLE") -> None:
         return None  # no security groups on loopback
+
+    async def interfaces(self, vip: Vip, compute_id: str) -> Sequence[AmphoraInterface]:
+        return ()  # nothing plugged: nothing for the agent to configure
+
+    async def check_security_groups(self, sg_ids: Collection[str]) -> None:
+        return None  # no security groups to look up (nor to apply) here

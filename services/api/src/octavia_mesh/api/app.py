@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.capabilities import Capabilities, Facts
 from octavia_mesh.common.commands import OutboxRelay
 
@@ -32,6 +33,8 @@ class App:
     #: when every provider is answered as one that published nothing (``capabilities.static_facts`` gives a
     #: registry-less API its providers' facts).
     provider_facts: Callable[[str], Awaitable[Facts | None]] | None = None
+    #: TLS references are Barbican's (``cert_manager`` barbican): checked and granted for the user (tls_refs.py).
+    barbican: BarbicanCertManager | None = None
 
     def commands_committed(self) -> None:
         """Tell the relay that new outbox rows are committed."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 
 from octavia_mesh.api.errors import Unauthorized, Unavailable
 from octavia_mesh.api.keystone import InvalidToken, KeystoneConfig, KeystoneUnavailable, TokenValidator
@@ -32,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 NEEDS_AUTH = "The request you have made requires authentication."
 KEYSTONE_DOWN = "The Keystone service is temporarily unavailable."
+
+#: The validated Keystone token of the call being handled (keystone mode; None otherwise), for what the API does
+#: as the user rather than as itself: granting the service read access to the user's Barbican secrets
+#: (``tls_refs.py``). Each gRPC call runs in its own task, so the value never leaks to another call.
+USER_TOKEN: ContextVar[str | None] = ContextVar("octavia_mesh_user_token", default=None)
 
 
 class Authenticator:
@@ -87,6 +93,7 @@ class Authenticator:
         except KeystoneUnavailable as exc:
             logger.warning("token not validated: %s", exc)
             raise Unavailable(KEYSTONE_DOWN) from None
+        USER_TOKEN.set(token)
         return Caller(
             project_id=identity.project_id,
             roles=identity.roles,

@@ -33,7 +33,8 @@ from octavia_mesh.api.resources import (
 )
 from octavia_mesh.api.resources.barbican import keyring
 from octavia_mesh.api.settings import ApiSettings
-from octavia_mesh.common import capabilities, commands
+from octavia_mesh.common import capabilities, commands, openstack
+from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
@@ -126,10 +127,12 @@ async def serve(settings: ApiSettings) -> None:
     engine = make_engine(settings.database_url)
     read, write = session_factories(engine)
     app = App(settings=settings, read=read, write=write, auth=Authenticator(settings))
+    if settings.cert_manager == "barbican":
+        app.barbican = BarbicanCertManager(openstack.connect(settings.openstack_cloud))
     nats_client = None
     if settings.nats_url:
         nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-api")
-        await commands.ensure_stream(js)
+        await commands.ensure_stream(js, settings.stream_replicas)
         app.relay = commands.OutboxRelay(write, js)
         app.relay.start()
         app.provider_capabilities = functools.partial(capabilities.of_provider, js)

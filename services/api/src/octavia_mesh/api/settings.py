@@ -22,6 +22,13 @@ class ApiSettings:
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )
     nats_url: str = field(default="", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL); empty: no relay"})
+    stream_replicas: int = field(
+        default=1,
+        metadata={
+            "help": "copies JetStream keeps of the provider-command stream (num_replicas: 3 on a 3-node NATS "
+            "cluster; at most the number of NATS servers); an existing stream is raised to it, never lowered"
+        },
+    )
     auth_strategy: str = field(
         default=AuthStrategy.NOAUTH.value,
         metadata={
@@ -100,7 +107,17 @@ class ApiSettings:
     )
     openstack_cloud: str = field(
         default="",
-        metadata={"help": "clouds.yaml entry with the service credentials of the neutron driver (empty: OS_*)"},
+        metadata={
+            "help": "clouds.yaml entry with the service credentials of the neutron driver and of Barbican (empty: OS_*)"
+        },
+    )
+    cert_manager: str = field(
+        default="local",
+        metadata={
+            "help": "where listener and pool TLS refs are checked: local (the API's own secret store) or barbican "
+            "(the user's token grants the service user read access, as Octavia's BarbicanACLAuth; set the "
+            "worker's CERT_MANAGER alike)"
+        },
     )
     secret_key_file: str = field(
         default="octavia-mesh-secret.key",
@@ -124,6 +141,8 @@ class ApiSettings:
 
     def __post_init__(self) -> None:
         strategy = AuthStrategy(self.auth_strategy)  # fails at start-up on an unknown strategy
+        if not 1 <= self.stream_replicas <= 5:  # JetStream's own bounds
+            raise ValueError(f"stream_replicas {self.stream_replicas} is not between 1 and 5")
         if strategy is AuthStrategy.TRUSTED_HEADERS and len(self.trusted_proxy_secret) < 16:
             raise ValueError("trusted_headers needs TRUSTED_PROXY_SECRET (16 characters or more) naming the proxy")
         if strategy is AuthStrategy.KEYSTONE and not (self.keystone_auth_url and self.keystone_password):
@@ -134,6 +153,8 @@ class ApiSettings:
             raise ValueError(f"default topology {self.default_topology!r} is not SINGLE or ACTIVE_STANDBY")
         if self.active_standby not in ("auto", "enabled", "disabled"):
             raise ValueError(f"active_standby {self.active_standby!r} is not auto, enabled or disabled")
+        if self.cert_manager not in ("local", "barbican"):
+            raise ValueError(f"cert manager {self.cert_manager!r} is not local or barbican")
         if self.network_driver not in DRIVERS:
             raise ValueError(f"network driver {self.network_driver!r} is not one of {', '.join(sorted(DRIVERS))}")
 

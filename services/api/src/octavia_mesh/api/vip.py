@@ -73,6 +73,14 @@ async def allocate(
     return allocated
 
 
+async def check_security_groups(settings: ApiSettings, facts: Facts, sg_ids: list[str]) -> None:
+    """Octavia's ``security_group_exists`` for each of a load balancer's new ``vip_sg_ids`` (400 naming it)."""
+    try:
+        await driver_for(settings, facts).check_security_groups(sg_ids)
+    except network.InvalidVip as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 #: Deallocations under way (a task nobody references may be collected before it ran).
 _RELEASING: set[asyncio.Task[None]] = set()
 

@@ -27,7 +27,7 @@ async def serve(settings: HousekeepingSettings) -> None:
     engine = make_engine(settings.database_url)
     _, write = session_factories(engine)
     nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-housekeeping")
-    await commands.ensure_stream(js)
+    await commands.ensure_stream(js, settings.stream_replicas)
     relay = commands.OutboxRelay(write, js, sweep_interval_s=settings.relay_sweep_s, owner=False)
     relay.start()
     scheduler = Scheduler(Housekeeper(write, settings, relay.wake).jobs())

@@ -22,6 +22,13 @@ class HousekeepingSettings:
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )
     nats_url: str = field(default="nats://127.0.0.1:4222", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL)"})
+    stream_replicas: int = field(
+        default=1,
+        metadata={
+            "help": "copies JetStream keeps of the provider-command stream (num_replicas: 3 on a 3-node NATS "
+            "cluster; at most the number of NATS servers); an existing stream is raised to it, never lowered"
+        },
+    )
     cleanup_interval_s: float = field(
         default=30.0, metadata={"help": "seconds between purges of expired rows (Octavia's cleanup_interval)"}
     )
@@ -59,6 +66,10 @@ class HousekeepingSettings:
     relay_sweep_s: float = field(
         default=1.0, metadata={"help": "seconds between retries of commands housekeeping queued but could not publish"}
     )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stream_replicas <= 5:  # JetStream's own bounds
+            raise ValueError(f"stream_replicas {self.stream_replicas} is not between 1 and 5")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> HousekeepingSettings:

@@ -38,3 +38,6 @@ class AmphoraDeps:
     vrrp: VrrpOptions | None = None  # ACTIVE_STANDBY load balancers (flows/vrrp.py); None: SINGLE only
     network: NetworkDriver = field(default_factory=NoopNetworkDriver)  # plugs VIPs and member subnets
     barbican: BarbicanCertManager | None = None  # TLS refs from Barbican instead of the local store
+    #: The agents configure the ports plugged into their VMs (PlugVip/PlugNetwork; only where the network
+    #: driver plugs ports: neutron). False for an image that configures hot-plugged ports by itself.
+    plug_interfaces: bool = True

@@ -79,6 +79,7 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
             barbican=BarbicanCertManager(openstack.connect(settings.openstack_cloud))
             if settings.cert_manager == "barbican"
             else None,
+            plug_interfaces=settings.plug_interfaces,
         )
     )
 
@@ -148,7 +149,7 @@ async def serve(settings: WorkerSettings) -> None:
     engine = make_engine(settings.database_url)
     _, write = session_factories(engine)
     nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-worker")
-    await commands.ensure_stream(js)
+    await commands.ensure_stream(js, settings.stream_replicas)
     providers = build_providers(settings, write)
     consumers = [CommandConsumer(js, write, p, settings.batch_size, settings.ack_wait_s) for p in providers]
     for consumer in consumers:

@@ -20,6 +20,13 @@ class WorkerSettings:
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )
     nats_url: str = field(default="nats://127.0.0.1:4222", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL)"})
+    stream_replicas: int = field(
+        default=1,
+        metadata={
+            "help": "copies JetStream keeps of the provider-command stream (num_replicas: 3 on a 3-node NATS "
+            "cluster; at most the number of NATS servers); an existing stream is raised to it, never lowered"
+        },
+    )
     providers: tuple[str, ...] = field(default=("noop", "amphora"), metadata={"help": "providers this worker applies"})
     state_dir: str = field(
         default="worker-state", metadata={"help": "where the controller CA and the local amphorae live"}
@@ -67,6 +74,14 @@ class WorkerSettings:
     )
     nova_agent_port: int = field(default=9443, metadata={"help": "nova: port the image's agent listens on"})
     nova_boot_timeout_s: float = field(default=300.0, metadata={"help": "nova: how long a server may take to boot"})
+    plug_interfaces: bool = field(
+        default=True,
+        metadata={
+            "help": "have the amphora agent configure the ports the network driver attaches to its server "
+            "(Octavia's plug_vip/plug_network amphora calls; only the neutron driver attaches any); false for an "
+            "image that configures hot-plugged ports itself"
+        },
+    )
     agent_timeout_s: float = field(default=60.0, metadata={"help": "how long a new amphora's agent may take to answer"})
     amphora_cert_validity_s: float = field(
         default=30 * 86400.0,
@@ -117,6 +132,8 @@ class WorkerSettings:
     ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
 
     def __post_init__(self) -> None:
+        if not 1 <= self.stream_replicas <= 5:  # JetStream's own bounds
+            raise ValueError(f"stream_replicas {self.stream_replicas} is not between 1 and 5")
         # Driver names are checked at start-up, not at the first command.
         for name, value, known in (
             ("compute_driver", self.compute_driver, ("local", "nova", "noop")),

@@ -227,6 +227,64 @@ class VrrpStatus(_message.Message):
     last_error: str
     def __init__(self, running: _Optional[bool] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[VrrpStatus.State, str]] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config_sha256: _Optional[str] = ..., restart_count: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
 
+class InterfaceAddress(_message.Message):
+    __slots__ = ("address", "prefix_length")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    prefix_length: int
+    def __init__(self, address: _Optional[str] = ..., prefix_length: _Optional[int] = ...) -> None: ...
+
+class HostRoute(_message.Message):
+    __slots__ = ("destination", "next_hop")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_HOP_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    next_hop: str
+    def __init__(self, destination: _Optional[str] = ..., next_hop: _Optional[str] = ...) -> None: ...
+
+class PlugVipRequest(_message.Message):
+    __slots__ = ("mac_address", "addresses", "vips", "gateway", "host_routes", "mtu", "vrrp_managed")
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    VIPS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    HOST_ROUTES_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    VRRP_MANAGED_FIELD_NUMBER: _ClassVar[int]
+    mac_address: str
+    addresses: _containers.RepeatedCompositeFieldContainer[InterfaceAddress]
+    vips: _containers.RepeatedCompositeFieldContainer[InterfaceAddress]
+    gateway: str
+    host_routes: _containers.RepeatedCompositeFieldContainer[HostRoute]
+    mtu: int
+    vrrp_managed: bool
+    def __init__(self, mac_address: _Optional[str] = ..., addresses: _Optional[_Iterable[_Union[InterfaceAddress, _Mapping]]] = ..., vips: _Optional[_Iterable[_Union[InterfaceAddress, _Mapping]]] = ..., gateway: _Optional[str] = ..., host_routes: _Optional[_Iterable[_Union[HostRoute, _Mapping]]] = ..., mtu: _Optional[int] = ..., vrrp_managed: _Optional[bool] = ...) -> None: ...
+
+class PlugVipResponse(_message.Message):
+    __slots__ = ("interface",)
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    interface: str
+    def __init__(self, interface: _Optional[str] = ...) -> None: ...
+
+class PlugNetworkRequest(_message.Message):
+    __slots__ = ("mac_address", "addresses", "host_routes", "mtu")
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    HOST_ROUTES_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    mac_address: str
+    addresses: _containers.RepeatedCompositeFieldContainer[InterfaceAddress]
+    host_routes: _containers.RepeatedCompositeFieldContainer[HostRoute]
+    mtu: int
+    def __init__(self, mac_address: _Optional[str] = ..., addresses: _Optional[_Iterable[_Union[InterfaceAddress, _Mapping]]] = ..., host_routes: _Optional[_Iterable[_Union[HostRoute, _Mapping]]] = ..., mtu: _Optional[int] = ...) -> None: ...
+
+class PlugNetworkResponse(_message.Message):
+    __slots__ = ("interface",)
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    interface: str
+    def __init__(self, interface: _Optional[str] = ...) -> None: ...
+
 class HaproxyProcess(_message.Message):
     __slots__ = ("state", "master_pid", "worker_pid", "old_worker_pids", "config_sha256", "start_time", "reload_count", "restart_count", "last_error")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

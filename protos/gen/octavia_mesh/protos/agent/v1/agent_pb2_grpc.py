@@ -125,6 +125,16 @@ class AmphoraAgentStub:
                 request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.GetVrrpStatusRequest.SerializeToString,
                 response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.VrrpStatus.FromString,
                 _registered_method=True)
+        self.PlugVip = channel.unary_unary(
+                '/octavia_mesh.agent.v1.AmphoraAgent/PlugVip',
+                request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugVipRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugVipResponse.FromString,
+                _registered_method=True)
+        self.PlugNetwork = channel.unary_unary(
+                '/octavia_mesh.agent.v1.AmphoraAgent/PlugNetwork',
+                request_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugNetworkRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugNetworkResponse.FromString,
+                _registered_method=True)
 
 
 class AmphoraAgentServicer:
@@ -285,6 +295,32 @@ class AmphoraAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlugVip(self, request, context):
+        """Configures the port that carries the load balancer's VIPs, once the
+        controller has attached it to the amphora's server (Octavia's `plug_vip`
+        amphora call). The agent finds the interface by its MAC address (waiting
+        a little for a port just hot-plugged), sets its MTU, brings it up, gives
+        it the port's own addresses and, unless keepalived holds them
+        (`vrrp_managed`, ACTIVE_STANDBY), the VIPs. Traffic from the port's and the
+        VIPs' addresses is routed through the port's subnet gateway in a routing
+        table of the interface's own (source routing, as Octavia's amphora), so
+        replies leave where requests came in and the management network keeps the
+        main table. Repeatable: addresses no longer asked for are removed.
+        `NOT_FOUND` when no interface has the MAC address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlugNetwork(self, request, context):
+        """Configures a port attached to reach members on another subnet (Octavia's
+        `plug_network` amphora call): found by MAC address, up, its addresses and
+        host routes. Repeatable. `NOT_FOUND` when no interface has the MAC address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AmphoraAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -357,6 +393,16 @@ def add_AmphoraAgentServicer_to_server(servicer, server):
                     servicer.GetVrrpStatus,
                     request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.GetVrrpStatusRequest.FromString,
                     response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.VrrpStatus.SerializeToString,
+            ),
+            'PlugVip': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlugVip,
+                    request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugVipRequest.FromString,
+                    response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugVipResponse.SerializeToString,
+            ),
+            'PlugNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlugNetwork,
+                    request_deserializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugNetworkRequest.FromString,
+                    response_serializer=octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugNetworkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -758,6 +804,60 @@ class AmphoraAgent:
             '/octavia_mesh.agent.v1.AmphoraAgent/GetVrrpStatus',
             octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.GetVrrpStatusRequest.SerializeToString,
             octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.VrrpStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlugVip(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.agent.v1.AmphoraAgent/PlugVip',
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugVipRequest.SerializeToString,
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugVipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlugNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/octavia_mesh.agent.v1.AmphoraAgent/PlugNetwork',
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugNetworkRequest.SerializeToString,
+            octavia__mesh_dot_agent_dot_v1_dot_agent__pb2.PlugNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

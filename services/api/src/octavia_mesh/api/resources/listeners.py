@@ -249,6 +249,8 @@ def check_headers(headers: dict[str, Any] | None, protocol: str, *, update: bool
 
 
 def _check_cidrs(cidrs: list[str] | None, lb: LoadBalancer) -> None:
+    if cidrs and lb.vip_sg_ids:  # the user's groups decide who reaches the listeners (Octavia 2023.2)
+        raise ValidationFailure("Allowed CIDRs are not allowed when using custom VIP Security Groups.")
     vips = [lb.vip_address] + [v.get("ip_address") for v in lb.additional_vips or [] if v.get("ip_address")]
     vips = [v for v in vips if v]
     if not vips:

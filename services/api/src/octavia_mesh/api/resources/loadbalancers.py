@@ -230,9 +230,13 @@ async def update_(app: App, call: Call) -> Reply:
         await store.lock_load_balancer(session, lb.id, own_change=True)
         await session.refresh(lb)
         tags = values.pop("tags", None)
+        if values.get("vip_sg_ids"):
+            await vip.check_security_groups(app.settings, await facts_of(app, lb.provider), values["vip_sg_ids"])
         for key, value in values.items():
             if key in ("name", "description") and value is None:
                 value = ""
+            if key == "vip_sg_ids" and value is None:
+                value = []  # null removes them, as Octavia's
             if key == "admin_state_up" and value is None:
                 value = False  # WSME turns a null boolean into false
             setattr(lb, key, value)

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
+from octavia_mesh.api import tls_refs
 from octavia_mesh.api.app import App
 from octavia_mesh.api.errors import InvalidInput, ValidationFailure
 from octavia_mesh.api.resources import providers
-from octavia_mesh.api.resources.barbican import keyring
 from octavia_mesh.common import secrets
 
 #: Which pool protocols a listener protocol may forward to.
@@ -107,7 +107,7 @@ async def check_certificate_refs(
     bad = []
     for ref in given:
         try:
-            await secrets.resolve(session, ref, keyring(app.settings), project_id=project_id)
+            await tls_refs.resolve_bundle(app, session, ref, project_id)
         except secrets.UnreadablePkcs12 as exc:
             raise InvalidInput(
                 "The PKCS12 bundle is unreadable. Please check the PKCS12 bundle validity. In addition, make sure it "
@@ -125,13 +125,12 @@ async def check_ca_and_crl(
     """A CA certificate and its optional CRL (Octavia's ``_validate_client_ca_and_crl_refs``, same wording)."""
     if not await _checks_certificates(app, provider):
         return
-    key = keyring(app.settings)
     payloads: dict[str, bytes] = {}
     bad = []
     for ref in (ca_ref, crl_ref):
         if ref:
             try:
-                payloads[ref] = await secrets.resolve_secret(session, ref, key, project_id=project_id)
+                payloads[ref] = await tls_refs.resolve_secret(app, session, ref, project_id)
             except secrets.BadReference:
                 bad.append(ref)
     if bad:

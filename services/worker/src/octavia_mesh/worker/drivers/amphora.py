@@ -9,6 +9,7 @@ from typing import Protocol
 
 import grpc
 
+from octavia_mesh.common.network import AmphoraInterface
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
 from octavia_mesh.worker.drivers.certificates import CertBundle, amphora_identity
 
@@ -53,6 +54,26 @@ class AmphoraDriver(Protocol):
     async def vrrp_state(self, endpoint: AgentEndpoint) -> str:
         """The VRRP state keepalived last announced: MASTER, BACKUP, FAULT, STOP or UNSPECIFIED."""
         ...
+
+    async def plug_vip(self, endpoint: AgentEndpoint, port: AmphoraInterface, vrrp_managed: bool) -> str:
+        """Have the agent configure the VIP's port attached to its VM; the interface's name there."""
+        ...
+
+    async def plug_network(self, endpoint: AgentEndpoint, port: AmphoraInterface) -> str:
+        """Have the agent configure a member subnet's port attached to its VM; the interface's name there."""
+        ...
+
+
+def _addresses(pairs: tuple[tuple[str, str], ...]) -> list[agent_pb2.InterfaceAddress]:
+    """(address, subnet CIDR) pairs as the agent takes them: the address with its subnet's prefix length."""
+    return [
+        agent_pb2.InterfaceAddress(address=address, prefix_length=int(cidr.rsplit("/", 1)[1]) if cidr else 32)
+        for address, cidr in pairs
+    ]
+
+
+def _routes(port: AmphoraInterface) -> list[agent_pb2.HostRoute]:
+    return [agent_pb2.HostRoute(destination=d, next_hop=n) for d, n in port.host_routes]
 
 
 @dataclass
@@ -142,6 +163,27 @@ class GrpcAmphoraDriver:
         status = await self._call(endpoint, "GetVrrpStatus", agent_pb2.GetVrrpStatusRequest())
         return agent_pb2.VrrpStatus.State.Name(status.state).removeprefix("STATE_")  # type: ignore[attr-defined]
 
+    async def plug_vip(self, endpoint: AgentEndpoint, port: AmphoraInterface, vrrp_managed: bool) -> str:
+        request = agent_pb2.PlugVipRequest(
+            mac_address=port.mac_address,
+            addresses=_addresses(port.fixed_ips),
+            vips=_addresses(port.vips),
+            gateway=port.gateway or "",
+            host_routes=_routes(port),
+            mtu=port.mtu or 0,
+            vrrp_managed=vrrp_managed,
+        )
+        return (await self._call(endpoint, "PlugVip", request)).interface  # type: ignore[attr-defined]
+
+    async def plug_network(self, endpoint: AgentEndpoint, port: AmphoraInterface) -> str:
+        request = agent_pb2.PlugNetworkRequest(
+            mac_address=port.mac_address,
+            addresses=_addresses(port.fixed_ips),
+            host_routes=_routes(port),
+            mtu=port.mtu or 0,
+        )
+        return (await self._call(endpoint, "PlugNetwork", request)).interface  # type: ignore[attr-defined]
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
@@ -177,3 +219,9 @@ class NoopAmphoraDriver:
 
     async def vrrp_state(self, endpoint: AgentEndpoint) -> str:
         return "MASTER"
+
+    async def plug_vip(self, endpoint: AgentEndpoint, port: AmphoraInterface, vrrp_managed: bool) -> str:
+        return "eth1"
+
+    async def plug_network(self, endpoint: AgentEndpoint, port: AmphoraInterface) -> str:
+        return "eth2"

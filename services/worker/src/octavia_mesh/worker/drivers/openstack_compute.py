@@ -115,8 +115,9 @@ class NovaComputeDriver:
     """Amphorae as Nova servers booted from the amphora image."""
 
     def pairs_refusal(self) -> str | None:
-        # ACTIVE_STANDBY pairs need VRRP ports and their allowed address pairs: not built for Nova yet.
-        return "the nova compute driver does not build ACTIVE_STANDBY pairs yet"
+        # Pairs boot into an anti-affinity server group; the network driver gives each a VIP port with the VIP
+        # as an allowed address pair, and each image runs keepalived (amphora/image/README.md).
+        return None
 
     def __init__(self, connection: Any, options: NovaOptions) -> None:
         self._conn = connection  # an openstack.connection.Connection (service credentials)

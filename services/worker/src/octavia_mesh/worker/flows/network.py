@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from octavia_mesh.common.db.models import Amphora, Listener, LoadBalancer, Member, Pool
-from octavia_mesh.common.lifecycle import AMPHORA_PLUGGED, Provisioning
+from octavia_mesh.common.capabilities import ACTIVE_STANDBY
+from octavia_mesh.common.db.models import Amphora, Listener, LoadBalancer, Member, Pool, utcnow
+from octavia_mesh.common.lifecycle import AMPHORA_PLUGGED, AmphoraStatus, Provisioning
 from octavia_mesh.common.network import ListenerAccess, Vip
 from octavia_mesh.worker.deps import AmphoraDeps
+from octavia_mesh.worker.drivers.amphora import AgentEndpoint
 from octavia_mesh.worker.flows.engine import FlowContext
 
 #: Amphorae whose instances may carry ports.
@@ -32,6 +34,7 @@ def vip_of(lb: LoadBalancer) -> Vip:
         network_id=lb.vip_network_id or "",
         additional_vips=tuple(lb.additional_vips or ()),
         qos_policy_id=lb.vip_qos_policy_id,
+        sg_ids=tuple(lb.vip_sg_ids or ()),
     )
 
 
@@ -128,6 +131,62 @@ class PlugMemberSubnets:
 
     async def revert(self, ctx: FlowContext) -> None:
         return None  # the next change plugs what its members need
+
+
+class PlugInterfaces:
+    """Has each amphora's agent configure the ports plugged into its VM (Octavia's ``plug_vip`` and
+    ``plug_network`` amphora calls): the VIP's port (its VIPs too, unless keepalived holds them: ACTIVE_STANDBY)
+    and the member subnets' ports. For ACTIVE_STANDBY the VIP port's address and interface become the amphora's
+    ``vrrp_ip`` and ``vrrp_interface``: keepalived advertises there. Nothing to do where nothing was plugged
+    (the local driver's loopback VIPs), so the local path makes no call."""
+
+    name = "plug-interfaces"
+
+    def __init__(self, deps: AmphoraDeps, only_key: str | None = None) -> None:
+        self.deps, self.only_key = deps, only_key
+
+    async def execute(self, ctx: FlowContext) -> dict[str, Any]:
+        if not self.deps.plug_interfaces:
+            return {}
+        only = ctx.store.get(self.only_key) if self.only_key else None
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+            rows = (
+                await session.execute(
+                    select(Amphora.id, Amphora.compute_id).where(
+                        Amphora.load_balancer_id == ctx.load_balancer_id, Amphora.status == AmphoraStatus.ALLOCATED
+                    )
+                )
+            ).all()
+        if lb is None:
+            return {}
+        vip, pair = vip_of(lb), lb.topology == ACTIVE_STANDBY
+        for amphora_id, compute_id in rows:
+            if only is not None and amphora_id != only:
+                continue
+            ports = await self.deps.network.interfaces(vip, compute_id or amphora_id)
+            if not ports:
+                continue
+            instance = await self.deps.compute.get_instance(compute_id or amphora_id)
+            if instance is None:
+                raise RuntimeError(f"amphora {amphora_id} has no running instance to configure")
+            endpoint = AgentEndpoint(instance.management_address, amphora_id)
+            for port in ports:
+                if not port.is_vip:
+                    await self.deps.amphora.plug_network(endpoint, port)
+                    continue
+                interface = await self.deps.amphora.plug_vip(endpoint, port, vrrp_managed=pair)
+                if pair and port.fixed_ips:
+                    async with self.deps.sessions() as session, session.begin():
+                        await session.execute(
+                            update(Amphora)
+                            .where(Amphora.id == amphora_id)
+                            .values(vrrp_ip=port.fixed_ips[0][0], vrrp_interface=interface, updated_at=utcnow())
+                        )
+        return {}
+
+    async def revert(self, ctx: FlowContext) -> None:
+        return None  # the ports are unplugged (and deleted) by PlugVip's and the boot's reverts
 
 
 class UnplugVip:

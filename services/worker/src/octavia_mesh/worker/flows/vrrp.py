@@ -3,9 +3,12 @@
 The amphora provider asks :func:`flow_for` first; for a load balancer whose ``topology`` is ACTIVE_STANDBY
 it gets these flows, for the others ``None`` (and builds its SINGLE flows):
 
-* **create**: two amphora rows (MASTER priority 100, BACKUP 90), both booted into network namespaces on the
-  load balancer's bridge (:mod:`..drivers.namespaces`), their agents awaited, the same HAProxy configuration
-  on both, then keepalived on both (MASTER first), and ACTIVE once one of them holds the VIP;
+* **create**: two amphora rows (MASTER priority 100, BACKUP 90), both booted (locally into network
+  namespaces on the load balancer's bridge, :mod:`..drivers.namespaces`; on Nova into the load balancer's
+  anti-affinity server group), their agents awaited, the VIP plugged into both (on Neutron: a port each with
+  the VIP as allowed address pair, configured by the agent, whose address and interface keepalived uses),
+  the same HAProxy configuration on both, then keepalived on both (MASTER first), and ACTIVE once one of
+  them holds the VIP;
 * **amphora failover**: a replacement with the old amphora's role, configured, the old one retired, then
   keepalived reconfigured on the pair (the survivor's peer changes) and a master awaited: the survivor
   keeps serving throughout (``nopreempt``: the replacement joins as BACKUP);
@@ -36,6 +39,7 @@ from octavia_mesh.worker.drivers.certificates import CertBundle
 from octavia_mesh.worker.drivers.compute import InstanceSpec
 from octavia_mesh.worker.drivers.namespaces import VRRP_INTERFACE, NamespacedInstanceSpec
 from octavia_mesh.worker.flows.engine import Flow, FlowContext
+from octavia_mesh.worker.flows.network import PlugInterfaces, PlugMemberSubnets, PlugVip, vip_of
 from octavia_mesh.worker.tasks import AMPHORA_IDS, BootAmphora, Configure, Settle, WaitForAgent, set_amphora
 from octavia_mesh.worker.vrrp.render import VrrpOptions, VrrpView
 
@@ -80,6 +84,11 @@ def create_flow(deps: AmphoraDeps) -> Flow:
             *(CreatePairAmphora(deps, key, role=role) for role, key in keys.items()),
             *(BootPairAmphora(deps, key) for key in keys.values()),  # both boot, then both are awaited
             *(WaitForAgent(deps, key) for key in keys.values()),
+            # On Neutron: each amphora's VIP port (the VIP as an allowed address pair), the VRRP rule, and the
+            # ports configured in the VMs, which gives each its vrrp_ip and vrrp_interface. No-ops locally.
+            *(PlugVip(deps, key) for key in keys.values()),
+            PlugMemberSubnets(deps),
+            PlugInterfaces(deps),
             Configure(deps),
             ConfigureVrrp(deps),
             WaitForMaster(deps),
@@ -95,6 +104,9 @@ def replace(deps: AmphoraDeps, key: str, old_key: str, role_key: str | None = No
         CreatePairAmphora(deps, key, old_key=old_key, role_key=role_key),
         BootPairAmphora(deps, key),
         WaitForAgent(deps, key),
+        PlugVip(deps, key),
+        PlugMemberSubnets(deps),
+        PlugInterfaces(deps, key),
         Configure(deps, key),
         RetireOld(deps, old_key, keep_key=key),
         ConfigureVrrp(deps),
@@ -210,8 +222,16 @@ class RetireOld:
         if old is None or old.load_balancer_id != ctx.load_balancer_id or old.status == AmphoraStatus.DELETED:
             return {}
         await set_amphora(self.deps, old_id, status=AmphoraStatus.PENDING_DELETE)
+        compute_id = old.compute_id or old_id
         # The agent stops keepalived first: a master advertises priority 0 and its peer takes the VIP at once.
-        await self.deps.compute.delete_instance(old.compute_id or old_id)
+        await self.deps.compute.delete_instance(compute_id)
+        # Then its ports: a real network keeps the ports of a deleted server (Octavia's failover deletes the old
+        # amphora's VRRP port), and a leftover would keep the load balancer's security group in use.
+        await self.deps.network.plug_member_subnets(compute_id, [])
+        async with self.deps.sessions() as session:
+            lb = await session.get(LoadBalancer, ctx.load_balancer_id)
+        if lb is not None:
+            await self.deps.network.unplug_vip(vip_of(lb), compute_id)
         await set_amphora(self.deps, old_id, status=AmphoraStatus.DELETED)
         return {}
 

@@ -26,7 +26,7 @@ from octavia_mesh.worker import metrics
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.flows import maintenance, vrrp
 from octavia_mesh.worker.flows.engine import Flow, FlowContext, FlowEngine, FlowFailed
-from octavia_mesh.worker.flows.network import DeallocateVip, PlugMemberSubnets, PlugVip, UnplugVip
+from octavia_mesh.worker.flows.network import DeallocateVip, PlugInterfaces, PlugMemberSubnets, PlugVip, UnplugVip
 from octavia_mesh.worker.flows.spares import TakeSpare
 from octavia_mesh.worker.tasks import (
     BootAmphora,
@@ -91,6 +91,7 @@ class AmphoraProvider:
                     WaitForAgent(d),
                     PlugVip(d),
                     PlugMemberSubnets(d),
+                    PlugInterfaces(d),
                     Configure(d),
                     Settle(d),
                 ],
@@ -111,6 +112,7 @@ class AmphoraProvider:
                     WaitForAgent(d, "new_amphora_id"),
                     PlugVip(d, "new_amphora_id"),
                     PlugMemberSubnets(d),
+                    PlugInterfaces(d, "new_amphora_id"),
                     Configure(d, "new_amphora_id"),
                     RetireAmphorae(d, keep_key="new_amphora_id", only_key=only),
                     Settle(d),
@@ -118,7 +120,7 @@ class AmphoraProvider:
             )
         if kind == Kind.RESOURCE_KIND_AMPHORA and op == Op.OPERATION_DELETE:
             return Flow("delete-amphora", [RetireAmphorae(d, only_key="old_amphora_id"), Settle(d)])
-        return Flow("configure", [PlugMemberSubnets(d), Configure(d), Settle(d)])
+        return Flow("configure", [PlugMemberSubnets(d), PlugInterfaces(d), Configure(d), Settle(d)])
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> None:
         if command.operation in maintenance.OPERATIONS:  # no PENDING_* state to settle or fail
