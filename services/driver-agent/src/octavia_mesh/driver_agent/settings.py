@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.logging import log_format_field, log_level_field
+from octavia_mesh.common.observability.tracing import otlp_endpoint_field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_DRIVER_AGENT_"
@@ -47,6 +49,10 @@ class DriverAgentSettings:
         repr=False,
         metadata={"help": "comma-separated Fernet keys, used instead of the key file"},
     )
+
+    log_format: str = log_format_field()
+    log_level: str = log_level_field()
+    otlp_endpoint: str = otlp_endpoint_field()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> DriverAgentSettings:

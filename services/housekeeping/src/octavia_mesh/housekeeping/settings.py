@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.logging import log_format_field, log_level_field
+from octavia_mesh.common.observability.tracing import otlp_endpoint_field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_HOUSEKEEPING_"
@@ -57,6 +59,10 @@ class HousekeepingSettings:
     relay_sweep_s: float = field(
         default=1.0, metadata={"help": "seconds between retries of commands housekeeping queued but could not publish"}
     )
+
+    log_format: str = log_format_field()
+    log_level: str = log_level_field()
+    otlp_endpoint: str = otlp_endpoint_field()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> HousekeepingSettings:
