@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import socket
 
 import grpc
@@ -15,6 +16,8 @@ from octavia_mesh.amphora_agent.identity import AgentIdentity
 from octavia_mesh.amphora_agent.keepalived import Keepalived
 from octavia_mesh.amphora_agent.vrrp_rpc import VrrpHandlers
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 API_VERSION = "octavia_mesh.agent.v1"
 
@@ -140,6 +143,7 @@ class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
         if not request.config.strip():
             raise ValueError("config is empty")
         digest, warnings = await self._agent.put_config(request.load_balancer_id, request.config.encode())
+        logger.info("lb %s: configuration %s stored", request.load_balancer_id, digest[:12])
         return agent_pb2.PutConfigResponse(config_sha256=digest, warnings=warnings)
 
     @mapped
@@ -161,6 +165,7 @@ class AmphoraAgentServicer(VrrpHandlers, agent_pb2_grpc.AmphoraAgentServicer):
         self, request: agent_pb2.ActivateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ActivateResponse:
         reloaded, info = await self._agent.activate(request.load_balancer_id)
+        logger.info("lb %s: configuration active (%s)", request.load_balancer_id, "reloaded" if reloaded else "started")
         return agent_pb2.ActivateResponse(reloaded=reloaded, process=_process(info))
 
     @mapped

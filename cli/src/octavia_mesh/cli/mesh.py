@@ -167,6 +167,12 @@ class Mesh:
             return {}
         return {"OCTAVIA_MESH_WORKER_SPARE_AMPHORAE": "0"}
 
+    def _otlp_endpoint(self) -> str:
+        """Where the edge sends its spans: the collector the services were given (``service_env`` or ``up``'s
+        own environment, ``OTEL_EXPORTER_OTLP_ENDPOINT``); empty: the edge traces nothing."""
+        name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        return self.options.service_env.get(name, os.environ.get(name, ""))
+
     def start(self) -> None:
         opts = self.options
         self.ports = PortBook(self.state / "ports.json")
@@ -321,6 +327,8 @@ class Mesh:
                         str(descriptor_path()),
                         lua_source(),
                         opts.auth_strategy,
+                        access_log=str(self.logs / "envoy-access.log"),
+                        otlp_endpoint=self._otlp_endpoint(),
                     ),
                     indent=1,
                 )

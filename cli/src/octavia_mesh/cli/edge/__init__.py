@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from octavia_mesh.common.authheaders import headers_to_strip
 
@@ -87,11 +88,15 @@ def envoy_config(
     descriptor: str,
     lua: str,
     auth_strategy: str = "keystone",
+    access_log: str = "/dev/stdout",
+    otlp_endpoint: str = "",
 ) -> dict[str, Any]:
     """Envoy's bootstrap: REST and native gRPC on one port, transcoded onto the API service.
 
     Clients' identity headers are removed from every request unless ``auth_strategy`` is ``trusted_headers``
     (then an authenticating proxy in front sets them; the API believes them only with the proxy's secret).
+    Every request is written to ``access_log`` as a JSON line (:func:`access_log_config`); with an
+    ``otlp_endpoint`` Envoy also opens the first span of each request's trace (:func:`tracing_config`).
     """
     fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
     http_filters = [
@@ -242,7 +247,12 @@ def envoy_config(
             ]
         },
         "http_filters": http_filters,
+        "access_log": [access_log_config(access_log)],
     }
+    clusters = [_api_cluster(api_host, api_port)]
+    if otlp_endpoint:
+        manager["tracing"] = tracing_config()
+        clusters.append(_otlp_cluster(otlp_endpoint))
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
@@ -265,36 +275,112 @@ def envoy_config(
                     ],
                 }
             ],
-            "clusters": [
+            "clusters": clusters,
+        },
+    }
+
+
+def _api_cluster(api_host: str, api_port: int) -> dict[str, Any]:
+    return {
+        "name": "api",
+        "type": "STRICT_DNS",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                # A malformed or oversized response resets that one stream, never the connection
+                # that every other client's request shares.
+                "explicit_http_config": {
+                    "http2_protocol_options": {"override_stream_error_on_invalid_http_message": True}
+                },
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "api",
+            "endpoints": [
                 {
-                    "name": "api",
-                    "type": "STRICT_DNS",
-                    "connect_timeout": "2s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            # A malformed or oversized response resets that one stream, never the connection
-                            # that every other client's request shares.
-                            "explicit_http_config": {
-                                "http2_protocol_options": {"override_stream_error_on_invalid_http_message": True}
-                            },
-                        }
-                    },
-                    "load_assignment": {
-                        "cluster_name": "api",
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {
-                                        "endpoint": {
-                                            "address": {"socket_address": {"address": api_host, "port_value": api_port}}
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    },
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": api_host, "port_value": api_port}}}}
+                    ]
                 }
             ],
         },
     }
+
+
+#: The access log's fields: Octavia's request id (as clients get it), the REST path (the transcoder rewrites
+#: ``:path`` to the gRPC method; Lua keeps the REST path in ``x-octavia-path``), and where the time went.
+ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "request_id": "req-%REQ(X-REQUEST-ID)%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-OCTAVIA-PATH?:PATH)%",
+    "grpc_method": "%REQ(:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS_NUMBER%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "flags": "%RESPONSE_FLAGS%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "user_agent": "%REQ(USER-AGENT)%",
+    "traceparent": "%REQ(TRACEPARENT)%",
+}
+
+
+def access_log_config(path: str) -> dict[str, Any]:
+    """A file access log of JSON lines (``/dev/stdout`` in Kubernetes, a file in the state dir for ``up``)."""
+    return _typed(
+        "envoy.access_loggers.file",
+        "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        {"path": path, "log_format": {"json_format": ACCESS_LOG_FORMAT, "omit_empty_values": True}},
+    )
+
+
+def tracing_config() -> dict[str, Any]:
+    """Envoy's OpenTelemetry tracer: a server span per request (every request sampled; the collector may
+    sample further), exported to the ``otlp`` cluster, with W3C ``traceparent`` sent to the API."""
+    return {
+        "random_sampling": {"value": 100},
+        "provider": _typed(
+            "envoy.tracers.opentelemetry",
+            "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+            {
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otlp"}, "timeout": "2s"},
+                "service_name": "octavia-mesh-edge",
+            },
+        ),
+    }
+
+
+def _otlp_cluster(endpoint: str) -> dict[str, Any]:
+    """The OTLP/gRPC collector at ``endpoint`` (``http://host:port``) as an HTTP/2 cluster."""
+    parsed = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not parsed.hostname:
+        raise ValueError(f"OTLP endpoint {endpoint!r} names no host")
+    address = {"socket_address": {"address": parsed.hostname, "port_value": parsed.port or 4317}}
+    cluster: dict[str, Any] = {
+        "name": "otlp",
+        "type": "STRICT_DNS",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "otlp",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+    if parsed.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": parsed.hostname,
+            },
+        }
+    return cluster

@@ -37,6 +37,8 @@ from octavia_mesh.common import capabilities, commands
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
+from octavia_mesh.common.observability import tracing
+from octavia_mesh.common.observability.interceptors import RequestContextInterceptor
 from octavia_mesh.protos.lbaas.v2 import (
     amphorae_pb2,
     availabilityzoneprofiles_pb2,
@@ -92,6 +94,11 @@ def services(app: App) -> list[tuple[ModuleType, str, Mapping[str, edge.Handler]
 def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth, int]:
     """Build the server (not started) and return it with its health switch and bound port."""
     server = grpc.aio.server(
+        # OpenTelemetry's span (when tracing is on) around the request id and the access line of each call.
+        interceptors=[
+            *tracing.grpc_server_interceptors(),
+            RequestContextInterceptor(generate=True, access_logger=logging.getLogger("octavia_mesh.api.access")),
+        ],
         options=[
             NO_PORT_SHARING,
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -100,7 +107,7 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
             # gRPC's default 8 KiB soft limit (which answered long paths with RESOURCE_EXHAUSTED, a 429).
             ("grpc.max_metadata_size", METADATA_LIMIT),
             ("grpc.absolute_max_metadata_size", METADATA_LIMIT),
-        ]
+        ],
     )
     names = []
     for module, service, handlers in services(app):

@@ -15,16 +15,20 @@ import logging
 from typing import Protocol
 
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
 from octavia_mesh.common.capabilities import Capabilities
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
 from octavia_mesh.common.lifecycle.transitions import complete_commands
+from octavia_mesh.common.observability import tracing
+from octavia_mesh.common.observability.logging import REQUEST_ID
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.provider_sdk.commands import Consumer
 
 logger = logging.getLogger(__name__)
+_tracer = tracing.tracer(__name__)
 
 
 class Provider(Protocol):
@@ -79,7 +83,25 @@ class CommandConsumer:
         self._consumer.resume()
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> bool:
-        """Apply ``command`` unless it was completed before; returns whether it ran now."""
+        """Apply ``command`` unless it was completed before; returns whether it ran now.
+
+        Its log lines carry the request id the command brought, and its spans continue the trace of the call
+        that wrote it (a consumer span, child of the API's).
+        """
+        token = REQUEST_ID.set(command.request_id or None)
+        try:
+            kind, op = commands.Kind.Name(command.kind), commands.Op.Name(command.operation)  # type: ignore[arg-type]
+            with _tracer.start_as_current_span(
+                f"apply {kind} {op}",
+                context=tracing.extract(command.trace_context),
+                kind=SpanKind.CONSUMER,
+                attributes={"octavia.command_id": command.command_id, "octavia.resource_id": command.resource_id},
+            ):
+                return await self._apply(command, kind, op)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _apply(self, command: commands_pb2.ProviderCommand, kind: str, op: str) -> bool:
         async with self._sessions() as session:
             done = await session.get(ProviderCommand, command.command_id)
         if done is None or done.completed_at is not None:
@@ -88,10 +110,5 @@ class CommandConsumer:
         await self._provider.apply(command)
         async with self._sessions() as session, session.begin():
             await complete_commands(session, done.load_balancer_id, [command.command_id], utcnow())
-        logger.info(
-            "applied %s %s %s",
-            commands.Kind.Name(command.kind),  # type: ignore[arg-type]
-            commands.Op.Name(command.operation),  # type: ignore[arg-type]
-            command.resource_id,
-        )
+        logger.info("applied %s %s %s", kind, op, command.resource_id)
         return True
