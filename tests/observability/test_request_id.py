@@ -1,0 +1,191 @@
+"""One create followed across the mesh by its request id: in the logs and in one trace (issue 13, item 4).
+
+The mesh runs with JSON logs and exports its traces to a real OTLP/gRPC receiver this module serves on a free
+loopback port (opentelemetry-proto's ``TraceService``: a stand-in for a collector, not a mock of our parts).
+A load balancer created with a listener in one call goes edge → API → NATS → worker → amphora agent; the
+``x-openstack-request-id`` its client got must be on the Envoy access line, the API's access line, the worker's
+flow lines and the agent's lines, and the trace must hold spans of the edge, the API, the worker and the agent,
+each linked to its parent across the process boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from support import PROJECT, Rest, random_vip_in, start_mesh
+
+from octavia_mesh.cli.mesh import Mesh
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """Keeps every span exported to it, with its service's name."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def Export(  # noqa: N802 - the generated servicer's method name
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        with self._lock:
+            for resource_spans in request.resource_spans:
+                attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                service = attributes.get("service.name", "")
+                for scope_spans in resource_spans.scope_spans:
+                    self.spans.extend((service, span) for span in scope_spans.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def snapshot(self) -> list[tuple[str, Any]]:
+        with self._lock:
+            return list(self.spans)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[tuple[Receiver, int]]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    servicer = Receiver()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield servicer, port
+    finally:
+        server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def traced_mesh(tmp_path_factory: pytest.TempPathFactory, receiver: tuple[Receiver, int]) -> Iterator[Mesh]:
+    env = {
+        "OCTAVIA_MESH_LOG_FORMAT": "json",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",  # spans reach the receiver within a fraction of a second
+        "OCTAVIA_MESH_WORKER_SPARE_AMPHORAE": "0",  # the create boots its own amphora: its agent is on the trace
+    }
+    yield from start_mesh(tmp_path_factory, "noauth", PROJECT, "amphora", service_env=env)
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a log (the supervisor's own plain lines are left out)."""
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def agent_logs(mesh: Mesh) -> list[Path]:
+    base = mesh.state / "worker" / "amphorae"
+    pointer = base.parent / f"{base.name}.location"
+    if pointer.exists():
+        base = Path(pointer.read_text().strip())
+    return sorted(base.glob("*/agent.log"))
+
+
+def wait_for(what: str, found: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = found()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_one_create_is_followed_from_the_edge_to_the_agent(traced_mesh: Mesh, receiver: tuple[Receiver, int]) -> None:
+    rest = Rest(traced_mesh.endpoint)
+    body = {
+        "loadbalancer": {
+            "vip_subnet_id": rest.ok("GET", "/v2.0/subnets")["subnets"][0]["id"],  # the local VIP subnet
+            "vip_address": random_vip_in(traced_mesh),
+            "project_id": PROJECT,
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8080}],
+        }
+    }
+    response = rest.post("/v2/lbaas/loadbalancers", body)
+    assert response.status_code == 201, response.text
+    request_id = response.headers["x-openstack-request-id"]
+    assert request_id.startswith("req-")
+    lb_id = response.json()["loadbalancer"]["id"]
+    rest.wait_status(f"/v2/lbaas/loadbalancers/{lb_id}", "loadbalancer", timeout=90)
+    logs = traced_mesh.logs
+
+    # The edge: Envoy's JSON access line of the POST.
+    def edge_line() -> list[dict[str, Any]]:
+        return [e for e in json_lines(logs / "envoy-access.log") if e.get("request_id") == request_id]
+
+    (edge,) = wait_for("the edge's access line", edge_line)
+    assert edge["method"] == "POST" and edge["path"] == "/v2/lbaas/loadbalancers", edge
+    assert int(edge["status"]) == 201 and int(edge["duration_ms"]) >= 0 and "upstream_ms" in edge, edge
+
+    # The API: its access line (method, path, status, duration, project) carries the same id.
+    api = [e for e in json_lines(logs / "api.log") if e.get("request_id") == request_id]
+    access = [e for e in api if e["logger"] == "octavia_mesh.api.access"]
+    assert len(access) == 1, api
+    assert access[0]["status"] == 201 and access[0]["path"] == "/v2/lbaas/loadbalancers", access
+    assert access[0]["method"].endswith("LoadBalancers/CreateLoadBalancer") and access[0]["duration_ms"] > 0
+    assert access[0]["service"] == "api" and access[0]["level"] == "INFO"
+
+    # The worker: the command's flow and its completion, and nothing of it without the id.
+    worker = [e for e in json_lines(logs / "worker.log") if e.get("request_id") == request_id]
+    messages = " | ".join(e["message"] for e in worker)
+    assert any(e["message"].startswith("create-load-balancer ") for e in worker), messages
+    assert any(e["message"].startswith("applied RESOURCE_KIND_LOAD_BALANCER OPERATION_CREATE") for e in worker)
+
+    # The agent: the configuration the worker pushed, in the agent's own log.
+    def agent_lines() -> list[dict[str, Any]]:
+        return [e for path in agent_logs(traced_mesh) for e in json_lines(path) if e.get("request_id") == request_id]
+
+    agent = wait_for("the agent's lines", agent_lines)
+    assert any("configuration" in e["message"] and lb_id in e["message"] for e in agent), agent
+    assert {e["service"] for e in agent} == {"amphora-agent"}
+
+    # The trace: the API's server span carries the request id; its trace holds the edge, the API, the worker and
+    # the agent, each process's first span a child of a span of the process before it.
+    def api_span() -> list[tuple[str, Any]]:
+        return [
+            (s, span)
+            for s, span in receiver[0].snapshot()
+            if s == "octavia-mesh-api"
+            and any(a.key == "octavia.request_id" and a.value.string_value == request_id for a in span.attributes)
+        ]
+
+    ((_, root),) = wait_for("the API's span", api_span)
+    trace_id = root.trace_id
+
+    def whole_trace() -> list[tuple[str, Any]] | None:
+        spans = [(s, span) for s, span in receiver[0].snapshot() if span.trace_id == trace_id]
+        services = {s for s, _ in spans}
+        wanted = {"octavia-mesh-edge", "octavia-mesh-api", "octavia-mesh-worker", "octavia-mesh-amphora-agent"}
+        # The worker's consumer span ends last (after the flow and the command's completion): wait for it too.
+        applied = any(s == "octavia-mesh-worker" and span.name.startswith("apply ") for s, span in spans)
+        return spans if wanted <= services and applied else None
+
+    spans = wait_for("spans of the edge, the API, the worker and the agent in one trace", whole_trace)
+    by_id = {span.span_id: (service, span) for service, span in spans}
+
+    def parent_service(span: Any) -> str | None:
+        parent = by_id.get(span.parent_span_id)
+        return parent[0] if parent else None
+
+    edge_spans = [span for service, span in spans if service == "octavia-mesh-edge"]
+    assert any(not span.parent_span_id for span in edge_spans), "the edge's span starts the trace"
+    assert parent_service(root) == "octavia-mesh-edge", "the API's span is a child of the edge's"
+    consumer = [span for service, span in spans if service == "octavia-mesh-worker" and span.name.startswith("apply ")]
+    assert consumer and parent_service(consumer[0]) == "octavia-mesh-api", "the worker continues the API's trace"
+    agent_spans = [span for service, span in spans if service == "octavia-mesh-amphora-agent"]
+    assert {parent_service(span) for span in agent_spans} == {"octavia-mesh-worker"}, "agent spans are the worker's"
+    assert any(span.name.endswith("AmphoraAgent/PutConfig") for span in agent_spans), [s.name for s in agent_spans]
