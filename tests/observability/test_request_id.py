@@ -130,13 +130,18 @@ def test_one_create_is_followed_from_the_edge_to_the_agent(traced_mesh: Mesh, re
     (edge,) = wait_for("the edge's access line", edge_line)
     assert edge["method"] == "POST" and edge["path"] == "/v2/lbaas/loadbalancers", edge
     assert int(edge["status"]) == 201 and int(edge["duration_ms"]) >= 0 and "upstream_ms" in edge, edge
+    # The REST method, not the transcoder's POST: the status polls are GETs, each with a request id of its own.
+    polls = [e for e in json_lines(logs / "envoy-access.log") if e["path"] == f"/v2/lbaas/loadbalancers/{lb_id}"]
+    assert polls and {e["method"] for e in polls} == {"GET"}, polls
+    assert len({e["request_id"] for e in polls}) == len(polls) and request_id not in {e["request_id"] for e in polls}
 
     # The API: its access line (method, path, status, duration, project) carries the same id.
     api = [e for e in json_lines(logs / "api.log") if e.get("request_id") == request_id]
     access = [e for e in api if e["logger"] == "octavia_mesh.api.access"]
     assert len(access) == 1, api
     assert access[0]["status"] == 201 and access[0]["path"] == "/v2/lbaas/loadbalancers", access
-    assert access[0]["method"].endswith("LoadBalancers/CreateLoadBalancer") and access[0]["duration_ms"] > 0
+    assert access[0]["method"] == "POST" and access[0]["rpc"].endswith("LoadBalancers/CreateLoadBalancer")
+    assert access[0]["duration_ms"] > 0
     assert access[0]["service"] == "api" and access[0]["level"] == "INFO"
 
     # The worker: the command's flow and its completion, and nothing of it without the id.

@@ -47,10 +47,10 @@ def setup_logging(log_format: str, log_level: str, amphora_id: str) -> None:
     if log_format == "json":
         handler.setFormatter(
             _Json(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",  # ISO 8601 in UTC with microseconds
                 static_fields={"service": "amphora-agent", "amphora_id": amphora_id},
-                datefmt="%Y-%m-%dT%H:%M:%S%z",
             )
         )
     else:

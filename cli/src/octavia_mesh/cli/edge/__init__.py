@@ -308,12 +308,13 @@ def _api_cluster(api_host: str, api_port: int) -> dict[str, Any]:
     }
 
 
-#: The access log's fields: Octavia's request id (as clients get it), the REST path (the transcoder rewrites
-#: ``:path`` to the gRPC method; Lua keeps the REST path in ``x-octavia-path``), and where the time went.
+#: The access log's fields: Octavia's request id (as clients get it), the REST method and path (the transcoder
+#: rewrites ``:method`` and ``:path`` to gRPC's; Lua keeps them in ``x-octavia-method`` and ``x-octavia-path``),
+#: and where the time went.
 ACCESS_LOG_FORMAT = {
     "time": "%START_TIME%",
     "request_id": "req-%REQ(X-REQUEST-ID)%",
-    "method": "%REQ(:METHOD)%",
+    "method": "%REQ(X-OCTAVIA-METHOD?:METHOD)%",
     "path": "%REQ(X-OCTAVIA-PATH?:PATH)%",
     "grpc_method": "%REQ(:PATH)%",
     "status": "%RESPONSE_CODE%",

@@ -76,10 +76,16 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
         request_id = request_id_from(metadata) or (new_request_id() if self._generate else None)
         if request_id is None and self._log is None:
             return handler
-        path = metadata.get("x-octavia-path", "")
-        return _wrap(handler, lambda behavior: self._wrapped(behavior, method, path, request_id))
+        # A REST call's method and path as the client sent them (the edge's Lua passes them on); a native gRPC
+        # call is logged by its gRPC method.
+        rest = (
+            (metadata.get("x-octavia-method", "POST"), metadata["x-octavia-path"])
+            if "x-octavia-path" in metadata
+            else None
+        )
+        return _wrap(handler, lambda behavior: self._wrapped(behavior, method, rest, request_id))
 
-    def _wrapped(self, behavior: Any, method: str, path: str, request_id: str | None) -> Any:
+    def _wrapped(self, behavior: Any, rpc: str, rest: tuple[str, str] | None, request_id: str | None) -> Any:
         log = self._log
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -102,16 +108,18 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
                 if log.isEnabledFor(logging.INFO):
                     elapsed_ms = (time.perf_counter() - began) * 1000
                     status = record.status if record.status is not None else ("error" if failed else "ok")
+                    method, path = rest or ("gRPC", rpc)
                     log.info(
                         "%s %s %s %.1fms project=%s",
                         method,
-                        path or "-",
+                        path,
                         status,
                         elapsed_ms,
                         record.project or "-",
                         extra={
                             "method": method,
-                            "path": path or None,
+                            "path": path,
+                            "rpc": rpc,
                             "status": status,
                             "duration_ms": round(elapsed_ms, 2),
                             "project": record.project,

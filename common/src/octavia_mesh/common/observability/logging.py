@@ -81,10 +81,10 @@ def formatter(log_format: str, service: str) -> logging.Formatter:
     """A text formatter, or a JSON one whose lines carry time, level, logger, message, service, request id."""
     if log_format == "json":
         return _Json(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # ISO 8601 in UTC with microseconds
             static_fields={"service": service},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
         )
     return logging.Formatter(TEXT_FORMAT)
 
