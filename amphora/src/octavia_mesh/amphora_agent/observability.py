@@ -93,17 +93,17 @@ class _RequestId(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         metadata = getattr(handler_call_details, "invocation_metadata", None) or ()
         request_id = next((v for k, v in metadata if k == REQUEST_ID_HEADER and isinstance(v, str)), None)
         if handler is None or request_id is None or handler.request_streaming or handler.response_streaming:  # pyright: ignore[reportAttributeAccessIssue]
             return handler
-        behavior = handler.unary_unary  # pyright: ignore[reportAttributeAccessIssue]
+        behavior: Any = handler.unary_unary  # pyright: ignore[reportAttributeAccessIssue]
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: Any) -> Any:
             REQUEST_ID.set(request_id[:128])  # this call's own task
             return await behavior(request, context)
 
