@@ -1,0 +1,164 @@
+"""What logging and tracing cost a request: three meshes, one request each in turn, in one run.
+
+    uv run python bench/tracing_bench.py [--gets 600] [--creates 120]
+
+* ``quiet``: text logs at WARNING (no access line), no tracing: the baseline;
+* ``default``: text logs at INFO (one access line per API call), no tracing: what ``octavia-mesh up`` runs;
+* ``traced``: JSON logs at INFO and OpenTelemetry traces exported (edge, API, worker) to an OTLP/gRPC receiver
+  this script serves on a free loopback port (it counts the spans it gets).
+
+Each mesh runs the noop provider. The requests go through Envoy (REST): GET one load balancer, and POST a load
+balancer (time to 201; the worker applies it behind). The meshes take turns request by request, so load on
+the machine weighs on all three alike. Printed: p50/p99 per mesh and the ratios to ``default`` (tracing's
+cost) and ``quiet`` (the access line's), and spans received. Every loop is bounded by count; all traffic stays
+on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_bench import Http  # noqa: E402
+
+from octavia_mesh.cli.mesh import Mesh, MeshOptions  # noqa: E402
+from octavia_mesh.cli.processes import free_port  # noqa: E402
+
+PROJECT = "e3cd678b11784734bc366148aa37580e"
+SUBNET = "11111111-1111-1111-1111-111111111111"
+LB_BODY = {"loadbalancer": {"vip_subnet_id": SUBNET, "project_id": PROJECT}}
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """Counts the spans exported to it."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self._lock = threading.Lock()
+
+    def Export(  # noqa: N802 - the generated servicer's name
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        count = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        with self._lock:
+            self.spans += count
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def start(state: Path, env: dict[str, str]) -> Mesh:
+    mesh = Mesh(
+        MeshOptions(
+            host="127.0.0.1",
+            port=free_port(),
+            state_dir=state,
+            database_url=None,
+            nats_url=None,
+            auth_strategy="noauth",
+            start_timeout=120.0,
+            default_project=PROJECT,
+            default_provider="noop",
+            service_env=env,
+        )
+    )
+    mesh.start()
+    return mesh
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return 1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def interleaved(calls: dict[str, Callable[[], None]], n: int) -> dict[str, list[float]]:
+    """``n`` rounds; in each, every mesh's call once (in a rotating order), timed."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for i in range(n):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            began = time.perf_counter()
+            calls[name]()
+            samples[name].append(time.perf_counter() - began)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gets", type=int, default=600, help="GETs per mesh")
+    parser.add_argument("--creates", type=int, default=120, help="creates per mesh")
+    args = parser.parse_args()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    receiver = Receiver()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    configs = {
+        "quiet": {"OCTAVIA_MESH_LOG_LEVEL": "WARNING"},
+        "default": {},
+        "traced": {"OCTAVIA_MESH_LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"},
+    }
+    meshes: dict[str, Mesh] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for name, env in configs.items():
+                meshes[name] = start(Path(tmp) / name, env)
+            clients = {name: Http(mesh.endpoint) for name, mesh in meshes.items()}
+            lb_ids: dict[str, str] = {}
+
+            def creator(name: str) -> Callable[[], None]:
+                def create() -> None:
+                    status, raw = clients[name].call("POST", "/v2/lbaas/loadbalancers", LB_BODY)
+                    assert status == 201, raw
+                    lb_ids.setdefault(name, json.loads(raw)["loadbalancer"]["id"])
+
+                return create
+
+            def getter(name: str) -> Callable[[], None]:
+                def get() -> None:
+                    status, raw = clients[name].call("GET", f"/v2/lbaas/loadbalancers/{lb_ids[name]}")
+                    assert status == 200, raw
+
+                return get
+
+            interleaved({n: creator(n) for n in meshes}, 10)  # warm-up, and the load balancer each GET reads
+            interleaved({n: getter(n) for n in meshes}, 50)
+            before = receiver.spans
+            gets = interleaved({n: getter(n) for n in meshes}, args.gets)
+            creates = interleaved({n: creator(n) for n in meshes}, args.creates)
+            time.sleep(6)  # the last batches of spans (BatchSpanProcessor: every 5 s by default)
+            spans = receiver.spans - before
+        finally:
+            for mesh in meshes.values():
+                mesh.stop()
+            server.stop(0)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {os.cpu_count()} CPUs")
+    for what, samples in (("GET one load balancer", gets), ("POST load balancer", creates)):
+        base_p50, base_p99 = summary(samples["default"])
+        quiet_p50, quiet_p99 = summary(samples["quiet"])
+        print(f"{what} ({len(samples['default'])} per mesh), p50 / p99 ms:")
+        for name in meshes:
+            p50, p99 = summary(samples[name])
+            print(
+                f"  {name:8s} {p50:7.2f} / {p99:7.2f}   vs default x{p50 / base_p50:.2f} / x{p99 / base_p99:.2f}"
+                f"   vs quiet x{p50 / quiet_p50:.2f} / x{p99 / quiet_p99:.2f}"
+            )
+    requests = args.gets + args.creates
+    print(f"spans received from the traced mesh: {spans} ({spans / requests:.1f} per request)")
+
+
+if __name__ == "__main__":
+    main()
