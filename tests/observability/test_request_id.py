@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from support import PROJECT, Rest, random_vip_in, start_mesh
 
 from octavia_mesh.cli.mesh import Mesh
+from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -194,3 +195,27 @@ def test_one_create_is_followed_from_the_edge_to_the_agent(traced_mesh: Mesh, re
     agent_spans = [span for service, span in spans if service == "octavia-mesh-amphora-agent"]
     assert {parent_service(span) for span in agent_spans} == {"octavia-mesh-worker"}, "agent spans are the worker's"
     assert any(span.name.endswith("AmphoraAgent/PutConfig") for span in agent_spans), [s.name for s in agent_spans]
+
+
+def test_a_native_grpc_call_gets_its_request_id_and_is_logged_with_it(traced_mesh: Mesh) -> None:
+    with grpc.insecure_channel(traced_mesh.endpoint.removeprefix("http://")) as channel:
+        stub = loadbalancers_pb2_grpc.LoadBalancersStub(channel)
+        _, call = stub.ListLoadBalancers.with_call(requests_pb2.CollectionRequest(), timeout=30)
+    request_id = dict(call.initial_metadata())["x-openstack-request-id"]
+    assert request_id.startswith("req-")
+
+    def logged() -> list[dict[str, Any]]:
+        return [e for e in json_lines(traced_mesh.logs / "api.log") if e.get("request_id") == request_id]
+
+    (line,) = wait_for("the API's access line", logged)
+    assert (
+        line["method"] == "gRPC"
+        and line["path"] == line["rpc"] == "/octavia_mesh.lbaas.v2.LoadBalancers/ListLoadBalancers"
+    )
+    assert line["status"] == 200
+
+    def edge_line() -> list[dict[str, Any]]:
+        return [e for e in json_lines(traced_mesh.logs / "envoy-access.log") if e.get("request_id") == request_id]
+
+    (edge,) = wait_for("the edge's access line", edge_line)
+    assert edge["grpc_method"] == line["rpc"] and int(edge["grpc_status"]) == 0

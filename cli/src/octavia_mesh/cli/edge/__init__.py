@@ -38,6 +38,8 @@ MAX_BODY_BYTES = 114688
 TOO_LARGE = f"Request is too large. Larger than max_request_body_size ({MAX_BODY_BYTES})."
 MAX_PATH_BYTES = 1024
 MAX_QUERY_BYTES = 32768
+#: What clients get as their request id: Octavia's header, from the id Envoy generates (and sends upstream).
+REQUEST_ID_HEADER = {"header": {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}}
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -168,6 +170,8 @@ def envoy_config(
                             "match": {"prefix": "/octavia_mesh."},
                             "route": {"cluster": "api", "timeout": "60s"},
                             "typed_per_filter_config": lua_off,
+                            # Native gRPC clients get the request id too, in the initial metadata.
+                            "response_headers_to_add": [REQUEST_ID_HEADER],
                         },
                         {
                             "match": {"prefix": "/grpc."},
@@ -180,9 +184,7 @@ def envoy_config(
                             # The transcoder keeps the REST path here; the API reads x-octavia-path instead,
                             # and this copy would only count against gRPC's metadata limit.
                             "request_headers_to_remove": ["x-envoy-original-path"],
-                            "response_headers_to_add": [
-                                {"header": {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}}
-                            ],
+                            "response_headers_to_add": [REQUEST_ID_HEADER],
                         },
                     ],
                 }
