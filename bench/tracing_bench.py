@@ -5,7 +5,7 @@
 * ``quiet``: text logs at WARNING (no access line), no tracing: the baseline;
 * ``default``: text logs at INFO (one access line per API call), no tracing: what ``octavia-mesh up`` runs;
 * ``traced``: JSON logs at INFO and OpenTelemetry traces exported (edge, API, worker) to an OTLP/gRPC receiver
-  this script serves on a free loopback port (it counts the spans it gets).
+  on a free loopback port (``tests/observability/otlp_receiver.py``; the spans it gets are counted).
 
 Each mesh runs the noop provider. The requests go through Envoy (REST): GET one load balancer, and POST a load
 balancer (time to 201; the worker applies it behind). The meshes take turns request by request, so load on
@@ -20,16 +20,12 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from pathlib import Path
-
-import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_bench import Http  # noqa: E402
@@ -42,20 +38,9 @@ SUBNET = "11111111-1111-1111-1111-111111111111"
 LB_BODY = {"loadbalancer": {"vip_subnet_id": SUBNET, "project_id": PROJECT}}
 
 
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """Counts the spans exported to it."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self._lock = threading.Lock()
-
-    def Export(  # noqa: N802 - the generated servicer's name
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        count = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
-        with self._lock:
-            self.spans += count
-        return trace_service_pb2.ExportTraceServiceResponse()
+#: The OTLP/gRPC receiver the tests use, run as a process of its own (a gRPC server's threads in this process
+#: could be inside gRPC when it forks a service, and gRPC's fork handlers can then abort the child).
+RECEIVER = Path(__file__).resolve().parents[1] / "tests" / "observability" / "otlp_receiver.py"
 
 
 def start(state: Path, env: dict[str, str]) -> Mesh:
@@ -100,21 +85,25 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=120, help="creates per mesh")
     args = parser.parse_args()
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    receiver = Receiver()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    tmp = tempfile.TemporaryDirectory()
+    spans_file = Path(tmp.name) / "spans.jsonl"
+    receiver = subprocess.Popen([sys.executable, str(RECEIVER), str(spans_file)], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None
+    port = int(receiver.stdout.readline())
+
+    def received() -> int:
+        return spans_file.read_text().count("\n")
+
     configs = {
         "quiet": {"OCTAVIA_MESH_LOG_LEVEL": "WARNING"},
         "default": {},
         "traced": {"OCTAVIA_MESH_LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"},
     }
     meshes: dict[str, Mesh] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tmp:
         try:
             for name, env in configs.items():
-                meshes[name] = start(Path(tmp) / name, env)
+                meshes[name] = start(Path(tmp.name) / name, env)
             clients = {name: Http(mesh.endpoint) for name, mesh in meshes.items()}
             lb_ids: dict[str, str] = {}
 
@@ -135,15 +124,16 @@ def main() -> None:
 
             interleaved({n: creator(n) for n in meshes}, 10)  # warm-up, and the load balancer each GET reads
             interleaved({n: getter(n) for n in meshes}, 50)
-            before = receiver.spans
+            before = received()
             gets = interleaved({n: getter(n) for n in meshes}, args.gets)
             creates = interleaved({n: creator(n) for n in meshes}, args.creates)
             time.sleep(6)  # the last batches of spans (BatchSpanProcessor: every 5 s by default)
-            spans = receiver.spans - before
+            spans = received() - before
         finally:
             for mesh in meshes.values():
                 mesh.stop()
-            server.stop(0)
+            receiver.terminate()
+            receiver.wait(timeout=30)
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {os.cpu_count()} CPUs")
     for what, samples in (("GET one load balancer", gets), ("POST load balancer", creates)):

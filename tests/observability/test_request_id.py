@@ -1,7 +1,8 @@
 """One create followed across the mesh by its request id: in the logs and in one trace (issue 13, item 4).
 
-The mesh runs with JSON logs and exports its traces to a real OTLP/gRPC receiver this module serves on a free
-loopback port (opentelemetry-proto's ``TraceService``: a stand-in for a collector, not a mock of our parts).
+The mesh runs with JSON logs and exports its traces to a real OTLP/gRPC receiver (``otlp_receiver.py``:
+opentelemetry-proto's ``TraceService`` on a free loopback port, a stand-in for a collector, not a mock of our
+parts).
 A load balancer created with a listener in one call goes edge → API → NATS → worker → amphora agent; the
 ``x-openstack-request-id`` its client got must be on the Envoy access line, the API's access line, the worker's
 flow lines and the agent's lines, and the trace must hold spans of the edge, the API, the worker and the agent,
@@ -11,16 +12,15 @@ each linked to its parent across the process boundaries.
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from support import PROJECT, Rest, random_vip_in, start_mesh
 
 from octavia_mesh.cli.mesh import Mesh
@@ -29,47 +29,34 @@ from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2
 pytestmark = pytest.mark.timeout(240)
 
 
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """Keeps every span exported to it, with its service's name."""
+class Receiver:
+    """The spans the OTLP receiver process (``otlp_receiver.py``) got, read from its file."""
 
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, Any]] = []
-        self._lock = threading.Lock()
+    def __init__(self, path: Path, port: int) -> None:
+        self.path, self.port = path, port
 
-    def Export(  # noqa: N802 - the generated servicer's method name
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        with self._lock:
-            for resource_spans in request.resource_spans:
-                attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                service = attributes.get("service.name", "")
-                for scope_spans in resource_spans.scope_spans:
-                    self.spans.extend((service, span) for span in scope_spans.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def snapshot(self) -> list[tuple[str, Any]]:
-        with self._lock:
-            return list(self.spans)
+    def spans(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.endswith("}")]
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[tuple[Receiver, int]]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    servicer = Receiver()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    path = tmp_path_factory.mktemp("otlp") / "spans.jsonl"
+    script = Path(__file__).with_name("otlp_receiver.py")
+    process = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
     try:
-        yield servicer, port
+        assert process.stdout is not None
+        yield Receiver(path, int(process.stdout.readline()))
     finally:
-        server.stop(0)
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
-def traced_mesh(tmp_path_factory: pytest.TempPathFactory, receiver: tuple[Receiver, int]) -> Iterator[Mesh]:
+def traced_mesh(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Mesh]:
     env = {
         "OCTAVIA_MESH_LOG_FORMAT": "json",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver[1]}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
         "OTEL_BSP_SCHEDULE_DELAY": "200",  # spans reach the receiver within a fraction of a second
         "OCTAVIA_MESH_WORKER_SPARE_AMPHORAE": "0",  # the create boots its own amphora: its agent is on the trace
     }
@@ -106,7 +93,7 @@ def wait_for(what: str, found: Any, timeout: float = 30.0) -> Any:
         time.sleep(0.2)
 
 
-def test_one_create_is_followed_from_the_edge_to_the_agent(traced_mesh: Mesh, receiver: tuple[Receiver, int]) -> None:
+def test_one_create_is_followed_from_the_edge_to_the_agent(traced_mesh: Mesh, receiver: Receiver) -> None:
     rest = Rest(traced_mesh.endpoint)
     body = {
         "loadbalancer": {
@@ -161,40 +148,41 @@ def test_one_create_is_followed_from_the_edge_to_the_agent(traced_mesh: Mesh, re
 
     # The trace: the API's server span carries the request id; its trace holds the edge, the API, the worker and
     # the agent, each process's first span a child of a span of the process before it.
-    def api_span() -> list[tuple[str, Any]]:
+    def api_span() -> list[dict[str, Any]]:
         return [
-            (s, span)
-            for s, span in receiver[0].snapshot()
-            if s == "octavia-mesh-api"
-            and any(a.key == "octavia.request_id" and a.value.string_value == request_id for a in span.attributes)
+            span
+            for span in receiver.spans()
+            if span["service"] == "octavia-mesh-api" and span["attributes"].get("octavia.request_id") == request_id
         ]
 
-    ((_, root),) = wait_for("the API's span", api_span)
-    trace_id = root.trace_id
+    (root,) = wait_for("the API's span", api_span)
 
-    def whole_trace() -> list[tuple[str, Any]] | None:
-        spans = [(s, span) for s, span in receiver[0].snapshot() if span.trace_id == trace_id]
-        services = {s for s, _ in spans}
+    def whole_trace() -> list[dict[str, Any]] | None:
+        spans = [span for span in receiver.spans() if span["trace_id"] == root["trace_id"]]
+        services = {span["service"] for span in spans}
         wanted = {"octavia-mesh-edge", "octavia-mesh-api", "octavia-mesh-worker", "octavia-mesh-amphora-agent"}
         # The worker's consumer span ends last (after the flow and the command's completion): wait for it too.
-        applied = any(s == "octavia-mesh-worker" and span.name.startswith("apply ") for s, span in spans)
+        applied = any(s["service"] == "octavia-mesh-worker" and s["name"].startswith("apply ") for s in spans)
         return spans if wanted <= services and applied else None
 
     spans = wait_for("spans of the edge, the API, the worker and the agent in one trace", whole_trace)
-    by_id = {span.span_id: (service, span) for service, span in spans}
+    by_id = {span["span_id"]: span for span in spans}
 
-    def parent_service(span: Any) -> str | None:
-        parent = by_id.get(span.parent_span_id)
-        return parent[0] if parent else None
+    def parent_service(span: dict[str, Any]) -> str | None:
+        parent = by_id.get(span["parent_span_id"])
+        return parent["service"] if parent else None
 
-    edge_spans = [span for service, span in spans if service == "octavia-mesh-edge"]
-    assert any(not span.parent_span_id for span in edge_spans), "the edge's span starts the trace"
+    def of(service: str) -> list[dict[str, Any]]:
+        return [span for span in spans if span["service"] == f"octavia-mesh-{service}"]
+
+    assert any(not span["parent_span_id"] for span in of("edge")), "the edge's span starts the trace"
     assert parent_service(root) == "octavia-mesh-edge", "the API's span is a child of the edge's"
-    consumer = [span for service, span in spans if service == "octavia-mesh-worker" and span.name.startswith("apply ")]
-    assert consumer and parent_service(consumer[0]) == "octavia-mesh-api", "the worker continues the API's trace"
-    agent_spans = [span for service, span in spans if service == "octavia-mesh-amphora-agent"]
-    assert {parent_service(span) for span in agent_spans} == {"octavia-mesh-worker"}, "agent spans are the worker's"
-    assert any(span.name.endswith("AmphoraAgent/PutConfig") for span in agent_spans), [s.name for s in agent_spans]
+    consumer = [span for span in of("worker") if span["name"].startswith("apply ")]
+    assert parent_service(consumer[0]) == "octavia-mesh-api", "the worker continues the API's trace"
+    assert {parent_service(span) for span in of("amphora-agent")} == {"octavia-mesh-worker"}, (
+        "agent spans are the worker's"
+    )
+    assert any(span["name"].endswith("AmphoraAgent/PutConfig") for span in of("amphora-agent")), of("amphora-agent")
 
 
 def test_a_native_grpc_call_gets_its_request_id_and_is_logged_with_it(traced_mesh: Mesh) -> None:
