@@ -62,6 +62,23 @@ def start(state: Path, env: dict[str, str]) -> Mesh:
     return mesh
 
 
+PROCESSES = ("envoy", "api", "worker")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(mesh: Mesh) -> dict[str, float]:
+    """User + system CPU seconds each of the mesh's :data:`PROCESSES` has used so far."""
+    out = {}
+    for name in PROCESSES:
+        fields = Path(f"/proc/{mesh.supervisor.child(name).process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return out
+
+
+def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in after}
+
+
 def summary(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return 1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
@@ -125,9 +142,13 @@ def main() -> None:
             interleaved({n: creator(n) for n in meshes}, 10)  # warm-up, and the load balancer each GET reads
             interleaved({n: getter(n) for n in meshes}, 50)
             before = received()
+            cpu_before = {n: cpu_seconds(m) for n, m in meshes.items()}
             gets = interleaved({n: getter(n) for n in meshes}, args.gets)
+            cpu_gets = {n: diff(cpu_seconds(m), cpu_before[n]) for n, m in meshes.items()}
+            cpu_before = {n: cpu_seconds(m) for n, m in meshes.items()}
             creates = interleaved({n: creator(n) for n in meshes}, args.creates)
-            time.sleep(6)  # the last batches of spans (BatchSpanProcessor: every 5 s by default)
+            time.sleep(6)  # the worker's last commands, the last batches of spans (exported every 5 s by default)
+            cpu_creates = {n: diff(cpu_seconds(m), cpu_before[n]) for n, m in meshes.items()}
             spans = received() - before
         finally:
             for mesh in meshes.values():
@@ -146,6 +167,12 @@ def main() -> None:
                 f"  {name:8s} {p50:7.2f} / {p99:7.2f}   vs default x{p50 / base_p50:.2f} / x{p99 / base_p99:.2f}"
                 f"   vs quiet x{p50 / quiet_p50:.2f} / x{p99 / quiet_p99:.2f}"
             )
+    print("CPU time per request (ms) of envoy / api / worker (load-independent, unlike the latencies):")
+    for what, cpu, n in (("GET", cpu_gets, args.gets), ("POST", cpu_creates, args.creates)):
+        for name in meshes:
+            figures = " / ".join(f"{1000 * cpu[name][p] / n:6.2f}" for p in PROCESSES)
+            total = sum(cpu[name].values()) / sum(cpu["default"].values())
+            print(f"  {what:4s} {name:8s} {figures}   all three vs default x{total:.2f}")
     requests = args.gets + args.creates
     print(f"spans received from the traced mesh: {spans} ({spans / requests:.1f} per request)")
 
