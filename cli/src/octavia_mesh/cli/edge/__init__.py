@@ -40,6 +40,9 @@ MAX_PATH_BYTES = 1024
 MAX_QUERY_BYTES = 32768
 #: What clients get as their request id: Octavia's header, from the id Envoy generates (and sends upstream).
 REQUEST_ID_HEADER = {"header": {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}}
+#: Removed from requests: the request id is the edge's to give (a client's own would not be the one it gets back,
+#: and the API takes this header's value as the id when a caller inside the mesh sends it).
+CLIENT_REQUEST_ID = "x-openstack-request-id"
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -171,6 +174,7 @@ def envoy_config(
                             "route": {"cluster": "api", "timeout": "60s"},
                             "typed_per_filter_config": lua_off,
                             # Native gRPC clients get the request id too, in the initial metadata.
+                            "request_headers_to_remove": [CLIENT_REQUEST_ID],
                             "response_headers_to_add": [REQUEST_ID_HEADER],
                         },
                         {
@@ -183,7 +187,7 @@ def envoy_config(
                             "route": {"cluster": "api", "timeout": "60s"},
                             # The transcoder keeps the REST path here; the API reads x-octavia-path instead,
                             # and this copy would only count against gRPC's metadata limit.
-                            "request_headers_to_remove": ["x-envoy-original-path"],
+                            "request_headers_to_remove": ["x-envoy-original-path", CLIENT_REQUEST_ID],
                             "response_headers_to_add": [REQUEST_ID_HEADER],
                         },
                     ],
