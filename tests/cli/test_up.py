@@ -81,6 +81,7 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             "housekeeping.log",
             "driver-agent.log",
             "envoy.log",
+            "envoy-access.log",  # the edge's JSON access log
         }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -16,6 +16,8 @@ from octavia_mesh.common import commands
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.engine import session_factories
 from octavia_mesh.common.db.models import ProviderCommand
+from octavia_mesh.common.observability.logging import REQUEST_ID
+from octavia_mesh.protos.provider.v1 import commands_pb2
 
 
 async def _queue(write: async_sessionmaker[AsyncSession], provider: str) -> str:
@@ -70,3 +72,31 @@ async def test_a_local_relay_publishes_its_own_rows_and_only_those(engine: Async
         await owner.stop()
     info = await js.stream_info(commands.STREAM)
     assert info.state.messages >= 2
+
+
+async def test_a_command_keeps_the_request_id_of_the_call_that_wrote_it(
+    engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    """The request id is in the outbox row's payload (so any relay, however late, publishes it) and in the
+    message's headers."""
+    _, write = session_factories(engine)
+    provider = f"reqid{uuid.uuid4().hex[:8]}"
+    token = REQUEST_ID.set("req-4c9f1e52-0000-4000-8000-000000000001")
+    try:
+        command_id = await _queue(write, provider)
+    finally:
+        REQUEST_ID.reset(token)
+    relay = commands.OutboxRelay(write, js, sweep_interval_s=0.1)  # an owner, sweeping rows no one woke it for
+    relay.start()
+    try:
+        await _until(lambda: _published(write, command_id))
+    finally:
+        await relay.stop()
+    subscription = await js.pull_subscribe(commands.provider_filter(provider), durable=provider)
+    (message,) = await subscription.fetch(1, timeout=10)
+    await message.ack()
+    command = commands_pb2.ProviderCommand.FromString(message.data)
+    assert (command.command_id, command.request_id) == (command_id, "req-4c9f1e52-0000-4000-8000-000000000001")
+    assert message.headers is not None
+    assert message.headers["x-openstack-request-id"] == command.request_id
+    assert not command.trace_context  # tracing is off in this process: nothing to carry

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
+from octavia_mesh.amphora_agent import observability
 from octavia_mesh.amphora_agent import settings as agent_settings
 from octavia_mesh.amphora_agent.server import serve
 
@@ -13,14 +13,14 @@ from octavia_mesh.amphora_agent.server import serve
 def main(argv: list[str] | None = None) -> None:
     try:
         settings = agent_settings.load(argv)
+        observability.setup_logging(settings.log_format, settings.log_level, settings.amphora_id)
     except (ValueError, TypeError, OSError) as exc:
         sys.exit(f"octavia-mesh-amphora-agent: bad settings: {exc}")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # grpc's DEBUG output is one line per callback; keep it out of the agent's own debug logs.
-    logging.getLogger("grpc").setLevel(max(logging.getLogger().level, logging.INFO))
-    asyncio.run(serve(settings))
+    observability.setup_tracing(settings.otlp_endpoint, settings.amphora_id)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        observability.shutdown_tracing()  # flush the spans still batched
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import enum
 import logging
 import os
@@ -248,7 +249,10 @@ class Haproxy:
             self._state, self._last_error = ProcessState.FAILED, str(exc)
             raise
         self.files.desired.touch(mode=0o600)
-        self._monitor = asyncio.create_task(self._watch(), name=f"haproxy-{self.files.lb_id}")
+        # In a context of its own: what the monitor logs later (a restart) is not the request's that started it.
+        self._monitor = asyncio.create_task(
+            self._watch(), name=f"haproxy-{self.files.lb_id}", context=contextvars.Context()
+        )
 
     async def reload(self) -> None:
         """Load the active configuration (and certificate files) into a new worker, hitlessly."""

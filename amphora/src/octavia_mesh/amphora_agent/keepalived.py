@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import logging
 import os
@@ -251,7 +252,8 @@ class Keepalived:
             self._stopping = False
             await self._cancel_monitor()
             await self._spawn()
-            self._monitor = asyncio.create_task(self._watch(), name="keepalived")
+            # A context of its own: what the monitor logs later is not the request's that started keepalived.
+            self._monitor = asyncio.create_task(self._watch(), name="keepalived", context=contextvars.Context())
             return False
 
     async def stop(self, *, forget: bool = True) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from octavia_mesh.amphora_agent import observability
 from octavia_mesh.amphora_agent.agent import Agent
 from octavia_mesh.amphora_agent.auth import ControllerOnly
 from octavia_mesh.amphora_agent.counters import CounterLedger
@@ -54,7 +55,9 @@ def create_server(
     identity = identity or identity_of(settings)
     # No SO_REUSEPORT (gRPC's default): a port another agent holds must fail this start, not be shared with it.
     server = grpc.aio.server(
-        interceptors=[ControllerOnly(settings.controller_identities)], options=[("grpc.so_reuseport", 0)]
+        # The controller's identity first; then, for its calls, the trace (when on) and the request id.
+        interceptors=[ControllerOnly(settings.controller_identities), *observability.server_interceptors()],
+        options=[("grpc.so_reuseport", 0)],
     )
     agent_pb2_grpc.add_AmphoraAgentServicer_to_server(
         AmphoraAgentServicer(agent, settings.amphora_id, identity, keepalived), server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import socket
 
 import grpc
@@ -16,6 +17,8 @@ from octavia_mesh.amphora_agent.keepalived import Keepalived
 from octavia_mesh.amphora_agent.plug_rpc import PlugHandlers
 from octavia_mesh.amphora_agent.vrrp_rpc import VrrpHandlers
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 API_VERSION = "octavia_mesh.agent.v1"
 
@@ -141,6 +144,7 @@ class AmphoraAgentServicer(VrrpHandlers, PlugHandlers, agent_pb2_grpc.AmphoraAge
         if not request.config.strip():
             raise ValueError("config is empty")
         digest, warnings = await self._agent.put_config(request.load_balancer_id, request.config.encode())
+        logger.info("lb %s: configuration %s stored", request.load_balancer_id, digest[:12])
         return agent_pb2.PutConfigResponse(config_sha256=digest, warnings=warnings)
 
     @mapped
@@ -162,6 +166,7 @@ class AmphoraAgentServicer(VrrpHandlers, PlugHandlers, agent_pb2_grpc.AmphoraAge
         self, request: agent_pb2.ActivateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ActivateResponse:
         reloaded, info = await self._agent.activate(request.load_balancer_id)
+        logger.info("lb %s: configuration active (%s)", request.load_balancer_id, "reloaded" if reloaded else "started")
         return agent_pb2.ActivateResponse(reloaded=reloaded, process=_process(info))
 
     @mapped

@@ -19,6 +19,13 @@ from typing import Any
 from octavia_mesh.amphora_agent.store import LONGEST_SOCKET
 
 PREFIX = "OCTAVIA_MESH_AGENT_"
+#: Settings read from a variable the whole mesh shares when the agent's own is not set (the local compute driver
+#: starts agents with the worker's environment).
+FALLBACK_KEYS = {
+    "log_format": "OCTAVIA_MESH_LOG_FORMAT",
+    "log_level": "OCTAVIA_MESH_LOG_LEVEL",
+    "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+}
 
 #: The longest unix-socket path HAProxy 2.8 accepts in a ``stats socket`` line (its own limit, below Linux's
 #: 107-byte ``sun_path``: it keeps room for the ``.<pid>.tmp`` name it binds first).
@@ -80,7 +87,12 @@ class AgentSettings:
         default=5.0, metadata={"help": "longest pause between restarts of an HAProxy that keeps dying"}
     )
     grace_s: float = field(default=5.0, metadata={"help": "seconds in-flight RPCs get when the agent stops"})
-    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+    log_level: str = field(default="INFO", metadata={"help": "logging level (default OCTAVIA_MESH_LOG_LEVEL)"})
+    log_format: str = field(default="text", metadata={"help": "text or json (default OCTAVIA_MESH_LOG_FORMAT)"})
+    otlp_endpoint: str = field(
+        default="",
+        metadata={"help": "OTLP/gRPC endpoint for traces (default OTEL_EXPORTER_OTLP_ENDPOINT; empty: no traces)"},
+    )
 
     @property
     def state_path(self) -> Path:
@@ -151,6 +163,8 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     for f in fields:
         var = f"{PREFIX}{f.name.upper()}"
         raw = environ.get(var)
+        if raw is None and f.name in FALLBACK_KEYS:
+            raw = environ.get(FALLBACK_KEYS[f.name])
         if raw is None and f"{var}_FILE" in environ:
             raw = Path(environ[f"{var}_FILE"]).read_text(encoding="utf-8").strip()
         if raw is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         default="keystone",
         help="the API's mode: identity headers are stripped from requests except in trusted_headers",
     )
+    edge.add_argument("--access-log", default="/dev/stdout", help="file of the JSON access log (default stdout)")
+    edge.add_argument(
+        "--otlp-endpoint",
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        help="OTLP/gRPC collector for the edge's spans, http://host:port (default OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
     return parser
 
 
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         lua_source(),
         args.auth_strategy,
         metrics_port=args.metrics_port,
+        access_log=args.access_log,
+        otlp_endpoint=args.otlp_endpoint,
     )
     json.dump(config, sys.stdout, indent=1)
     print()

@@ -193,6 +193,12 @@ class Mesh:
             return {}
         return {"OCTAVIA_MESH_WORKER_SPARE_AMPHORAE": "0"}
 
+    def _otlp_endpoint(self) -> str:
+        """Where the edge sends its spans: the collector the services were given (``service_env`` or ``up``'s
+        own environment, ``OTEL_EXPORTER_OTLP_ENDPOINT``); empty: the edge traces nothing."""
+        name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        return self.options.service_env.get(name, os.environ.get(name, ""))
+
     def start(self) -> None:
         opts = self.options
         self.ports = PortBook(self.state / "ports.json")
@@ -356,6 +362,8 @@ class Mesh:
                         lua_source(),
                         opts.auth_strategy,
                         metrics_port=edge_metrics_port,
+                        access_log=str(self.logs / "envoy-access.log"),
+                        otlp_endpoint=self._otlp_endpoint(),
                     ),
                     indent=1,
                 )

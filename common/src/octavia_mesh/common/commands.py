@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
+from octavia_mesh.common.observability import tracing
+from octavia_mesh.common.observability.logging import REQUEST_ID, REQUEST_ID_HEADER
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.provider_sdk.stream import (
     DUPLICATE_WINDOW_S,
@@ -76,7 +78,9 @@ def new_command(
         load_balancer_id=load_balancer_id,
         cascade=cascade,
         create_time=stamp,
+        request_id=REQUEST_ID.get() or "",
     )
+    tracing.inject(message.trace_context)  # the command goes on the trace of the call that wrote it
     row = ProviderCommand(
         id=command_id,
         provider=provider,
@@ -88,6 +92,17 @@ def new_command(
     session.add(row)
     session.info.setdefault(_WRITTEN, []).append(command_id)  # for a relay of this process, once committed
     return row
+
+
+def _headers(command_id: str, payload: bytes) -> dict[str, str]:
+    """The message's headers: its id for the stream's duplicate window, and the request id and trace context
+    the command carries (also in its payload, which is what the worker reads), for anyone watching the subject."""
+    headers = {"Nats-Msg-Id": command_id}
+    message = commands_pb2.ProviderCommand.FromString(payload)
+    if message.request_id:
+        headers[REQUEST_ID_HEADER] = message.request_id
+    headers.update(message.trace_context)
+    return headers
 
 
 #: Key in a session's ``info`` under which :func:`new_command` lists the command ids the session adds.
@@ -272,7 +287,7 @@ class OutboxRelay:
             OUTBOX_REDRIVEN.inc(len(stale))
 
     async def _publish(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
-        acks = [await self._js.publish(subj, payload, headers={"Nats-Msg-Id": cid}) for cid, subj, payload in rows]
+        acks = [await self._js.publish(subj, payload, headers=_headers(cid, payload)) for cid, subj, payload in rows]
         ids = [cid for cid, _, _ in rows]
         async with self._sessions() as session, session.begin():
             await session.execute(

@@ -19,6 +19,12 @@ T = TypeVar("T")
 
 #: Keys every service shares, read without the service prefix.
 SHARED_KEYS = {"database_url": "OCTAVIA_MESH_DATABASE_URL", "nats_url": "OCTAVIA_MESH_NATS_URL"}
+#: Keys a service reads from its own variable first, else from one the whole mesh shares (observability).
+FALLBACK_KEYS = {
+    "log_format": "OCTAVIA_MESH_LOG_FORMAT",
+    "log_level": "OCTAVIA_MESH_LOG_LEVEL",
+    "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+}
 
 
 def _convert(name: str, raw: str, kind: Any) -> Any:
@@ -53,6 +59,8 @@ def from_env(cls: type[T], prefix: str, environ: Mapping[str, str] | None = None
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         var = SHARED_KEYS.get(field.name, f"{prefix}{field.name.upper()}")
         raw = environ.get(var)
+        if raw is None and field.name in FALLBACK_KEYS:
+            raw = environ.get(FALLBACK_KEYS[field.name])
         if raw is None and f"{var}_FILE" in environ:
             with open(environ[f"{var}_FILE"], encoding="utf-8") as handle:
                 raw = handle.read().strip()

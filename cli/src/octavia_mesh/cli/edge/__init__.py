@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from octavia_mesh.common.authheaders import headers_to_strip
 
@@ -37,6 +38,11 @@ MAX_BODY_BYTES = 114688
 TOO_LARGE = f"Request is too large. Larger than max_request_body_size ({MAX_BODY_BYTES})."
 MAX_PATH_BYTES = 1024
 MAX_QUERY_BYTES = 32768
+#: What clients get as their request id: Octavia's header, from the id Envoy generates (and sends upstream).
+REQUEST_ID_HEADER = {"header": {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}}
+#: Removed from requests: the request id is the edge's to give (a client's own would not be the one it gets back,
+#: and the API takes this header's value as the id when a caller inside the mesh sends it).
+CLIENT_REQUEST_ID = "x-openstack-request-id"
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -91,6 +97,8 @@ def envoy_config(
     lua: str,
     auth_strategy: str = "keystone",
     metrics_port: int | None = None,
+    access_log: str = "/dev/stdout",
+    otlp_endpoint: str = "",
 ) -> dict[str, Any]:
     """Envoy's bootstrap: REST and native gRPC on one port, transcoded onto the API service.
 
@@ -99,6 +107,8 @@ def envoy_config(
 
     Clients' identity headers are removed from every request unless ``auth_strategy`` is ``trusted_headers``
     (then an authenticating proxy in front sets them; the API believes them only with the proxy's secret).
+    Every request is written to ``access_log`` as a JSON line (:func:`access_log_config`); with an
+    ``otlp_endpoint`` Envoy also opens the first span of each request's trace (:func:`tracing_config`).
     """
     fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
     http_filters = [
@@ -170,6 +180,9 @@ def envoy_config(
                             "match": {"prefix": "/octavia_mesh."},
                             "route": {"cluster": "api", "timeout": "60s"},
                             "typed_per_filter_config": lua_off,
+                            # Native gRPC clients get the request id too, in the initial metadata.
+                            "request_headers_to_remove": [CLIENT_REQUEST_ID],
+                            "response_headers_to_add": [REQUEST_ID_HEADER],
                         },
                         {
                             "match": {"prefix": "/grpc."},
@@ -181,10 +194,8 @@ def envoy_config(
                             "route": {"cluster": "api", "timeout": "60s"},
                             # The transcoder keeps the REST path here; the API reads x-octavia-path instead,
                             # and this copy would only count against gRPC's metadata limit.
-                            "request_headers_to_remove": ["x-envoy-original-path"],
-                            "response_headers_to_add": [
-                                {"header": {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}}
-                            ],
+                            "request_headers_to_remove": ["x-envoy-original-path", CLIENT_REQUEST_ID],
+                            "response_headers_to_add": [REQUEST_ID_HEADER],
                         },
                     ],
                 }
@@ -249,7 +260,12 @@ def envoy_config(
             ]
         },
         "http_filters": http_filters,
+        "access_log": [access_log_config(access_log)],
     }
+    clusters = [_api_cluster(api_host, api_port)]
+    if otlp_endpoint:
+        manager["tracing"] = tracing_config()
+        clusters.append(_otlp_cluster(otlp_endpoint))
     config: dict[str, Any] = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
@@ -272,42 +288,40 @@ def envoy_config(
                     ],
                 }
             ],
-            "clusters": [
-                {
-                    "name": "api",
-                    "type": "STRICT_DNS",
-                    "connect_timeout": "2s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            # A malformed or oversized response resets that one stream, never the connection
-                            # that every other client's request shares.
-                            "explicit_http_config": {
-                                "http2_protocol_options": {"override_stream_error_on_invalid_http_message": True}
-                            },
-                        }
-                    },
-                    "load_assignment": {
-                        "cluster_name": "api",
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {
-                                        "endpoint": {
-                                            "address": {"socket_address": {"address": api_host, "port_value": api_port}}
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    },
-                }
-            ],
+            "clusters": clusters,
         },
     }
     if metrics_port is not None:
         _add_metrics_listener(config, listen_host, metrics_port, admin_port)
     return config
+
+
+def _api_cluster(api_host: str, api_port: int) -> dict[str, Any]:
+    return {
+        "name": "api",
+        "type": "STRICT_DNS",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                # A malformed or oversized response resets that one stream, never the connection
+                # that every other client's request shares.
+                "explicit_http_config": {
+                    "http2_protocol_options": {"override_stream_error_on_invalid_http_message": True}
+                },
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "api",
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": api_host, "port_value": api_port}}}}
+                    ]
+                }
+            ],
+        },
+    }
 
 
 def _add_metrics_listener(config: dict[str, Any], host: str, port: int, admin_port: int) -> None:
@@ -342,3 +356,82 @@ def _add_metrics_listener(config: dict[str, Any], host: str, port: int, admin_po
             "load_assignment": {"cluster_name": "admin", "endpoints": [{"lb_endpoints": [endpoint]}]},
         }
     )
+
+
+#: The access log's fields: Octavia's request id (as clients get it), the REST method and path (the transcoder
+#: rewrites ``:method`` and ``:path`` to gRPC's; Lua keeps them in ``x-octavia-method`` and ``x-octavia-path``),
+#: and where the time went.
+ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "request_id": "req-%REQ(X-REQUEST-ID)%",
+    "method": "%REQ(X-OCTAVIA-METHOD?:METHOD)%",
+    "path": "%REQ(X-OCTAVIA-PATH?:PATH)%",
+    "grpc_method": "%REQ(:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS_NUMBER%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "flags": "%RESPONSE_FLAGS%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "user_agent": "%REQ(USER-AGENT)%",
+    "traceparent": "%REQ(TRACEPARENT)%",
+}
+
+
+def access_log_config(path: str) -> dict[str, Any]:
+    """A file access log of JSON lines (``/dev/stdout`` in Kubernetes, a file in the state dir for ``up``)."""
+    return _typed(
+        "envoy.access_loggers.file",
+        "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        {"path": path, "log_format": {"json_format": ACCESS_LOG_FORMAT, "omit_empty_values": True}},
+    )
+
+
+def tracing_config() -> dict[str, Any]:
+    """Envoy's OpenTelemetry tracer: a server span per request (every request sampled; the collector may
+    sample further), exported to the ``otlp`` cluster, with W3C ``traceparent`` sent to the API."""
+    return {
+        "random_sampling": {"value": 100},
+        "provider": _typed(
+            "envoy.tracers.opentelemetry",
+            "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+            {
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otlp"}, "timeout": "2s"},
+                "service_name": "octavia-mesh-edge",
+            },
+        ),
+    }
+
+
+def _otlp_cluster(endpoint: str) -> dict[str, Any]:
+    """The OTLP/gRPC collector at ``endpoint`` (``http://host:port``) as an HTTP/2 cluster."""
+    parsed = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not parsed.hostname:
+        raise ValueError(f"OTLP endpoint {endpoint!r} names no host")
+    address = {"socket_address": {"address": parsed.hostname, "port_value": parsed.port or 4317}}
+    cluster: dict[str, Any] = {
+        "name": "otlp",
+        "type": "STRICT_DNS",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "otlp",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+    if parsed.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": parsed.hostname,
+            },
+        }
+    return cluster

@@ -2,7 +2,8 @@
 --
 -- Request: strip Octavia's optional ".json" suffix; move the whole query string into the single
 -- `query` parameter every edge RPC declares (the API service applies Octavia's filter, sort and
--- pagination rules to it); pass the REST path on as x-octavia-path for pagination links.
+-- pagination rules to it); pass the REST path on as x-octavia-path for pagination links (and, with the REST
+-- method in x-octavia-method, for the access logs).
 -- Response: take the REST status from the service's x-http-code, drop gRPC headers, and turn a
 -- gRPC error into Octavia's fault body {"faultcode", "faultstring", "debuginfo"} (a 401 into
 -- keystonemiddleware's {"error": {...}}, as Octavia's clients get it).
@@ -88,6 +89,8 @@ function envoy_on_request(handle)
   local stripped = path:match("^(.+)%.json$")
   if stripped then path = stripped end
   h:replace("x-octavia-path", path)
+  -- The transcoder makes every request a POST: the REST method goes on for the access logs (Envoy's and the API's).
+  h:replace("x-octavia-method", method)
   if query ~= "" then
     h:replace(":path", path .. "?query=" .. percent_encode(query))
   else

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 from octavia_mesh.api.server import serve
 from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.observability.logging import setup_logging
+from octavia_mesh.common.observability.tracing import setup_tracing, shutdown_tracing
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = ApiSettings.from_env()
+        setup_logging("api", settings.log_format, settings.log_level)
+        setup_tracing("api", settings.otlp_endpoint)
     except (ValueError, TypeError) as exc:
         sys.exit(f"octavia-mesh-api: bad settings: {exc}")
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        shutdown_tracing()  # flush the spans still batched
 
 
 if __name__ == "__main__":

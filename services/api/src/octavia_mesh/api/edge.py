@@ -25,6 +25,7 @@ from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.common.db.retry import retry_transaction
+from octavia_mesh.common.observability.interceptors import note_access
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,6 +92,7 @@ def _adapter(
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        call = None
         try:
             check_request(request)
             base_url, root_url = _base_urls(app, metadata, method, request)
@@ -105,12 +107,15 @@ def _adapter(
             )
             reply = await with_retries(handler, app, call)
         except ApiError as exc:
+            note_access(exc.http_status, call.caller.project_id if call is not None else None)
             await context.send_initial_metadata((("x-http-code", str(exc.http_status)), *exc.headers))
             await context.abort(exc.code, text.status_message(exc.message))
         except Exception:
             logger.exception("%s failed", method)
+            note_access(500, call.caller.project_id if call is not None else None)
             await context.send_initial_metadata((("x-http-code", "500"),))
             await context.abort(grpc.StatusCode.INTERNAL, "An unknown exception occurred.")
+        note_access(reply.status, call.caller.project_id)
         await context.send_initial_metadata((("x-http-code", str(reply.status)),))
         return httpbody_pb2.HttpBody(content_type="application/json", data=reply.encode())
 

@@ -38,7 +38,8 @@ from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.commands import close_nats
 from octavia_mesh.common.db.engine import make_engine, session_factories
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING, ServiceHealth, add_reflection, run_until_signalled
-from octavia_mesh.common.observability import metrics
+from octavia_mesh.common.observability import metrics, tracing
+from octavia_mesh.common.observability.interceptors import RequestContextInterceptor
 from octavia_mesh.protos.lbaas.v2 import (
     amphorae_pb2,
     availabilityzoneprofiles_pb2,
@@ -94,7 +95,13 @@ def services(app: App) -> list[tuple[ModuleType, str, Mapping[str, edge.Handler]
 def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth, int]:
     """Build the server (not started) and return it with its health switch and bound port."""
     server = grpc.aio.server(
-        interceptors=metrics.interceptors(app.settings.metrics_listen),
+        # Counts and latencies (when metrics are on), then OpenTelemetry's span (when tracing is on) around the
+        # request id and the access line of each call.
+        interceptors=[
+            *metrics.interceptors(app.settings.metrics_listen),
+            *tracing.grpc_server_interceptors(),
+            RequestContextInterceptor(generate=True, access_logger=logging.getLogger("octavia_mesh.api.access")),
+        ],
         options=[
             NO_PORT_SHARING,
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),

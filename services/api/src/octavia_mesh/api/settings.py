@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from octavia_mesh.api.policy import AuthStrategy
 from octavia_mesh.common.network import DRIVERS
+from octavia_mesh.common.observability.logging import log_format_field, log_level_field
 from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
+from octavia_mesh.common.observability.tracing import otlp_endpoint_field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_API_"
@@ -138,6 +140,10 @@ class ApiSettings:
     quota_member: int = field(default=-1, metadata={"help": "default member quota"})
     quota_l7policy: int = field(default=-1, metadata={"help": "default L7-policy quota"})
     quota_l7rule: int = field(default=-1, metadata={"help": "default L7-rule quota"})
+
+    log_format: str = log_format_field()
+    log_level: str = log_level_field()
+    otlp_endpoint: str = otlp_endpoint_field()
 
     def __post_init__(self) -> None:
         strategy = AuthStrategy(self.auth_strategy)  # fails at start-up on an unknown strategy

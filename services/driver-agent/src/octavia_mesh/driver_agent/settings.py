@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.logging import log_format_field, log_level_field
 from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
+from octavia_mesh.common.observability.tracing import otlp_endpoint_field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_DRIVER_AGENT_"
@@ -49,6 +51,10 @@ class DriverAgentSettings:
         repr=False,
         metadata={"help": "comma-separated Fernet keys, used instead of the key file"},
     )
+
+    log_format: str = log_format_field()
+    log_level: str = log_level_field()
+    otlp_endpoint: str = otlp_endpoint_field()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> DriverAgentSettings:

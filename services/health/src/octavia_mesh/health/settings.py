@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.logging import log_format_field, log_level_field
 from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
+from octavia_mesh.common.observability.tracing import otlp_endpoint_field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_HEALTH_"
@@ -102,6 +104,10 @@ class HealthSettings:
     failover_startup_grace_s: float = field(
         default=15.0, metadata={"help": "no failover this long after start, while heartbeat streams reconnect"}
     )
+
+    log_format: str = log_format_field()
+    log_level: str = log_level_field()
+    otlp_endpoint: str = otlp_endpoint_field()
 
     def __post_init__(self) -> None:
         # Fail at start-up, naming the setting: a zero interval would spin the flusher or the agents.

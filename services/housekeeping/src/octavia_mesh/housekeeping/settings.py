@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.logging import log_format_field, log_level_field
 from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
+from octavia_mesh.common.observability.tracing import otlp_endpoint_field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_HOUSEKEEPING_"
@@ -66,6 +68,10 @@ class HousekeepingSettings:
     relay_sweep_s: float = field(
         default=1.0, metadata={"help": "seconds between retries of commands housekeeping queued but could not publish"}
     )
+
+    log_format: str = log_format_field()
+    log_level: str = log_level_field()
+    otlp_endpoint: str = otlp_endpoint_field()
 
     def __post_init__(self) -> None:
         if not 1 <= self.stream_replicas <= 5:  # JetStream's own bounds

@@ -15,17 +15,21 @@ import logging
 from typing import Protocol
 
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common import commands
 from octavia_mesh.common.capabilities import Capabilities, Facts
 from octavia_mesh.common.db.models import ProviderCommand, utcnow
 from octavia_mesh.common.lifecycle.transitions import complete_commands
+from octavia_mesh.common.observability import tracing
+from octavia_mesh.common.observability.logging import REQUEST_ID
 from octavia_mesh.protos.provider.v1 import commands_pb2
 from octavia_mesh.provider_sdk.commands import Consumer
 from octavia_mesh.worker import metrics
 
 logger = logging.getLogger(__name__)
+_tracer = tracing.tracer(__name__)
 
 
 class Provider(Protocol):
@@ -84,21 +88,37 @@ class CommandConsumer:
         self._consumer.resume()
 
     async def apply(self, command: commands_pb2.ProviderCommand) -> bool:
-        """Apply ``command`` unless it was completed before; returns whether it ran now."""
-        kind = commands.Kind.Name(command.kind)  # type: ignore[arg-type]
-        operation = commands.Op.Name(command.operation)  # type: ignore[arg-type]
-        counted = metrics.COMMANDS.labels(self._provider.name, kind, operation, "failed")
+        """Apply ``command`` unless it was completed before; returns whether it ran now.
+
+        Its log lines carry the request id the command brought, and its spans continue the trace of the call
+        that wrote it (a consumer span, child of the API's).
+        """
+        token = REQUEST_ID.set(command.request_id or None)
+        try:
+            kind, op = commands.Kind.Name(command.kind), commands.Op.Name(command.operation)  # type: ignore[arg-type]
+            with _tracer.start_as_current_span(
+                f"apply {kind} {op}",
+                context=tracing.extract(command.trace_context),
+                kind=SpanKind.CONSUMER,
+                attributes={"octavia.command_id": command.command_id, "octavia.resource_id": command.resource_id},
+            ):
+                return await self._apply(command, kind, op)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _apply(self, command: commands_pb2.ProviderCommand, kind: str, op: str) -> bool:
+        counted = metrics.COMMANDS.labels(self._provider.name, kind, op, "failed")
         in_flight = metrics.COMMANDS_IN_FLIGHT.labels(self._provider.name)
         with in_flight.track_inprogress(), counted.count_exceptions():
             async with self._sessions() as session:
                 done = await session.get(ProviderCommand, command.command_id)
             if done is None or done.completed_at is not None:
                 logger.debug("command %s already applied (or unknown)", command.command_id)
-                metrics.COMMANDS.labels(self._provider.name, kind, operation, "skipped").inc()
+                metrics.COMMANDS.labels(self._provider.name, kind, op, "skipped").inc()
                 return False
             await self._provider.apply(command)
             async with self._sessions() as session, session.begin():
                 await complete_commands(session, done.load_balancer_id, [command.command_id], utcnow())
-        metrics.COMMANDS.labels(self._provider.name, kind, operation, "applied").inc()
-        logger.info("applied %s %s %s", kind, operation, command.resource_id)
+        metrics.COMMANDS.labels(self._provider.name, kind, op, "applied").inc()
+        logger.info("applied %s %s %s", kind, op, command.resource_id)
         return True

@@ -107,6 +107,8 @@ def nova_driver(settings: WorkerSettings) -> ComputeDriver:
             boot_timeout_s=settings.nova_boot_timeout_s,
             health_endpoints=settings.health_endpoints,
             heartbeat_interval_s=settings.heartbeat_interval_s,
+            log_format=settings.log_format,
+            otlp_endpoint=settings.otlp_endpoint,
         ),
     )
 

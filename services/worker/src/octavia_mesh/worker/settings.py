@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from octavia_mesh.common.observability.logging import log_format_field, log_level_field
 from octavia_mesh.common.observability.metrics import METRICS_LISTEN_HELP
+from octavia_mesh.common.observability.tracing import otlp_endpoint_field
 from octavia_mesh.common.settings import from_env
 
 PREFIX = "OCTAVIA_MESH_WORKER_"
@@ -130,6 +132,10 @@ class WorkerSettings:
     )
     batch_size: int = field(default=64, metadata={"help": "commands fetched from JetStream at once"})
     ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
+
+    log_format: str = log_format_field()
+    log_level: str = log_level_field()
+    otlp_endpoint: str = otlp_endpoint_field()
 
     def __post_init__(self) -> None:
         if not 1 <= self.stream_replicas <= 5:  # JetStream's own bounds

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'octavia_mesh/provider/v1/commands.proto\x12\x18octavia_mesh.provider.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x02\n\x0fProviderCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x34\n\x04kind\x18\x03 \x01(\x0e\x32&.octavia_mesh.provider.v1.ResourceKind\x12\x36\n\toperation\x18\x04 \x01(\x0e\x32#.octavia_mesh.provider.v1.Operation\x12\x13\n\x0bresource_id\x18\x05 \x01(\t\x12\x18\n\x10load_balancer_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x07 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x91\x02\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESOURCE_KIND_LOAD_BALANCER\x10\x01\x12\x1a\n\x16RESOURCE_KIND_LISTENER\x10\x02\x12\x16\n\x12RESOURCE_KIND_POOL\x10\x03\x12\x18\n\x14RESOURCE_KIND_MEMBER\x10\x04\x12 \n\x1cRESOURCE_KIND_HEALTH_MONITOR\x10\x05\x12\x1b\n\x17RESOURCE_KIND_L7_POLICY\x10\x06\x12\x19\n\x15RESOURCE_KIND_L7_RULE\x10\x07\x12\x19\n\x15RESOURCE_KIND_AMPHORA\x10\x08*\xda\x01\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n\x10OPERATION_CREATE\x10\x01\x12\x14\n\x10OPERATION_UPDATE\x10\x02\x12\x14\n\x10OPERATION_DELETE\x10\x03\x12\x16\n\x12OPERATION_FAILOVER\x10\x04\x12\x1a\n\x16OPERATION_BATCH_UPDATE\x10\x05\x12 \n\x1cOPERATION_ROTATE_CERTIFICATE\x10\x06\x12\x1a\n\x16OPERATION_REAP_ORPHANS\x10\x07\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'octavia_mesh/provider/v1/commands.proto\x12\x18octavia_mesh.provider.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n\x0fProviderCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x34\n\x04kind\x18\x03 \x01(\x0e\x32&.octavia_mesh.provider.v1.ResourceKind\x12\x36\n\toperation\x18\x04 \x01(\x0e\x32#.octavia_mesh.provider.v1.Operation\x12\x13\n\x0bresource_id\x18\x05 \x01(\t\x12\x18\n\x10load_balancer_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x07 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\t \x01(\t\x12R\n\rtrace_context\x18\n \x03(\x0b\x32;.octavia_mesh.provider.v1.ProviderCommand.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x91\x02\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESOURCE_KIND_LOAD_BALANCER\x10\x01\x12\x1a\n\x16RESOURCE_KIND_LISTENER\x10\x02\x12\x16\n\x12RESOURCE_KIND_POOL\x10\x03\x12\x18\n\x14RESOURCE_KIND_MEMBER\x10\x04\x12 \n\x1cRESOURCE_KIND_HEALTH_MONITOR\x10\x05\x12\x1b\n\x17RESOURCE_KIND_L7_POLICY\x10\x06\x12\x19\n\x15RESOURCE_KIND_L7_RULE\x10\x07\x12\x19\n\x15RESOURCE_KIND_AMPHORA\x10\x08*\xda\x01\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n\x10OPERATION_CREATE\x10\x01\x12\x14\n\x10OPERATION_UPDATE\x10\x02\x12\x14\n\x10OPERATION_DELETE\x10\x03\x12\x16\n\x12OPERATION_FAILOVER\x10\x04\x12\x1a\n\x16OPERATION_BATCH_UPDATE\x10\x05\x12 \n\x1cOPERATION_ROTATE_CERTIFICATE\x10\x06\x12\x1a\n\x16OPERATION_REAP_ORPHANS\x10\x07\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'octavia_mesh.provider.v1.co
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_RESOURCEKIND']._serialized_start=384
-  _globals['_RESOURCEKIND']._serialized_end=657
-  _globals['_OPERATION']._serialized_start=660
-  _globals['_OPERATION']._serialized_end=878
+  _globals['_PROVIDERCOMMAND_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_PROVIDERCOMMAND_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_RESOURCEKIND']._serialized_start=541
+  _globals['_RESOURCEKIND']._serialized_end=814
+  _globals['_OPERATION']._serialized_start=817
+  _globals['_OPERATION']._serialized_end=1035
   _globals['_PROVIDERCOMMAND']._serialized_start=103
-  _globals['_PROVIDERCOMMAND']._serialized_end=381
+  _globals['_PROVIDERCOMMAND']._serialized_end=538
+  _globals['_PROVIDERCOMMAND_TRACECONTEXTENTRY']._serialized_start=487
+  _globals['_PROVIDERCOMMAND_TRACECONTEXTENTRY']._serialized_end=538
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -50,7 +51,14 @@ OPERATION_ROTATE_CERTIFICATE: Operation
 OPERATION_REAP_ORPHANS: Operation
 
 class ProviderCommand(_message.Message):
-    __slots__ = ("command_id", "provider", "kind", "operation", "resource_id", "load_balancer_id", "cascade", "create_time")
+    __slots__ = ("command_id", "provider", "kind", "operation", "resource_id", "load_balancer_id", "cascade", "create_time", "request_id", "trace_context")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +67,8 @@ class ProviderCommand(_message.Message):
     LOAD_BALANCER_ID_FIELD_NUMBER: _ClassVar[int]
     CASCADE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     provider: str
     kind: ResourceKind
@@ -67,4 +77,6 @@ class ProviderCommand(_message.Message):
     load_balancer_id: str
     cascade: bool
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, command_id: _Optional[str] = ..., provider: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., operation: _Optional[_Union[Operation, str]] = ..., resource_id: _Optional[str] = ..., load_balancer_id: _Optional[str] = ..., cascade: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    request_id: str
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, command_id: _Optional[str] = ..., provider: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., operation: _Optional[_Union[Operation, str]] = ..., resource_id: _Optional[str] = ..., load_balancer_id: _Optional[str] = ..., cascade: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -29,6 +29,7 @@ from octavia_mesh.api.errors import ApiError
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.query import parse_query
 from octavia_mesh.api.settings import ApiSettings
+from octavia_mesh.common.observability.interceptors import note_access
 from octavia_mesh.common.secrets import Keyring, load_keyring
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def _adapter(
         host = metadata.get("x-forwarded-host")
         proto = metadata.get("x-forwarded-proto", "http")
         headers: tuple[tuple[str, str], ...] = ()
+        call = None
         try:
             edge.check_request(request)
             call = KmCall(
@@ -222,6 +224,7 @@ def _adapter(
         except Exception:
             logger.exception("%s failed", method)  # no payload is ever part of an exception we raise
             answer = _fault(500, "Secret store failure seen - please contact the site administrator.")
+        note_access(answer.status, call.caller.project_id if call is not None else None)
         await context.send_initial_metadata((("x-http-code", str(answer.status)), *headers))
         return httpbody_pb2.HttpBody(content_type=answer.content_type, data=answer.encode())
 

@@ -10,6 +10,8 @@ from typing import Protocol
 import grpc
 
 from octavia_mesh.common.network import AmphoraInterface
+from octavia_mesh.common.observability import tracing
+from octavia_mesh.common.observability.interceptors import RequestIdClientInterceptor
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
 from octavia_mesh.worker.drivers.certificates import CertBundle, amphora_identity
 
@@ -96,7 +98,11 @@ class GrpcAmphoraDriver:
             )
             # The agent's certificate names the amphora, not the address it happens to listen on.
             options = [("grpc.ssl_target_name_override", amphora_identity(endpoint.amphora_id))]
-            channel = self._channels[key] = grpc.aio.secure_channel(endpoint.address, credentials, options=options)
+            # Each call carries the request id of the work in progress and, with tracing on, its trace context.
+            interceptors = [RequestIdClientInterceptor(), *tracing.grpc_client_interceptors()]
+            channel = self._channels[key] = grpc.aio.secure_channel(
+                endpoint.address, credentials, options=options, interceptors=interceptors
+            )
         return agent_pb2_grpc.AmphoraAgentStub(channel)
 
     async def _call(self, endpoint: AgentEndpoint, method: str, request: object) -> object:

@@ -76,6 +76,10 @@ class NovaOptions:
     poll_interval_s: float = 1.0
     health_endpoints: tuple[str, ...] = ()
     heartbeat_interval_s: float = 1.0
+    #: The agent's log format, and where it sends its spans (the worker's own: the amphora must reach it over the
+    #: management network; empty: no traces).
+    log_format: str = "text"
+    otlp_endpoint: str = ""
 
 
 def user_data(spec: InstanceSpec, options: NovaOptions) -> str:
@@ -92,6 +96,9 @@ def user_data(spec: InstanceSpec, options: NovaOptions) -> str:
     if options.health_endpoints:
         env["OCTAVIA_MESH_AGENT_HEALTH_ENDPOINTS"] = ",".join(options.health_endpoints)
         env["OCTAVIA_MESH_AGENT_HEARTBEAT_INTERVAL_S"] = str(options.heartbeat_interval_s)
+    env["OCTAVIA_MESH_AGENT_LOG_FORMAT"] = options.log_format
+    if options.otlp_endpoint:
+        env["OCTAVIA_MESH_AGENT_OTLP_ENDPOINT"] = options.otlp_endpoint
     files = [
         ("agent.pem", spec.identity.certificate.decode(), "0600"),
         ("agent.key", spec.identity.private_key.decode(), "0600"),

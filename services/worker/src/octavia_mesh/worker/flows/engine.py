@@ -29,9 +29,11 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.common.db.models import FlowProgress, utcnow
+from octavia_mesh.common.observability import tracing
 from octavia_mesh.worker import metrics
 
 logger = logging.getLogger(__name__)
+_tracer = tracing.tracer(__name__)
 
 RUNNING, REVERTING, DONE, REVERTED = "RUNNING", "REVERTING", "DONE", "REVERTED"
 
@@ -84,6 +86,10 @@ class FlowEngine:
 
     async def run(self, flow: Flow, ctx: FlowContext) -> None:
         """Run (or resume) ``flow`` for ``ctx.command_id``; on failure revert it and raise :class:`FlowFailed`."""
+        with _tracer.start_as_current_span(f"flow {flow.name}", attributes={"octavia.command_id": ctx.command_id}):
+            await self._run(flow, ctx)
+
+    async def _run(self, flow: Flow, ctx: FlowContext) -> None:
         progress = await self._load(flow, ctx)
         if progress.state == DONE:
             return
@@ -110,7 +116,8 @@ class FlowEngine:
             task = flow.tasks[index]
             step = time.monotonic()
             try:
-                produced = await task.execute(ctx)
+                with _tracer.start_as_current_span(f"task {task.name}"):
+                    produced = await task.execute(ctx)
             except Exception as exc:
                 metrics.TASK_SECONDS.labels(flow.name, task.name, "failure").observe(time.monotonic() - step)
                 logger.warning("%s: %s failed (%s); reverting", flow.name, task.name, exc)
