@@ -30,8 +30,20 @@ def state() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _settings(state: Path, **overrides: object) -> WorkerSettings:
+    # Everything the worker writes (its CA, the amphorae, the secret key) below the test's own directory.
+    return WorkerSettings.from_env(
+        {},
+        providers=("amphora",),
+        state_dir=str(state),
+        database_url="unused",
+        secret_key_file=str(state / "secret.key"),
+        **overrides,
+    )
+
+
 async def test_a_spare_whose_certificate_expires_soon_is_replaced(engine: AsyncEngine, state: Path) -> None:
-    settings = WorkerSettings.from_env({}, providers=("amphora",), state_dir=str(state), database_url="unused")
+    settings = _settings(state)
     _, write = session_factories(engine)
     (provider,) = build_providers(settings, write)
     deps = provider.deps  # type: ignore[attr-defined]
@@ -69,9 +81,7 @@ async def test_a_spare_whose_certificate_expires_soon_is_replaced(engine: AsyncE
 
 
 def test_the_renewal_window_is_never_half_the_certificate_or_more(engine: AsyncEngine, state: Path) -> None:
-    settings = WorkerSettings.from_env(
-        {}, providers=("amphora",), state_dir=str(state), database_url="unused", amphora_cert_validity_s=3600.0
-    )
+    settings = _settings(state, amphora_cert_validity_s=3600.0)
     _, write = session_factories(engine)
     (provider,) = build_providers(settings, write)
     pool = SparePool(provider.deps, 1, renew_before=dt.timedelta(days=14))  # type: ignore[attr-defined]
