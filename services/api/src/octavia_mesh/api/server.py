@@ -12,6 +12,7 @@ import grpc
 from octavia_mesh.api import edge
 from octavia_mesh.api.app import App
 from octavia_mesh.api.identity import Authenticator
+from octavia_mesh.api.reads import Reader
 from octavia_mesh.api.resources import (
     amphorae,
     availabilityzoneprofiles,
@@ -123,7 +124,9 @@ async def serve(settings: ApiSettings) -> None:
     keyring(settings)  # a missing or bad secret store key fails at start-up, not at the first TLS call
     engine = make_engine(settings.database_url)
     read, write = session_factories(engine)
-    app = App(settings=settings, read=read, write=write, auth=Authenticator(settings))
+    app = App(
+        settings=settings, read=read, write=write, auth=Authenticator(settings), reader=Reader(settings.database_url)
+    )
     nats_client = None
     if settings.nats_url:
         nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-api")
@@ -140,6 +143,8 @@ async def serve(settings: ApiSettings) -> None:
         if nats_client is not None:
             await close_nats(nats_client)
         await engine.dispose()
+        if app.reader is not None:
+            await app.reader.dispose()
         app.auth.close()
 
     await run_until_signalled(server, health, on_stop)
