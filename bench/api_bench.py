@@ -252,16 +252,17 @@ def run_rounds(targets: list[Target], args: argparse.Namespace) -> dict[str, dic
 def fresh_postgres() -> Iterator[str]:
     """A new PostgreSQL database on 127.0.0.1:5432 for this run, dropped afterwards."""
     import psycopg
+    from psycopg import sql
 
     name = f"api_bench_{os.getpid()}"
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def start_peer(port: int) -> bool:
@@ -329,7 +330,10 @@ def main() -> None:
             start_timeout=60.0,
             default_provider="noop",  # the API's own speed: Octavia's peer also runs no-op drivers
         )
-        if args.api_processes and hasattr(MeshOptions, "api_processes"):
+        if "api_processes" in MeshOptions.__dataclass_fields__:  # a checkout from before the setting has one
+            from octavia_mesh.cli.mesh import default_api_processes  # type: ignore[attr-defined,unused-ignore]
+
+            args.api_processes = args.api_processes or default_api_processes()
             options = MeshOptions(**{**_fields(options), "api_processes": args.api_processes})
         mesh = Mesh(options)
         mesh.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def envoy_config(
     listen_host: str,
     listen_port: int,
     api_host: str,
-    api_port: int,
+    api_port: int | Sequence[int],
     admin_port: int,
     descriptor: str,
     lua: str,
@@ -92,7 +93,10 @@ def envoy_config(
 
     Clients' identity headers are removed from every request unless ``auth_strategy`` is ``trusted_headers``
     (then an authenticating proxy in front sets them; the API believes them only with the proxy's secret).
+    Several ``api_port``: one API process each, the requests spread by least outstanding requests (a process
+    busy with a long list gets the next call last).
     """
+    api_ports = [api_port] if isinstance(api_port, int) else list(api_port)
     fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
     http_filters = [
         # A body larger than the limit is a 413 before it is read (Lua answers when Content-Length says so;
@@ -152,6 +156,13 @@ def envoy_config(
                     "name": "octavia",
                     "domains": ["*"],
                     "request_headers_to_remove": headers_to_strip(auth_strategy),
+                    # With several API processes, a call that found one restarting (nothing was sent to it) is
+                    # tried on another.
+                    **(
+                        {"retry_policy": {"retry_on": "connect-failure,refused-stream", "num_retries": 2}}
+                        if len(api_ports) > 1
+                        else {}
+                    ),
                     "request_headers_to_add": [
                         {
                             "header": {"key": "x-forwarded-host", "value": "%REQ(:authority)%"},
@@ -269,6 +280,7 @@ def envoy_config(
                 {
                     "name": "api",
                     "type": "STRICT_DNS",
+                    **({"lb_policy": "LEAST_REQUEST"} if len(api_ports) > 1 else {}),
                     "connect_timeout": "2s",
                     "typed_extension_protocol_options": {
                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -287,9 +299,10 @@ def envoy_config(
                                 "lb_endpoints": [
                                     {
                                         "endpoint": {
-                                            "address": {"socket_address": {"address": api_host, "port_value": api_port}}
+                                            "address": {"socket_address": {"address": api_host, "port_value": port}}
                                         }
                                     }
+                                    for port in api_ports
                                 ]
                             }
                         ],

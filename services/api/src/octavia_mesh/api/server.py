@@ -131,7 +131,7 @@ async def serve(settings: ApiSettings) -> None:
     if settings.nats_url:
         nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-api")
         await commands.ensure_stream(js)
-        app.relay = commands.OutboxRelay(write, js)
+        app.relay = commands.OutboxRelay(write, js, owner=settings.outbox_owner)
         app.relay.start()
         app.provider_capabilities = functools.partial(capabilities.of_provider, js)
     server, health, port = create_server(app, settings.grpc_listen)

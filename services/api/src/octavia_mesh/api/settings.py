@@ -20,6 +20,13 @@ class ApiSettings:
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )
     nats_url: str = field(default="", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL); empty: no relay"})
+    outbox_owner: bool = field(
+        default=True,
+        metadata={
+            "help": "this process's outbox relay also sweeps up every unpublished command and re-drives stale ones;"
+            " with several API processes exactly one is the owner (the others publish only what they commit)"
+        },
+    )
     auth_strategy: str = field(
         default=AuthStrategy.NOAUTH.value,
         metadata={

@@ -110,7 +110,7 @@ class ProjectCollection:
         listing = list_query(app, call, self.spec)
         project = call.caller.list_project(listing.last("project_id"))
         reader = app.reader if self.core_rows else None
-        statement = select(*self.model.__table__.columns) if reader is not None else select(self.model)
+        statement: Select[Any] = _columns(self.model) if reader is not None else select(self.model)
         if self.hide_deleted:
             statement = statement.where(self.model.provisioning_status != DELETED)
         if project is not None:
@@ -143,8 +143,12 @@ class ProjectCollection:
 @functools.cache
 def _by_id(model: Any) -> Select[Any]:
     """A table's row by ``:id`` as Core columns, built once (the statement cache then skips its compilation)."""
-    table = model.__table__
-    return select(*table.columns).where(table.c.id == bindparam("id"))
+    return _columns(model).where(model.__table__.c.id == bindparam("id"))
+
+
+def _columns(model: Any) -> Select[Any]:
+    """``SELECT`` every column of ``model``'s table, as Core rows (not instances)."""
+    return cast("Select[Any]", select(*model.__table__.columns))
 
 
 async def view_reply(session: AsyncSession, status: int, key: str, row: Any, views: Views) -> Reply:
@@ -236,9 +240,10 @@ def tagged_views(view: Callable[[Any, list[str]], dict[str, Any]]) -> Views:
     return views
 
 
-async def set_tags(session: AsyncSession, resource_id: str, tags: Iterable[str] | None) -> None:
-    """Replace a resource's tags (duplicates collapse, as in Octavia)."""
-    await session.execute(delete(Tag).where(Tag.resource_id == resource_id))
+async def set_tags(session: AsyncSession, resource_id: str, tags: Iterable[str] | None, *, new: bool = False) -> None:
+    """Replace a resource's tags (duplicates collapse, as in Octavia); a ``new`` resource has none to delete."""
+    if not new:
+        await session.execute(delete(Tag).where(Tag.resource_id == resource_id))
     for tag in dict.fromkeys(tags or ()):
         session.add(Tag(resource_id=resource_id, tag=tag))
 

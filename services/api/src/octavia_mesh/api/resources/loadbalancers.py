@@ -129,7 +129,7 @@ async def views(session: AsyncSession | ReadConnection, lbs: list[Any]) -> list[
     into = {"l": listeners, "p": pools, "t": tags}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        found = (await session.execute(_children(), {"ids": chunk})).all()
+        found: list[Any] = list((await session.execute(_children(), {"ids": chunk})).all())
         rows = sorted(found, key=lambda r: (r[0], r[3] or dt.datetime.min, r[2]))
         for kind, lb_id, value, _ in rows:
             into[kind][lb_id].append(value)
@@ -194,16 +194,18 @@ async def create(app: App, call: Call) -> Reply:
         )
         session.add(lb)
         await session.flush()
-        await store.set_tags(session, lb_id, tags)
+        await store.set_tags(session, lb_id, tags, new=True)
         counts = {"load_balancer": 1}
         if listeners or pools:
             counts.update(await graph.create_tree(app, call, session, lb, listeners or [], pools or []))
         await store.reserve_quota(app, session, project_id, counts)
         store.command(session, provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_CREATE, lb_id, lb_id)
-        await session.flush()
-        (item,) = await views(session, [lb])
         if listeners or pools:
+            await session.flush()
+            (item,) = await views(session, [lb])
             item = await graph.full_view(session, lb, item)
+        else:  # nothing under it yet: no query for its children (the commit flushes the rest)
+            item = view(lb, sorted(set(tags)), [], [])
     return Reply(201, {"loadbalancer": item})
 
 
