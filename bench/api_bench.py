@@ -176,6 +176,16 @@ def wait_settled(base: str, count: int) -> str:
     raise AssertionError(f"{base}: load balancers did not settle at {count}")
 
 
+def delete_all(base: str, ids: list[str]) -> None:
+    http = Http(base)
+    for lb_id in ids:  # bounded by what this run created; 409 while its create is still pending
+        for _ in range(1200):
+            status, _ = http.call("DELETE", f"{LIST_PATH}/{lb_id}")
+            if status in (204, 404):
+                break
+            time.sleep(0.05)
+
+
 @dataclass
 class Figures:
     samples: list[float] = field(default_factory=list)
@@ -312,6 +322,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--api-processes", type=int, default=0, help="API processes behind Envoy (0: up's default)")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--peer-url",
+        default="",
+        help="an Octavia peer already running (run.sh PORT): it is seeded up to --lbs and what this run creates "
+        "is deleted afterwards (its seeding under load takes minutes; several runs may share it)",
+    )
     parser.add_argument("--postgres", action="store_true", help="our side on a fresh PostgreSQL database")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -339,10 +355,11 @@ def main() -> None:
         mesh.start()
         stack.callback(mesh.stop)
         peer_port = free_port()
-        peer = not args.no_peer and start_peer(peer_port)
-        if peer:
+        peer_url = args.peer_url.rstrip("/") or f"http://127.0.0.1:{peer_port}"
+        peer = not args.no_peer and (bool(args.peer_url) or start_peer(peer_port))
+        if peer and not args.peer_url:
             stack.callback(stop_peer, peer_port)
-        bases = {"mesh": mesh.endpoint, **({"Octavia": f"http://127.0.0.1:{peer_port}"} if peer else {})}
+        bases = {"mesh": mesh.endpoint, **({"Octavia": peer_url} if peer else {})}
         with concurrent.futures.ThreadPoolExecutor(len(bases)) as pool:
             ids = dict(zip(bases, pool.map(lambda b: seed(b, args.lbs), bases.values()), strict=True))
         targets = [
@@ -358,6 +375,9 @@ def main() -> None:
         )
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
+        if peer and args.peer_url:  # leave the shared peer with --lbs load balancers for the next run
+            delete_all(peer_url, targets[-1].created)
+            wait_settled(peer_url, args.lbs)
 
 
 def _fields(options: MeshOptions) -> dict[str, object]:
