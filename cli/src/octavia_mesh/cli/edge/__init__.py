@@ -79,6 +79,22 @@ def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "typed_config": {"@type": type_url, **config}}
 
 
+#: Retries only of calls no API process received, each on a process not tried yet for that call.
+_RETRY_ELSEWHERE = {
+    "retry_on": "connect-failure,refused-stream,reset-before-request",
+    "num_retries": 3,
+    "retry_host_predicate": [
+        {
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+            },
+        }
+    ],
+    "host_selection_retry_max_attempts": 5,
+}
+
+
 def envoy_config(
     listen_host: str,
     listen_port: int,
@@ -156,13 +172,9 @@ def envoy_config(
                     "name": "octavia",
                     "domains": ["*"],
                     "request_headers_to_remove": headers_to_strip(auth_strategy),
-                    # With several API processes, a call that found one restarting (nothing was sent to it) is
-                    # tried on another.
-                    **(
-                        {"retry_policy": {"retry_on": "connect-failure,refused-stream", "num_retries": 2}}
-                        if len(api_ports) > 1
-                        else {}
-                    ),
+                    # With several API processes, a call that found one dead or restarting (nothing of it was
+                    # sent, so even a POST is safe to send again) is tried on another.
+                    **({"retry_policy": _RETRY_ELSEWHERE} if len(api_ports) > 1 else {}),
                     "request_headers_to_add": [
                         {
                             "header": {"key": "x-forwarded-host", "value": "%REQ(:authority)%"},
