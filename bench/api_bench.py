@@ -1,19 +1,30 @@
 """API benchmark: Octavia Mesh (REST through Envoy, and native gRPC) against real Octavia, in one run.
 
-    uv run python bench/api_bench.py [--lbs 1000] [--get-n 2000] [--list-n 30] [--create-n 200]
-                                     [--concurrency 8] [--no-peer] [--database-url URL]
+    uv run python bench/api_bench.py [--lbs 100] [--rounds 4] [--seconds 3] [--concurrency 4]
+                                     [--api-processes N] [--no-peer] [--postgres | --database-url URL] [--json F]
 
-Measures, for each target: GET one load balancer, GET the list with ``limit=1000`` over ``--lbs`` load
-balancers, and POST a load balancer (time to 201), sequentially (p50/p99 latency and requests/s) and with
-``--concurrency`` threads (requests/s). Real Octavia 19.0.0 is started with ``../shared/tools/octavia-peer``
-(API and worker in one process, SQLite, no-op drivers) when that tool is present; ratios are ours / Octavia's.
-Every loop is bounded by count; all traffic stays on 127.0.0.1.
+The three calls of issue 12, over ``--lbs`` load balancers on each side:
+
+* ``list``: ``GET /v2/lbaas/loadbalancers`` (every load balancer: a list of 100);
+* ``get``: ``GET /v2/lbaas/loadbalancers/{id}``;
+* ``create``: ``POST /v2/lbaas/loadbalancers``, sequential, timed to the 201.
+
+``list`` and ``get`` run sequentially (one connection) and with ``--concurrency`` connections, as wrk with 4
+connections did; each request's latency is kept, so p50/p99 come with every requests/s figure. Targets: our REST
+through Envoy, our native gRPC (same Envoy port, HTTP/2) and real Octavia 19.0.0 (``../shared/tools/octavia-peer``,
+API and worker in one process, no-op drivers, its own SQLite: the tool knows no other database). All three run
+at once and the rounds interleave them (rotating who goes first), so load from other users of the machine hits
+each side alike; the 1-minute load average is sampled around every measurement and printed with its figure.
+
+``--postgres`` runs our side on a fresh PostgreSQL database (created on 127.0.0.1:5432, dropped afterwards).
+Every loop is bounded by count and time; all traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import os
@@ -23,7 +34,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -35,8 +48,19 @@ from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
 SUBNET = "11111111-1111-1111-1111-111111111111"
-PEER = Path(__file__).resolve().parents[2] / "shared" / "tools" / "octavia-peer"
+#: ``../shared/tools/octavia-peer`` seen from the main checkout (or a worktree under ``../wt/``), or $OCTAVIA_PEER_DIR.
+PEER = Path(
+    os.environ.get("OCTAVIA_PEER_DIR")
+    or next(
+        (str(p / "shared/tools/octavia-peer") for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
+        "octavia-peer-not-found",
+    )
+)
 LB_BODY = {"loadbalancer": {"vip_subnet_id": SUBNET, "project_id": PROJECT}}
+LIST_PATH = "/v2/lbaas/loadbalancers"
+#: Requests per measurement at most (besides ``--seconds``).
+MAX_REQUESTS = 20000
+OPS = ("list", "get", "create")
 
 
 class Http:
@@ -70,113 +94,185 @@ class Http:
         raise AssertionError("unreachable")
 
 
-def timed(fn: Callable[[], None], n: int) -> dict[str, float]:
-    samples = []
-    start = time.perf_counter()
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    total = time.perf_counter() - start
-    samples.sort()
-    return {
-        "rps": n / total,
-        "p50_ms": 1000 * statistics.median(samples),
-        "p99_ms": 1000 * samples[min(len(samples) - 1, int(0.99 * len(samples)))],
-    }
+@dataclass
+class Target:
+    """One side under test: how it lists, shows and creates (each raises on a wrong answer)."""
+
+    name: str
+    list_: Callable[[], int]  # the number of load balancers listed
+    get: Callable[[], None]
+    create: Callable[[], str]  # the new load balancer's id
+    created: list[str] = field(default_factory=list)
 
 
-def concurrent_rps(fn: Callable[[], None], n: int, threads: int) -> float:
-    start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda _: fn(), range(n)))
-    return n / (time.perf_counter() - start)
+def rest_target(name: str, base: str, lb_id: str) -> Target:
+    http = Http(base)
+
+    def list_() -> int:
+        status, raw = http.call("GET", LIST_PATH)
+        assert status == 200, raw
+        return raw.count(b'"provisioning_status"')  # every listed load balancer has one; no parse on the hot path
+
+    def get() -> None:
+        status, raw = http.call("GET", f"{LIST_PATH}/{lb_id}")
+        assert status == 200, raw
+
+    def create() -> str:
+        status, raw = http.call("POST", LIST_PATH, LB_BODY)
+        assert status == 201, raw
+        return json.loads(raw)["loadbalancer"]["id"]
+
+    return Target(name, list_, get, create)
 
 
-def seed(http: Http, count: int) -> str:
-    """Create load balancers until ``count`` exist; returns one id. Waits until all are ACTIVE."""
-    status, raw = http.call("GET", "/v2/lbaas/loadbalancers?fields=id&limit=1000")
+def grpc_target(name: str, address: str, lb_id: str) -> Target:
+    local = threading.local()  # one channel (one HTTP/2 connection) per client thread, as one wrk connection
+
+    def stub() -> loadbalancers_pb2_grpc.LoadBalancersStub:
+        if getattr(local, "stub", None) is None:
+            local.stub = loadbalancers_pb2_grpc.LoadBalancersStub(grpc.insecure_channel(address))
+        return local.stub
+
+    body = httpbody_pb2.HttpBody(content_type="application/json", data=json.dumps(LB_BODY).encode())
+
+    def list_() -> int:
+        return stub().ListLoadBalancers(requests_pb2.CollectionRequest()).data.count(b'"provisioning_status"')
+
+    def get() -> None:
+        stub().GetLoadBalancer(requests_pb2.ResourceRequest(id=lb_id))
+
+    def create() -> str:
+        reply = stub().CreateLoadBalancer(requests_pb2.CollectionRequest(body=body))
+        return json.loads(reply.data)["loadbalancer"]["id"]
+
+    return Target(name, list_, get, create)
+
+
+def seed(base: str, count: int) -> str:
+    """Create load balancers until ``count`` exist and all are ACTIVE; returns one id."""
+    http = Http(base)
+    status, raw = http.call("GET", LIST_PATH + "?fields=id")
     have = len(json.loads(raw)["loadbalancers"]) if status == 200 else 0
 
     def create(_: int) -> None:
-        status, raw = http.call("POST", "/v2/lbaas/loadbalancers", LB_BODY)
+        status, raw = http.call("POST", LIST_PATH, LB_BODY)
         assert status == 201, raw
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(create, range(max(0, count - have))))
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        _, raw = http.call("GET", "/v2/lbaas/loadbalancers?fields=id&fields=provisioning_status&limit=1000")
-        lbs = json.loads(raw)["loadbalancers"]
-        if len(lbs) >= count and all(lb["provisioning_status"] == "ACTIVE" for lb in lbs):
-            return lbs[0]["id"]
-        time.sleep(0.5)
-    raise AssertionError("seeding did not finish")
+    return wait_settled(base, count)
 
 
-def rest_suite(base: str, args: argparse.Namespace) -> dict[str, object]:
+def wait_settled(base: str, count: int) -> str:
+    """Wait (bounded) until exactly ``count`` load balancers are listed, all ACTIVE; returns one id."""
     http = Http(base)
-    lb_id = seed(http, args.lbs)
-
-    def get_one() -> None:
-        status, _ = http.call("GET", f"/v2/lbaas/loadbalancers/{lb_id}")
-        assert status == 200
-
-    def get_list() -> None:
-        status, raw = http.call("GET", "/v2/lbaas/loadbalancers?limit=1000")
-        assert status == 200 and len(json.loads(raw)["loadbalancers"]) == min(1000, args.lbs)
-
-    created: list[str] = []
-
-    def create() -> None:
-        status, raw = http.call("POST", "/v2/lbaas/loadbalancers", LB_BODY)
-        assert status == 201, raw
-        created.append(json.loads(raw)["loadbalancer"]["id"])
-
-    out = {
-        "get": timed(get_one, args.get_n),
-        "get_concurrent_rps": concurrent_rps(get_one, args.get_n, args.concurrency),
-        "list_1000": timed(get_list, args.list_n),
-        "create": timed(create, args.create_n),
-        "create_concurrent_rps": concurrent_rps(create, args.create_n, args.concurrency),
-    }
-    cleanup(http, created)
-    return out
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        _, raw = http.call("GET", LIST_PATH + "?fields=id&fields=provisioning_status")
+        lbs = json.loads(raw)["loadbalancers"]
+        if len(lbs) == count and all(lb["provisioning_status"] == "ACTIVE" for lb in lbs):
+            return lbs[len(lbs) // 2]["id"]
+        time.sleep(0.5)
+    raise AssertionError(f"{base}: load balancers did not settle at {count}")
 
 
-def cleanup(http: Http, ids: list[str]) -> None:
-    for lb_id in ids:  # bounded by what this run created; waits for ACTIVE first (409 while pending)
-        for _ in range(200):
-            status, _ = http.call("DELETE", f"/v2/lbaas/loadbalancers/{lb_id}")
+def delete_all(base: str, ids: list[str]) -> None:
+    http = Http(base)
+    for lb_id in ids:  # bounded by what this run created; 409 while its create is still pending
+        for _ in range(1200):
+            status, _ = http.call("DELETE", f"{LIST_PATH}/{lb_id}")
             if status in (204, 404):
                 break
             time.sleep(0.05)
 
 
-def grpc_suite(target: str, args: argparse.Namespace) -> dict[str, object]:
-    stub = loadbalancers_pb2_grpc.LoadBalancersStub(grpc.insecure_channel(target))
-    _, raw = Http("http://" + target).call("GET", "/v2/lbaas/loadbalancers?fields=id&limit=1")
-    lb_id = json.loads(raw)["loadbalancers"][0]["id"]
-    body = httpbody_pb2.HttpBody(content_type="application/json", data=json.dumps(LB_BODY).encode())
-    created: list[str] = []
+@dataclass
+class Figures:
+    samples: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    loads: list[float] = field(default_factory=list)
 
-    def create() -> None:
-        created.append(
-            json.loads(stub.CreateLoadBalancer(requests_pb2.CollectionRequest(body=body)).data)["loadbalancer"]["id"]
-        )
+    def row(self) -> dict[str, float]:
+        ordered = sorted(self.samples)
+        if not ordered:
+            return {}
+        return {
+            "n": len(ordered),
+            "rps": len(ordered) / self.seconds,
+            "p50_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+            "load": statistics.mean(self.loads),
+        }
 
-    out = {
-        "get": timed(lambda: stub.GetLoadBalancer(requests_pb2.ResourceRequest(id=lb_id)), args.get_n),
-        "get_concurrent_rps": concurrent_rps(
-            lambda: stub.GetLoadBalancer(requests_pb2.ResourceRequest(id=lb_id)), args.get_n, args.concurrency
-        ),
-        "list_1000": timed(
-            lambda: stub.ListLoadBalancers(requests_pb2.CollectionRequest(query="limit=1000")), args.list_n
-        ),
-        "create": timed(create, args.create_n),
-    }
-    cleanup(Http("http://" + target), created)
-    return out
+
+def measure(fn: Callable[[], object], threads: int, seconds: float, into: Figures) -> list[object]:
+    """Call ``fn`` from ``threads`` threads for ``seconds`` (at most :data:`MAX_REQUESTS` calls)."""
+    lock = threading.Lock()
+    results: list[object] = []
+    budget = [MAX_REQUESTS]
+    deadline = time.perf_counter() + seconds
+
+    def loop() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                if budget[0] <= 0:
+                    return
+                budget[0] -= 1
+            t0 = time.perf_counter()
+            out = fn()
+            elapsed = time.perf_counter() - t0
+            with lock:
+                into.samples.append(elapsed)
+                results.append(out)
+
+    into.loads.append(os.getloadavg()[0])
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(loop) for _ in range(threads)]:
+            future.result()
+    into.seconds += time.perf_counter() - start
+    into.loads.append(os.getloadavg()[0])
+    return results
+
+
+def rotate(items: list[Target], by: int) -> Iterator[Target]:
+    by %= len(items)
+    yield from items[by:] + items[:by]
+
+
+def run_rounds(targets: list[Target], args: argparse.Namespace) -> dict[str, dict[str, Figures]]:
+    figures: dict[str, dict[str, Figures]] = defaultdict(lambda: defaultdict(Figures))
+    for target in targets:  # warm-up: connections, caches, the first statement compilations
+        target.list_()
+        target.get()
+    for round_ in range(args.rounds):
+        for target in rotate(targets, round_):
+            for threads, mode in ((1, "seq"), (args.concurrency, f"c{args.concurrency}")):
+                counts = measure(target.list_, threads, args.seconds, figures[target.name][f"list {mode}"])
+                assert set(counts) == {args.lbs}, f"{target.name}: listed {set(counts)}, not {args.lbs}"
+                measure(target.get, threads, args.seconds, figures[target.name][f"get {mode}"])
+    for round_ in range(args.rounds):
+        for target in rotate(targets, round_):
+            ids = measure(target.create, 1, args.seconds, figures[target.name]["create seq"])
+            target.created.extend(str(i) for i in ids)
+    return figures
+
+
+@contextlib.contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """A new PostgreSQL database on 127.0.0.1:5432 for this run, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"api_bench_{os.getpid()}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def start_peer(port: int) -> bool:
@@ -194,76 +290,98 @@ def stop_peer(port: int) -> None:
     subprocess.run([str(PEER / "stop.sh"), str(port)], capture_output=True, timeout=60, check=False)
 
 
-def fmt(row: dict[str, float]) -> str:
-    return f"{row['rps']:8.1f} req/s   p50 {row['p50_ms']:7.2f} ms   p99 {row['p99_ms']:7.2f} ms"
+def cell(row: dict[str, float]) -> str:
+    if not row:
+        return "-"
+    return f"{row['p50_ms']:6.2f}/{row['p99_ms']:6.2f} ms {row['rps']:7.1f}/s (load {row['load']:.1f})"
+
+
+def report(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namespace, database: str) -> None:
+    print(
+        f"\nAPI benchmark: {args.lbs} load balancers each, {os.cpu_count()} cores, our database {database}, "
+        f"{args.api_processes or 'default'} API process(es), {args.rounds} rounds of {args.seconds:g} s per call "
+        f"and side, interleaved\n"
+        "cells: p50/p99 latency, requests/s (1-minute load average while measured)\n"
+    )
+    names = [n for n in ("mesh REST", "mesh gRPC", "Octavia") if n in results]
+    calls = [c for c in results[names[0]] if results[names[0]][c]]
+    print(f"{'call':<14}" + "".join(f"{n:<44}" for n in names) + ("ratio REST  gRPC" if "Octavia" in names else ""))
+    for call in calls:
+        line = f"{call:<14}" + "".join(f"{cell(results[n].get(call, {})):<44}" for n in names)
+        if "Octavia" in results and results["Octavia"].get(call):
+            peer = results["Octavia"][call]["rps"]
+            line += "".join(f"x{results[n][call]['rps'] / peer:6.1f} " for n in names if n != "Octavia")
+        print(line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lbs", type=int, default=1000)
-    parser.add_argument("--get-n", type=int, default=2000)
-    parser.add_argument("--list-n", type=int, default=30)
-    parser.add_argument("--create-n", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--lbs", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per call, side and round")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--api-processes", type=int, default=0, help="API processes behind Envoy (0: up's default)")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--peer-url",
+        default="",
+        help="an Octavia peer already running (run.sh PORT): it is seeded up to --lbs and what this run creates "
+        "is deleted afterwards (its seeding under load takes minutes; several runs may share it)",
+    )
+    parser.add_argument("--postgres", action="store_true", help="our side on a fresh PostgreSQL database")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    results: dict[str, object] = {}
-    with tempfile.TemporaryDirectory() as state:
-        mesh = Mesh(
-            MeshOptions(
-                host="127.0.0.1",
-                port=free_port(),
-                state_dir=Path(state),
-                database_url=args.database_url,
-                nats_url=None,
-                auth_strategy="noauth",
-                start_timeout=60.0,
-                default_provider="noop",  # the API's own speed: Octavia's peer also runs no-op drivers
-            )
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(fresh_postgres()) if args.postgres else args.database_url
+        state = stack.enter_context(tempfile.TemporaryDirectory())
+        options = MeshOptions(
+            host="127.0.0.1",
+            port=free_port(),
+            state_dir=Path(state),
+            database_url=database_url,
+            nats_url=None,
+            auth_strategy="noauth",
+            start_timeout=60.0,
+            default_provider="noop",  # the API's own speed: Octavia's peer also runs no-op drivers
         )
-        mesh.start()
-        try:
-            results["mesh_rest"] = rest_suite(mesh.endpoint, args)
-            results["mesh_grpc"] = grpc_suite(mesh.endpoint.removeprefix("http://"), args)
-        finally:
-            mesh.stop()
-    peer_port = free_port()
-    if not args.no_peer and start_peer(peer_port):
-        try:
-            results["octavia_rest"] = rest_suite(f"http://127.0.0.1:{peer_port}", args)
-        finally:
-            stop_peer(peer_port)
+        if "api_processes" in MeshOptions.__dataclass_fields__:  # a checkout from before the setting has one
+            from octavia_mesh.cli.mesh import default_api_processes  # type: ignore[attr-defined,unused-ignore]
 
-    print(
-        f"\nAPI benchmark — {args.lbs} load balancers, {os.cpu_count()} cores, "
-        f"GET x{args.get_n}, list(limit=1000) x{args.list_n}, create x{args.create_n}, "
-        f"concurrency {args.concurrency}\n"
-    )
-    for name, suite in results.items():
-        print(name)
-        for op in ("get", "list_1000", "create"):
-            print(f"  {op:<10} {fmt(suite[op])}")  # type: ignore[index]
-        print(f"  get      x{args.concurrency} threads: {suite['get_concurrent_rps']:8.1f} req/s")  # type: ignore[index]
-    if "octavia_rest" in results:
-        print("\nratios, Octavia Mesh / Octavia (throughput: higher is better; p50: lower is better)")
-        peer = results["octavia_rest"]
-        for name in ("mesh_rest", "mesh_grpc"):
-            ours = results[name]
-            for op in ("get", "list_1000", "create"):
-                a, b = ours[op], peer[op]  # type: ignore[index]
-                print(
-                    f"  {name:<9} {op:<10} throughput x{a['rps'] / b['rps']:6.2f}   "
-                    f"p50 x{a['p50_ms'] / b['p50_ms']:6.3f}"
-                )
-            print(
-                f"  {name:<9} get x{args.concurrency} threads throughput "
-                f"x{ours['get_concurrent_rps'] / peer['get_concurrent_rps']:6.2f}"
-            )  # type: ignore[index]
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+            args.api_processes = args.api_processes or default_api_processes()
+            options = MeshOptions(**{**_fields(options), "api_processes": args.api_processes})
+        mesh = Mesh(options)
+        mesh.start()
+        stack.callback(mesh.stop)
+        peer_port = free_port()
+        peer_url = args.peer_url.rstrip("/") or f"http://127.0.0.1:{peer_port}"
+        peer = not args.no_peer and (bool(args.peer_url) or start_peer(peer_port))
+        if peer and not args.peer_url:
+            stack.callback(stop_peer, peer_port)
+        bases = {"mesh": mesh.endpoint, **({"Octavia": peer_url} if peer else {})}
+        with concurrent.futures.ThreadPoolExecutor(len(bases)) as pool:
+            ids = dict(zip(bases, pool.map(lambda b: seed(b, args.lbs), bases.values()), strict=True))
+        targets = [
+            rest_target("mesh REST", mesh.endpoint, ids["mesh"]),
+            grpc_target("mesh gRPC", mesh.endpoint.removeprefix("http://"), ids["mesh"]),
+        ]
+        if peer:
+            targets.append(rest_target("Octavia", bases["Octavia"], ids["Octavia"]))
+        figures = run_rounds(targets, args)
+        results = {t: {call: f.row() for call, f in calls.items()} for t, calls in figures.items()}
+        report(
+            results, args, "PostgreSQL" if args.postgres or (database_url or "").startswith("postgres") else "SQLite"
+        )
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        if peer and args.peer_url:  # leave the shared peer with --lbs load balancers for the next run
+            delete_all(peer_url, targets[-1].created)
+            wait_settled(peer_url, args.lbs)
+
+
+def _fields(options: MeshOptions) -> dict[str, object]:
+    return {name: getattr(options, name) for name in MeshOptions.__dataclass_fields__}
 
 
 if __name__ == "__main__":

@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from octavia_mesh.cli.mesh import grpc_serving
+from octavia_mesh.cli.mesh import default_api_processes, grpc_serving
 from octavia_mesh.cli.processes import LaunchError, find_binary, free_port
 
 OCTAVIA_MESH = str(Path(sys.executable).parent / "octavia-mesh")
+#: The API processes `up` starts by default (one per core, at most 4): "api", "api-2", ...
+API_NAMES = ["api", *(f"api-{n}" for n in range(2, default_api_processes() + 1))]
+#: Everything `up` starts: nats, the API processes, worker, health, housekeeping, driver-agent, envoy.
+CHILDREN = 6 + len(API_NAMES)
 
 
 def _children_of(pid: int) -> set[int]:
@@ -72,10 +76,12 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             assert response.status == 200
         _printed_clouds_yaml_works_with_the_cli(text, tmp_path)
         children = _children_of(proc.pid)
-        assert len(children) == 7  # nats, api, worker, health, housekeeping, driver-agent, envoy
+        assert len(children) == CHILDREN
+        ports = json.loads((tmp_path / "ports.json").read_text())
+        assert all(grpc_serving(f"127.0.0.1:{ports[name]}") for name in API_NAMES)
         assert {p.name for p in (tmp_path / "logs").iterdir()} == {
             "nats.log",
-            "api.log",
+            *(f"{name}.log" for name in API_NAMES),
             "worker.log",
             "health.log",
             "housekeeping.log",
@@ -118,7 +124,7 @@ def test_a_killed_up_takes_its_services_with_it(tmp_path: Path) -> None:
     proc, _ = _start_up(tmp_path, free_port())
     children = _children_of(proc.pid)
     try:
-        assert len(children) == 7
+        assert len(children) == CHILDREN
         proc.kill()  # SIGKILL: no chance to stop anything itself
         proc.wait()
         # Each service stops gracefully on the SIGTERM (the worker takes longest: NATS went at the same moment);
@@ -175,7 +181,7 @@ def test_a_killed_service_is_restarted_on_its_port_and_nothing_else_moves(tmp_pa
             time.sleep(0.1)
         assert "Failed to bind to address" in log.read_text()
         still = _children_of(proc.pid)
-        assert others - {victim} <= still and len(still) == 7  # nothing else was restarted or stopped
+        assert others - {victim} <= still and len(still) == CHILDREN  # nothing else was restarted or stopped
         with urllib.request.urlopen(f"http://127.0.0.1:{edge}/", timeout=5) as response:
             assert response.status == 200
         proc.send_signal(signal.SIGTERM)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from octavia_mesh.cli.edge import descriptor_path, envoy_config, lua_source
-from octavia_mesh.cli.mesh import MeshOptions, run_down, run_up
+from octavia_mesh.cli.mesh import MeshOptions, default_api_processes, run_down, run_up
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         help="on Ctrl-C, stop the services but leave the amphorae serving; the next `up` on the same state "
         "directory adopts them (same ports), `octavia-mesh down` stops them",
     )
+    up.add_argument(
+        "--api-processes",
+        type=int,
+        default=default_api_processes(),
+        help="API processes behind the edge (default: one per core, at most 4)",
+    )
     down = sub.add_parser("down", help="stop the amphorae that `up --keep-amphorae` left running")
     down.add_argument("--state-dir", type=Path, default=Path("state"), help="the state directory `up` used")
     edge = sub.add_parser("edge-config", help="print the Envoy configuration of the REST edge (JSON)")
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                     keystone_url=args.keystone_url,
                     keep_amphorae=args.keep_amphorae,
                     local_amphorae=args.local_amphorae,
+                    api_processes=args.api_processes,
                 )
             )
         )

@@ -67,6 +67,14 @@ class MeshOptions:
     keep_amphorae: bool = False
     #: Local amphorae as agent processes (``process``) or served by one amphora host process (``shared``).
     local_amphorae: str = "process"
+    #: API processes behind the edge ("api", "api-2", ...; Envoy spreads the calls): one Python process serves
+    #: on one core. ``up`` defaults to the machine's cores (:func:`default_api_processes`).
+    api_processes: int = 1
+
+
+def default_api_processes() -> int:
+    """One API process per core, at most 4 (the edge, the worker and the database need their share)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def grpc_serving(target: str, service: str = "") -> bool:
@@ -199,6 +207,26 @@ class Mesh:
         name = "OTEL_EXPORTER_OTLP_ENDPOINT"
         return self.options.service_env.get(name, os.environ.get(name, ""))
 
+    def _api_env(
+        self, name: str, shared: Mapping[str, str], secret_key_file: str, port: int, *, owner: bool
+    ) -> dict[str, str]:
+        """One API process's environment: the first owns the outbox (its relay sweeps and re-drives), the
+        others publish what they commit themselves."""
+        opts = self.options
+        return {
+            **shared,
+            "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{port}",
+            "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
+            **({"OCTAVIA_MESH_API_KEYSTONE_AUTH_URL": opts.keystone_url} if opts.keystone_url else {}),
+            "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
+            "OCTAVIA_MESH_API_DEFAULT_PROVIDER_DRIVER": opts.default_provider,
+            "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
+            "OCTAVIA_MESH_API_SECRET_KEY_FILE": secret_key_file,
+            "OCTAVIA_MESH_API_OUTBOX_OWNER": "true" if owner else "false",
+            **self._metrics_env("API", name),
+            **opts.service_env,
+        }
+
     def start(self) -> None:
         opts = self.options
         self.ports = PortBook(self.state / "ports.json")
@@ -253,22 +281,17 @@ class Mesh:
             # the same ports across restarts (the port book), so that amphorae a previous ``up`` left are adopted.
             replicas = range(1, max(1, opts.health_replicas) + 1)
             heartbeat_ports = [self.ports.port(f"health-{n}-heartbeat") for n in replicas]
-            api = self.supervisor.start(
-                "api",
-                [sys.executable, "-m", "octavia_mesh.api"],
-                {
-                    **shared,
-                    "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{api_port}",
-                    "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
-                    **({"OCTAVIA_MESH_API_KEYSTONE_AUTH_URL": opts.keystone_url} if opts.keystone_url else {}),
-                    "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
-                    "OCTAVIA_MESH_API_DEFAULT_PROVIDER_DRIVER": opts.default_provider,
-                    "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
-                    "OCTAVIA_MESH_API_SECRET_KEY_FILE": secret_key_file,
-                    **self._metrics_env("API"),
-                    **opts.service_env,
-                },
-            )
+            api_names = ["api", *(f"api-{n}" for n in range(2, max(1, opts.api_processes) + 1))]
+            api_ports = [api_port, *(self.ports.port(name) for name in api_names[1:])]
+            apis = [
+                self.supervisor.start(
+                    name,
+                    [sys.executable, "-m", "octavia_mesh.api"],
+                    self._api_env(name, shared, secret_key_file, port, owner=name == "api"),
+                )
+                for name, port in zip(api_names, api_ports, strict=True)
+            ]
+            api = apis[0]
             worker = self.supervisor.start(
                 "worker",
                 [sys.executable, "-m", "octavia_mesh.worker"],
@@ -339,6 +362,7 @@ class Mesh:
             }
             waits = [
                 ("the API service", api, api_port),
+                *((f"API process {n}", apis[n - 1], api_ports[n - 1]) for n in range(2, len(apis) + 1)),
                 ("the worker", worker, worker_port),
                 ("the health service", health, health_port),
                 ("housekeeping", housekeeping, housekeeping_port),
@@ -356,7 +380,7 @@ class Mesh:
                         opts.host,
                         opts.port,
                         "127.0.0.1",
-                        api_port,
+                        api_ports,
                         admin_port,
                         str(descriptor_path()),
                         lua_source(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,27 @@ def _typed(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "typed_config": {"@type": type_url, **config}}
 
 
+#: Retries only of calls no API process received, each on a process not tried yet for that call.
+_RETRY_ELSEWHERE = {
+    "retry_on": "connect-failure,refused-stream,reset-before-request",
+    "num_retries": 3,
+    "retry_host_predicate": [
+        {
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+            },
+        }
+    ],
+    "host_selection_retry_max_attempts": 5,
+}
+
+
 def envoy_config(
     listen_host: str,
     listen_port: int,
     api_host: str,
-    api_port: int,
+    api_port: int | Sequence[int],
     admin_port: int,
     descriptor: str,
     lua: str,
@@ -109,7 +126,10 @@ def envoy_config(
     (then an authenticating proxy in front sets them; the API believes them only with the proxy's secret).
     Every request is written to ``access_log`` as a JSON line (:func:`access_log_config`); with an
     ``otlp_endpoint`` Envoy also opens the first span of each request's trace (:func:`tracing_config`).
+    Several ``api_port``: one API process each, the requests spread by least outstanding requests (a process
+    busy with a long list gets the next call last).
     """
+    api_ports = [api_port] if isinstance(api_port, int) else list(api_port)
     fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
     http_filters = [
         # A body larger than the limit is a 413 before it is read (Lua answers when Content-Length says so;
@@ -169,6 +189,9 @@ def envoy_config(
                     "name": "octavia",
                     "domains": ["*"],
                     "request_headers_to_remove": headers_to_strip(auth_strategy),
+                    # With several API processes, a call that found one dead or restarting (nothing of it was
+                    # sent, so even a POST is safe to send again) is tried on another.
+                    **({"retry_policy": _RETRY_ELSEWHERE} if len(api_ports) > 1 else {}),
                     "request_headers_to_add": [
                         {
                             "header": {"key": "x-forwarded-host", "value": "%REQ(:authority)%"},
@@ -262,7 +285,7 @@ def envoy_config(
         "http_filters": http_filters,
         "access_log": [access_log_config(access_log)],
     }
-    clusters = [_api_cluster(api_host, api_port)]
+    clusters = [_api_cluster(api_host, api_ports)]
     if otlp_endpoint:
         manager["tracing"] = tracing_config()
         clusters.append(_otlp_cluster(otlp_endpoint))
@@ -296,10 +319,15 @@ def envoy_config(
     return config
 
 
-def _api_cluster(api_host: str, api_port: int) -> dict[str, Any]:
+def _api_cluster(api_host: str, api_ports: list[int]) -> dict[str, Any]:
+    """The API processes (one endpoint each; least outstanding requests first when there are several)."""
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": api_host, "port_value": port}}}} for port in api_ports
+    ]
     return {
         "name": "api",
         "type": "STRICT_DNS",
+        **({"lb_policy": "LEAST_REQUEST"} if len(api_ports) > 1 else {}),
         "connect_timeout": "2s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -311,16 +339,7 @@ def _api_cluster(api_host: str, api_port: int) -> dict[str, Any]:
                 },
             }
         },
-        "load_assignment": {
-            "cluster_name": "api",
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": api_host, "port_value": api_port}}}}
-                    ]
-                }
-            ],
-        },
+        "load_assignment": {"cluster_name": "api", "endpoints": [{"lb_endpoints": endpoints}]},
     }
 
 

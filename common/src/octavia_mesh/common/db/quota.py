@@ -47,8 +47,11 @@ async def reserve(
     """Count ``amounts`` against the project's quotas, or raise :class:`QuotaMet`."""
     if not amounts:
         return
-    await ensure_row(session, project_id)
-    row = (await session.execute(select(Quota).where(Quota.project_id == project_id).with_for_update())).scalar_one()
+    locked = select(Quota).where(Quota.project_id == project_id).with_for_update()
+    row = (await session.execute(locked)).scalar_one_or_none()
+    if row is None:  # the project's first object: its row, then the lock (one query less on every later create)
+        await ensure_row(session, project_id)
+        row = (await session.execute(locked)).scalar_one()
     for resource, amount in amounts.items():
         limit = getattr(row, resource)
         if limit is None:

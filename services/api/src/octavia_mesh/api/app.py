@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
+from octavia_mesh.api.reads import Reader
 from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.capabilities import Capabilities, Facts
@@ -27,6 +28,8 @@ class App:
     write: async_sessionmaker[AsyncSession]
     auth: Authenticator
     relay: OutboxRelay | None = None
+    #: Core reads without the ORM for the hot GET paths (``ProjectCollection.core_rows``); None: ORM sessions.
+    reader: Reader | None = None
     #: What a provider's workers can build (the registry on NATS); None without NATS.
     provider_capabilities: Callable[[str], Awaitable[Capabilities | None]] | None = None
     #: What a provider is (its facts in the registry, None for one that published none); None without NATS,

@@ -22,12 +22,14 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidInput, NotFound
+from octavia_mesh.api.reads import records
 from octavia_mesh.api.schema import FALSE_WORDS, TRUE_WORDS
 from octavia_mesh.api.schema.checks import INT_MAX, INT_MIN
 from octavia_mesh.common.db.models import Tag
 
-#: Views of many rows, built with the session (bulk queries for their relations).
-Views = Callable[[AsyncSession, list[Any]], Awaitable[list[dict[str, Any]]]]
+#: Views of many rows, built with the session (bulk queries for their relations): an ``AsyncSession`` and ORM
+#: instances, or a :class:`~octavia_mesh.api.reads.ReadConnection` and Core rows (``ProjectCollection.core_rows``).
+Views = Callable[[Any, list[Any]], Awaitable[list[dict[str, Any]]]]
 
 PAGINATION_KEYS = {"limit", "marker", "page_reverse", "sort", "sort_key", "sort_dir", "fields"}
 TAG_KEYS = {"tags", "tags-any", "not-tags", "not-tags-any"}
@@ -346,7 +348,7 @@ class ListQuery:
             cols.append((self.spec.id_column, cols[-1][1] if cols else True))
         return cols
 
-    async def page(self, session: Any, statement: Select[Any], base_url: str) -> Page:
+    async def page(self, session: Any, statement: Select[Any], base_url: str, *, rows: bool = False) -> Page:
         """Run the query and build Octavia's ``*_links``."""
         statement = self.where(statement)
         order = self.order()
@@ -361,12 +363,13 @@ class ListQuery:
         statement = statement.order_by(*[(c.asc() if asc == forward else c.desc()) for c, asc in order])
         if self.limit is not None:
             statement = statement.limit(self.limit + 1)
-        rows = list((await session.execute(statement)).scalars().all())
-        more = self.limit is not None and len(rows) > self.limit
-        rows = rows[: self.limit] if self.limit is not None else rows
+        result = await session.execute(statement)
+        found: list[Any] = records(result) if rows else list(result.scalars().all())  # Core rows, or instances
+        more = self.limit is not None and len(found) > self.limit
+        found = found[: self.limit] if self.limit is not None else found
         if not forward:
-            rows.reverse()
-        return Page(rows, self._links(base_url, rows, more), self.fields)
+            found.reverse()
+        return Page(found, self._links(base_url, found, more), self.fields)
 
     def _links(self, base_url: str, rows: Sequence[Any], more: bool) -> list[dict[str, str]]:
         if not rows:
@@ -415,7 +418,7 @@ def list_query(app: App, call: Call, spec: ListSpec) -> ListQuery:
 
 
 async def page_reply(
-    session: AsyncSession,
+    session: Any,
     call: Call,
     listing: ListQuery,
     statement: Select[Any],
@@ -423,9 +426,14 @@ async def page_reply(
     *,
     key: str | None = None,
     links_key: str | None = None,
+    rows: bool = False,
 ) -> Reply:
-    """Run a list and answer Octavia's ``{"<collection>": [...], "<collection>_links": [...]}``."""
-    page = await listing.page(session, statement, call.base_url)
+    """Run a list and answer Octavia's ``{"<collection>": [...], "<collection>_links": [...]}``.
+
+    ``session``: an ``AsyncSession``, or with ``rows`` a :class:`~octavia_mesh.api.reads.ReadConnection` and a
+    Core ``statement``.
+    """
+    page = await listing.page(session, statement, call.base_url, rows=rows)
     items = await views(session, page.rows)
     key = key or listing.spec.collection
     return Reply(200, {key: [select_fields(v, page.fields) for v in items], links_key or f"{key}_links": page.links})

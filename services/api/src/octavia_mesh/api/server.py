@@ -12,6 +12,7 @@ import grpc
 from octavia_mesh.api import edge
 from octavia_mesh.api.app import App
 from octavia_mesh.api.identity import Authenticator
+from octavia_mesh.api.reads import Reader
 from octavia_mesh.api.resources import (
     amphorae,
     availabilityzoneprofiles,
@@ -133,14 +134,16 @@ async def serve(settings: ApiSettings) -> None:
     keyring(settings)  # a missing or bad secret store key fails at start-up, not at the first TLS call
     engine = make_engine(settings.database_url)
     read, write = session_factories(engine)
-    app = App(settings=settings, read=read, write=write, auth=Authenticator(settings))
+    app = App(
+        settings=settings, read=read, write=write, auth=Authenticator(settings), reader=Reader(settings.database_url)
+    )
     if settings.cert_manager == "barbican":
         app.barbican = BarbicanCertManager(openstack.connect(settings.openstack_cloud))
     nats_client = None
     if settings.nats_url:
         nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-api")
         await commands.ensure_stream(js, settings.stream_replicas)
-        app.relay = commands.OutboxRelay(write, js)
+        app.relay = commands.OutboxRelay(write, js, owner=settings.outbox_owner)
         app.relay.start()
         app.provider_capabilities = functools.partial(capabilities.of_provider, js)
         app.provider_facts = capabilities.FactsReader(js)
@@ -154,6 +157,8 @@ async def serve(settings: ApiSettings) -> None:
         if nats_client is not None:
             await close_nats(nats_client)
         await engine.dispose()
+        if app.reader is not None:
+            await app.reader.dispose()
         app.auth.close()
         if exposition is not None:
             exposition.close()

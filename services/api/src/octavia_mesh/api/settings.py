@@ -31,6 +31,13 @@ class ApiSettings:
             "cluster; at most the number of NATS servers); an existing stream is raised to it, never lowered"
         },
     )
+    outbox_owner: bool = field(
+        default=True,
+        metadata={
+            "help": "this process's outbox relay also sweeps up every unpublished command and re-drives stale ones;"
+            " with several API processes exactly one is the owner (the others publish only what they commit)"
+        },
+    )
     auth_strategy: str = field(
         default=AuthStrategy.NOAUTH.value,
         metadata={

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, Immutable, NotFound, PendingState, QuotaExceeded
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import ListSpec, Views, list_query, page_reply, select_fields, show_fields
+from octavia_mesh.api.reads import ReadConnection, records
 from octavia_mesh.common import commands
 from octavia_mesh.common.db import quota
 from octavia_mesh.common.db.models import L7Policy, L7Rule, Listener, Pool, Tag, utcnow
@@ -99,25 +101,54 @@ class ProjectCollection:
     spec: ListSpec
     views: Views
     hide_deleted: bool = False  # load balancers keep their DELETED rows a while; nobody sees them
+    #: Read through ``app.reader`` (:mod:`octavia_mesh.api.reads`): ``views`` then gets Core rows and a
+    #: :class:`ReadConnection`, so it must run Core statements only and read rows by attribute.
+    core_rows: bool = False
 
     async def list_(self, app: App, call: Call) -> Reply:
         """Callers see their own project's objects; admins and global observers see every project's."""
         listing = list_query(app, call, self.spec)
         project = call.caller.list_project(listing.last("project_id"))
-        statement = select(self.model)
+        reader = app.reader if self.core_rows else None
+        statement: Select[Any] = _columns(self.model) if reader is not None else select(self.model)
         if self.hide_deleted:
             statement = statement.where(self.model.provisioning_status != DELETED)
         if project is not None:
             statement = statement.where(self.model.project_id == project)
+        if reader is not None:
+            return await reader.run(lambda conn: page_reply(conn, call, listing, statement, self.views, rows=True))
         async with app.read() as session:
             return await page_reply(session, call, listing, statement, self.views)
 
     async def get(self, app: App, call: Call) -> Reply:
         fields = show_fields(call.query, comma_separated=self.spec.comma_separated_fields)
+        if self.core_rows and app.reader is not None:
+            return await app.reader.run(lambda conn: self._show(conn, call, fields))
         async with app.read() as session:
             row = await load_visible(session, call, self.model, call.id, self.label, hide_deleted=self.hide_deleted)
             (item,) = await self.views(session, [row])
         return Reply(200, {self.key: select_fields(item, fields)})
+
+    async def _show(self, conn: ReadConnection, call: Call, fields: list[str] | None) -> Reply:
+        """``get`` on Core rows: the same 404/403 order as :func:`load_visible`."""
+        found = records(await conn.execute(_by_id(self.model), {"id": call.id})) if call.id else []
+        row = found[0] if found else None
+        if row is None or (self.hide_deleted and row.provisioning_status == DELETED):
+            raise NotFound(self.label, call.id)
+        call.caller.check(Rule.READ, row.project_id)
+        (item,) = await self.views(conn, [row])
+        return Reply(200, {self.key: select_fields(item, fields)})
+
+
+@functools.cache
+def _by_id(model: Any) -> Select[Any]:
+    """A table's row by ``:id`` as Core columns, built once (the statement cache then skips its compilation)."""
+    return _columns(model).where(model.__table__.c.id == bindparam("id"))
+
+
+def _columns(model: Any) -> Select[Any]:
+    """``SELECT`` every column of ``model``'s table, as Core rows (not instances)."""
+    return cast("Select[Any]", select(*model.__table__.columns))
 
 
 async def view_reply(session: AsyncSession, status: int, key: str, row: Any, views: Views) -> Reply:
@@ -209,9 +240,10 @@ def tagged_views(view: Callable[[Any, list[str]], dict[str, Any]]) -> Views:
     return views
 
 
-async def set_tags(session: AsyncSession, resource_id: str, tags: Iterable[str] | None) -> None:
-    """Replace a resource's tags (duplicates collapse, as in Octavia)."""
-    await session.execute(delete(Tag).where(Tag.resource_id == resource_id))
+async def set_tags(session: AsyncSession, resource_id: str, tags: Iterable[str] | None, *, new: bool = False) -> None:
+    """Replace a resource's tags (duplicates collapse, as in Octavia); a ``new`` resource has none to delete."""
+    if not new:
+        await session.execute(delete(Tag).where(Tag.resource_id == resource_id))
     for tag in dict.fromkeys(tags or ()):
         session.add(Tag(resource_id=resource_id, tag=tag))
 

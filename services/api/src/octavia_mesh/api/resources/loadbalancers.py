@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import Table, func, literal, select, union_all
+from sqlalchemy import CompoundSelect, Table, bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from octavia_mesh.api import schema as s
@@ -15,6 +16,7 @@ from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import InvalidInput, ValidationFailure
 from octavia_mesh.api.policy import Rule
 from octavia_mesh.api.query import Filter, as_text, list_spec, parse_query, strict_bool, strict_time, words
+from octavia_mesh.api.reads import ReadConnection
 from octavia_mesh.api.resources import graph, listeners
 from octavia_mesh.api.resources.providers import facts_of, resolve_provider
 from octavia_mesh.common.commands import Kind, Op
@@ -78,7 +80,8 @@ SPEC = list_spec(
 )
 
 
-def view(lb: LoadBalancer, tags: list[str], listener_ids: list[str], pool_ids: list[str]) -> dict[str, Any]:
+def view(lb: Any, tags: list[str], listener_ids: list[str], pool_ids: list[str]) -> dict[str, Any]:
+    """Octavia's document of ``lb``: a :class:`LoadBalancer` or a Core row of its table (``reads``)."""
     out: dict[str, Any] = {
         **store.status_view(lb),
         "project_id": lb.project_id,
@@ -103,7 +106,21 @@ def view(lb: LoadBalancer, tags: list[str], listener_ids: list[str], pool_ids: l
     return out
 
 
-async def views(session: AsyncSession, lbs: list[LoadBalancer]) -> list[dict[str, Any]]:
+@functools.cache
+def _children() -> CompoundSelect:
+    """Listener and pool ids and tags of the load balancers ``:ids``: one statement, built once (a list of 100
+    spent more on building it, 300 IN values coerced one by one, than the database spent running it)."""
+    ids = bindparam("ids", expanding=True)
+    return union_all(
+        select(literal("l"), Listener.load_balancer_id, Listener.id, Listener.created_at).where(
+            Listener.load_balancer_id.in_(ids)
+        ),
+        select(literal("p"), Pool.load_balancer_id, Pool.id, Pool.created_at).where(Pool.load_balancer_id.in_(ids)),
+        select(literal("t"), Tag.resource_id, Tag.tag, literal(None)).where(Tag.resource_id.in_(ids)),
+    )
+
+
+async def views(session: AsyncSession | ReadConnection, lbs: list[Any]) -> list[dict[str, Any]]:
     """Views of many load balancers; their listeners, pools and tags come in one query."""
     ids = [lb.id for lb in lbs]
     listeners: dict[str, list[str]] = {i: [] for i in ids}
@@ -112,16 +129,8 @@ async def views(session: AsyncSession, lbs: list[LoadBalancer]) -> list[dict[str
     into = {"l": listeners, "p": pools, "t": tags}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        children = union_all(
-            select(literal("l"), Listener.load_balancer_id, Listener.id, Listener.created_at).where(
-                Listener.load_balancer_id.in_(chunk)
-            ),
-            select(literal("p"), Pool.load_balancer_id, Pool.id, Pool.created_at).where(
-                Pool.load_balancer_id.in_(chunk)
-            ),
-            select(literal("t"), Tag.resource_id, Tag.tag, literal(None)).where(Tag.resource_id.in_(chunk)),
-        )
-        rows = sorted((await session.execute(children)).all(), key=lambda r: (r[0], r[3] or dt.datetime.min, r[2]))
+        found: list[Any] = list((await session.execute(_children(), {"ids": chunk})).all())
+        rows = sorted(found, key=lambda r: (r[0], r[3] or dt.datetime.min, r[2]))
         for kind, lb_id, value, _ in rows:
             into[kind][lb_id].append(value)
     return [view(lb, tags[lb.id], listeners[lb.id], pools[lb.id]) for lb in lbs]
@@ -132,7 +141,9 @@ async def load_visible(call: Call, session: AsyncSession, rule: Rule = Rule.READ
     return await store.load_visible(session, call, LoadBalancer, call.id, LABEL, rule, hide_deleted=True)
 
 
-COLLECTION = store.ProjectCollection(LoadBalancer, LABEL, "loadbalancer", SPEC, views, hide_deleted=True)
+COLLECTION = store.ProjectCollection(
+    LoadBalancer, LABEL, "loadbalancer", SPEC, views, hide_deleted=True, core_rows=True
+)
 
 
 async def create(app: App, call: Call) -> Reply:
@@ -184,16 +195,18 @@ async def create(app: App, call: Call) -> Reply:
         )
         session.add(lb)
         await session.flush()
-        await store.set_tags(session, lb_id, tags)
+        await store.set_tags(session, lb_id, tags, new=True)
         counts = {"load_balancer": 1}
         if listeners or pools:
             counts.update(await graph.create_tree(app, call, session, lb, listeners or [], pools or []))
         await store.reserve_quota(app, session, project_id, counts)
         store.command(session, provider, Kind.RESOURCE_KIND_LOAD_BALANCER, Op.OPERATION_CREATE, lb_id, lb_id)
-        await session.flush()
-        (item,) = await views(session, [lb])
         if listeners or pools:
+            await session.flush()
+            (item,) = await views(session, [lb])
             item = await graph.full_view(session, lb, item)
+        else:  # nothing under it yet: no query for its children (the commit flushes the rest)
+            item = view(lb, sorted(set(tags)), [], [])
     return Reply(201, {"loadbalancer": item})
 
 
