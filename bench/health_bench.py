@@ -273,7 +273,18 @@ def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, am
         time.sleep(1.0)  # warm up: every stream busy, the first flushes done
         service_end.send("snapshot")
         wall0, cpu0, received0, written0 = service_end.recv()
+        spies = []
+        if args.profile:
+            import subprocess, sys
+            for name, pid in [("service", service.pid)] + [(f"load{i}", p.pid) for i, (p, _) in enumerate(loads)]:
+                out = Path(args.profile) / f"{mode.replace(' ', '-')}-{name}.txt"
+                cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "-r", "100", "-f", "raw", "-o", str(out), "-d", str(int(args.seconds))]
+                if args.native:
+                    cmd.append("--native")
+                spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(args.seconds)
+        for spy in spies:
+            spy.wait(60)
         service_end.send("snapshot")
         wall1, cpu1, received1, written1 = service_end.recv()
         for _, end in loads:
@@ -308,6 +319,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=2, help="load processes")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
+    parser.add_argument("--profile", default="")
+    parser.add_argument("--native", action="store_true")
+    parser.add_argument("--modes", default="batched,unbatched,no database", help="comma-separated modes to run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="health-bench-") as tmp:
         database_url = args.database_url or f"sqlite:///{tmp}/bench.db"
@@ -317,13 +331,15 @@ def main() -> None:
         amps = plant(database_url, pki.LocalCA(ca_dir), args.amphorae)
         print(f"{args.amphorae} amphorae planted in {time.monotonic() - started:.1f}s; {os.cpu_count()} CPUs")
         results = {}
-        for mode in ("batched", "unbatched", "no database"):
+        for mode in args.modes.split(","):
             results[mode] = run(mode, args, database_url, ca_dir, amps)
             r = results[mode]
             print(
                 f"{mode:>12}: {r['per_s']:9.0f} heartbeats/s, {r['per_cpu_s']:9.0f} per CPU-second of the service "
                 f"({r['ingested']:.0f} in {r['wall']:.1f}s, {r['cpu']:.1f} CPU-s)"
             )
+        if len(results) < 3:
+            return
         ratio = results["batched"]["per_cpu_s"] / results["unbatched"]["per_cpu_s"]
         ceiling = results["batched"]["per_cpu_s"] / results["no database"]["per_cpu_s"]
         print(f"batched / unbatched (per CPU-second): {ratio:.1f}x; batched / no database: {ceiling:.2f}")

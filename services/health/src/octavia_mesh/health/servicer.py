@@ -55,11 +55,13 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
             logger.warning("refused heartbeats from %s: certificate names no amphora", context.peer())
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the certificate names no amphora")
         assert amphora_id is not None
-        reason = refusal(await self._directory.get(amphora_id), serial)
+        record = await self._directory.get(amphora_id)
+        reason = refusal(record, serial)
         if reason is not None:
             logger.warning("refused heartbeats of amphora %s (serial %s): %s", amphora_id, serial, reason)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"amphora {amphora_id}: {reason}")
-        stream = self._ingest.open(amphora_id, serial, context.peer())
+        # Checked once per stream; the flusher re-checks the row every identity_recheck_s.
+        stream = self._ingest.open(amphora_id, serial, context.peer(), record)
         farewell = False
         try:
             async for heartbeat in request_iterator:
