@@ -439,7 +439,7 @@ def profile(args: argparse.Namespace, mode: str, processes: list[Any]) -> list[s
     spies = []
     for n, process in enumerate(processes):
         role = f"service{n}" if n < args.replicas else f"load{n - args.replicas}"
-        command = [spy, "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw"]
+        command = [spy, "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw", "--gil"]
         command += ["--duration", str(int(args.seconds)), "--output", str(out / f"{mode.replace(' ', '-')}-{role}.txt")]
         if args.native:
             command.append("--native")
