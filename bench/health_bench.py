@@ -236,9 +236,9 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
         async with grpc.aio.secure_channel(endpoint, credentials, options=options) as channel:
             call = channel.stream_stream(METHOD)()  # no (de)serializers: raw bytes each way
             sequence = 1
-            async with opening:
+            async with opening:  # the TLS handshake, and the call accepted
                 await call.write(beats.beat(sequence, clock.stamp()))
-                await call.read()
+            await call.read()  # the first acknowledgement (the baseline's comes late: its writes queue)
             counts["connected"] += 1
             if counts["connected"] == len(amps):
                 all_connected.set()
