@@ -242,10 +242,10 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
             counts["connected"] += 1
             if counts["connected"] == len(amps):
                 all_connected.set()
-            if not interval:
-                # Back to back only once every stream is open: gRPC's asyncio server accepts new calls between
-                # the busy ones, and cancels a call it has not accepted within 30 s.
-                await go.wait()
+            # Heartbeats only once every stream is open: the handshakes of 10,000 streams get the CPU first (a
+            # starved server lets HTTP/2 settings and pings time out), and gRPC's asyncio server cancels a call
+            # it has not accepted within 30 s.
+            await go.wait()
             due = loop.time() + rng.random() * interval
             while not stop.is_set():
                 if interval:
@@ -369,9 +369,12 @@ def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, am
     spies: list[subprocess.Popen[bytes]] = []
     try:
         connecting = time.monotonic()
-        for _, end in loads:
-            answer = end.recv() if end.poll(900) else "nothing"
-            if answer != "connected":
+        for process, end in loads:
+            deadline = time.monotonic() + 900
+            while not end.poll(1.0):
+                if not process.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("a load process did not connect (see its output)")
+            if (answer := end.recv()) != "connected":
                 raise RuntimeError(f"a load process did not connect: {answer}")
         connected_s = time.monotonic() - connecting
         for _, end in loads:

@@ -134,7 +134,7 @@ async def test_a_repeated_report_writes_liveness_only_and_a_change_reads_only_it
 async def test_a_status_written_by_someone_else_is_corrected_once_the_evaluation_is_old(engine: AsyncEngine) -> None:
     lb = await Lb().plant(engine)
     store = HealthStore(engine, "r")
-    recheck_s = 0.5
+    recheck_s = 3.0  # long enough for a flush and an UPDATE on a loaded machine
     ingest = Ingest(store, InMemoryEventPublisher(), status_recheck_s=recheck_s, identity_recheck_s=60)
     (stream,) = await opened(ingest, store, [lb])
     ingest.offer(stream, beat(lb))
@@ -154,7 +154,7 @@ async def test_a_status_written_by_someone_else_is_corrected_once_the_evaluation
 async def test_a_rotated_certificate_is_found_by_the_next_identity_recheck(engine: AsyncEngine) -> None:
     lb = await Lb().plant(engine)
     store = HealthStore(engine, "r")
-    recheck_s = 0.5
+    recheck_s = 3.0  # long enough for a flush and an UPDATE on a loaded machine
     ingest = Ingest(store, InMemoryEventPublisher(), identity_recheck_s=recheck_s)
     (stream,) = await opened(ingest, store, [lb])
     _, write = session_factories(engine)
