@@ -233,11 +233,14 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
         beats = Beats(amp, busy)
         credentials = grpc.ssl_channel_credentials(ca, amp.key, amp.certificate)
         options = [("grpc.ssl_target_name_override", pki.HEALTH_IDENTITY)]
-        async with grpc.aio.secure_channel(endpoint, credentials, options=options) as channel:
+        sequence = 1
+        # A call connects as soon as it is made: channel, call and first write under the semaphore, so that
+        # only so many TLS handshakes run at once (thousands at once time out on the server).
+        async with opening:
+            channel = grpc.aio.secure_channel(endpoint, credentials, options=options)
             call = channel.stream_stream(METHOD)()  # no (de)serializers: raw bytes each way
-            sequence = 1
-            async with opening:  # the TLS handshake, and the call accepted
-                await call.write(beats.beat(sequence, clock.stamp()))
+            await call.write(beats.beat(sequence, clock.stamp()))
+        try:
             await call.read()  # the first acknowledgement (the baseline's comes late: its writes queue)
             counts["connected"] += 1
             if counts["connected"] == len(amps):
@@ -261,6 +264,8 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
             await call.write(beats.farewell)
             await call.done_writing()
             await call.code()
+        finally:
+            await channel.close()
 
     busy_count = round(traffic * len(amps))
     tasks = [asyncio.create_task(one(amp, endpoint, n < busy_count)) for n, (amp, endpoint) in enumerate(amps)]
