@@ -67,6 +67,8 @@ from octavia_mesh.protos.health.v1 import health_pb2
 
 #: Streams a load process opens at the same time (TLS handshakes are the expensive part of an opening).
 OPENING_AT_ONCE = 20
+#: Openings a simulated amphora tries before it counts as failed.
+OPENING_ATTEMPTS = 5
 SYNC = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
 
 
@@ -236,12 +238,24 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
         sequence = 1
         # A call connects as soon as it is made: channel, call and first write under the semaphore, so that
         # only so many TLS handshakes run at once (thousands at once time out on the server).
-        async with opening:
-            channel = grpc.aio.secure_channel(endpoint, credentials, options=options)
-            call = channel.stream_stream(METHOD)()  # no (de)serializers: raw bytes each way
-            await call.write(beats.beat(sequence, clock.stamp()))
+        for attempt in range(OPENING_ATTEMPTS):
+            async with opening:
+                channel = grpc.aio.secure_channel(endpoint, credentials, options=options)
+                call = channel.stream_stream(METHOD)()  # no (de)serializers: raw bytes each way
+                try:
+                    await call.write(beats.beat(sequence, clock.stamp()))
+                except grpc.aio.AioRpcError:
+                    pass  # the call's status says why; read below
+            try:
+                await call.read()  # the first acknowledgement (the baseline's comes late: its writes queue)
+                break
+            except grpc.aio.AioRpcError:
+                # A starved server drops handshakes and calls it could not accept in time: an agent retries.
+                await channel.close()
+                if attempt == OPENING_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(1.0 + rng.random())
         try:
-            await call.read()  # the first acknowledgement (the baseline's comes late: its writes queue)
             counts["connected"] += 1
             if counts["connected"] == len(amps):
                 all_connected.set()
