@@ -238,6 +238,8 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
         sequence = 1
         # A call connects as soon as it is made: channel, call and first write under the semaphore, so that
         # only so many TLS handshakes run at once (thousands at once time out on the server).
+        channel: Any = None
+        call: Any = None
         for attempt in range(OPENING_ATTEMPTS):
             async with opening:
                 channel = grpc.aio.secure_channel(endpoint, credentials, options=options)
