@@ -289,7 +289,7 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
     busy_count = round(traffic * len(amps))
     tasks = [asyncio.create_task(one(amp, endpoint, n < busy_count)) for n, (amp, endpoint) in enumerate(amps)]
     waiter = asyncio.create_task(all_connected.wait())
-    await asyncio.wait([waiter, *tasks], timeout=600, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([waiter], timeout=600)  # every amphora connected, or given up after its attempts
     if all_connected.is_set():
         conn.send("connected")
         await loop.run_in_executor(None, conn.recv)  # "go"
