@@ -59,7 +59,7 @@ def test_both_serve_and_every_create_is_published(mesh: Mesh) -> None:
     ports = json.loads((mesh.state / "ports.json").read_text())
     assert grpc_serving(f"127.0.0.1:{ports['api']}") and grpc_serving(f"127.0.0.1:{ports['api-2']}")
     envoy = json.loads((mesh.state / "envoy.json").read_text())
-    (cluster,) = envoy["static_resources"]["clusters"]
+    (cluster,) = [c for c in envoy["static_resources"]["clusters"] if c["name"] == "api"]  # (and the admin's)
     endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     assert sorted(e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints) == sorted(
         [ports["api"], ports["api-2"]]

@@ -6,10 +6,18 @@ memory and the database work per flush grow with the number of amphorae, never w
 The flusher writes the pending entries in transactions of at most ``flush_max_amphorae`` amphorae and then
 publishes the status events of what it wrote.
 
-Every flush also re-checks each reporting amphora's row: a stream whose certificate stopped being the
-amphora's current one (rotated out, amphora deleted) is marked revoked, and the servicer ends it at its next
-heartbeat. Stream openings are checked the same way, in batches (:class:`AmphoraDirectory`): after a replica
-dies, thousands of amphorae reconnect to the others at once.
+Only what changed is written. The ingest remembers, per amphora, the report it last evaluated against the
+database and the counters it last wrote: a report equal to the one evaluated less than ``status_recheck_s``
+ago skips the read of its load balancer's tree (it would change no status), and only counters that changed
+are upserted. ``amphora_health`` (the liveness the failover detector reads) is written for every amphora
+heard. The recheck bounds how long a status written by someone else while the report stays the same (the
+report itself changes with every configuration change the worker makes) goes uncorrected.
+
+A flush also re-checks the rows of the reporting amphorae whose last check is ``identity_recheck_s`` old: a
+stream whose certificate stopped being the amphora's current one (rotated out, amphora deleted) is marked
+revoked, and the servicer ends it at its next heartbeat. Stream openings are checked the same way, in
+batches (:class:`AmphoraDirectory`): after a replica dies, thousands of amphorae reconnect to the others at
+once.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from octavia_mesh.common.db.models import utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
 from octavia_mesh.health import events as ev
 from octavia_mesh.health import status as st
-from octavia_mesh.health.store import AmphoraRecord, Counters, HealthStore, Item, refusal
+from octavia_mesh.health.store import AmphoraRecord, BatchResult, Counters, HealthStore, Item, refusal
 from octavia_mesh.protos.health.v1 import health_pb2
 
 logger = logging.getLogger(__name__)
@@ -79,6 +87,8 @@ class Stream:
     last_seen: float = field(default_factory=time.monotonic)  # the last heartbeat (monotonic; loss.py)
     quiet: bool = False  # marked lost for its silence, and nothing heard since
     heard: int = 0  # heartbeats received on it
+    record: AmphoraRecord | None = None  # the amphora's row, as last checked
+    checked_at: float | None = None  # when (monotonic); None: never
 
 
 @dataclass(slots=True)
@@ -86,6 +96,17 @@ class _Pending:
     stream: Stream
     heartbeat: health_pb2.StreamHeartbeatsRequest
     received_at: dt.datetime
+
+
+@dataclass(slots=True)
+class _Known:
+    """What the database has of one amphora's reports, as far as this replica wrote or read it."""
+
+    load_balancer_id: str | None
+    report: st.Report | None = None  # the report last evaluated against a settled tree
+    evaluated_at: float = 0.0  # when (monotonic)
+    listeners: frozenset[str] | None = None  # the listener ids of the load balancer's tree when last read
+    counters: dict[str, Counters] = field(default_factory=dict)  # listener id -> the totals last written
 
 
 def to_item(pending: _Pending, record: AmphoraRecord) -> Item:
@@ -129,13 +150,19 @@ class Ingest:
         publisher: ev.EventPublisher,
         flush_interval_s: float = 0.25,
         flush_max_amphorae: int = 500,
+        status_recheck_s: float = 2.0,
+        identity_recheck_s: float = 1.0,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._interval_s = flush_interval_s
         self._max = max(1, flush_max_amphorae)
+        self._status_recheck_s = status_recheck_s
+        self._identity_recheck_s = identity_recheck_s
         self._pending: dict[str, _Pending] = {}
         self._streams: set[Stream] = set()
+        self._open_per_amphora: dict[str, int] = {}
+        self._known: dict[str, _Known] = {}
         self._task: asyncio.Task[None] | None = None
         self._flush_now = asyncio.Event()
         self._last_ok = time.monotonic()
@@ -146,15 +173,27 @@ class Ingest:
 
     # -- streams -----------------------------------------------------------------------------------
 
-    def open(self, amphora_id: str, serial: str, peer: str) -> Stream:
+    def open(self, amphora_id: str, serial: str, peer: str, record: AmphoraRecord | None = None) -> Stream:
+        """A new stream; ``record``: the amphora's row, as its opening was just checked against."""
         # An amphora that reconnected before this replica noticed its old call was gone has two for a while;
         # both report the same amphora, and keepalives end the dead one.
-        stream = Stream(amphora_id, serial, peer)
+        stream = Stream(amphora_id, serial, peer, record=record)
+        if record is not None:
+            stream.checked_at = time.monotonic()
         self._streams.add(stream)
+        self._open_per_amphora[amphora_id] = self._open_per_amphora.get(amphora_id, 0) + 1
         return stream
 
     def close(self, stream: Stream) -> None:
+        if stream not in self._streams:
+            return
         self._streams.discard(stream)
+        left = self._open_per_amphora.pop(stream.amphora_id, 1) - 1
+        if left > 0:
+            self._open_per_amphora[stream.amphora_id] = left
+        else:
+            # Another replica may write its reports from now on: what this one remembers would go stale.
+            self._known.pop(stream.amphora_id, None)
 
     @property
     def streams(self) -> int:
@@ -221,18 +260,28 @@ class Ingest:
         if not self._pending:
             return 0
         batch, self._pending = self._pending, {}
+        now = time.monotonic()
+        due = [
+            amphora_id
+            for amphora_id, pending in batch.items()
+            if pending.stream.checked_at is None or now - pending.stream.checked_at >= self._identity_recheck_s
+        ]
         try:
-            records = await self._store.amphorae(batch)
+            records = await self._store.amphorae(due) if due else {}
         except Exception:
             self._restore(batch)
             raise
+        for amphora_id in due:
+            batch[amphora_id].stream.record = records.get(amphora_id)
+            batch[amphora_id].stream.checked_at = now
         items: list[Item] = []
-        for amphora_id, pending in batch.items():
-            reason = refusal(records.get(amphora_id), pending.stream.serial)
-            if reason is not None:
+        for pending in batch.values():
+            record = pending.stream.record
+            reason = refusal(record, pending.stream.serial)
+            if reason is not None or record is None:
                 pending.stream.revoked = reason
                 continue
-            items.append(to_item(pending, records[amphora_id]))
+            items.append(self._only_changes(to_item(pending, record), now))
         written = 0
         for start in range(0, len(items), self._max):
             chunk = items[start : start + self._max]
@@ -242,15 +291,54 @@ class Ingest:
                 self._restore({i.amphora_id: batch[i.amphora_id] for i in items[start:]})
                 raise
             written += len(chunk)
+            self._remember(chunk, result, now)
             if result.changes:
-                now, reporter = utcnow(), self._store.reporter
-                self._publisher.publish([ev.encode(c, pj, amp, reporter, now) for c, pj, amp in result.changes])
+                when, reporter = utcnow(), self._store.reporter
+                self._publisher.publish([ev.encode(c, pj, amp, reporter, when) for c, pj, amp in result.changes])
                 for change, _, amphora in result.changes:
                     logger.info(
                         "%s %s: %s -> %s (amphora %s)", change.kind, change.id, change.previous, change.status, amphora
                     )
         self.written += written
         return written
+
+    def _only_changes(self, item: Item, now: float) -> Item:
+        """``item`` less what the database already has: counters as last written, and the evaluation of a
+        report as last evaluated (within ``status_recheck_s``)."""
+        known = self._known.get(item.amphora_id)
+        if known is None or known.load_balancer_id != item.load_balancer_id:
+            return item
+        if known.counters:
+            item.counters = {name: c for name, c in item.counters.items() if known.counters.get(name) != c}
+        if (
+            item.allocated
+            and known.listeners is not None
+            and item.report is not None
+            and item.report == known.report
+            and now - known.evaluated_at < self._status_recheck_s
+        ):
+            item.evaluate, item.listeners = False, known.listeners
+        return item
+
+    def _remember(self, items: list[Item], result: BatchResult, now: float) -> None:
+        """What a committed batch wrote, for :meth:`_only_changes`."""
+        by_id: dict[str, tuple[Item, _Known]] = {}
+        for item in items:
+            if item.amphora_id not in self._open_per_amphora:
+                continue  # its stream closed meanwhile
+            known = self._known.get(item.amphora_id)
+            if known is None or known.load_balancer_id != item.load_balancer_id:
+                known = self._known[item.amphora_id] = _Known(item.load_balancer_id)
+            by_id[item.amphora_id] = (item, known)
+            listeners = result.listeners.get(item.load_balancer_id or "")
+            if listeners is not None:
+                known.listeners = listeners
+            if item.amphora_id in result.evaluated:
+                known.report, known.evaluated_at = item.report, now
+        for amphora_id, listener_id in result.statistics:
+            entry = by_id.get(amphora_id)
+            if entry is not None:
+                entry[1].counters[listener_id] = entry[0].counters[listener_id]
 
     def _restore(self, entries: dict[str, _Pending]) -> None:
         # Keep what could not be written for the next flush, unless a newer heartbeat came meanwhile.

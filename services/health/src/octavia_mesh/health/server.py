@@ -101,7 +101,14 @@ def build(
             settings.events_max_bytes,
             f"octavia-mesh-health {reporter}",
         )
-    ingest = ingest_class(store, publisher, settings.flush_interval_s, settings.flush_max_amphorae)
+    ingest = ingest_class(
+        store,
+        publisher,
+        settings.flush_interval_s,
+        settings.flush_max_amphorae,
+        settings.status_recheck_s,
+        settings.identity_recheck_s,
+    )
     loss = LossMonitor(engine, ingest.open_streams, settings.stream_silence_s)
     servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss)
     health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)

@@ -53,6 +53,20 @@ class HealthSettings:
     flush_max_amphorae: int = field(
         default=500, metadata={"help": "most amphorae written in one transaction (bigger batches are split)"}
     )
+    status_recheck_s: float = field(
+        default=2.0,
+        metadata={
+            "help": "an amphora's report equal to the one last evaluated is evaluated against the database again "
+            "after this long (until then only its liveness and changed counters are written)"
+        },
+    )
+    identity_recheck_s: float = field(
+        default=1.0,
+        metadata={
+            "help": "seconds between two checks of a streaming amphora's row (a rotated-out certificate or a "
+            "deleted amphora ends its stream at the next heartbeat after the check)"
+        },
+    )
     events_stream: str = field(
         default="OCTAVIA_EVENTS",
         metadata={"help": "JetStream stream of the status events (empty: publish on plain NATS only)"},
@@ -104,6 +118,7 @@ class HealthSettings:
     failover_startup_grace_s: float = field(
         default=15.0, metadata={"help": "no failover this long after start, while heartbeat streams reconnect"}
     )
+    uvloop: bool = field(default=True, metadata={"help": "run on uvloop's event loop (cheaper per heartbeat)"})
 
     log_format: str = log_format_field()
     log_level: str = log_level_field()
@@ -111,7 +126,7 @@ class HealthSettings:
 
     def __post_init__(self) -> None:
         # Fail at start-up, naming the setting: a zero interval would spin the flusher or the agents.
-        for name in ("heartbeat_interval_s", "flush_interval_s"):
+        for name in ("heartbeat_interval_s", "flush_interval_s", "status_recheck_s", "identity_recheck_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{PREFIX}{name.upper()} must be positive")
         if self.stream_silence_s and self.stream_silence_s <= self.heartbeat_interval_s:

@@ -89,12 +89,24 @@ class Item:
     sampled_at: dt.datetime | None = None
     report: st.Report | None = None
     counters: dict[str, Counters] = field(default_factory=dict)  # frontend name -> totals
+    #: Whether to read the load balancer's tree and evaluate ``report`` against it. The ingest clears it for an
+    #: amphora whose report is the one it last evaluated, recently: nothing would change.
+    evaluate: bool = True
+    #: With ``evaluate`` off: the listener ids the tree had when it was last read (statistics of other
+    #: frontends are not stored).
+    listeners: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
 class BatchResult:
     changes: list[tuple[st.Change, str, str]] = field(default_factory=list)  # (change, project, amphora)
     statistics_rows: int = 0
+    #: (amphora, listener) of every statistics row written.
+    statistics: list[tuple[str, str]] = field(default_factory=list)
+    #: Amphorae whose report was evaluated against a settled tree (the database has what it says).
+    evaluated: set[str] = field(default_factory=set)
+    #: Listener ids of every load balancer whose tree was read.
+    listeners: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 _INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "mysql": mysql.insert, "mariadb": mysql.insert}
@@ -188,11 +200,11 @@ class HealthStore:
                 for i in items
             ],
         )
-        lb_ids = sorted({i.load_balancer_id for i in items if i.load_balancer_id})
-        if not lb_ids:
-            return result
-        trees = await self._trees(session, lb_ids)
-        result.statistics_rows = await self._statistics(session, items, trees)
+        # Trees only for the reports to evaluate: a report the ingest evaluated a moment ago changes nothing.
+        lb_ids = sorted({i.load_balancer_id for i in items if i.load_balancer_id and i.evaluate})
+        trees = await self._trees(session, lb_ids) if lb_ids else {}
+        result.listeners = {lb_id: frozenset(tree.listeners) for lb_id, tree in trees.items()}
+        await self._statistics(session, items, trees, result)
         # Keyed by object: two amphorae of one load balancer in a batch give one change (the later wins).
         changes: dict[tuple[str, str], tuple[st.Change, str, str]] = {}
         for item in items:
@@ -202,6 +214,8 @@ class HealthStore:
             if tree.changed_at is not None and (item.sampled_at or item.received_at) <= tree.changed_at:
                 # Read before the last change was settled: HAProxy may not have had its configuration yet.
                 continue
+            if tree.settled:
+                result.evaluated.add(item.amphora_id)
             found = st.evaluate(tree, item.report)
             _apply(tree, found)
             for change in found:
@@ -269,14 +283,18 @@ class HealthStore:
             )
         return trees
 
-    async def _statistics(self, session: AsyncSession, items: Sequence[Item], trees: dict[str, st.Tree]) -> int:
+    async def _statistics(
+        self, session: AsyncSession, items: Sequence[Item], trees: dict[str, st.Tree], result: BatchResult
+    ) -> None:
         rows = []
         for item in items:
             tree = trees.get(item.load_balancer_id or "")
-            if tree is None:
+            known = tree.listeners.keys() if tree is not None else item.listeners
+            if known is None:
                 continue
             for name, c in item.counters.items():
-                if name in tree.listeners:  # a frontend the database knows (not a deleted listener's)
+                if name in known:  # a frontend the database knows (not a deleted listener's)
+                    result.statistics.append((item.amphora_id, name))
                     rows.append(
                         {
                             "listener_id": name,
@@ -291,7 +309,7 @@ class HealthStore:
                     )
         if rows:
             await session.execute(self._statistics_upsert, rows)
-        return len(rows)
+        result.statistics_rows = len(rows)
 
     async def _write_statuses(self, session: AsyncSession, changes: list[st.Change]) -> None:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
