@@ -31,6 +31,7 @@ cannot be loaded into its API; ours has no driver to load: the provider lives in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -38,10 +39,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +184,9 @@ class FactsReader:
     """The API's reader of the facts: one key-value read per provider at most every :data:`FACTS_CACHE_S`.
 
     A provider with no entry is asked again at the next call (its first worker may be starting). When NATS
-    cannot be read, the last answer read is used however old (facts, or that there were none); for a provider
-    never read since the start, the error is raised.
+    cannot be read, the last answer read is used however old (facts, or that there were none): :meth:`start`
+    keeps every provider's answer current through a watch of the bucket; for a provider never read since the
+    start, the error is raised.
     """
 
     def __init__(self, js: JetStreamContext, cache_s: float = FACTS_CACHE_S) -> None:
@@ -191,6 +194,46 @@ class FactsReader:
         self._cache_s = cache_s
         self._kv: KeyValue | None = None
         self._last: dict[str, tuple[float, Facts | None]] = {}
+        self._watch: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Follow the bucket (a watch): every provider's facts are known as soon as a worker writes them, so that
+        a call made while NATS is down still finds them (creates wait in the outbox then, as they always did;
+        reading a provider only at its first call left a provider not asked before NATS went away unanswerable)."""
+        self._watch = asyncio.create_task(self._follow(), name="provider-facts-watch")
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def _follow(self) -> None:
+        delay = 0.5
+        while True:
+            watcher = None
+            try:
+                watcher = await (await facts_bucket(self._js)).watchall()
+                delay = 0.5
+                while True:
+                    try:
+                        entry = await watcher.updates(timeout=60)
+                    except (TimeoutError, NatsTimeoutError):
+                        continue  # nothing changed
+                    if not isinstance(entry, KeyValue.Entry):  # None: the end of the initial values
+                        continue
+                    gone = entry.operation in (KV_DEL, KV_PURGE)
+                    self._last[entry.key] = (time.monotonic(), None if gone else Facts.decode(entry.value or b"{}"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away: keep what was read, and watch again once it is back
+                logger.debug("watching provider facts failed (%s): again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
 
     async def __call__(self, provider: str) -> Facts | None:
         now = time.monotonic()

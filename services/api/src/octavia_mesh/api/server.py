@@ -146,7 +146,9 @@ async def serve(settings: ApiSettings) -> None:
         app.relay = commands.OutboxRelay(write, js, owner=settings.outbox_owner)
         app.relay.start()
         app.provider_capabilities = functools.partial(capabilities.of_provider, js)
-        app.provider_facts = capabilities.FactsReader(js)
+        facts = capabilities.FactsReader(js)
+        facts.start()
+        app.provider_facts = facts
     server, health, port = create_server(app, settings.grpc_listen)
     logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
     exposition = metrics.serve(settings.metrics_listen)
@@ -154,6 +156,8 @@ async def serve(settings: ApiSettings) -> None:
     async def on_stop() -> None:
         if app.relay is not None:
             await app.relay.stop()
+        if isinstance(app.provider_facts, capabilities.FactsReader):
+            await app.provider_facts.stop()
         if nats_client is not None:
             await close_nats(nats_client)
         await engine.dispose()
