@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import threading
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,9 +70,6 @@ NOT_METADATA = frozenset(
     {"host", "connection", "content-length", "content-type", "transfer-encoding", "te", "keep-alive", "upgrade"}
     | {"user-agent", "accept-encoding", "expect", "proxy-connection"}
 )
-#: RFC 6570's reserved characters, which Envoy's transcoder leaves percent-encoded in a path variable
-#: (``url_unescape_spec`` ALL_CHARACTERS_EXCEPT_RESERVED, its default).
-RESERVED = frozenset(b":/?#[]@!$&'()*+,;=")
 
 #: Handle objects for the Lua filter, built in Lua around Python callables (Envoy's ``handle`` API).
 LUA_SHIM = """
@@ -173,14 +169,9 @@ def _routes(services: list[str]) -> list[Route]:
     return routes
 
 
-def _unescape(value: bytes, keep_reserved: bool) -> bytes:
-    """Percent-decoding as the transcoder does it (path variables keep RFC 6570's reserved characters)."""
-
-    def one(match: re.Match[bytes]) -> bytes:
-        byte = int(match.group(1), 16)
-        return match.group(0) if keep_reserved and byte in RESERVED else bytes([byte])
-
-    return re.sub(rb"%([0-9A-Fa-f]{2})", one, value)
+def _unescape(value: bytes) -> bytes:
+    """Percent-decoding, as the transcoder decodes a one-segment path variable and a query parameter."""
+    return re.sub(rb"%([0-9A-Fa-f]{2})", lambda match: bytes([int(match.group(1), 16)]), value)
 
 
 def _field(number: int, value: bytes) -> bytes:
@@ -309,7 +300,7 @@ class FastEdge:
     def _upstream(self, exchange: _Exchange, lua: LuaFilter) -> tuple[int, dict[bytes, bytes], bytes]:
         headers = exchange.headers
         path, _, query = headers[b":path"].partition(b"?")
-        # The transcoder's path matcher drops trailing empty segments: "/v1/" is "/v1", "/" the root.
+        # The transcoder's path matcher drops trailing empty segments: "/v1/" is "/v1" (but "//v2" is no route).
         path = path.rstrip(b"/") or b"/"
         verb = headers[b":method"].decode()
         for route in self.routes:
@@ -322,11 +313,12 @@ class FastEdge:
             response = _Exchange({b":status": str(status).encode(), **reply_headers}, body)
             lua.response(response)
             return int(response.headers.pop(b":status")), response.headers, response.body
-        values = {name: _unescape(match.group(i + 1), True) for i, name in enumerate(route.variables)}
-        params = urllib.parse.parse_qs(query.decode("latin-1"), keep_blank_values=True)
-        assert set(params) <= {"query"}, f"the Lua filter passed query parameters other than query: {params}"
-        if "query" in params:
-            values["query"] = _unescape(params["query"][0].replace("+", " ").encode("latin-1"), False)
+        # A one-segment variable is percent-decoded whole (google.api.http: "%2F" is "/" too).
+        values = {name: _unescape(match.group(i + 1)) for i, name in enumerate(route.variables)}
+        params = [p.partition(b"=") for p in query.split(b"&") if p]
+        assert {k for k, _, _ in params} <= {b"query"}, f"the Lua filter passed other query parameters: {query!r}"
+        for _, _, value in params:  # query_param_unescape_plus: "+" is a space (the Lua filter encodes a "+")
+            values["query"] = _unescape(value.replace(b"+", b" "))
         body = (headers.get(b"content-type", b""), exchange.body) if route.body == "body" else None
         payload = _encode(route.method.input_type, values, body)
         metadata = [
@@ -389,10 +381,14 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.parse_request():
                 return
             body = self._read_body()
-            headers = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
-            if body or self.command in ("POST", "PUT", "PATCH"):
-                headers.append(("Content-Length", str(len(body))))  # as Envoy passes a de-chunked body on
-            status, reply_headers, reply_body = self.server.edge.exchange(self.command, self.path, headers, body)
+            framing = ("transfer-encoding", "content-length")
+            headers = [(k, v) for k, v in self.headers.items() if k.lower() not in framing]
+            if "Content-Length" in self.headers or body:
+                headers.append(("Content-Length", str(len(body))))  # Envoy passes a de-chunked body on with one
+            # The request line's own target: http.server's ``path`` has leading slashes collapsed ("//v2" is
+            # "/v2" there; Envoy finds no route for it).
+            target = self.requestline.split(" ")[1]
+            status, reply_headers, reply_body = self.server.edge.exchange(self.command, target, headers, body)
             self.send_response(status)
             for key, value in reply_headers.items():
                 if key not in (b"content-length", b"connection"):

@@ -2,7 +2,8 @@
 the same statuses, headers and bodies (ids, addresses, times and hosts aside, which differ between two meshes).
 
 It is also the REST pass that crosses the real Envoy for every resource kind (create, show, list with a filter,
-update, delete), while the rest of ``tests/api`` runs on the fast tier.
+update, delete), while the rest of ``tests/api`` runs on the fast tier. SQLite only: neither edge's rules
+depend on the database, and the PostgreSQL and MariaDB runs test the API's behaviour on the fast tier.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ IPV4 = re.compile(r"\b127\.\d+\.\d+\.\d+(/\d+)?\b")
 #: Response headers that must agree (Envoy's own, such as ``server`` and ``date``, are not the API's behaviour).
 HEADERS = ("content-type", "www-authenticate", "location")
 LBS = "/v2/lbaas/loadbalancers"
+pytestmark = pytest.mark.sqlite_only
 
 
 class Pair:
@@ -93,6 +95,7 @@ STATELESS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v2/lbaas/nothing", {}),
     ("GET", "//v2/lbaas/loadbalancers", {}),
     ("GET", f"{LBS}/", {}),
+    ("GET", "/v2/lbaas//loadbalancers?name=parity-nothing", {}),
     ("GET", f"{LBS}.json?name=parity-nothing", {}),
     ("GET", f"{LBS}?name=a+b%20c&name=%2B", {}),
     ("GET", f"{LBS}?bogus=1", {}),
@@ -155,7 +158,7 @@ def test_same_answers_for_every_resource_kind(pair: Pair) -> None:
     def create(kind: str, path: str, body: dict[str, Any]) -> None:
         bodies = pair.send("POST", at(path), lambda side: {kind: _fill(body, ids[side])})
         for side in ids:
-            ids[side][kind] = bodies[side][kind]["id"]
+            ids[side][kind] = bodies[side][kind].get("id", "")  # an availability zone has its name only
 
     def crud(kind: str, collection: str, update: dict[str, Any], wait: bool) -> None:
         item = collection + "/{" + kind + "}"
@@ -258,8 +261,10 @@ def test_same_answers_for_every_resource_kind(pair: Pair) -> None:
     container = {"name": name, "type": "generic", "secret_refs": [{"name": "a", "secret_ref": "{secret_ref}"}]}
     refs = {side: {"secret_ref": bodies[side]["secret_ref"]} for side in ids}
     for side, rest in pair.sides.items():  # the containers' refs name each side's own secret: no common body
-        created = rest.ok("POST", "/v1/containers", _fill(container, refs[side]))
-        ids[side]["container"] = UUID.findall(created["container_ref"])[-1]
+        url = rest.base_url + "/v1/containers"
+        created = rest.session.post(url, json=_fill(container, refs[side]), headers=headers, timeout=30)
+        assert created.status_code == 201, created.text
+        ids[side]["container"] = UUID.findall(created.json()["container_ref"])[-1]
     pair.send("GET", at("/v1/containers/{container}"), headers=headers)
     pair.send("DELETE", at("/v1/secrets/{secret}"), headers=headers)  # in a container: still deletable (Barbican)
     pair.send("DELETE", at("/v1/containers/{container}"), headers=headers)
