@@ -437,7 +437,7 @@ class LightMesh(Mesh):
                 text=True,
             )
             wait_until(tcp_ready("127.0.0.1", nats_port), opts.start_timeout, "NATS to accept connections", nats)
-            _, errors = migrate.communicate(timeout=opts.start_timeout)
+            _, errors = migrate.communicate()  # no time limit, as the whole mesh's own (a loaded machine is slow)
             if migrate.returncode != 0:
                 raise LaunchError(f"database migration failed:\n{errors.strip()[-2000:]}")
             shared = {
