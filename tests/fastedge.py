@@ -457,6 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _EdgeServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # tests open many connections at once (socketserver's default backlog is 5)
 
     def __init__(self, edge: FastEdge) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
