@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fastedge import LightMesh, start_light_mesh  # noqa: E402
 from grouping import Controller, mark_and_order  # noqa: E402
+from lightmesh import LightMesh, start_light_mesh  # noqa: E402
 from support import PROXY_SECRET, Rest, fresh_database, start_mesh  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402

@@ -6,7 +6,7 @@ through both and compares the answers)."""
 from __future__ import annotations
 
 import pytest
-from fastedge import LightMesh
+from lightmesh import LightMesh
 from support import Rest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fastedge import start_light_mesh
+from lightmesh import start_light_mesh
 from support import PROXY_SECRET, SUBNET, Rest, assert_fault
 
 LBS = "/v2/lbaas/loadbalancers"
