@@ -108,7 +108,7 @@ STATELESS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v2.0/", {}),
     ("GET", "/v2/lbaas/nothing", {}),
     ("GET", "//v2/lbaas/loadbalancers", {}),
-    ("GET", f"{LBS}/", {}),
+    ("GET", f"{LBS}/?name=parity-nothing", {}),
     ("GET", "/v2/lbaas//loadbalancers?name=parity-nothing", {}),
     ("GET", f"{LBS}.json?name=parity-nothing", {}),
     ("GET", f"{LBS}?name=a+b%20c&name=%2B", {}),
