@@ -20,6 +20,11 @@ from support import SUBNET, start_mesh
 from octavia_mesh.cli.mesh import Mesh
 
 OPENSTACK = str(Path(sys.executable).parent / "openstack")
+#: Each call is a new `openstack` process that imports openstackclient and its plugins first: 3 s on a quiet
+#: machine, 13 to 18 s at a load average of 8 (Envoy's access log of a CI run: the mesh answered every call in
+#: 2 to 125 ms), so pytest's default 120 s per test bounded the CLI's start-up, not the mesh, for a test of eight
+#: calls. Every call keeps its own 60 s bound.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
