@@ -31,32 +31,13 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from benchmesh import start_noop_mesh  # noqa: E402
 from keystone_server import Keystone, keystone_env  # noqa: E402
 
-from octavia_mesh.cli.mesh import Mesh, MeshOptions  # noqa: E402
-from octavia_mesh.cli.processes import free_port  # noqa: E402
+from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2  # noqa: E402
 
 SUBNET = "11111111-1111-1111-1111-111111111111"
-
-
-def start(state: Path, auth: str, env: dict[str, str]) -> Mesh:
-    mesh = Mesh(
-        MeshOptions(
-            host="127.0.0.1",
-            port=free_port(),
-            state_dir=state,
-            database_url=None,
-            nats_url=None,
-            auth_strategy=auth,
-            start_timeout=120.0,
-            default_project="bench",
-            default_provider="noop",
-            service_env=env,
-        )
-    )
-    mesh.start()
-    return mesh
 
 
 class Client:
@@ -120,8 +101,8 @@ def main() -> None:
         meshes: list[Mesh] = []
         try:
             keystone.user("bench", "bench-secret", {"bench": ["member"]})
-            meshes.append(start(root / "noauth", "noauth", {}))
-            meshes.append(start(root / "keystone", "keystone", keystone_env(keystone)))
+            meshes.append(start_noop_mesh(root / "noauth", {}))
+            meshes.append(start_noop_mesh(root / "keystone", keystone_env(keystone), auth="keystone"))
             noauth_mesh, ks_mesh = meshes
             token, _ = keystone.token("bench", "bench-secret", "bench")
             noauth = Client(noauth_mesh, {})

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+from benchmesh import start_noop_mesh
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from octavia_mesh.cli.mesh import Mesh, MeshOptions
-from octavia_mesh.cli.processes import free_port
+from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common.grpcserver import ServiceHealth
 from octavia_mesh.common.observability import metrics
 from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2
@@ -41,25 +41,6 @@ from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2
 SUBNET = "11111111-1111-1111-1111-111111111111"
 SERVICES = ("API", "WORKER", "HEALTH", "HOUSEKEEPING", "DRIVER_AGENT")
 METRICS_OFF = {f"OCTAVIA_MESH_{s}_METRICS_LISTEN": "" for s in SERVICES}
-
-
-def start(state: Path, env: dict[str, str]) -> Mesh:
-    mesh = Mesh(
-        MeshOptions(
-            host="127.0.0.1",
-            port=free_port(),
-            state_dir=state,
-            database_url=None,
-            nats_url=None,
-            auth_strategy="noauth",
-            start_timeout=120.0,
-            default_project="bench",
-            default_provider="noop",
-            service_env=env,
-        )
-    )
-    mesh.start()
-    return mesh
 
 
 class Client:
@@ -117,7 +98,7 @@ def mesh_bench(n: int, off_first: bool = False) -> None:
             # measured, so a run in each order tells such a difference from the metrics' cost.
             first, second = ("off", "on") if off_first else ("on", "off")
             for name in (first, second):
-                meshes.append(start(root / name, {} if name == "on" else METRICS_OFF))
+                meshes.append(start_noop_mesh(root / name, {} if name == "on" else METRICS_OFF))
             on_mesh, off_mesh = meshes if first == "on" else meshes[::-1]
             assert on_mesh.metrics_urls and "api" in on_mesh.metrics_urls
             clients = {"on": Client(on_mesh), "off": Client(off_mesh)}

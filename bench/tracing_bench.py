@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_bench import Http  # noqa: E402
+from benchmesh import start_noop_mesh  # noqa: E402
 
-from octavia_mesh.cli.mesh import Mesh, MeshOptions  # noqa: E402
-from octavia_mesh.cli.processes import free_port  # noqa: E402
+from octavia_mesh.cli.mesh import Mesh  # noqa: E402
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
 SUBNET = "11111111-1111-1111-1111-111111111111"
@@ -41,25 +41,6 @@ LB_BODY = {"loadbalancer": {"vip_subnet_id": SUBNET, "project_id": PROJECT}}
 #: The OTLP/gRPC receiver the tests use, run as a process of its own (a gRPC server's threads in this process
 #: could be inside gRPC when it forks a service, and gRPC's fork handlers can then abort the child).
 RECEIVER = Path(__file__).resolve().parents[1] / "tests" / "observability" / "otlp_receiver.py"
-
-
-def start(state: Path, env: dict[str, str]) -> Mesh:
-    mesh = Mesh(
-        MeshOptions(
-            host="127.0.0.1",
-            port=free_port(),
-            state_dir=state,
-            database_url=None,
-            nats_url=None,
-            auth_strategy="noauth",
-            start_timeout=120.0,
-            default_project=PROJECT,
-            default_provider="noop",
-            service_env=env,
-        )
-    )
-    mesh.start()
-    return mesh
 
 
 PROCESSES = ("envoy", "api", "worker")
@@ -120,7 +101,7 @@ def main() -> None:
     with tmp:
         try:
             for name, env in configs.items():
-                meshes[name] = start(Path(tmp.name) / name, env)
+                meshes[name] = start_noop_mesh(Path(tmp.name) / name, env, project=PROJECT)
             clients = {name: Http(mesh.endpoint) for name, mesh in meshes.items()}
             lb_ids: dict[str, str] = {}
 
