@@ -179,7 +179,19 @@ def lb(api: Rest) -> Iterator[LoadBalancer]:
 def test_a_create_moves_the_flows_commands_and_outbox(mesh: Mesh, api: Rest) -> None:
     flow = {"flow": "create-load-balancer", "outcome": "success"}
     before_worker, before_api = scrape(mesh, "worker"), scrape(mesh, "api")
+    created = {"provider": "amphora", "kind": "RESOURCE_KIND_LOAD_BALANCER", "operation": "OPERATION_CREATE"}
     with load_balancer(api, "metrics-create"):
+        # ACTIVE is written by the flow's last task; the flow's and the command's counters move after it, when
+        # the worker has recorded the flow done and completed the command (a loaded machine shows the gap).
+        wait_until(
+            lambda: (
+                value(scrape(mesh, "worker"), "octavia_mesh_worker_commands_total", **created, outcome="applied")
+                > value(before_worker, "octavia_mesh_worker_commands_total", **created, outcome="applied")
+            ),
+            30,
+            "the worker to count the create's command applied",
+            interval=0.2,
+        )
         worker, api_samples = scrape(mesh, "worker"), scrape(mesh, "api")
     assert (
         value(worker, "octavia_mesh_worker_flows_total", **flow)
@@ -197,7 +209,6 @@ def test_a_create_moves_the_flows_commands_and_outbox(mesh: Mesh, api: Rest) -> 
         - value(before_worker, "octavia_mesh_worker_task_duration_seconds_count", **configure)
         == 1
     )
-    created = {"provider": "amphora", "kind": "RESOURCE_KIND_LOAD_BALANCER", "operation": "OPERATION_CREATE"}
     assert (
         value(worker, "octavia_mesh_worker_commands_total", **created, outcome="applied")
         - value(before_worker, "octavia_mesh_worker_commands_total", **created, outcome="applied")
