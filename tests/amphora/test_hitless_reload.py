@@ -14,7 +14,10 @@ from amphora_testkit import AgentProcess, Backend, get, haproxy_config, vip, wai
 from octavia_mesh.protos.agent.v1 import agent_pb2
 
 CLIENTS = 4
-DURATION_S = 5.0
+#: The load runs through every reload and this long after the last one (its version must reach the clients).
+AFTER_LAST_RELOAD_S = 1.0
+#: A bound on the whole load, whatever happens (six reloads take about 5 s on a quiet machine).
+MAX_DURATION_S = 90.0
 MAX_REQUESTS_PER_CLIENT = 50_000
 RELOADS = 6
 
@@ -27,13 +30,15 @@ class LoadResult:
     seen: list[tuple[float, str]] = field(default_factory=list)
 
 
-def _client(address: str, port: int, deadline: float, result: LoadResult, lock: threading.Lock) -> None:
+def _client(
+    address: str, port: int, stop: threading.Event, deadline: float, result: LoadResult, lock: threading.Lock
+) -> None:
     """One persistent connection, reopened only when HAProxy answers `Connection: close` (http.client does that)."""
     conn = http.client.HTTPConnection(address, port, timeout=5)
     ok, failures, seen = 0, [], []
     try:
         for _ in range(MAX_REQUESTS_PER_CLIENT):
-            if time.monotonic() >= deadline:
+            if stop.is_set() or time.monotonic() >= deadline:
                 break
             try:
                 conn.request("GET", "/")
@@ -62,10 +67,12 @@ def test_reloads_under_keep_alive_load_drop_nothing(agent: AgentProcess, two_bac
     first = stub.Activate(agent_pb2.ActivateRequest(load_balancer_id=lb), timeout=30)
     wait_serving(address, port, version="v1")
 
-    result, lock = LoadResult(), threading.Lock()
-    deadline = time.monotonic() + DURATION_S
+    result, lock, stop = LoadResult(), threading.Lock(), threading.Event()
+    # The clients stop after the last reload, not at a fixed time: on a loaded machine the reloads took longer
+    # than a fixed load ran, and the last version then "never reached" clients that had already stopped.
+    deadline = time.monotonic() + MAX_DURATION_S
     clients = [
-        threading.Thread(target=_client, args=(address, port, deadline, result, lock), daemon=True)
+        threading.Thread(target=_client, args=(address, port, stop, deadline, result, lock), daemon=True)
         for _ in range(CLIENTS)
     ]
     for client in clients:
@@ -84,8 +91,10 @@ def test_reloads_under_keep_alive_load_drop_nothing(agent: AgentProcess, two_bac
         served_after.append(returned - issued + wait_serving(address, port, 1.0, f"v{version}"))
         activations.append((f"v{version}", issued, returned))
         time.sleep(0.6)
+    time.sleep(AFTER_LAST_RELOAD_S)
+    stop.set()
     for client in clients:
-        client.join(DURATION_S + 10)
+        client.join(10)
 
     assert result.failures == [], f"{len(result.failures)} failed requests: {result.failures[:5]}"
     assert result.ok > 500
