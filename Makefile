@@ -26,8 +26,7 @@ protos: sync
 lint: sync
 	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run python scripts/lint_protos.py
 
-# pyright, standard mode, on every package's src/ ([tool.pyright] in pyproject.toml). Not yet in `make test`:
-# the API (66 errors) and the amphora agent (10, grpc stub gaps) still fail; the other packages pass.
+# pyright, standard mode, on every package's src/ ([tool.pyright] in pyproject.toml); `make test` runs it too.
 typecheck: sync
 	$(UV) run pyright
 
