@@ -357,7 +357,7 @@ def run(args: argparse.Namespace, mesh: Mesh, clock: Clock, backends: list[Backe
     progress.shown = started  # type: ignore[attr-defined]
     progress.last = (0, 0, 0)  # type: ignore[attr-defined]
     try:
-        clock.wait_for(progress, clock.deadline - time.monotonic(), "all ACTIVE and ONLINE", interval=2.0)
+        clock.wait_for(progress, clock.deadline - time.monotonic(), "all ACTIVE and ONLINE", interval=5.0)
     finally:
         active, online, errors = progress.last  # type: ignore[attr-defined]
         print(f"after {time.monotonic() - started:.1f}s: {active} ACTIVE, {online} ONLINE, {errors} ERROR")
