@@ -192,7 +192,7 @@ async def test_failovers_are_rate_limited_per_scan_and_in_flight(engine: AsyncEn
 async def test_the_breaker_opens_when_too_many_are_silent_and_closes_when_they_report(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    healthy = [await plant(engine, 0.2) for _ in range(4)]
+    healthy = [(await plant(engine, 0.2))[1] for _ in range(4)]
     silent = [await plant(engine, TIMEOUT + 2) for _ in range(4)]
     clock = Clock()
     detector = FailoverDetector(engine, policy(breaker=BreakerPolicy(max_silent=3, max_silent_percent=0)), clock=clock)
@@ -206,15 +206,69 @@ async def test_the_breaker_opens_when_too_many_are_silent_and_closes_when_they_r
     assert await commands_of(engine) == []
     assert [await lb_status(engine, lb_id) for lb_id, _ in silent] == ["ACTIVE"] * 4
 
-    # The health plane is back: three of the four report again, and so do the healthy ones, as they did all
-    # along (their rows are real-time stamped: on a loaded machine the scans above take seconds).
-    await heard(engine, *(amphora_id for _, amphora_id in healthy + silent[:3]))
+    back = [*healthy, *(amphora_id for _, amphora_id in silent[:3])]
+    await heard(engine, *back)  # the health plane is back
     closed = await detector.scan()
     assert not detector.gate.breaker_open
-    assert not closed.verdict.armed and closed.claimed == [], "held for a heartbeat timeout after closing"
-    clock.t += TIMEOUT
+    assert closed.claimed == [], "not heard from since the close: held for a heartbeat timeout, it may be coming back"
+    clock.t += TIMEOUT - 0.1
+    await heard(engine, *back)
+    assert (await detector.scan()).claimed == []
+    clock.t += 0.1
+    await heard(engine, *back)
     resumed = await detector.scan()
     assert resumed.verdict.armed and resumed.claimed == [silent[3][1]], "the one that stayed silent is replaced"
+
+
+async def flap(engine: AsyncEngine, clock: Clock) -> tuple[FailoverDetector, list[str], str]:
+    """A breaker (more than 3 silent) that opened for 4 late amphorae of 8 and closed when 3 were read at last:
+    the detector, the amphorae heard since the close, and the one still unheard."""
+    healthy = [(await plant(engine, 0.2))[1] for _ in range(4)]
+    late = [(await plant(engine, TIMEOUT + 2))[1] for _ in range(4)]
+    detector = FailoverDetector(
+        engine, policy(breaker=BreakerPolicy(max_silent=3, max_silent_percent=0), loss_confirm_s=0.1), clock=clock
+    )
+    assert not (await detector.scan()).verdict.armed and detector.gate.breaker_open
+    clock.t += 1
+    await heard(engine, *healthy, *late[:3])  # late heartbeats, read at last
+    assert (await detector.scan()).claimed == [] and not detector.gate.breaker_open
+    return detector, [*healthy, *late[:3]], late[3]
+
+
+async def test_after_the_breaker_closes_an_amphora_heard_since_is_failed_over_at_once(engine: AsyncEngine) -> None:
+    """A starved machine flaps the breaker (heartbeats late by the hundred, then back): an amphora that dies
+    after a close must not wait a heartbeat timeout for it, as only amphorae unheard since the close may be
+    heartbeats still coming back. Those stay held until the timeout."""
+    clock = Clock()
+    detector, alive, unheard = await flap(engine, clock)
+    lb_id, victim = await plant(engine, 0.0)  # heard after the close...
+    await asyncio.sleep(0.05)
+    await lose(engine, victim, 0.0)  # ...then its stream broke: a death, not a late heartbeat
+    await asyncio.sleep(0.15)  # the loss is confirmed (loss_confirm_s)
+    await heard(engine, *alive)
+    clock.t += 0.5
+    assert (await detector.scan()).claimed == [victim], "failed over at once, not a heartbeat timeout later"
+    assert await lb_status(engine, lb_id) == "PENDING_UPDATE"
+    await heard(engine, *alive)
+    clock.t += TIMEOUT
+    assert (await detector.scan()).claimed == [unheard], "the one unheard since the close, after the timeout"
+
+
+async def test_a_mass_death_right_after_a_close_reopens_the_breaker(engine: AsyncEngine) -> None:
+    """The narrower hold after a close lets no mass failure through: the breaker still counts every silent
+    amphora, heard since the close or not, and opens before any claim."""
+    clock = Clock()
+    detector, alive, unheard = await flap(engine, clock)
+    dead = [(await plant(engine, 0.0))[1] for _ in range(4)]
+    await asyncio.sleep(0.05)
+    for amphora_id in dead:
+        await lose(engine, amphora_id, 0.0)
+    await asyncio.sleep(0.15)
+    await heard(engine, *alive, unheard)
+    clock.t += 0.5
+    result = await detector.scan()
+    assert result.claimed == [] and detector.gate.breaker_open and result.silent == 4
+    assert await commands_of(engine) == []
 
 
 @pytest.mark.parametrize(

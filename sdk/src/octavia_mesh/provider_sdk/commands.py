@@ -40,11 +40,14 @@ def retry_delay_s(delivered: int) -> float:
 
 
 class Consumer:
-    """The durable pull consumer ``provider-<provider>``: fetches batches and hands each command to ``handler``.
+    """The durable pull consumer ``provider-<provider>``: hands each command to ``handler``, up to ``batch_size``
+    side by side.
 
-    Commands of one batch run side by side: the API lets one change per load balancer be in flight, so they
-    never touch the same objects. ``pause()`` stops taking commands (they wait in JetStream) and returns once
-    the batch in hand is done.
+    Commands in hand run side by side: the API lets one change per load balancer be in flight, so they never
+    touch the same objects. A slot freed is filled at once: waiting for a whole fetched batch to finish let its
+    slowest command hold up the rest (creates finished in bursts, half a minute apart, at a thousand load
+    balancers). ``pause()`` stops taking commands (they wait in JetStream) and returns once those in hand are
+    done.
     """
 
     def __init__(
@@ -66,7 +69,9 @@ class Consumer:
         self._task: asyncio.Task[None] | None = None
         self._consuming = asyncio.Event()
         self._consuming.set()
-        self._busy = asyncio.Lock()  # held while a fetched batch is handled
+        self._fetching = asyncio.Lock()  # held while a pull is in flight
+        self._in_hand: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
 
     async def start(self) -> None:
         """Create (or join) the durable consumer and start fetching in a task."""
@@ -94,29 +99,50 @@ class Consumer:
     async def pause(self) -> None:
         """Stop taking commands; returns once the batch in hand is handled (commands wait in JetStream)."""
         self._consuming.clear()
-        async with self._busy:
+        async with self._fetching:
             pass
+        if self._in_hand:
+            await asyncio.gather(*self._in_hand, return_exceptions=True)
 
     def resume(self) -> None:
         self._consuming.set()
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
-            await self._consuming.wait()
-            async with self._busy:  # pause() waits for this: no command is in hand once it returns
-                if not self._consuming.is_set():
-                    continue
-                try:
-                    messages = await subscription.fetch(self._batch_size, timeout=self._fetch_wait_s)
-                except TimeoutError:
-                    continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.warning("fetch from JetStream failed; retrying", exc_info=True)
-                    await asyncio.sleep(0.5)
-                    continue
-                await asyncio.gather(*(self._handle(m) if self._consuming.is_set() else m.nak() for m in messages))
+        try:
+            while True:
+                await self._consuming.wait()
+                while len(self._in_hand) >= self._batch_size:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                async with self._fetching:  # pause() waits for this: no pull is in flight once it returns
+                    if not self._consuming.is_set():
+                        continue
+                    try:
+                        messages = await subscription.fetch(
+                            self._batch_size - len(self._in_hand), timeout=self._fetch_wait_s
+                        )
+                    except TimeoutError:
+                        continue
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        logger.warning("fetch from JetStream failed; retrying", exc_info=True)
+                        await asyncio.sleep(0.5)
+                        continue
+                    for message in messages:
+                        if not self._consuming.is_set():
+                            await message.nak()
+                            continue
+                        task = asyncio.create_task(self._handle(message))
+                        self._in_hand.add(task)
+                        task.add_done_callback(self._done)
+        finally:
+            for task in self._in_hand:  # stopped: whatever is not acknowledged is redelivered
+                task.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_hand.discard(task)
+        self._slot_freed.set()
 
     async def _handle(self, message: Msg) -> None:
         try:
@@ -161,8 +187,8 @@ async def consume(
         nats_url: the mesh's NATS.
         provider: the provider's name, as users choose it (``provider`` of a load balancer).
         handler: applies one command; it may run again for the same command.
-        batch_size: commands fetched, and handled side by side, at once (the API keeps one change per load
-            balancer in flight, so they never touch the same objects).
+        batch_size: the most commands handled side by side (the API keeps one change per load balancer in
+            flight, so they never touch the same objects).
         ack_wait_s: how long a command may be in hand before JetStream would redeliver it (extended while the
             handler runs).
         ready: set once the consumer exists (commands published from then on reach this call).

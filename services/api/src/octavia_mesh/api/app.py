@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from octavia_mesh.api.errors import Unavailable
 from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.api.reads import Reader
@@ -17,6 +20,18 @@ from octavia_mesh.api.settings import ApiSettings
 from octavia_mesh.common.barbican import BarbicanCertManager
 from octavia_mesh.common.capabilities import Capabilities, Facts
 from octavia_mesh.common.commands import OutboxRelay
+
+#: The monotonic time by which the current call's change must have committed (None: no bound). Past it the
+#: change is rolled back and the caller told so, rather than committed after the edge answered 504: a client
+#: that gets an error must find nothing of its call left behind.
+COMMIT_BY: contextvars.ContextVar[float | None] = contextvars.ContextVar("commit_by", default=None)
+
+
+def check_commit_by() -> None:
+    """Raise :class:`Unavailable` when the current call is past its commit deadline."""
+    deadline = COMMIT_BY.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise Unavailable("The request could not be completed in time and was not carried out. Please retry.")
 
 
 @dataclass(slots=True)
@@ -49,6 +64,7 @@ class App:
         """A write transaction whose provider commands the relay sends as soon as it has committed."""
         async with self.write() as session, session.begin():
             yield session
+            check_commit_by()  # the last moment a refusal still rolls everything back
         self.commands_committed()
 
 

@@ -11,6 +11,7 @@ Octavia's ``faultstring``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 
 from octavia_mesh.api import text
-from octavia_mesh.api.app import App, Call, Reply
+from octavia_mesh.api.app import COMMIT_BY, App, Call, Reply
 from octavia_mesh.api.errors import ApiError, NotImplementedByProvider
 from octavia_mesh.api.policy import Caller
 from octavia_mesh.common.db.retry import retry_transaction
@@ -93,6 +94,7 @@ def _adapter(
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         call = None
+        COMMIT_BY.set(_commit_by(app, context))
         try:
             check_request(request)
             base_url, root_url = _base_urls(app, metadata, method, request)
@@ -120,6 +122,19 @@ def _adapter(
         return httpbody_pb2.HttpBody(content_type="application/json", data=reply.encode())
 
     return rpc
+
+
+#: Of a native gRPC call's own deadline, the share its change may use; the rest carries the answer back.
+DEADLINE_SHARE = 0.8
+
+
+def _commit_by(app: App, context: grpc.aio.ServicerContext) -> float | None:
+    """When this call's change must have committed (monotonic), or None (no bound)."""
+    bounds = [app.settings.change_deadline_s] if app.settings.change_deadline_s > 0 else []
+    remaining = context.time_remaining()
+    if remaining is not None:
+        bounds.append(remaining * DEADLINE_SHARE)
+    return time.monotonic() + min(bounds) if bounds else None
 
 
 def bind(

@@ -24,6 +24,14 @@ class ApiSettings:
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
     )
     nats_url: str = field(default="", metadata={"help": "NATS URL (OCTAVIA_MESH_NATS_URL); empty: no relay"})
+    change_deadline_s: float = field(
+        default=45.0,
+        metadata={
+            "help": "a change not committed this long after its call began is rolled back and answered 503, before "
+            "the REST edge gives up (60 s) with the outcome unknown; a native gRPC call's own deadline, when "
+            "sooner, counts instead (0: no deadline)"
+        },
+    )
     stream_replicas: int = field(
         default=1,
         metadata={

@@ -9,8 +9,14 @@ ours is on by default, and three holds cover the cases where silence is certainl
 * start-up grace: heartbeat streams reconnect after a health service restart;
 * database trouble: while this replica cannot read or write, and for a heartbeat timeout after it can again
   (so that heartbeats are written before anything is judged stale);
-* breaker recovery: for a heartbeat timeout after the breaker closes, so that amphorae whose heartbeats
-  are still coming back are not taken for dead ones.
+* breaker recovery: for a heartbeat timeout after the breaker closes, amphorae not heard from since it
+  closed are not failed over, so that those whose heartbeats are still coming back are not taken for dead
+  ones. Only those: an amphora heard after the close that goes silent again is judged as usual. (Holding
+  every failover after each close made a breaker that flapped open and shut on a starved machine, heartbeats
+  late by the hundred, hold the failover of one really dead amphora for 30 s at a thousand amphorae.)
+
+What counts as silent is judged against heartbeats the health service had the CPU to read
+(:mod:`octavia_mesh.health.lag`): a starved service sees every amphora late at once.
 
 This module is pure logic on a monotonic clock; :mod:`octavia_mesh.health.failover` feeds it.
 """
@@ -65,6 +71,8 @@ class Gate:
         self.breaker_open = False
         self._hold_until = started_at + startup_grace_s
         self._hold_reason = "start-up grace: heartbeat streams are reconnecting"
+        #: When (monotonic) the breaker last closed; None: never.
+        self.closed_at: float | None = None
         self._database_down = False
         self._writes_failing = False
         self._reminded_at = 0.0
@@ -111,13 +119,21 @@ class Gate:
             return Verdict(False, f"circuit breaker open: {silent} of {monitored} amphorae silent")
         if self.breaker_open:
             self.breaker_open = False
+            self.closed_at = now
             logger.warning(
-                "failover circuit breaker closed: %d of %d amphorae silent; automatic failover resumes in %.1fs",
+                "failover circuit breaker closed: %d of %d amphorae silent; automatic failover resumes, except "
+                "for amphorae not heard from since, which get %.1fs to be heard again",
                 silent,
                 monitored,
                 self.hold_s,
             )
-            self._hold(now, "the circuit breaker just closed")
         if now < self._hold_until:
             return Verdict(False, self._hold_reason)
         return Verdict(True)
+
+    def unheard_held_since(self, now: float) -> float | None:
+        """Within a heartbeat timeout of the breaker's close, the (monotonic) time it closed: amphorae not heard
+        from since then are not failed over yet. None otherwise."""
+        if self.closed_at is not None and not self.breaker_open and now < self.closed_at + self.hold_s:
+            return self.closed_at
+        return None

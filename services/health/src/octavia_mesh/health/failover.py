@@ -119,6 +119,8 @@ class ScanResult:
     silent: int = 0
     in_flight: int = 0
     claimed: list[str] = field(default_factory=list)
+    #: How far behind its heartbeats the service recently was (lag.py): silence was judged that much later.
+    lag_s: float = 0.0
 
 
 class _Lost(Exception):
@@ -134,6 +136,8 @@ class FailoverDetector:
         wake: called after a claim commits (the outbox relay's ``wake``), so the command goes out at once.
         on_verdict: called with every verdict that differs from the previous one.
         writes_ok: whether this replica's heartbeat writes currently succeed (failover is held while not).
+        lag: how far behind its heartbeats this replica recently was (``LagMeter.recent``): amphorae are
+            judged silent and stale that much later.
         clock: monotonic seconds (grace and holds); ``now``: naive UTC, as ``last_update`` is stored.
     """
 
@@ -145,6 +149,7 @@ class FailoverDetector:
         wake: Callable[[], None] | None = None,
         on_verdict: Callable[[Verdict], Any] | None = None,
         writes_ok: Callable[[], bool] | None = None,
+        lag: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = utcnow,
     ) -> None:
@@ -153,6 +158,7 @@ class FailoverDetector:
         self._wake = wake
         self._on_verdict = on_verdict
         self._writes_ok = writes_ok or (lambda: True)
+        self._lag = lag or (lambda: 0.0)
         self._clock = clock
         self._now = now
         self.gate = Gate(policy.breaker, policy.heartbeat_timeout_s, policy.startup_grace_s, clock())
@@ -164,6 +170,7 @@ class FailoverDetector:
         self._started_at = clock()
         self._poked = asyncio.Event()
         self._claimed_at: collections.deque[float] = collections.deque()  # this replica's recent claims
+        self._closed_at: dt.datetime | None = None  # when (as last_update is stored) the breaker last closed
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -225,8 +232,11 @@ class FailoverDetector:
         mono, now = self._clock(), self._now()
         timeout = dt.timedelta(seconds=self.policy.heartbeat_timeout_s)
         silence = self.policy.breaker_silence_s
-        silent_before = now - (timeout / 2 if silence is None else dt.timedelta(seconds=silence))
-        stale_before = now - timeout
+        # Heartbeats this service had no CPU to read (or write) yet would look like silence: judged later.
+        lag_s = self._lag()
+        lag = dt.timedelta(seconds=lag_s)
+        silent_before = now - (timeout / 2 if silence is None else dt.timedelta(seconds=silence)) - lag
+        stale_before = now - timeout - lag
         stale = self._stale(stale_before, now - dt.timedelta(seconds=self.policy.loss_confirm_s))
         if mono >= self._next_tidy:
             await self._tidy(mono, now)
@@ -266,10 +276,16 @@ class FailoverDetector:
                 )
             ) or 0
         monitored, silent = int(monitored), int(silent)  # MariaDB sums to Decimal
+        was_open = self.gate.breaker_open
         verdict = self.gate.assess(mono, silent, monitored, self._writes_ok())
+        if was_open and not self.gate.breaker_open:
+            self._closed_at = now
         if verdict.armed and not self.policy.enabled:
             verdict = Verdict(False, "automatic failover is disabled (failover_enabled)")
-        result = ScanResult(verdict, monitored, silent, in_flight)
+        result = ScanResult(verdict, monitored, silent, in_flight, lag_s=lag_s)
+        if self.gate.unheard_held_since(mono) is not None and self._closed_at is not None:
+            # The breaker just closed: amphorae not heard from since may be heartbeats still coming back.
+            stale = and_(stale, AmphoraHealth.last_update >= self._closed_at)
         # Scans come early after a loss, so the per-scan limit is kept per scan interval, whatever the scans.
         while self._claimed_at and mono - self._claimed_at[0] >= self.policy.scan_interval_s:
             self._claimed_at.popleft()
@@ -431,6 +447,7 @@ class FailoverService:
         *,
         engine: AsyncEngine | None = None,
         writes_ok: Callable[[], bool] | None = None,
+        lag: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self._health = health
@@ -442,6 +459,7 @@ class FailoverService:
             wake=self._wake,
             on_verdict=self._publish_verdict,
             writes_ok=writes_ok,
+            lag=lag,
         )
         self._relay: commands.OutboxRelay | None = None
         self._nats: Any = None

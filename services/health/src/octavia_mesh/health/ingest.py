@@ -167,6 +167,9 @@ class Ingest:
         self._flush_now = asyncio.Event()
         self._last_ok = time.monotonic()
         self._failing = False
+        # When the oldest heartbeat still waiting (monotonic), and the oldest of the batch being written.
+        self._pending_since: float | None = None
+        self._writing_since: float | None = None
         #: Heartbeats received, and amphora entries written, since the start (for benchmarks and logs).
         self.received = 0
         self.written = 0
@@ -204,6 +207,8 @@ class Ingest:
 
     def offer(self, stream: Stream, heartbeat: health_pb2.StreamHeartbeatsRequest) -> None:
         self.received += 1
+        if not self._pending:
+            self._pending_since = time.monotonic()
         self._pending[stream.amphora_id] = _Pending(stream, heartbeat, utcnow())
         stream.last_seen = time.monotonic()
         stream.heard += 1
@@ -217,6 +222,12 @@ class Ingest:
         """Take a heartbeat before it is acknowledged: here at once (the flusher writes it); the benchmark's
         unbatched baseline writes it first."""
         self.offer(stream, heartbeat)
+
+    def backlog_s(self) -> float:
+        """How long the oldest heartbeat read and not yet written has waited beyond one flush interval (0:
+        none has): while it waits its amphora's row looks older than it is (lag.py)."""
+        waiting = [t for t in (self._pending_since, self._writing_since) if t is not None]
+        return max(0.0, time.monotonic() - min(waiting) - self._interval_s) if waiting else 0.0
 
     def writes_ok(self) -> bool:
         """Whether heartbeats are being written (the last flush succeeded)."""
@@ -260,6 +271,13 @@ class Ingest:
         if not self._pending:
             return 0
         batch, self._pending = self._pending, {}
+        self._writing_since, self._pending_since = self._pending_since, None
+        try:
+            return await self._flush(batch)
+        finally:
+            self._writing_since = None
+
+    async def _flush(self, batch: dict[str, _Pending]) -> int:
         now = time.monotonic()
         due = [
             amphora_id
@@ -342,6 +360,9 @@ class Ingest:
 
     def _restore(self, entries: dict[str, _Pending]) -> None:
         # Keep what could not be written for the next flush, unless a newer heartbeat came meanwhile.
+        if entries:
+            waiting = [t for t in (self._pending_since, self._writing_since) if t is not None]
+            self._pending_since = min(waiting) if waiting else time.monotonic()
         for amphora_id, pending in entries.items():
             self._pending.setdefault(amphora_id, pending)
 

@@ -51,6 +51,8 @@ class LossMonitor:
         streams: the open streams (objects with ``amphora_id``, ``last_seen`` and ``quiet``), read every tick.
         silence_s: a stream quiet this long is lost (0: only broken streams are).
         on_lost: called after marks commit (the failover detector's ``poke``).
+        lag: how far behind its heartbeats this service recently was (``LagMeter.recent``): a stream is quiet
+            only once silent that much longer (its heartbeats may be waiting unread).
     """
 
     def __init__(
@@ -60,12 +62,14 @@ class LossMonitor:
         silence_s: float,
         on_lost: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lag: Callable[[], float] | None = None,
     ) -> None:
         _, self._write = session_factories(engine)
         self._streams = streams
         self._silence_s = silence_s
         self.on_lost = on_lost
         self._clock = clock
+        self._lag = lag or (lambda: 0.0)
         self._queue: dict[str, dt.datetime] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,8 +114,9 @@ class LossMonitor:
             last = now
             if now < self._judge_after:
                 continue
+            silence = self._silence_s + self._lag()
             for stream in list(self._streams()):
-                if not stream.quiet and now - stream.last_seen > self._silence_s:
+                if not stream.quiet and now - stream.last_seen > silence:
                     stream.quiet = True
                     self.lost(stream.amphora_id, f"sent nothing for {now - stream.last_seen:.2f}s (connected)", "quiet")
 

@@ -93,6 +93,12 @@ class HealthCollector(Collector):
                 "Failovers claimed by any replica and not finished, at the last scan.",
                 value=last.in_flight,
             )
+            yield GaugeMetricFamily(
+                "octavia_mesh_health_heartbeat_lag_seconds",
+                "How far behind its heartbeats (unread or unwritten) this replica recently was, at the last scan: "
+                "silence is judged that much later.",
+                value=last.lag_s,
+            )
 
 
 def register(ingest: Ingest, detector: FailoverDetector | None) -> HealthCollector:

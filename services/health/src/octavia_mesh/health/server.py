@@ -22,6 +22,7 @@ from octavia_mesh.common.observability import metrics
 from octavia_mesh.health import events, failover, tls
 from octavia_mesh.health import metrics as health_metrics
 from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
+from octavia_mesh.health.lag import LagMeter
 from octavia_mesh.health.loss import LossMonitor
 from octavia_mesh.health.servicer import SERVICE_NAME, AmphoraHealthServicer
 from octavia_mesh.health.settings import HealthSettings
@@ -47,11 +48,13 @@ class HeartbeatPlane:
     reporter: str
     health: ServiceHealth
     loss: LossMonitor
+    lag: LagMeter
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def start(self) -> None:
         await self.publisher.start()
         self.ingest.start()
+        self.lag.start()
         self.loss.start()
         await self.server.start()
         await self.health.set_serving(True)
@@ -62,6 +65,7 @@ class HeartbeatPlane:
         await self.health.set_serving(False)
         await self.server.stop(STREAM_GRACE_S)
         await self.ingest.stop()
+        await self.lag.stop()
         for stop in reversed(self.on_stop):
             await stop()
         await self.publisher.stop()
@@ -109,11 +113,12 @@ def build(
         settings.status_recheck_s,
         settings.identity_recheck_s,
     )
-    loss = LossMonitor(engine, ingest.open_streams, settings.stream_silence_s)
+    lag = LagMeter(settings.heartbeat_timeout_s, ingest.backlog_s)
+    loss = LossMonitor(engine, ingest.open_streams, settings.stream_silence_s, lag=lag.recent)
     servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss)
     health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)
     health = ServiceHealth(server, [SERVICE_NAME])  # on the mutual-TLS port too, for agents that probe it
-    return HeartbeatPlane(engine, ingest, servicer, server, port, publisher, reporter, health, loss)
+    return HeartbeatPlane(engine, ingest, servicer, server, port, publisher, reporter, health, loss, lag)
 
 
 async def serve(settings: HealthSettings) -> None:
@@ -123,7 +128,9 @@ async def serve(settings: HealthSettings) -> None:
     plane = build(settings)
     await plane.start()
     # Background work sharing the database engine registers its stop in plane.on_stop.
-    detector = await failover.start(settings, health, engine=plane.engine, writes_ok=plane.ingest.writes_ok)
+    detector = await failover.start(
+        settings, health, engine=plane.engine, writes_ok=plane.ingest.writes_ok, lag=plane.lag.recent
+    )
     plane.on_stop.append(detector.stop)
     plane.loss.on_lost = detector.detector.poke
     health_metrics.register(plane.ingest, detector.detector)

@@ -130,7 +130,7 @@ class WorkerSettings:
         repr=False,
         metadata={"help": "comma-separated Fernet keys, the first encrypts; used instead of the key file"},
     )
-    batch_size: int = field(default=64, metadata={"help": "commands fetched from JetStream at once"})
+    batch_size: int = field(default=64, metadata={"help": "the most commands handled side by side"})
     ack_wait_s: float = field(default=60.0, metadata={"help": "seconds before JetStream redelivers an unacked command"})
 
     log_format: str = log_format_field()
