@@ -26,6 +26,14 @@ $UV run python tests/tool_venvs.py >"$logs/tool-virtualenvs.log" 2>&1 &
 pids+=("$!")
 names+=("tool-virtualenvs")
 
+# Byte code for every installed package and for our own sources, written once now: where PYTHONDONTWRITEBYTECODE
+# is set (it is on the machine these figures come from) Python never writes it, so every process the tests start
+# (each mesh service, each client CLI) compiled all it imports again: `import openstackclient.shell, openstack`
+# took 3.8 CPU-seconds instead of 1.4. Compiling costs ~10 CPU-seconds once.
+echo "== byte code"
+$UV sync --frozen --quiet --compile-bytecode
+$UV run python -m compileall -q -j 0 amphora cli common protos sdk services
+
 echo "== generated protos"
 $UV run python scripts/gen_protos.py --check
 echo "== buf lint"
