@@ -101,6 +101,8 @@ def _play(bin_dir: Path, work: Path, endpoint: str, playbook: str) -> dict[str, 
         "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
         "ANSIBLE_HOME": str(work / "home"),
         "ANSIBLE_NOCOLOR": "1",
+        # Each task's module goes to its Python over stdin instead of a file written, then run and removed.
+        "ANSIBLE_PIPELINING": "True",
     }
     command = [
         str(bin_dir / "ansible-playbook"),
