@@ -30,7 +30,9 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 #: Fixtures that start a mesh for the whole session (or a package).
-SHARED_MESHES = frozenset({"mesh", "secure_mesh", "acme_mesh", "dataplane_mesh", "noop_mesh", "amphora_mesh"})
+SHARED_MESHES = frozenset(
+    {"mesh", "secure_mesh", "acme_mesh", "dataplane_mesh", "noop_mesh", "amphora_mesh", "ks_mesh", "barbican_cloud"}
+)
 #: Where the controller keeps each group's duration from the last run.
 CACHE_KEY = "octavia-mesh/group-durations"
 #: The ``workerinput`` key that names the file where workers write each test's group for the controller.

@@ -1,8 +1,8 @@
 """A real OpenStack Keystone (30.0.0 from PyPI) for the tests and benchmarks: SQLite, fernet tokens, gunicorn.
 
-Keystone pulls in oslo.* and an older SQLAlchemy, so it lives in its own virtualenv, cached in the project's
-ignored ``.cache/keystone-venv`` (created with ``uv venv`` and ``uv pip install`` under
-``tests/auth/constraints-keystone.txt`` on first use, ~30 s). Each :class:`Keystone` keeps its database, keys and
+Keystone pulls in oslo.* and an older SQLAlchemy, so it lives in its own virtualenv, the one Barbican's tests
+use too (``tool_venvs.openstack_venv``: ``.cache/openstack-venv``, built on first use or by ``scripts/test.sh``
+in the background). Each :class:`Keystone` keeps its database, keys and
 logs under a directory the caller gives (pytest's tmp dir) and serves on a free loopback port; bcrypt runs at
 its lowest cost, a test-only setting that makes password authentication take milliseconds.
 
@@ -26,14 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from support import uv_command
+from tool_venvs import KEYSTONE_VERSION, openstack_venv
 
 from octavia_mesh.cli.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".cache" / "keystone-venv"
-CONSTRAINTS = ROOT / "tests" / "auth" / "constraints-keystone.txt"
-KEYSTONE_VERSION = "30.0.0"
 ADMIN_PASSWORD = "admin-secret"
 SERVICE_PASSWORD = "octavia-secret"
 #: The tests' own users' password, their Keystone's token lifetime and their mesh's validation cache time.
@@ -90,10 +87,12 @@ def write_config(state: Path, token_expiration_s: int = 3600) -> Path:
 def ensure_template() -> Path:
     """A migrated, bootstrapped Keystone state (database, fernet and credential keys), made once and copied by
     every :class:`Keystone`: each ``keystone-manage`` step imports all of Keystone, ~5 CPU-seconds apiece."""
-    template = VENV.parent / f"keystone-template-{KEYSTONE_VERSION}"
+    template = ROOT / ".cache" / f"keystone-template-{KEYSTONE_VERSION}"
     done = template / ".bootstrapped"
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(VENV.parent / "keystone.lock", "w") as lock:
+    if done.exists():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with open(template.parent / "keystone.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build it once
         bin_dir = ensure_venv()
         if done.exists():
@@ -114,18 +113,8 @@ def ensure_template() -> Path:
 
 
 def ensure_venv() -> Path:
-    """Keystone's virtualenv, installed on first use; returns its ``bin`` directory."""
-    marker = VENV / f".installed-keystone-{KEYSTONE_VERSION}"
-    if not marker.exists():
-        uv = uv_command()
-        subprocess.run([*uv, "venv", "-q", "--clear", "-p", "3.11", str(VENV)], check=True, capture_output=True)
-        install = [*uv, "pip", "install", "-q", "--python", str(VENV / "bin" / "python")]
-        install += ["-c", str(CONSTRAINTS), f"keystone=={KEYSTONE_VERSION}", "gunicorn"]
-        done = subprocess.run(install, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"installing keystone failed:\n{done.stderr[-3000:]}")
-        marker.touch()
-    return VENV / "bin"
+    """Keystone's virtualenv (``tool_venvs.openstack_venv``, built on first use); returns its ``bin`` directory."""
+    return openstack_venv()
 
 
 @dataclass
@@ -165,7 +154,7 @@ class Keystone:
         log = open(self.state / "gunicorn.log", "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
             [
-                str(VENV / "bin" / "gunicorn"),
+                str(ensure_venv() / "gunicorn"),
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",

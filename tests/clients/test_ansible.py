@@ -2,7 +2,7 @@
 balancer, listener, pool, member and health monitor; a second run changes nothing; ``state: absent`` removes it.
 
 Ansible lives in its own virtualenv (it brings its own Jinja2 and collections), cached in the project's ignored
-``.cache/ansible-venv`` and created on first use with ``uv``. Its openstacksdk is 4.14.0, not our lock's: the
+``.cache/ansible-venv`` (``tool_venvs.ansible_venv``). Its openstacksdk is 4.14.0, not our lock's: the
 openstack.cloud collection ansible 12.3.0 ships reads ``openstack.version`` after importing only ``openstack``,
 which openstacksdk stopped providing in 4.15.0 ("module 'openstack' has no attribute 'version'" on every task).
 """
@@ -16,33 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PROJECT, Rest, start_mesh, uv_command
+from support import PROJECT, Rest, start_mesh
+from tool_venvs import ansible_venv
 
 from octavia_mesh.cli.mesh import Mesh
-
-ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".cache" / "ansible-venv"
-ANSIBLE_VERSION = "12.3.0"
-SDK_VERSION = "4.14.0"
-
-
-def ensure_ansible() -> Path:
-    """The virtualenv's ``bin`` directory, installed on first use."""
-    marker = VENV / f".installed-ansible-{ANSIBLE_VERSION}-sdk-{SDK_VERSION}"
-    if not marker.exists():
-        uv = uv_command()
-        subprocess.run([*uv, "venv", "-q", "--clear", "-p", "3.11", str(VENV)], check=True, capture_output=True)
-        install = [*uv, "pip", "install", "-q", "--python", str(VENV / "bin" / "python")]
-        done = subprocess.run(
-            [*install, f"ansible=={ANSIBLE_VERSION}", f"openstacksdk=={SDK_VERSION}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"installing ansible failed:\n{done.stderr[-3000:]}")
-        marker.touch()
-    return VENV / "bin"
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +101,8 @@ def _play(bin_dir: Path, work: Path, endpoint: str, playbook: str) -> dict[str, 
         "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
         "ANSIBLE_HOME": str(work / "home"),
         "ANSIBLE_NOCOLOR": "1",
+        # Each task's module goes to its Python over stdin instead of a file written, then run and removed.
+        "ANSIBLE_PIPELINING": "True",
     }
     command = [
         str(bin_dir / "ansible-playbook"),
@@ -141,9 +120,9 @@ def _play(bin_dir: Path, work: Path, endpoint: str, playbook: str) -> dict[str, 
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap.group(1))}
 
 
-@pytest.mark.timeout(900)  # the first run installs ansible (~60 MB) into its virtualenv
+@pytest.mark.timeout(900)  # a run that has not built ansible's virtualenv yet (~60 MB) builds it here
 def test_playbook_is_idempotent_and_absent_removes_everything(project_mesh: Mesh, tmp_path: Path) -> None:
-    bin_dir = ensure_ansible()
+    bin_dir = ansible_venv()
     rest = Rest(project_mesh.endpoint)
     subnet = rest.ok("GET", "/v2.0/subnets")["subnets"][0]["id"]
     present = PRESENT.format(subnet=subnet)

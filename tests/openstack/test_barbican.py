@@ -9,12 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import openstack
 import pytest
-from keystone_barbican import Cloud, running
+from keystone_barbican import Cloud
 from tls_material import issue, p12
 
 from octavia_mesh.common.barbican import BarbicanCertManager
@@ -24,9 +23,9 @@ pytestmark = pytest.mark.timeout(900)  # the first run builds the services' envi
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    with running(tmp_path_factory.mktemp("openstack")) as started:
-        yield started
+def cloud(barbican_cloud: Cloud) -> Cloud:
+    """The session's Keystone and Barbican (``conftest.py``)."""
+    return barbican_cloud
 
 
 def _post(cloud: Cloud, token: str, path: str, body: dict) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from keystone_barbican import PASSWORDS, Cloud, running
+from keystone_barbican import PASSWORDS, Cloud
 from support import Rest, start_mesh
 from tls_material import Issued, issue, p12
 
@@ -32,9 +32,9 @@ pytestmark = pytest.mark.timeout(900)  # the first run builds Keystone's and Bar
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    with running(tmp_path_factory.mktemp("openstack")) as started:
-        yield started
+def cloud(barbican_cloud: Cloud) -> Cloud:
+    """The session's Keystone and Barbican (``conftest.py``)."""
+    return barbican_cloud
 
 
 @pytest.fixture(scope="module")
