@@ -110,7 +110,9 @@ def build(
         settings.identity_recheck_s,
     )
     loss = LossMonitor(engine, ingest.open_streams, settings.stream_silence_s)
-    servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss)
+    servicer = AmphoraHealthServicer(
+        ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss, settings.ack_interval_s
+    )
     health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)
     health = ServiceHealth(server, [SERVICE_NAME])  # on the mutual-TLS port too, for agents that probe it
     return HeartbeatPlane(engine, ingest, servicer, server, port, publisher, reporter, health, loss)
