@@ -370,9 +370,11 @@ def first_replica(amphora_id: str, count: int) -> int:
     return int(hashlib.sha256(amphora_id.encode()).hexdigest()[:8], 16) % count
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process, all its threads (database driver, gRPC pollers) included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User and system CPU time of a process, all its threads (database driver, gRPC pollers) included; or of
+    one of its threads (``thread``)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -420,7 +422,7 @@ def run(
             end.send("go")
         time.sleep(max(2.0, 3 * args.interval))  # warm up: every stream beating, the first flushes done
 
-        def snapshot() -> tuple[float, int, int, float, float]:
+        def snapshot() -> tuple[float, int, int, float, float, float]:
             received = written = 0
             for _, end in services:
                 end.send("snapshot")
@@ -428,7 +430,9 @@ def run(
                 received, written = received + r, written + w
             service_cpu = sum(cpu_seconds(p.pid) for p, _ in services)
             load_cpu = sum(cpu_seconds(p.pid) for p, _ in loads)
-            return time.monotonic(), received, written, service_cpu, load_cpu
+            # The event loop's thread runs all the Python (under the GIL); gRPC's own threads poll, read, decrypt.
+            loops = sum(cpu_seconds(p.pid, p.pid) for p, _ in services)
+            return time.monotonic(), received, written, service_cpu, load_cpu, loops
 
         before = snapshot()
         if args.profile:
@@ -471,6 +475,8 @@ def run(
         "service_cores": service_cpu / wall,
         "load_cores": load_cpu / wall,
         "load_us": 1e6 * load_cpu / ingested if ingested else 0.0,
+        "service_us": 1e6 * service_cpu / ingested if ingested else 0.0,
+        "loop_share": (after[5] - before[5]) / service_cpu if service_cpu else 0.0,
         "load_average": load_average,
         "unopened": gave_up,
     }
@@ -556,7 +562,8 @@ def main() -> None:
                 print(
                     f"{mode:>12} (ack {ack_interval:g}s): {r['per_s']:7.0f} heartbeats/s, {r['per_cpu_s']:7.0f} per "
                     "CPU-second of the "
-                    f"service; service {r['service_cores']:.2f} cores, load generator {r['load_cores']:.2f} cores "
+                    f"service ({r['service_us']:.0f} us/heartbeat, {r['loop_share']:.0%} in the event loop's "
+                    f"thread); service {r['service_cores']:.2f} cores, load generator {r['load_cores']:.2f} cores "
                     f"({r['load_us']:.0f} us/heartbeat); load average {r['load_average']:.1f} "
                     f"({r['ingested']:.0f} in {r['wall']:.1f}s; {r['connect_s']:.0f}s to connect{unopened})",
                     flush=True,
