@@ -237,7 +237,8 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
     async def one(amp: Amp, endpoint: str, busy: bool) -> None:
         beats = Beats(amp, busy)
         credentials = grpc.ssl_channel_credentials(ca, amp.key, amp.certificate)
-        options = [("grpc.ssl_target_name_override", pki.HEALTH_IDENTITY)]
+        # As the agent: no bandwidth-delay probing pings for a stream of small messages.
+        options = [("grpc.ssl_target_name_override", pki.HEALTH_IDENTITY), ("grpc.http2.bdp_probe", 0)]
         sequence = 1
         # A call connects as soon as it is made: channel, call and first write under the semaphore, so that
         # only so many TLS handshakes run at once (thousands at once time out on the server).

@@ -219,6 +219,8 @@ class HeartbeatSender:
             # A subchannel of our own: the process-wide pool would keep the failed one's reconnect backoff (up to
             # two minutes), so a restarted health replica would not hear from us for that long.
             ("grpc.use_local_subchannel_pool", 1),
+            # Heartbeats are small: no bandwidth-delay probing pings (each costs both ends a frame written).
+            ("grpc.http2.bdp_probe", 0),
         ]
         async with grpc.aio.secure_channel(endpoint, self._credentials(), options=options) as channel:
             call = health_pb2_grpc.AmphoraHealthStub(channel).StreamHeartbeats()

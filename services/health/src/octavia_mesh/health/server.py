@@ -86,6 +86,9 @@ def build(
             # Thousands of long-lived streams: pings from agents are expected, every 10 s.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # No bandwidth-delay pings: heartbeats are a few hundred bytes, the default windows are plenty, and
+            # each probe is two more frames on each of thousands of connections.
+            ("grpc.http2.bdp_probe", 0),
         ],
     )
     port = server.add_secure_port(settings.heartbeat_listen, tls.server_credentials(identity))
