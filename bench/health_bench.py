@@ -4,14 +4,15 @@
         [--replicas 1] [--traffic 1.0] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
         [--modes batched,unbatched,no database] [--ack-intervals 1] [--profile DIR [--native]]
 
-Health services (the real heartbeat plane: mutual-TLS gRPC server, certificate checks, batched writes) run
-in processes of their own (``--replicas``; amphorae spread over them as the agents spread themselves), and
+Health services (the real heartbeat plane: mutual-TLS gRPC server, certificate checks, batched writes) run in
+processes of their own (``--replicas``; amphorae spread over them as the agents spread themselves), and
 ``--clients`` load processes open one stream per simulated amphora, each with its own certificate from the
 controller CA. Every amphora sends a heartbeat every ``--interval`` seconds, as agents do (0: back to back,
-the next as soon as the previous is acknowledged), so 10,000 amphorae at the default 0.5 s offer 20,000
-heartbeats a second. Each amphora has a load balancer with a listener, a pool and two members in the
-database and reports them in every heartbeat; ``--traffic`` is the share of amphorae whose counters grow
-with every heartbeat (the others report the same totals: their statistics rows are not written again).
+the next as soon as the previous is written, paced by HTTP/2 flow control only), so 10,000 amphorae at the
+default 0.5 s offer 20,000 heartbeats a second. Each amphora has a load balancer with a listener, a pool and
+two members in the database and reports them in every heartbeat; ``--traffic`` is the share of amphorae whose
+counters grow with every heartbeat (the others report the same totals: their statistics rows are not written
+again).
 
 The load is made cheap so that the service gets the CPU: heartbeats are pre-serialized (the static part of an
 amphora's heartbeat once, the sequence and sample time appended per beat; a busy amphora's report
