@@ -2,23 +2,26 @@
 
     uv run python bench/health_bench.py [--amphorae 10000] [--interval 0.5] [--seconds 10] [--clients 2]
         [--replicas 1] [--traffic 1.0] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
-        [--modes batched,unbatched,no database] [--profile DIR [--native]]
+        [--modes batched,unbatched,no database] [--ack-intervals 1] [--profile DIR [--native]]
 
-Health services (the real heartbeat plane: mutual-TLS gRPC server, certificate checks, batched writes) run
-in processes of their own (``--replicas``; amphorae spread over them as the agents spread themselves), and
+Health services (the real heartbeat plane: mutual-TLS gRPC server, certificate checks, batched writes) run in
+processes of their own (``--replicas``; amphorae spread over them as the agents spread themselves), and
 ``--clients`` load processes open one stream per simulated amphora, each with its own certificate from the
 controller CA. Every amphora sends a heartbeat every ``--interval`` seconds, as agents do (0: back to back,
-the next as soon as the previous is acknowledged), so 10,000 amphorae at the default 0.5 s offer 20,000
-heartbeats a second. Each amphora has a load balancer with a listener, a pool and two members in the
-database and reports them in every heartbeat; ``--traffic`` is the share of amphorae whose counters grow
-with every heartbeat (the others report the same totals: their statistics rows are not written again).
+the next as soon as the previous is written, paced by HTTP/2 flow control only), so 10,000 amphorae at the
+default 0.5 s offer 20,000 heartbeats a second. Each amphora has a load balancer with a listener, a pool and
+two members in the database and reports them in every heartbeat; ``--traffic`` is the share of amphorae whose
+counters grow with every heartbeat (the others report the same totals: their statistics rows are not written
+again).
 
 The load is made cheap so that the service gets the CPU: heartbeats are pre-serialized (the static part of an
 amphora's heartbeat once, the sequence and sample time appended per beat; a busy amphora's report
-re-serialized), sent and acknowledged as raw bytes, on uvloop. Its CPU is reported on its own. With
+re-serialized), sent and acknowledged as raw bytes, on uvloop; each stream's acknowledgements are read by a
+task of their own, as the agent reads them. Its CPU is reported on its own. With
 ``--database-url postgresql://...`` a fresh database is created on that server (and dropped after).
 
-Three runs, the same load each:
+Three runs, the same load each (and each again per ``--ack-intervals``, the service's ``ack_interval_s``: 0
+acknowledges every heartbeat, as the service did before acknowledgements were coalesced):
 
 * ``batched`` - what the service does: heartbeats coalesced per amphora, written every flush interval,
   only what changed (health rows, changed statistics, changed operating statuses);
@@ -119,20 +122,21 @@ class ReceiveOnlyIngest(Ingest):
 INGESTS: dict[str, type[Ingest]] = {"batched": Ingest, "unbatched": UnbatchedIngest, "no database": ReceiveOnlyIngest}
 
 
-def service_process(conn: Connection, mode: str, database_url: str, ca_dir: str, use_uvloop: bool) -> None:
-    if use_uvloop:
+def service_process(conn: Connection, mode: str, database_url: str, ca_dir: str, tuning: dict[str, Any]) -> None:
+    if tuning.pop("uvloop"):
         import uvloop
 
         uvloop.install()
-    asyncio.run(_service(conn, mode, database_url, ca_dir))
+    asyncio.run(_service(conn, mode, database_url, ca_dir, tuning))
 
 
-async def _service(conn: Connection, mode: str, database_url: str, ca_dir: str) -> None:
+async def _service(conn: Connection, mode: str, database_url: str, ca_dir: str, tuning: dict[str, Any]) -> None:
     settings = HealthSettings(
         database_url=database_url,
         heartbeat_listen="127.0.0.1:0",
         ca_dir=ca_dir,
         replica_name=f"bench-{os.getpid()}",
+        **tuning,  # the interval the load sends at (acknowledgements are coalesced by it), the ack interval
         # Ingest is measured, not loss detection: a stream the overloaded baseline keeps waiting is no loss.
         stream_silence_s=0,
     )
@@ -234,7 +238,8 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
     async def one(amp: Amp, endpoint: str, busy: bool) -> None:
         beats = Beats(amp, busy)
         credentials = grpc.ssl_channel_credentials(ca, amp.key, amp.certificate)
-        options = [("grpc.ssl_target_name_override", pki.HEALTH_IDENTITY)]
+        # As the agent: no bandwidth-delay probing pings for a stream of small messages.
+        options = [("grpc.ssl_target_name_override", pki.HEALTH_IDENTITY), ("grpc.http2.bdp_probe", 0)]
         sequence = 1
         # A call connects as soon as it is made: channel, call and first write under the semaphore, so that
         # only so many TLS handshakes run at once (thousands at once time out on the server).
@@ -269,22 +274,29 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
             # it has not accepted within 30 s.
             await go.wait()
             due = loop.time() + rng.random() * interval
-            while not stop.is_set():
+            reader = asyncio.create_task(read_acks(call))
+            while not stop.is_set() and not reader.done():
                 if interval:
                     await asyncio.sleep(max(0.0, due - loop.time()))
                     due = max(due + interval, loop.time())  # late: no burst to catch up, as an agent
                 sequence += 1
                 await call.write(beats.beat(sequence, clock.stamp()))
-                ack = await call.read()
-                if ack is grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]  # grpc's stubs lack EOF
-                    raise RuntimeError("the service ended a stream")
-                counts["acked"] += 1
+            if reader.done():
+                await reader  # the call's error
+                raise RuntimeError("the service ended a stream")
             # An agent's farewell: the service takes the end for what it is, not for a loss.
             await call.write(beats.farewell)
             await call.done_writing()
             await call.code()
+            await reader
         finally:
             await channel.close()
+
+    async def read_acks(call: Any) -> None:
+        # Acknowledgements come about once per ack interval (or per heartbeat): read apart from the writes, as
+        # the agent reads them, so that a heartbeat never waits for one.
+        while await call.read() is not grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]
+            counts["acked"] += 1
 
     busy_count = round(traffic * len(amps))
     tasks = [asyncio.create_task(one(amp, endpoint, n < busy_count)) for n, (amp, endpoint) in enumerate(amps)]
@@ -360,20 +372,27 @@ def first_replica(amphora_id: str, count: int) -> int:
     return int(hashlib.sha256(amphora_id.encode()).hexdigest()[:8], 16) % count
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process, all its threads (database driver, gRPC pollers) included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User and system CPU time of a process, all its threads (database driver, gRPC pollers) included; or of
+    one of its threads (``thread``)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, amps: list[Amp]) -> dict[str, float]:
+def run(
+    mode: str, ack_interval: float, args: argparse.Namespace, database_url: str, ca_dir: Path, amps: list[Amp]
+) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     services = []
+    tuning = {"uvloop": args.uvloop, "ack_interval_s": ack_interval}
+    if args.interval:
+        tuning["heartbeat_interval_s"] = args.interval
+    if args.flush_interval:
+        tuning["flush_interval_s"] = args.flush_interval
     for _ in range(args.replicas):
         end, conn = ctx.Pipe()
-        process = ctx.Process(
-            target=service_process, args=(conn, mode, database_url, str(ca_dir), args.uvloop), daemon=True
-        )
+        process = ctx.Process(target=service_process, args=(conn, mode, database_url, str(ca_dir), tuning), daemon=True)
         process.start()
         services.append((process, end))
     endpoints = [f"127.0.0.1:{end.recv()}" for _, end in services]
@@ -405,7 +424,7 @@ def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, am
             end.send("go")
         time.sleep(max(2.0, 3 * args.interval))  # warm up: every stream beating, the first flushes done
 
-        def snapshot() -> tuple[float, int, int, float, float]:
+        def snapshot() -> tuple[float, int, int, float, float, float]:
             received = written = 0
             for _, end in services:
                 end.send("snapshot")
@@ -413,7 +432,9 @@ def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, am
                 received, written = received + r, written + w
             service_cpu = sum(cpu_seconds(p.pid) for p, _ in services)
             load_cpu = sum(cpu_seconds(p.pid) for p, _ in loads)
-            return time.monotonic(), received, written, service_cpu, load_cpu
+            # The event loop's thread runs all the Python (under the GIL); gRPC's own threads poll, read, decrypt.
+            loops = sum(cpu_seconds(p.pid, p.pid) for p, _ in services)
+            return time.monotonic(), received, written, service_cpu, load_cpu, loops
 
         before = snapshot()
         if args.profile:
@@ -456,6 +477,8 @@ def run(mode: str, args: argparse.Namespace, database_url: str, ca_dir: Path, am
         "service_cores": service_cpu / wall,
         "load_cores": load_cpu / wall,
         "load_us": 1e6 * load_cpu / ingested if ingested else 0.0,
+        "service_us": 1e6 * service_cpu / ingested if ingested else 0.0,
+        "loop_share": (after[5] - before[5]) / service_cpu if service_cpu else 0.0,
         "load_average": load_average,
         "unopened": gave_up,
     }
@@ -506,11 +529,16 @@ def main() -> None:
     parser.add_argument("--traffic", type=float, default=1.0, help="share of amphorae whose counters grow")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
     parser.add_argument("--modes", default=",".join(INGESTS), help="comma-separated: " + ", ".join(INGESTS))
+    parser.add_argument(
+        "--ack-intervals", default="1", help="comma-separated ack intervals of the service, each a run (0: every beat)"
+    )
+    parser.add_argument("--flush-interval", type=float, default=0.0, help="the service's (default: its default)")
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="the services on asyncio's loop")
     parser.add_argument("--profile", default="", help="directory for py-spy profiles of the measured seconds")
     parser.add_argument("--native", action="store_true", help="profiles with native (C) frames")
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    ack_intervals = [float(a) for a in args.ack_intervals.split(",") if a.strip()]
     if unknown := set(modes) - set(INGESTS):
         parser.error(f"unknown modes {sorted(unknown)}")
     with tempfile.TemporaryDirectory(prefix="health-bench-") as tmp:
@@ -529,12 +557,15 @@ def main() -> None:
                 flush=True,
             )
             results = {}
-            for mode in modes:
-                r = results[mode] = run(mode, args, database_url, ca_dir, amps)
+            # The summary below compares the runs of the last ack interval.
+            for ack_interval, mode in ((a, m) for a in ack_intervals for m in modes):
+                r = results[mode] = run(mode, ack_interval, args, database_url, ca_dir, amps)
                 unopened = f", {r['unopened']:.0f} amphorae could not" if r["unopened"] else ""
                 print(
-                    f"{mode:>12}: {r['per_s']:7.0f} heartbeats/s, {r['per_cpu_s']:7.0f} per CPU-second of the "
-                    f"service; service {r['service_cores']:.2f} cores, load generator {r['load_cores']:.2f} cores "
+                    f"{mode:>12} (ack {ack_interval:g}s): {r['per_s']:7.0f} heartbeats/s, {r['per_cpu_s']:7.0f} per "
+                    "CPU-second of the "
+                    f"service ({r['service_us']:.0f} us/heartbeat, {r['loop_share']:.0%} in the event loop's "
+                    f"thread); service {r['service_cores']:.2f} cores, load generator {r['load_cores']:.2f} cores "
                     f"({r['load_us']:.0f} us/heartbeat); load average {r['load_average']:.1f} "
                     f"({r['ingested']:.0f} in {r['wall']:.1f}s; {r['connect_s']:.0f}s to connect{unopened})",
                     flush=True,

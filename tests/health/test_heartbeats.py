@@ -9,9 +9,11 @@ has an HTTP health monitor and two members.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -240,8 +242,10 @@ class Identity:
 
 
 async def stream(mesh: Mesh, who: Identity | None, amphora_id: str, beats: int = 1) -> str:
-    """Open a heartbeat stream as ``who`` and send ``beats`` empty heartbeats naming ``amphora_id``: "OK" when
-    every one was acknowledged, else the status code's name."""
+    """Open a heartbeat stream as ``who`` and send ``beats`` empty heartbeats naming ``amphora_id``, 0.2 s
+    apart: "OK" when the first was acknowledged at once and the later ones as the contract says (one
+    acknowledgement about every ack interval, carrying the highest sequence received), else the status code's
+    name."""
     ca = (ca_dir(mesh) / "ca.pem").read_bytes()
     credentials = grpc.ssl_channel_credentials(
         root_certificates=ca,
@@ -251,17 +255,55 @@ async def stream(mesh: Mesh, who: Identity | None, amphora_id: str, beats: int =
     options = [("grpc.ssl_target_name_override", pki.HEALTH_IDENTITY)]
     async with grpc.aio.secure_channel(heartbeat_endpoint(mesh), credentials, options=options) as channel:
         call = health_pb2_grpc.AmphoraHealthStub(channel).StreamHeartbeats()
+        acks: list[tuple[float, int]] = []  # (when, sequence)
+        sent = 0
+
+        async def read_acks() -> None:
+            while (ack := await call.read()) is not grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]
+                assert ack.interval.ToTimedelta() == dt.timedelta(seconds=0.2)
+                assert ack.ack_interval.ToTimedelta() == dt.timedelta(seconds=1)  # the default
+                assert acks[-1][1] < ack.sequence <= sent if acks else ack.sequence == 1
+                acks.append((time.monotonic(), ack.sequence))
+
+        reader: asyncio.Task[None] | None = None
         try:
-            for sequence in range(1, beats + 1):
-                await call.write(health_pb2.StreamHeartbeatsRequest(amphora_id=amphora_id, sequence=sequence))
-                ack = await asyncio.wait_for(call.read(), 10)
-                assert ack.sequence == sequence and ack.interval.ToTimedelta() == dt.timedelta(seconds=0.2)
+            await call.write(health_pb2.StreamHeartbeatsRequest(amphora_id=amphora_id, sequence=1))
+            sent = 1
+            reader = asyncio.create_task(read_acks())
+            await asyncio.wait_for(_first(acks, reader), 10)
+            for sequence in range(2, beats + 1):
                 await asyncio.sleep(0.2)
+                if reader.done():
+                    await reader  # the call's error
+                    return "EOF"
+                await call.write(health_pb2.StreamHeartbeatsRequest(amphora_id=amphora_id, sequence=sequence))
+                sent = sequence
+            if reader.done():
+                await reader
+            # Heartbeats 0.2 s apart with a 1 s ack interval: never more than about 1.1 s between two acks.
+            gaps = [b[0] - a[0] for a, b in zip(acks, acks[1:], strict=False)]
+            assert max(gaps, default=0.0) < 2.0, f"acknowledgements {gaps} apart"
+            assert beats < 10 or len(acks) > 1, "no acknowledgement after the first"
             return "OK"
         except grpc.aio.AioRpcError as exc:
             return exc.code().name
+        except asyncio.InvalidStateError:  # a write raced the end of the call
+            return (await call.code()).name
         finally:
             call.cancel()
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await reader
+
+
+async def _first(acks: list[tuple[float, int]], reader: asyncio.Task[None]) -> None:
+    """Until the first acknowledgement arrived (or the call ended, raising its error)."""
+    while not acks:
+        if reader.done():
+            await reader
+            raise AssertionError("the call ended without an acknowledgement")
+        await asyncio.sleep(0.01)
 
 
 def own_identity(mesh: Mesh, amphora_id: str) -> Identity:

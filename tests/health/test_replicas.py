@@ -1,5 +1,5 @@
-"""Several health replicas: when the one an amphora streams to dies (SIGKILL) or stops (SIGTERM), the
-amphora streams to another within seconds, and statuses keep flowing.
+"""Several health replicas: when the one an amphora streams to dies (SIGKILL), stops (SIGTERM) or hangs
+(SIGSTOP), the amphora streams to another within seconds, and statuses keep flowing.
 
 The module runs its own mesh with two health replicas ("health" and "health-2"); each amphora is given both
 endpoints when it boots.
@@ -30,6 +30,9 @@ from octavia_mesh.common.db.models import AmphoraHealth, utcnow  # noqa: E402
 #: From a replica's death to the amphora's next heartbeat written by another: a reconnect (under a second),
 #: a heartbeat and a flush, with slack for a loaded machine.
 TAKEOVER_WITHIN_S = 8.0
+#: A hung replica keeps the connection open: the agent leaves it once no acknowledgement came for its silence
+#: bound (the longest of 4 heartbeat intervals, 3 ack intervals and 3 s: 3 s with the default 1 s ack interval).
+SILENCE_S = 3.0
 REPLICAS = ("health", "health-2")
 
 
@@ -87,8 +90,26 @@ def test_another_replica_takes_the_streams_when_one_dies_or_stops(mesh: Mesh) ->
             wait_for(lambda: reporter(mesh, amphora["id"], stopped_at) == holder, TAKEOVER_WITHIN_S, "a handover")
             took_stop = time.monotonic() - started
             assert mesh.supervisor.child(survivor).process.wait(10) == 0
-            print(f"\ntakeover after SIGKILL {took_kill:.2f}s, after SIGTERM {took_stop:.2f}s")
-            mesh.supervisor.restart(survivor)
+            probe = mesh.supervisor.restart(survivor).env["OCTAVIA_MESH_HEALTH_GRPC_LISTEN"]
+            wait_for(lambda: grpc_serving(probe), 60.0, "the restarted replica serving")
+
+            # SIGSTOP: the connection stays open and acknowledgements stop; the agent moves on after its bound.
+            hung = mesh.supervisor.child(holder).process.pid
+            hung_at = utcnow()
+            started = time.monotonic()
+            os.kill(hung, signal.SIGSTOP)
+            try:
+                wait_for(
+                    lambda: reporter(mesh, amphora["id"], hung_at) == survivor,
+                    SILENCE_S + TAKEOVER_WITHIN_S,
+                    "a takeover from a hung replica",
+                )
+                took_hang = time.monotonic() - started
+            finally:
+                os.kill(hung, signal.SIGCONT)
+            # The last acknowledgement may have come up to an ack interval (1 s) before the hang.
+            assert took_hang > SILENCE_S - 1.5, "taken over before the agent could have seen the silence"
+            print(f"\ntakeover after SIGKILL {took_kill:.2f}s, SIGTERM {took_stop:.2f}s, SIGSTOP {took_hang:.2f}s")
     finally:
         for backend in backends:
             backend.close()

@@ -4,9 +4,10 @@ The agent keeps one ``octavia_mesh.health.v1.AmphoraHealth/StreamHeartbeats`` ca
 presenting its own amphora certificate (after a rotation the call is closed and opened again with the new
 one, which the health service then requires), and sends a heartbeat every interval: per load balancer,
 whether HAProxy runs, each frontend's status and counters, each backend's and server's status, read from
-the stats socket. The service's acknowledgements carry the interval it wants. When a call fails (the
-replica went away, or no acknowledgement came for a few intervals) the agent moves to the next replica of
-its list after a short backoff, so several replicas share the amphorae and take over each other's.
+the stats socket. The service's acknowledgements carry the interval it wants, and how often it acknowledges
+(one acknowledgement per ack interval, not per heartbeat). When a call fails (the replica went away, or no
+acknowledgement came for a few intervals) the agent moves to the next replica of its list after a short
+backoff, so several replicas share the amphorae and take over each other's.
 
 Counters come from :class:`~octavia_mesh.amphora_agent.counters.CounterLedger`: totals since the amphora
 was created, never going backwards across HAProxy reloads.
@@ -40,8 +41,10 @@ logger = logging.getLogger(__name__)
 _BACKOFF_S = (0.05, 2.0)
 #: A call that lived this long was healthy: the next failure starts the backoff from the shortest pause again.
 _STABLE_S = 10.0
-#: No acknowledgement for this many intervals (and at least ``_SILENCE_MIN_S``) means the replica is gone.
+#: No acknowledgement for this many intervals, this many ack intervals (the service acknowledges about once
+#: per ack interval) and at least ``_SILENCE_MIN_S`` means the replica is gone.
 _SILENCE_INTERVALS = 4
+_SILENCE_ACKS = 3
 _SILENCE_MIN_S = 3.0
 #: How long the agent tries to tell the service that it ends a call on purpose.
 _FAREWELL_S = 0.5
@@ -169,6 +172,7 @@ class HeartbeatSender:
         self._rotated = asyncio.Event()
         identity.on_change(self._rotated.set)
         self.interval_s = settings.heartbeat_interval_s
+        self.ack_interval_s = 0.0  # as the last acknowledgement said (0: every heartbeat is acknowledged)
         self.connected_to = ""  # the replica of the open call, for logs and tests
 
     def _credentials(self) -> grpc.ChannelCredentials:
@@ -215,6 +219,8 @@ class HeartbeatSender:
             # A subchannel of our own: the process-wide pool would keep the failed one's reconnect backoff (up to
             # two minutes), so a restarted health replica would not hear from us for that long.
             ("grpc.use_local_subchannel_pool", 1),
+            # Heartbeats are small: no bandwidth-delay probing pings (each costs both ends a frame written).
+            ("grpc.http2.bdp_probe", 0),
         ]
         async with grpc.aio.secure_channel(endpoint, self._credentials(), options=options) as channel:
             call = health_pb2_grpc.AmphoraHealthStub(channel).StreamHeartbeats()
@@ -233,6 +239,7 @@ class HeartbeatSender:
                     wanted = ack.interval.ToTimedelta().total_seconds()
                     if wanted > 0:
                         self.interval_s = wanted
+                    self.ack_interval_s = max(0.0, ack.ack_interval.ToTimedelta().total_seconds())
 
             reader = asyncio.create_task(read_acks())
             rotated = asyncio.create_task(self._rotated.wait())
@@ -245,7 +252,9 @@ class HeartbeatSender:
                         return True
                     sequence += 1
                     await call.write(await self._heartbeat(sequence))
-                    silence = max(_SILENCE_INTERVALS * self.interval_s, _SILENCE_MIN_S)
+                    silence = max(
+                        _SILENCE_INTERVALS * self.interval_s, _SILENCE_ACKS * self.ack_interval_s, _SILENCE_MIN_S
+                    )
                     if time.monotonic() - last_ack > silence:
                         await self._farewell(call, sequence + 1)
                         raise TimeoutError(f"no acknowledgement for {silence:g}s")

@@ -90,6 +90,9 @@ def build(
             # Thousands of long-lived streams: pings from agents are expected, every 10 s.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # No bandwidth-delay pings: heartbeats are a few hundred bytes, the default windows are plenty, and
+            # each probe is two more frames on each of thousands of connections.
+            ("grpc.http2.bdp_probe", 0),
         ],
     )
     port = server.add_secure_port(settings.heartbeat_listen, tls.server_credentials(identity))
@@ -115,7 +118,9 @@ def build(
     )
     lag = LagMeter(settings.heartbeat_timeout_s, ingest.backlog_s)
     loss = LossMonitor(engine, ingest.open_streams, settings.stream_silence_s, lag=lag.recent)
-    servicer = AmphoraHealthServicer(ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss)
+    servicer = AmphoraHealthServicer(
+        ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss, settings.ack_interval_s
+    )
     health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)
     health = ServiceHealth(server, [SERVICE_NAME])  # on the mutual-TLS port too, for agents that probe it
     return HeartbeatPlane(engine, ingest, servicer, server, port, publisher, reporter, health, loss, lag)

@@ -47,6 +47,14 @@ class HealthSettings:
     heartbeat_interval_s: float = field(
         default=0.5, metadata={"help": "seconds between heartbeats, sent to every amphora in each acknowledgement"}
     )
+    ack_interval_s: float = field(
+        default=1.0,
+        metadata={
+            "help": "seconds between two acknowledgements on a heartbeat stream (the first heartbeat is acknowledged "
+            "at once; 0: every heartbeat). Agents take a replica for gone after 3 of these, 4 heartbeat intervals "
+            "or 3 s, whichever is longest, without an acknowledgement"
+        },
+    )
     flush_interval_s: float = field(
         default=0.25, metadata={"help": "seconds between batched database writes of the heartbeats received"}
     )
@@ -131,6 +139,8 @@ class HealthSettings:
                 raise ValueError(f"{PREFIX}{name.upper()} must be positive")
         if self.stream_silence_s and self.stream_silence_s <= self.heartbeat_interval_s:
             raise ValueError(f"{PREFIX}STREAM_SILENCE_S must exceed the heartbeat interval (or be 0)")
+        if self.ack_interval_s < 0:
+            raise ValueError(f"{PREFIX}ACK_INTERVAL_S must not be negative")
         if self.flush_max_amphorae < 1:
             raise ValueError(f"{PREFIX}FLUSH_MAX_AMPHORAE must be at least 1")
 

@@ -80,9 +80,11 @@ class MemberReport(_message.Message):
     def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class StreamHeartbeatsResponse(_message.Message):
-    __slots__ = ("sequence", "interval")
+    __slots__ = ("sequence", "interval", "ack_interval")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    ACK_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     interval: _duration_pb2.Duration
-    def __init__(self, sequence: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    ack_interval: _duration_pb2.Duration
+    def __init__(self, sequence: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ack_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

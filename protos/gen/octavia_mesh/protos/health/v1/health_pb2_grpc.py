@@ -30,9 +30,20 @@ class AmphoraHealthStub:
     HMAC-signed UDP heartbeats to the health manager.
 
     An amphora agent keeps one `StreamHeartbeats` call open to one replica of
-    the health service and sends a `Heartbeat` every interval (the interval the
-    last `HeartbeatAck` carried; 1 s by default). When the call fails it opens
+    the health service and sends a heartbeat every interval (the interval the
+    last acknowledgement carried; 1 s by default). When the call fails it opens
     the next one, to the next replica it was given, after a short backoff.
+
+    Acknowledgements are coalesced: the service acknowledges the first
+    heartbeat of a call at once, and after it the heartbeat that arrives once
+    `ack_interval` (of the last acknowledgement) has nearly passed since the
+    previous acknowledgement (within half a heartbeat interval), so a call
+    carries one acknowledgement per `ack_interval` rather than one per
+    heartbeat; each carries the highest `sequence` received so far. With an
+    `ack_interval` of zero, or not longer than the heartbeat interval, every
+    heartbeat is acknowledged. An agent takes a replica for dead or hung when
+    no acknowledgement came for the longest of 4 heartbeat intervals, 3 ack
+    intervals and 3 seconds, and moves to the next replica.
 
     The server requires mutual TLS: the agent presents its own amphora
     certificate (subject CN `amphora-<amphora_id>`, signed by the controller CA,
@@ -61,9 +72,20 @@ class AmphoraHealthServicer:
     HMAC-signed UDP heartbeats to the health manager.
 
     An amphora agent keeps one `StreamHeartbeats` call open to one replica of
-    the health service and sends a `Heartbeat` every interval (the interval the
-    last `HeartbeatAck` carried; 1 s by default). When the call fails it opens
+    the health service and sends a heartbeat every interval (the interval the
+    last acknowledgement carried; 1 s by default). When the call fails it opens
     the next one, to the next replica it was given, after a short backoff.
+
+    Acknowledgements are coalesced: the service acknowledges the first
+    heartbeat of a call at once, and after it the heartbeat that arrives once
+    `ack_interval` (of the last acknowledgement) has nearly passed since the
+    previous acknowledgement (within half a heartbeat interval), so a call
+    carries one acknowledgement per `ack_interval` rather than one per
+    heartbeat; each carries the highest `sequence` received so far. With an
+    `ack_interval` of zero, or not longer than the heartbeat interval, every
+    heartbeat is acknowledged. An agent takes a replica for dead or hung when
+    no acknowledgement came for the longest of 4 heartbeat intervals, 3 ack
+    intervals and 3 seconds, and moves to the next replica.
 
     The server requires mutual TLS: the agent presents its own amphora
     certificate (subject CN `amphora-<amphora_id>`, signed by the controller CA,
@@ -75,10 +97,11 @@ class AmphoraHealthServicer:
     """
 
     def StreamHeartbeats(self, request_iterator, context):
-        """Streams an amphora's heartbeats; every heartbeat is answered with an
-        acknowledgement carrying the interval the service wants. The service
-        closes the call with `PERMISSION_DENIED` as soon as the certificate it was
-        opened with stops being the amphora's current one.
+        """Streams an amphora's heartbeats; the service answers with
+        acknowledgements (the first heartbeat at once, then one per ack interval)
+        carrying the interval it wants. It closes the call with
+        `PERMISSION_DENIED` as soon as the certificate it was opened with stops
+        being the amphora's current one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,9 +128,20 @@ class AmphoraHealth:
     HMAC-signed UDP heartbeats to the health manager.
 
     An amphora agent keeps one `StreamHeartbeats` call open to one replica of
-    the health service and sends a `Heartbeat` every interval (the interval the
-    last `HeartbeatAck` carried; 1 s by default). When the call fails it opens
+    the health service and sends a heartbeat every interval (the interval the
+    last acknowledgement carried; 1 s by default). When the call fails it opens
     the next one, to the next replica it was given, after a short backoff.
+
+    Acknowledgements are coalesced: the service acknowledges the first
+    heartbeat of a call at once, and after it the heartbeat that arrives once
+    `ack_interval` (of the last acknowledgement) has nearly passed since the
+    previous acknowledgement (within half a heartbeat interval), so a call
+    carries one acknowledgement per `ack_interval` rather than one per
+    heartbeat; each carries the highest `sequence` received so far. With an
+    `ack_interval` of zero, or not longer than the heartbeat interval, every
+    heartbeat is acknowledged. An agent takes a replica for dead or hung when
+    no acknowledgement came for the longest of 4 heartbeat intervals, 3 ack
+    intervals and 3 seconds, and moves to the next replica.
 
     The server requires mutual TLS: the agent presents its own amphora
     certificate (subject CN `amphora-<amphora_id>`, signed by the controller CA,
