@@ -16,7 +16,8 @@ WORKERS="${OCTAVIA_MESH_TEST_WORKERS:-3}"
 logs="$(mktemp -d)"
 pids=()
 names=()
-trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$logs"' EXIT
+# A run may be a subshell (timed) around its command: stop the command too.
+trap 'for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null || true; done; rm -rf "$logs"' EXIT
 
 # The virtualenvs of the tools some tests run (Keystone + Barbican, ansible) and Keystone's bootstrapped state:
 # minutes of downloads and installs on a fresh machine, built now, beside the checks below, instead of inside
@@ -64,11 +65,20 @@ DB_TESTS=(tests/api tests/db tests/health/test_health_store.py tests/health/test
 # (at most 107 bytes) below a test's directory.
 temps=()
 short_temp() { temps+=("$(mktemp -d /tmp/omt-XXXXXX)"); }
+# Each run's wall time, for the log: the runs overlap, so the slowest one is what make test waits for.
+timed() {  # name command...
+  local start=$SECONDS status=0
+  "${@:2}" || status=$?
+  echo "== $1 took $((SECONDS - start)) s"
+  return "$status"
+}
+
 start_db_run() {  # name url host port
   if $UV run python -c "import socket,sys; socket.create_connection(('$3', $4), 2)" 2>/dev/null; then
     echo "== database tests on $1: started (their output follows the SQLite run's)"
     short_temp
-    OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -p no:cacheprovider --basetemp="${temps[-1]}" \
+    # The API's tests run there on the fast tier (tests/fastedge.py): API and worker processes, no Envoy.
+    timed "$1" env OCTAVIA_MESH_TEST_DATABASE_URL="$2" $UV run pytest -p no:cacheprovider --basetemp="${temps[-1]}" \
       -m "not sqlite_only" "${DB_TESTS[@]}" >"$logs/$1.log" 2>&1 &
     pids+=("$!")
     names+=("$1")
@@ -84,14 +94,14 @@ start_db_run MariaDB "mysql://root@127.0.0.1:3306/mysql" 127.0.0.1 3306
 # The Kubernetes deployment (render, schema, checkov, hadolint): mostly checkov's CPU, so it runs beside the tests
 # at the lowest priority (at normal priority it starved the tests' own timing bounds).
 echo "== kubernetes manifests: started (their output follows the SQLite run's)"
-nice -n 19 scripts/check_k8s.sh >"$logs/kubernetes.log" 2>&1 &
+timed kubernetes nice -n 19 scripts/check_k8s.sh >"$logs/kubernetes.log" 2>&1 &
 pids+=("$!")
 names+=("kubernetes")
 
 echo "== tests on SQLite ($WORKERS workers)"
 status=0
 short_temp
-$UV run pytest -n "$WORKERS" --dist loadgroup --basetemp="${temps[-1]}" || status=$?
+timed "tests on SQLite" $UV run pytest -n "$WORKERS" --dist loadgroup --basetemp="${temps[-1]}" || status=$?
 
 for i in "${!pids[@]}"; do
   result=0
@@ -105,5 +115,6 @@ for i in "${!pids[@]}"; do
 done
 pids=()
 rm -rf "$logs"
+echo "== all checks and tests took $SECONDS s"
 if [ "$status" = 0 ]; then rm -rf "${temps[@]}"; else echo "== the runs' temporary files (mesh logs): ${temps[*]}"; fi
 exit "$status"

@@ -1,4 +1,6 @@
-"""Shared fixtures: the whole mesh as real processes (NATS, Envoy, API, worker), one per auth mode.
+"""Shared fixtures: the whole mesh as real processes (NATS, Envoy, API, worker, ...), one per auth mode; and the
+fast tier's light meshes (NATS, API, worker, and the edge's rules run in-process: ``fastedge.py``), one per
+auth mode and xdist worker, which ``tests/api`` uses wherever it tests API behaviour (``tests/api/conftest.py``).
 
 ``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server the mesh runs on
 (default: SQLite in the mesh's state directory); on PostgreSQL or MariaDB each
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grouping import Controller, mark_and_order  # noqa: E402
+from lightmesh import LightMesh, start_light_mesh  # noqa: E402
 from support import PROXY_SECRET, Rest, fresh_database, start_mesh  # noqa: E402
 
 from octavia_mesh.cli.mesh import Mesh  # noqa: E402
@@ -41,15 +44,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """The mesh in ``noauth`` mode: every caller is admin."""
+def envoy_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """The whole mesh in ``noauth`` mode (every caller is admin), behind the real Envoy edge."""
     yield from start_mesh(tmp_path_factory, "noauth")
 
 
 @pytest.fixture(scope="session")
-def secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """The mesh in ``trusted_headers`` mode: X-Project-Id and X-Roles decide, sent with the proxy's secret."""
+def mesh(envoy_mesh: Mesh) -> Mesh:
+    """:func:`envoy_mesh` (``tests/api`` has this name stand for the fast tier's :func:`fast_mesh`)."""
+    return envoy_mesh
+
+
+@pytest.fixture(scope="session")
+def envoy_secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """The whole mesh in ``trusted_headers`` mode: X-Project-Id and X-Roles decide, sent with the proxy's secret."""
     yield from start_mesh(
+        tmp_path_factory, "trusted_headers", service_env={"OCTAVIA_MESH_API_TRUSTED_PROXY_SECRET": PROXY_SECRET}
+    )
+
+
+@pytest.fixture(scope="session")
+def secure_mesh(envoy_secure_mesh: Mesh) -> Mesh:
+    """:func:`envoy_secure_mesh` (``tests/api``: :func:`fast_secure_mesh`)."""
+    return envoy_secure_mesh
+
+
+@pytest.fixture(scope="session")
+def fast_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightMesh]:
+    """The fast tier in ``noauth`` mode: the API and the worker (noop provider) on their own NATS, behind the
+    edge's rules run in-process. Cheap enough to start once per xdist worker (see grouping.py)."""
+    yield from start_light_mesh(tmp_path_factory, "noauth")
+
+
+@pytest.fixture(scope="session")
+def fast_secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightMesh]:
+    """The fast tier in ``trusted_headers`` mode."""
+    yield from start_light_mesh(
         tmp_path_factory, "trusted_headers", service_env={"OCTAVIA_MESH_API_TRUSTED_PROXY_SECRET": PROXY_SECRET}
     )
 
@@ -68,6 +98,12 @@ def rest(mesh: Mesh) -> Rest:
 @pytest.fixture(scope="session")
 def secure_rest(secure_mesh: Mesh) -> Rest:
     return Rest(secure_mesh.endpoint)
+
+
+@pytest.fixture(scope="session")
+def envoy_rest(envoy_mesh: Mesh) -> Rest:
+    """REST through the real Envoy edge, wherever the test is."""
+    return Rest(envoy_mesh.endpoint)
 
 
 @pytest.fixture(scope="module")

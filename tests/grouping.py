@@ -5,14 +5,19 @@ worker. Tests are grouped (``xdist_group`` marks, which ``--dist loadgroup`` kee
 
 * a module is never split: its module-scoped fixtures (most meshes) start once;
 * modules that use one of the same session- or package-scoped meshes (:data:`SHARED_MESHES`) form one group,
-  on one worker, where that mesh starts once.
+  on one worker, where that mesh starts once;
+* the fast tier's light meshes (:data:`PER_WORKER`: three processes, a second or two) start once per worker
+  instead, so the modules that use them spread over every worker; a fixture of a shared mesh's name that
+  stands for one of them (``tests/api/conftest.py``) does not group either.
 
 The workers compute the groups (only they see the fixtures) and write them to a file the controller's scheduler
 (:class:`GroupScheduling`, xdist's ``loadscope`` by group) reads once collection is complete.
 
 Groups are handed out longest first, so that a long group does not start last and keep one worker busy while
 the others idle: the controller records how long each group took (in pytest's cache) and the next run sorts by
-that; groups it has no record of go first, by their number of tests (xdist's own order).
+that. A group the cache has no record of (a fresh clone, as in CI) is weighed by what its modules took in a
+measured run (:data:`MODULE_DURATIONS`, refreshed by hand: only the order matters); a group with a module not in
+there either goes first, by its number of tests (xdist's own order): nothing says it is short.
 """
 
 from __future__ import annotations
@@ -31,8 +36,13 @@ from xdist.scheduler import LoadScopeScheduling
 
 #: Fixtures that start a mesh for the whole session (or a package).
 SHARED_MESHES = frozenset(
-    {"mesh", "secure_mesh", "acme_mesh", "dataplane_mesh", "noop_mesh", "amphora_mesh", "ks_mesh", "barbican_cloud"}
+    {"mesh", "secure_mesh", "envoy_mesh", "envoy_secure_mesh", "acme_mesh", "dataplane_mesh", "noop_mesh"}
+    | {"amphora_mesh", "ks_mesh", "barbican_cloud"}
 )
+#: Session meshes cheap enough to start on every worker that needs one (the fast tier, ``fastedge.py``).
+PER_WORKER = frozenset({"fast_mesh", "fast_secure_mesh"})
+#: Seconds each test module took in a measured run (its tests' setup, call and teardown), for a fresh clone.
+MODULE_DURATIONS = Path(__file__).with_name("module_durations.json")
 #: Where the controller keeps each group's duration from the last run.
 CACHE_KEY = "octavia-mesh/group-durations"
 #: The ``workerinput`` key that names the file where workers write each test's group for the controller.
@@ -51,7 +61,7 @@ def _shared_meshes(item: pytest.Item) -> set[str]:
     used = set()
     for name in SHARED_MESHES.intersection(info.names_closure):
         defs = info.name2fixturedefs.get(name)
-        if defs and defs[-1].scope in ("session", "package"):
+        if defs and defs[-1].scope in ("session", "package") and not PER_WORKER.intersection(defs[-1].argnames):
             used.add(name)
     return used
 
@@ -100,10 +110,17 @@ def mark_and_order(config: pytest.Config, items: list[pytest.Item]) -> None:
         count[group] += 1
         first.setdefault(group, index)
     cache = getattr(config, "cache", None)
-    known = cache.get(CACHE_KEY, {}) if cache is not None else {}
+    known = dict(cache.get(CACHE_KEY, {})) if cache is not None else {}
+    measured = json.loads(MODULE_DURATIONS.read_text()) if MODULE_DURATIONS.exists() else {}
+    modules: dict[str, set[str]] = defaultdict(set)
+    for module, group in groups.items():
+        modules[group].add(module)
+    for group, members in modules.items():
+        if group not in known and members <= measured.keys():
+            known[group] = sum(measured[m] for m in members)
 
     def weight(group: str) -> tuple[int, float, int]:
-        # Unknown groups first (new tests, or a fresh machine): nothing says they are short.
+        # Unknown groups first (new tests): nothing says they are short.
         return (0, -count[group], first[group]) if group not in known else (1, -float(known[group]), first[group])
 
     order = {group: rank for rank, group in enumerate(sorted(count, key=weight))}

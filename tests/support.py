@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+from fastedge import EDGES, EdgeAdapter
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -33,12 +34,16 @@ SUBNET = "11111111-1111-1111-1111-111111111111"
 
 
 class Rest:
-    """``requests`` against the edge, with Octavia-aware helpers."""
+    """``requests`` against the edge (Envoy's, or a light mesh's in-process: ``fastedge.py``), with Octavia-aware
+    helpers."""
 
     def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.headers.update(headers or {})
+        edge = EDGES.get(self.base_url)
+        if edge is not None:  # a light mesh's edge (the fast tier): called in-process, without HTTP
+            self.session.mount(self.base_url + "/", EdgeAdapter(edge))
 
     def as_(self, project: str, *roles: str) -> Rest:
         """The same edge, called as ``project`` with ``roles`` (trusted-headers mode, as the proxy)."""

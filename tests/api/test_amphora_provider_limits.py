@@ -9,6 +9,19 @@ from support import PROJECT, VIP_CIDR_VAR, Rest, assert_fault, vip_network
 
 from octavia_mesh.cli.mesh import Mesh
 
+
+@pytest.fixture(scope="module")
+def mesh(envoy_mesh: Mesh) -> Mesh:
+    """This module boots amphorae (the amphora provider): the whole mesh, not the fast tier's light one (whose
+    amphora creates timed out under make test's load)."""
+    return envoy_mesh
+
+
+@pytest.fixture(scope="module")
+def rest(envoy_rest: Rest) -> Rest:
+    return envoy_rest
+
+
 LBS = "/v2/lbaas/loadbalancers"
 
 

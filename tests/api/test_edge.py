@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 from support import PROJECT, SUBNET, Rest, assert_fault
 
 LBS = "/v2/lbaas/loadbalancers"
+
+
+@pytest.fixture(scope="module")
+def rest(envoy_rest: Rest) -> Rest:
+    """These tests pin the real Envoy edge (tests/api/conftest.py puts the rest of tests/api on the fast tier)."""
+    return envoy_rest
 
 
 def test_version_discovery(rest: Rest) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support import PROXY_SECRET, SUBNET, Rest, assert_fault, start_mesh
+from lightmesh import start_light_mesh
+from support import PROXY_SECRET, SUBNET, Rest, assert_fault
 
 LBS = "/v2/lbaas/loadbalancers"
 ALICE, BOB = "project-alice", "project-bob"
@@ -190,9 +191,9 @@ def test_admin_reads_everything_legacy_roles_grant_nothing(secure_rest: Rest, al
 
 @pytest.fixture(scope="module")
 def legacy_rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rest]:
-    """A trusted-headers mesh with Octavia's deprecated rules switched on (enforce_new_defaults = False)."""
+    """A trusted-headers light mesh with Octavia's deprecated rules switched on (enforce_new_defaults = False)."""
     env = {"OCTAVIA_MESH_API_TRUSTED_PROXY_SECRET": PROXY_SECRET, "OCTAVIA_MESH_API_POLICY_LEGACY_ROLES": "true"}
-    for mesh in start_mesh(tmp_path_factory, "trusted_headers", service_env=env):
+    for mesh in start_light_mesh(tmp_path_factory, "trusted_headers", service_env=env):
         yield Rest(mesh.endpoint)
 
 

@@ -15,7 +15,21 @@ from sqlalchemy import text
 from support import PROJECT, Rest, assert_fault, mesh_engine, new_listener, new_pool
 from tls_material import Store, crl, issue, p12, tls_refs
 
+from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.common import secrets
+
+
+@pytest.fixture(scope="module")
+def mesh(envoy_mesh: Mesh) -> Mesh:
+    """This module boots amphorae (the amphora provider): the whole mesh, not the fast tier's light one (whose
+    amphora creates timed out under make test's load)."""
+    return envoy_mesh
+
+
+@pytest.fixture(scope="module")
+def rest(envoy_rest: Rest) -> Rest:
+    return envoy_rest
+
 
 LISTENERS = "/v2/lbaas/listeners"
 POOLS = "/v2/lbaas/pools"

@@ -15,6 +15,9 @@ from octavia_mesh.common.observability.interceptors import RequestIdClientInterc
 from octavia_mesh.protos.agent.v1 import agent_pb2, agent_pb2_grpc
 from octavia_mesh.worker.drivers.certificates import CertBundle, amphora_identity
 
+#: Channel options that keep gRPC's reconnect attempts to an agent at most a second apart (see ``_stub``).
+AGENT_RECONNECT_BACKOFF = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000))
+
 
 class AmphoraError(Exception):
     """An agent refused a call or could not be reached."""
@@ -96,8 +99,15 @@ class GrpcAmphoraDriver:
                 private_key=self.identity.private_key,
                 certificate_chain=self.identity.certificate,
             )
-            # The agent's certificate names the amphora, not the address it happens to listen on.
-            options = [("grpc.ssl_target_name_override", amphora_identity(endpoint.amphora_id))]
+            options = [
+                # The agent's certificate names the amphora, not the address it happens to listen on.
+                ("grpc.ssl_target_name_override", amphora_identity(endpoint.amphora_id)),
+                # gRPC's own reconnect back-off (1 s growing by 1.6 up to 120 s) makes calls fail at once, with
+                # the last error ("Connection refused"), between attempts: an agent that took 45 s to start
+                # listening on a loaded machine was reached only 21 s later, past the 60 s a create waits.
+                # Attempts at most a second apart reach it as soon as it listens (and a restarted one too).
+                *AGENT_RECONNECT_BACKOFF,
+            ]
             # Each call carries the request id of the work in progress and, with tracing on, its trace context.
             interceptors = [RequestIdClientInterceptor(), *tracing.grpc_client_interceptors()]
             channel = self._channels[key] = grpc.aio.secure_channel(
