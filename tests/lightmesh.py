@@ -7,18 +7,18 @@ the edge's rules run in the test process (:mod:`fastedge`).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from fastedge import EDGES, EdgeServer, FastEdge
-from support import VIP_CIDR_VAR, claim_vip_cidr, fresh_database, stop_mesh
+from support import start_mesh
 
-from octavia_mesh.cli.mesh import Mesh, MeshOptions, grpc_serving
-from octavia_mesh.cli.processes import LaunchError, find_binary, listen_port, tcp_ready, wait_until
+from octavia_mesh.cli.mesh import Mesh, grpc_serving
+from octavia_mesh.cli.processes import LaunchError, find_binary, tcp_ready, wait_until
 
 
 class LightMesh(Mesh):
@@ -105,34 +105,4 @@ def start_light_mesh(
 ) -> Iterator[LightMesh]:
     """A :class:`LightMesh` (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server) on a local VIP subnet
     of its own; stopped after."""
-    state = tmp_path_factory.mktemp(f"light-{auth}")
-    service_env = dict(service_env or {})
-    release_vips = None
-    if VIP_CIDR_VAR not in service_env:
-        service_env[VIP_CIDR_VAR], release_vips = claim_vip_cidr()
-    url = os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")
-    drop = None
-    if url:
-        url, drop = fresh_database(url)
-    mesh = LightMesh(
-        MeshOptions(
-            host="127.0.0.1",
-            port=listen_port(),
-            state_dir=state,
-            database_url=url,
-            nats_url=None,
-            auth_strategy=auth,
-            start_timeout=60.0,
-            default_provider="noop",
-            service_env=service_env,
-        )
-    )
-    try:
-        mesh.start()
-        yield mesh
-    finally:
-        stop_mesh(mesh)
-        if drop is not None:
-            drop()
-        if release_vips is not None:
-            release_vips()
+    yield from cast(Iterator[LightMesh], start_mesh(tmp_path_factory, auth, service_env=service_env, kind=LightMesh))

@@ -279,10 +279,12 @@ def start_mesh(
     default_provider: str = "noop",
     service_env: dict[str, str] | None = None,
     health_replicas: int = 1,
+    kind: type[Mesh] = Mesh,
 ) -> Iterator[Mesh]:
-    """Start the whole mesh (``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server) on a local VIP subnet
-    of its own (:func:`claim_vip_cidr`, unless ``service_env`` names one); stop it after."""
-    state = tmp_path_factory.mktemp(f"mesh-{auth}")
+    """Start the whole mesh (or another ``kind`` of it: the fast tier's ``LightMesh``) on a local VIP subnet of
+    its own (:func:`claim_vip_cidr`, unless ``service_env`` names one); stop it after.
+    ``OCTAVIA_MESH_TEST_DATABASE_URL`` picks the database server."""
+    state = tmp_path_factory.mktemp(f"{'mesh' if kind is Mesh else kind.__name__.lower()}-{auth}")
     service_env = dict(service_env or {})
     release_vips = None
     if VIP_CIDR_VAR not in service_env:
@@ -291,7 +293,7 @@ def start_mesh(
     drop = None
     if url:
         url, drop = fresh_database(url)
-    mesh = Mesh(
+    mesh = kind(
         MeshOptions(
             host="127.0.0.1",
             port=listen_port(),  # outside the ephemeral range: a restarted Envoy finds it free again

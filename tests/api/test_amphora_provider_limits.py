@@ -12,8 +12,8 @@ from octavia_mesh.cli.mesh import Mesh
 
 @pytest.fixture(scope="module")
 def mesh(envoy_mesh: Mesh) -> Mesh:
-    """This module boots amphorae (the amphora provider): the whole mesh, not the fast tier's light one (whose
-    amphora creates timed out under make test's load)."""
+    """This module boots amphorae (the amphora provider): the whole mesh, not the fast tier's light one, which
+    runs no health service for their heartbeats."""
     return envoy_mesh
 
 
