@@ -6,14 +6,14 @@
 # their servers answer on 127.0.0.1; set OCTAVIA_MESH_REQUIRE_ALL_DBS=1 (as .ci/run does) to fail instead of
 # skipping when one does not.
 #
-# The SQLite run is spread over OCTAVIA_MESH_TEST_WORKERS pytest-xdist workers (default 4: the tests mostly wait
-# on processes, timers and the network; with three, a 2-core machine used 1.6 cores on average). tests/grouping.py
-# keeps every module, and every module sharing a session mesh, on one worker. The other runs' output is shown
-# when the SQLite run is done.
+# The SQLite run is spread over OCTAVIA_MESH_TEST_WORKERS pytest-xdist workers (default 3: the tests mostly wait
+# on processes, timers and the network; four kept more meshes alive at once and took longer, 784 s against 654 s
+# on this 2-core machine). tests/grouping.py keeps every module, and every module sharing a session mesh, on one
+# worker. The other runs' output is shown when the SQLite run is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV="${PYTHON:-python3} -m uv"
-WORKERS="${OCTAVIA_MESH_TEST_WORKERS:-4}"
+WORKERS="${OCTAVIA_MESH_TEST_WORKERS:-3}"
 logs="$(mktemp -d)"
 pids=()
 names=()
