@@ -391,15 +391,28 @@ def test_a_worker_killed_mid_failover_leaves_nothing_pending(fmesh: Mesh, api: R
     wait_armed(fmesh, old)
     kill_amphora(fmesh, old)
 
+    held: list[int] = []
+
     def replacement_booting() -> str | None:
         for amphora in amphorae_of(api, lb["id"]):
-            if amphora["id"] != old and processes_mentioning(amphora["id"]):
+            if amphora["id"] != old and (pids := processes_mentioning(amphora["id"])):
+                # Held (SIGSTOP) until the worker is dead: the flow then waits on the agent, so the kill lands
+                # mid-failover however fast the rest of it is (a failover takes a fraction of a second).
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                held.extend(pids)
                 return str(amphora["id"])
         return None
 
-    new = wait_until(replacement_booting, DETECT_WITHIN_S + 20, "the replacement to boot", interval=0.005)
-    fmesh.supervisor.kill("worker")
-    status = api.ok("GET", f"{LBS}/{lb['id']}")["loadbalancer"]["provisioning_status"]
+    try:
+        new = wait_until(replacement_booting, DETECT_WITHIN_S + 20, "the replacement to boot", interval=0.005)
+        fmesh.supervisor.kill("worker")
+        status = api.ok("GET", f"{LBS}/{lb['id']}")["loadbalancer"]["provisioning_status"]
+    finally:
+        for pid in held:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
     if status != "PENDING_UPDATE":
         pytest.fail(f"the failover finished ({status}) before the worker was killed: the test saw no crash")
     fmesh.supervisor.restart("worker")

@@ -134,7 +134,14 @@ def test_one_create_is_followed_from_the_edge_to_the_agent(traced_mesh: Mesh, re
     assert access[0]["service"] == "api" and access[0]["level"] == "INFO"
 
     # The worker: the command's flow and its completion, and nothing of it without the id.
-    worker = [e for e in json_lines(logs / "worker.log") if e.get("request_id") == request_id]
+    # ACTIVE is written by the flow's last task; the worker logs the command applied after it has completed the
+    # command (a loaded machine shows the gap).
+    def worker_lines() -> list[dict[str, Any]]:
+        lines = [e for e in json_lines(logs / "worker.log") if e.get("request_id") == request_id]
+        done = any(e["message"].startswith("applied RESOURCE_KIND_LOAD_BALANCER OPERATION_CREATE") for e in lines)
+        return lines if done else []
+
+    worker = wait_for("the worker's line of the command applied", worker_lines)
     messages = " | ".join(e["message"] for e in worker)
     assert any(e["message"].startswith("create-load-balancer ") for e in worker), messages
     assert any(e["message"].startswith("applied RESOURCE_KIND_LOAD_BALANCER OPERATION_CREATE") for e in worker)
