@@ -112,6 +112,19 @@ def processes_under(home: Path) -> list[int]:
     return found
 
 
+async def kill_everything_under(home: Path, compute_id: str, timeout_s: float) -> None:
+    """SIGKILL every process naming ``home`` (an amphora's HAProxy runs in a group of its own) until none is
+    left; raise if any survives ``timeout_s`` (fencing must not report success over a live data plane)."""
+    deadline = time.monotonic() + timeout_s
+    while (victims := processes_under(home)) and time.monotonic() < deadline:
+        for victim in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        await asyncio.sleep(0.01)
+    if victims:
+        raise RuntimeError(f"amphora {compute_id}: processes {victims} survived SIGKILL")
+
+
 async def stop_leftovers(home: Path, drain_s: float = 5.0) -> None:
     """Stop what an amphora without its agent left running: its HAProxy (own process group) may still hold the
     VIP. Soft-stop first (SIGUSR1: stop accepting, finish the requests in flight, while the replacement, bound
@@ -329,14 +342,7 @@ class LocalComputeDriver:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + timeout_s
-        while (victims := processes_under(home)) and time.monotonic() < deadline:
-            for victim in victims:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(victim, signal.SIGKILL)
-            await asyncio.sleep(0.01)
-        if victims:
-            raise RuntimeError(f"amphora {compute_id}: processes {victims} survived SIGKILL")
+        await kill_everything_under(home, compute_id, timeout_s)
         shutil.rmtree(home, ignore_errors=True)
 
     async def kill_stopped(self, compute_id: str) -> int:

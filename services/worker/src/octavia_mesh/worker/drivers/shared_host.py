@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 from octavia_mesh.worker.drivers.compute import (
     Instance,
     InstanceSpec,
-    processes_under,
+    kill_everything_under,
     spawn_detached,
     stop_leftovers,
 )
@@ -183,14 +182,7 @@ class SharedHostComputeDriver(NamespaceComputeDriver):
             # A slow or hung host: its HAProxy dies below at once, and the host is asked again after.
             logger.warning("fencing amphora %s without its host for now: %s", compute_id, exc)
             asked = False
-        deadline = time.monotonic() + timeout_s
-        while (victims := processes_under(home)) and time.monotonic() < deadline:
-            for victim in victims:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(victim, signal.SIGKILL)
-            await asyncio.sleep(0.01)
-        if victims:
-            raise RuntimeError(f"amphora {compute_id}: processes {victims} survived SIGKILL")
+        await kill_everything_under(home, compute_id, timeout_s)
         if not asked:
             # Its server and heartbeats must stop too (a fenced amphora that keeps calling in would be refused
             # forever): the host is given the full control timeout now that the data plane is down.
