@@ -403,8 +403,9 @@ class Mesh:
                     "1",
                     "--log-level",
                     "warning",
-                    "--base-id",
-                    str(admin_port),
+                    # No hot restart: the mesh restarts Envoy as a new process, and hot restart's shared memory and
+                    # abstract domain sockets (named by --base-id) are one more thing two meshes on a host could share.
+                    "--disable-hot-restart",
                 ],
             )
             wait_until(lambda: rest_ready(self.endpoint + "/"), opts.start_timeout, "the REST edge", edge)

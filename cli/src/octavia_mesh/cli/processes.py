@@ -137,6 +137,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Child
         if proc is not None and proc.process.poll() is not None:
             raise LaunchError(
                 f"{proc.name} exited with code {proc.process.returncode} before {what}; see {proc.log_path}"
+                + _log_tail(proc.log_path)
             )
         try:
             if check():
@@ -145,6 +146,15 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Child
             pass
         time.sleep(0.05)
     raise LaunchError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    """The last lines of a child's log, for an error that would otherwise only name a file a CI run deletes."""
+    try:
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n  | {line}" for line in tail)
 
 
 def tcp_ready(host: str, port: int) -> Callable[[], bool]:

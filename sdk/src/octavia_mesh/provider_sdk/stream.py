@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import APIError, NotFoundError
@@ -21,6 +25,7 @@ from nats.js.errors import APIError, NotFoundError
 from octavia_mesh.protos.provider.v1 import commands_pb2
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 STREAM = "PROVIDER_COMMANDS"
 SUBJECT_PREFIX = "octavia.provider.v1"
@@ -59,15 +64,18 @@ async def close_nats(client: NATS, timeout_s: float = 2.0) -> None:
         await client.close()
 
 
-async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
+async def ensure_stream(js: JetStreamContext, replicas: int = 1, patience_s: float = 30.0) -> None:
     """Create the command stream with ``replicas`` copies (JetStream's ``num_replicas``: 3 on a 3-node NATS
     cluster, so that commands survive the loss of a server), or raise an existing stream's count to it.
 
     Only ever raised: every service ensures the stream at start-up, and one configured with the default (1)
     must not undo what the deployment asked of another (JetStream moves a stream from R1 to R3 online).
+    A JetStream call that times out is asked again for up to ``patience_s``: a cluster electing a leader, or a
+    busy server, answers late, and a service should not fail its start for that (each call is safe to repeat).
     """
+    deadline = time.monotonic() + patience_s
     try:
-        info = await js.stream_info(STREAM)
+        info = await _patiently(lambda: js.stream_info(STREAM), deadline)
     except NotFoundError:
         config = StreamConfig(
             name=STREAM,
@@ -78,21 +86,34 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
             num_replicas=replicas,
         )
         try:
-            await js.add_stream(config)
+            await _patiently(lambda: js.add_stream(config), deadline)
             return
         except APIError:
-            try:  # another service created it between the two calls: go on as if found
-                info = await js.stream_info(STREAM)
+            try:  # another service (or our own call that timed out) created it: go on as if found
+                info = await _patiently(lambda: js.stream_info(STREAM), deadline)
             except NotFoundError:
                 pass
             else:
-                return await _raise_replicas(js, info, replicas)
+                return await _raise_replicas(js, info, replicas, deadline)
             raise  # refused for itself (e.g. more replicas than a single server has): say why
-    await _raise_replicas(js, info, replicas)
+    await _raise_replicas(js, info, replicas, deadline)
 
 
-async def _raise_replicas(js: JetStreamContext, info: StreamInfo, replicas: int) -> None:
+async def _raise_replicas(js: JetStreamContext, info: StreamInfo, replicas: int, deadline: float) -> None:
     current = info.config.num_replicas or 1
     if replicas > current:
         logger.info("raising stream %s from %d to %d replicas", STREAM, current, replicas)
-        await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
+        config = dataclasses.replace(info.config, num_replicas=replicas)
+        await _patiently(lambda: js.update_stream(config), deadline)
+
+
+async def _patiently(call: Callable[[], Awaitable[_T]], deadline: float) -> _T:
+    """``call()``, asked again while it times out and ``deadline`` (monotonic) is not reached."""
+    while True:
+        try:
+            return await call()
+        except NatsTimeoutError:
+            if time.monotonic() >= deadline:
+                raise
+            logger.info("JetStream did not answer in time; asking again")
+            await asyncio.sleep(0.5)
