@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grouping import Controller, mark_and_order  # noqa: E402
+from grouping import Controller, mark_and_order, release_finished_group  # noqa: E402
 from lightmesh import LightMesh, start_light_mesh  # noqa: E402
 from support import PROXY_SECRET, Rest, fresh_database, start_mesh  # noqa: E402
 
@@ -41,6 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: see grouping.py
         mark_and_order(config, items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    result = yield
+    release_finished_group(item, nextitem)  # see grouping.py
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,12 @@ from octavia_mesh.provider_sdk import stream
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[commands_pb2.ProviderCommand], Awaitable[object]]
-#: How long one pull waits for commands (out-of-tree agents; the worker pulls more often).
+#: How long one pull for a batch waits (out-of-tree agents; the worker pulls more often while busy).
 FETCH_WAIT_S = 1.0
+#: How long one pull waits while nothing is in hand (a pull for one command, handed over as it comes): an idle
+#: consumer costs one pull a second, not one per batch window (five a second in the worker: most of an idle
+#: worker's CPU); also the longest ``pause()`` waits for the pull in flight.
+IDLE_FETCH_WAIT_S = 1.0
 
 
 def retry_delay_s(delivered: int) -> float:
@@ -59,6 +63,7 @@ class Consumer:
         batch_size: int = 16,
         ack_wait_s: float = 60.0,
         fetch_wait_s: float = FETCH_WAIT_S,
+        idle_fetch_wait_s: float = IDLE_FETCH_WAIT_S,
     ) -> None:
         self.provider = provider
         self._js = js
@@ -66,6 +71,7 @@ class Consumer:
         self._batch_size = batch_size
         self._ack_wait_s = ack_wait_s
         self._fetch_wait_s = fetch_wait_s
+        self._idle_fetch_wait_s = idle_fetch_wait_s
         self._task: asyncio.Task[None] | None = None
         self._consuming = asyncio.Event()
         self._consuming.set()
@@ -108,6 +114,7 @@ class Consumer:
         self._consuming.set()
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
+        idle = True  # the last pull found nothing
         try:
             while True:
                 await self._consuming.wait()
@@ -117,11 +124,14 @@ class Consumer:
                 async with self._fetching:  # pause() waits for this: no pull is in flight once it returns
                     if not self._consuming.is_set():
                         continue
+                    if idle and not self._in_hand:
+                        wanted, wait_s = 1, self._idle_fetch_wait_s
+                    else:
+                        wanted, wait_s = self._batch_size - len(self._in_hand), self._fetch_wait_s
                     try:
-                        messages = await subscription.fetch(
-                            self._batch_size - len(self._in_hand), timeout=self._fetch_wait_s
-                        )
+                        messages = await subscription.fetch(wanted, timeout=wait_s)
                     except TimeoutError:
+                        idle = True
                         continue
                     except asyncio.CancelledError:
                         raise
@@ -129,6 +139,7 @@ class Consumer:
                         logger.warning("fetch from JetStream failed; retrying", exc_info=True)
                         await asyncio.sleep(0.5)
                         continue
+                    idle = False
                     for message in messages:
                         if not self._consuming.is_set():
                             await message.nak()

@@ -57,7 +57,7 @@ class Provider(Protocol):
 class CommandConsumer:
     """The SDK's durable pull consumer for one in-tree provider, skipping commands already completed."""
 
-    #: How long one pull waits for commands; also the longest a pause waits for the pull in flight.
+    #: How long a pull for a batch waits while commands come in (the SDK pulls for one when idle).
     FETCH_WAIT_S = 0.2
 
     def __init__(
