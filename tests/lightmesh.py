@@ -7,7 +7,6 @@ the edge's rules run in the test process (:mod:`fastedge`).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,8 +16,8 @@ import pytest
 from fastedge import EDGES, EdgeServer, FastEdge
 from support import start_mesh
 
-from octavia_mesh.cli.mesh import Mesh, grpc_serving
-from octavia_mesh.cli.processes import LaunchError, find_binary, tcp_ready, wait_until
+from octavia_mesh.cli.mesh import Mesh, grpc_serving, migrate_database
+from octavia_mesh.cli.processes import find_binary, tcp_ready, wait_until
 
 
 class LightMesh(Mesh):
@@ -38,16 +37,8 @@ class LightMesh(Mesh):
                 "nats",
                 [nats_server, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(self.state / "jetstream")],
             )
-            migrate = subprocess.Popen(
-                [sys.executable, "-m", "octavia_mesh.common.db.migrate", database_url],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            migrate_database(database_url)  # while NATS starts
             wait_until(tcp_ready("127.0.0.1", nats_port), opts.start_timeout, "NATS to accept connections", nats)
-            _, errors = migrate.communicate()  # no time limit, as the whole mesh's own (a loaded machine is slow)
-            if migrate.returncode != 0:
-                raise LaunchError(f"database migration failed:\n{errors.strip()[-2000:]}")
             shared = {
                 "OCTAVIA_MESH_DATABASE_URL": database_url,
                 "OCTAVIA_MESH_NATS_URL": f"nats://127.0.0.1:{nats_port}",

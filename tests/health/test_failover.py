@@ -389,23 +389,30 @@ def test_a_worker_killed_mid_failover_leaves_nothing_pending(fmesh: Mesh, api: R
     lb = make_lb(api, created, backend, 8251, "worker-killed")
     old = the_amphora(api, lb["id"])
     wait_armed(fmesh, old)
-    kill_amphora(fmesh, old)
-
     held: list[int] = []
+
+    def hold(amphora_id: str) -> bool:
+        """SIGSTOP an amphora's processes until the worker is dead: a flow that reaches it then waits on its
+        agent, so the kill lands mid-failover however fast the rest of it is (it takes a fraction of a second)."""
+        pids = processes_mentioning(amphora_id)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        held.extend(pids)
+        return bool(pids)
 
     def replacement_booting() -> str | None:
         for amphora in amphorae_of(api, lb["id"]):
-            if amphora["id"] != old and (pids := processes_mentioning(amphora["id"])):
-                # Held (SIGSTOP) until the worker is dead: the flow then waits on the agent, so the kill lands
-                # mid-failover however fast the rest of it is (a failover takes a fraction of a second).
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGSTOP)
-                held.extend(pids)
+            if amphora["id"] != old and hold(amphora["id"]):
                 return str(amphora["id"])
         return None
 
     try:
+        # The spares too: the failover takes one whose agent already runs, which a poll would find too late.
+        for amphora in api.ok("GET", AMPHORAE)["amphorae"]:
+            if not amphora["loadbalancer_id"]:
+                hold(amphora["id"])
+        kill_amphora(fmesh, old)
         new = wait_until(replacement_booting, DETECT_WITHIN_S + 20, "the replacement to boot", interval=0.005)
         fmesh.supervisor.kill("worker")
         status = api.ok("GET", f"{LBS}/{lb['id']}")["loadbalancer"]["provisioning_status"]

@@ -276,8 +276,8 @@ async def stream(mesh: Mesh, who: Identity | None, amphora_id: str, beats: int =
                 if reader.done():
                     await reader  # the call's error
                     return "EOF"
+                sent = sequence  # before the write: its acknowledgement can arrive while the write is awaited
                 await call.write(health_pb2.StreamHeartbeatsRequest(amphora_id=amphora_id, sequence=sequence))
-                sent = sequence
             if reader.done():
                 await reader
             # Heartbeats 0.2 s apart with a 1 s ack interval: never more than about 1.1 s between two acks.

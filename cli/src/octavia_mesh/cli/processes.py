@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import random
@@ -18,24 +17,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
 
-
-#: prctl(2), looked up once here, in the parent. A lookup in the child (dlopen) takes the dynamic loader's lock,
-#: which another thread of the parent may hold at the fork (gRPC's threads, C++ unwinding), so the child could
-#: hang before exec, and the parent with it, waiting for the exec. A test run once stopped at a service's start
-#: in a way that fits this (its log created, nothing written, the next service never started); not proven.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the process that started it dies, even by SIGKILL.
+def _die_with_parent_prefix() -> list[str]:
+    """What to run a child through so that it gets SIGTERM when the process that started it dies, even by SIGKILL:
+    ``setpriv --pdeathsig`` (util-linux), which sets it and execs the child.
 
     The services run in sessions of their own (so a Ctrl-C reaches them only through us, in order); without
-    this, a supervisor killed outright would leave them running with nothing to stop them.
+    this, a supervisor killed outright would leave them running with nothing to stop them. Not a ``preexec_fn``
+    calling prctl(2): that makes Python fork instead of vfork, and a fork runs gRPC's fork handlers in the
+    child, which restart its poller thread there; closing the inherited descriptors then aborted the child
+    ("Epoll1Poller ... epoll_wait error: Bad file descriptor", a service exiting with -6 before exec, seen
+    in a test run). With vfork no handler runs in the child.
     """
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if sys.platform != "linux":
+        return []
+    setpriv = shutil.which("setpriv", path=f"{os.environ.get('PATH', '')}:/usr/bin:/bin")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+_DIE_WITH_PARENT = _die_with_parent_prefix()
 
 
 class LaunchError(Exception):
@@ -212,12 +212,11 @@ class Supervisor:
         log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its whole life
         merged = {**os.environ, **(env or {})}
         process = subprocess.Popen(
-            argv,
+            [*_DIE_WITH_PARENT, *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=merged,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - only prctl, no locks
         )
         log.close()
         child = Child(name, process, log_path, list(argv), dict(env or {}))
