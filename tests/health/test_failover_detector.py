@@ -414,12 +414,15 @@ async def lose(engine: AsyncEngine, amphora_id: str, ago: float) -> None:
 async def test_a_lost_amphora_is_claimed_once_the_loss_is_confirmed_not_after_the_timeout(engine: AsyncEngine) -> None:
     for _ in range(3):
         await plant(engine, 0.2)
-    lb_id, amphora_id = await plant(engine, 0.4)  # heard 0.4 s ago, far from the timeout
-    detector = FailoverDetector(engine, policy(loss_confirm_s=0.3), clock=Clock())
+    # Heard 1.6 s ago: before the loss (a heartbeat after it would undo it) and far from the 4 s timeout. The
+    # margins are wall-clock seconds (the database's timestamps), so they leave room for a slow machine: the
+    # first scan must come within 0.9 s of the loss being recorded.
+    lb_id, amphora_id = await plant(engine, 1.6)
+    detector = FailoverDetector(engine, policy(loss_confirm_s=1.0), clock=Clock())
     await lose(engine, amphora_id, 0.1)
     young = await detector.scan()
     assert young.claimed == [] and young.silent == 1, "silent at once (the breaker counts it), not yet claimed"
-    await lose(engine, amphora_id, 0.35)
+    await lose(engine, amphora_id, 1.2)
     assert (await detector.scan()).claimed == [amphora_id]
     assert await lb_status(engine, lb_id) == "PENDING_UPDATE"
 
