@@ -28,7 +28,7 @@ from typing import Any
 import requests
 from tool_venvs import KEYSTONE_VERSION, openstack_venv
 
-from octavia_mesh.cli.processes import free_port
+from octavia_mesh.cli.processes import listen_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_PASSWORD = "admin-secret"
@@ -123,7 +123,7 @@ class Keystone:
 
     state: Path
     token_expiration_s: int = 3600
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=listen_port)  # below the ephemeral range: Keystone binds it seconds later
     process: subprocess.Popen[bytes] | None = None
     role_ids: dict[str, str] = field(default_factory=dict)
     _admin: tuple[str, float] = ("", 0.0)

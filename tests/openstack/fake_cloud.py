@@ -4,7 +4,6 @@ connection to them. Keystone and Barbican are never faked: ``keystone.py`` runs 
 
 from __future__ import annotations
 
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ from fake_neutron import FakeNeutron, serve_json
 from fake_nova import FakeGlance, FakeNova
 from fake_vms import NetnsVms
 from support import claim_vip_cidr
+
+from octavia_mesh.cli.processes import listen_port
 
 MGMT_NET = ("5d1e7a30-0000-4000-8000-00000000a001", "lb-mgmt-net")
 MGMT_SUBNET = "5d1e7a30-0000-4000-8000-00000000a002"
@@ -50,12 +51,6 @@ class FakeCloud:
         return openstack.connect(**self.connect_options())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def running(loopback_vips: bool = False, namespaced: bool = False) -> Iterator[FakeCloud]:
     """The fakes. Amphorae get management addresses of a /16 of 127.0.0.0/8 claimed like a test mesh's VIP
@@ -79,7 +74,7 @@ def running(loopback_vips: bool = False, namespaced: bool = False) -> Iterator[F
         networks={MGMT_NET[0]: MGMT_NET[1]},
     )
     vms = NetnsVms() if namespaced else None
-    nova = FakeNova(root, MGMT_NET, _free_port(), address_prefix=address_prefix, glance=glance, vms=vms)
+    nova = FakeNova(root, MGMT_NET, listen_port(), address_prefix=address_prefix, glance=glance, vms=vms)
     nova.neutron = neutron
     if vms is not None:
 

@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -34,13 +33,9 @@ from pathlib import Path
 
 from keystone_server import ADMIN_PASSWORD, SERVICE_PASSWORD, Keystone, ensure_venv
 
+from octavia_mesh.cli.processes import listen_port
+
 PASSWORDS = {"barbican": "barbican-secret", "octavia": SERVICE_PASSWORD, "alice": "alice-secret"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 120.0) -> None:
@@ -131,7 +126,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(state: Path) -> Iterator[Cloud]:
-    bb_port = _free_port()
+    bb_port = listen_port()
     barbican = f"http://127.0.0.1:{bb_port}"
     keystone = Keystone(state / "keystone")
     processes: list[subprocess.Popen[bytes]] = []
