@@ -28,7 +28,7 @@ from typing import Any
 import requests
 from tool_venvs import KEYSTONE_VERSION, openstack_venv
 
-from octavia_mesh.cli.processes import listen_port
+from octavia_mesh.cli.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_PASSWORD = "admin-secret"
@@ -123,7 +123,9 @@ class Keystone:
 
     state: Path
     token_expiration_s: int = 3600
-    port: int = field(default_factory=listen_port)  # below the ephemeral range: Keystone binds it seconds later
+    # In the kernel's ephemeral range, apart from the meshes' ports (``listen_port``): tests stop a Keystone and
+    # start it again on its port, which a mesh starting meanwhile would otherwise be free to take.
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     role_ids: dict[str, str] = field(default_factory=dict)
     _admin: tuple[str, float] = ("", 0.0)

@@ -89,8 +89,10 @@ def grpc_serving(target: str, service: str = "") -> bool:
 
 
 def rest_ready(url: str) -> bool:
+    """Our Envoy answers on ``url``: a 200 from it, not from whatever else may have taken the port meanwhile (a
+    test run once found a test's Keystone answering there, and the mesh "started")."""
     with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
-        return response.status == 200
+        return response.status == 200 and response.headers.get("server") == "envoy"
 
 
 def stop_amphorae(directory: Path, timeout: float = 10.0) -> None:
