@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
-from octavia_mesh.worker.drivers.compute import InstanceSpec, LocalComputeDriver, enable_request_migration
+from octavia_mesh.worker.drivers.compute import InstanceSpec, LocalComputeDriver
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ _CREATE_AND_DIE = """
 import asyncio, datetime as dt, sys
 from pathlib import Path
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
-from octavia_mesh.worker.drivers.compute import InstanceSpec, LocalComputeDriver, enable_request_migration
+from octavia_mesh.worker.drivers.compute import InstanceSpec, LocalComputeDriver
 base, amphora_id = Path(sys.argv[1]), sys.argv[2]
 identity = LocalCertificateDriver(base / "ca").issue_amphora_certificate(amphora_id, dt.timedelta(days=1))
 asyncio.run(LocalComputeDriver(base / "amphorae").create_instance(InstanceSpec(amphora_id, identity)))
@@ -108,12 +108,3 @@ async def test_an_amphora_outlives_the_process_that_created_it(base: Path) -> No
     assert amphora_id in await compute.list_instances()
     await compute.delete_instance(amphora_id)
     assert await compute.get_instance(amphora_id) is None
-
-
-def test_request_migration_is_turned_on_and_never_fatal(tmp_path: Path) -> None:
-    """The worker turns ``tcp_migrate_req`` on where it can; a kernel without it (or no root) is not an error."""
-    sysctl = tmp_path / "tcp_migrate_req"
-    sysctl.write_text("0\n")
-    assert enable_request_migration(sysctl)
-    assert sysctl.read_text().strip() == "1"
-    assert not enable_request_migration(tmp_path / "missing" / "tcp_migrate_req")

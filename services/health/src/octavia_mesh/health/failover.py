@@ -232,14 +232,12 @@ class FailoverDetector:
         mono, now = self._clock(), self._now()
         timeout = dt.timedelta(seconds=self.policy.heartbeat_timeout_s)
         silence = self.policy.breaker_silence_s
-        # Heartbeats this service had no CPU to read (or write) yet would look like silence: judged later. So are
-        # losses: the breaks of a mass event it had no CPU to read yet are not in the database, and the breaker
-        # must count them before the first loss is claimed.
+        # Heartbeats this service had no CPU to read (or write) yet would look like silence: judged later.
         lag_s = self._lag()
         lag = dt.timedelta(seconds=lag_s)
         silent_before = now - (timeout / 2 if silence is None else dt.timedelta(seconds=silence)) - lag
         stale_before = now - timeout - lag
-        stale = self._stale(stale_before, now - dt.timedelta(seconds=self.policy.loss_confirm_s) - lag)
+        stale = self._stale(stale_before, now - dt.timedelta(seconds=self.policy.loss_confirm_s))
         if mono >= self._next_tidy:
             await self._tidy(mono, now)
             self._next_tidy = mono + TIDY_EVERY_S

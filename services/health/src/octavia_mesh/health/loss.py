@@ -11,11 +11,11 @@ silence, but only after seconds. Two signals are faster, and only the replica ho
 
 Either writes ``amphora_health.lost_at`` (when it was seen) and pokes the failover detector. The detector
 treats a row with ``lost_at >= last_update`` (nothing heard since) as silent at once, which the circuit
-breaker counts, and as stale once the loss is ``loss_confirm_s`` old, plus the replica's recent lag (so that the
-losses of a mass event, seen by several replicas, all reach the database before anything is claimed). Any
-heartbeat written later (``last_update > lost_at``) undoes the mark by itself: no row is ever cleared. A
-replica that is stopping marks nothing, and one whose event loop stalled (its own streams all look quiet)
-judges no silence until it has caught up again.
+breaker counts, and as stale once the loss is ``loss_confirm_s`` old (so that the losses of a mass event,
+seen by several replicas, all reach the database before anything is claimed). Any heartbeat written later
+(``last_update > lost_at``) undoes the mark by itself: no row is ever cleared. A replica that is stopping
+marks nothing, and one whose event loop stalled (its own streams all look quiet) judges no silence until it
+has caught up again.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from octavia_mesh.worker.consumer import CommandConsumer, Provider
 from octavia_mesh.worker.deps import AmphoraDeps
 from octavia_mesh.worker.drivers.amphora import GrpcAmphoraDriver, NoopAmphoraDriver
 from octavia_mesh.worker.drivers.certificates import LocalCertificateDriver
-from octavia_mesh.worker.drivers.compute import ComputeDriver, NoopComputeDriver, enable_request_migration
+from octavia_mesh.worker.drivers.compute import ComputeDriver, NoopComputeDriver
 from octavia_mesh.worker.drivers.namespaces import NamespaceComputeDriver
 from octavia_mesh.worker.drivers.shared_host import SharedHostComputeDriver
 from octavia_mesh.worker.flows.spares import SparePool
@@ -43,8 +43,6 @@ def _amphora_provider(settings: WorkerSettings, sessions: async_sessionmaker[Asy
     compute: ComputeDriver
     if settings.compute_driver == "local":
         # Local processes; ACTIVE_STANDBY amphorae in network namespaces (which need root).
-        # The VIPs of SINGLE amphorae live in this namespace, shared by an old and a new HAProxy during a failover.
-        enable_request_migration()
         local = SharedHostComputeDriver if settings.local_amphorae == "shared" else NamespaceComputeDriver
         compute = local(
             state / "amphorae",

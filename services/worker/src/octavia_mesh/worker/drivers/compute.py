@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import os
 import random
 import shutil
@@ -23,8 +22,6 @@ from pathlib import Path
 from typing import Protocol
 
 from octavia_mesh.worker.drivers.certificates import CONTROLLER_IDENTITY, CertBundle
-
-logger = logging.getLogger(__name__)
 
 #: The agent keeps unix sockets under its state directory (``<dir>/run/<12 hex>.stats``), and HAProxy takes
 #: socket paths of at most 97 bytes: the state directory must stay short.
@@ -75,31 +72,6 @@ class ComputeDriver(Protocol):
         the amphora rows (a row always exists before its instance).
         """
         ...
-
-
-#: Per network namespace (Linux >= 5.14, off by default): when a listener of a SO_REUSEPORT group closes, the
-#: connections queued in its accept queue and its half-open requests move to another listener of the group
-#: instead of being reset.
-TCP_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
-
-
-def enable_request_migration(sysctl: Path = TCP_MIGRATE_REQ) -> bool:
-    """Turn ``tcp_migrate_req`` on in this process's network namespace, where local amphorae bind their VIPs;
-    whether it is on. A failover's new HAProxy shares the VIP with the old one through SO_REUSEPORT: without it,
-    the connections the kernel queued on the old HAProxy's socket (a share of those that arrived while its
-    process was not running, which a loaded machine makes common) are reset when it soft-stops and closes.
-    Never fatal (not root, an older kernel): failovers then may reset those few connections."""
-    try:
-        if sysctl.read_text().strip() != "1":
-            sysctl.write_text("1\n")
-        return True
-    except OSError as exc:
-        logger.warning(
-            "cannot turn %s on (%s): a failover may reset connections queued on the old amphora's VIP socket",
-            sysctl,
-            exc.strerror or exc,
-        )
-        return False
 
 
 def _free_port(host: str) -> int:
