@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -72,6 +73,28 @@ class HeartbeatPlane:
         await self.engine.dispose()
 
 
+#: How long a start keeps trying to bind the heartbeat port (see ``_bind_heartbeats``).
+HEARTBEAT_BIND_PATIENCE_S = 10.0
+
+
+def _bind_heartbeats(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials) -> int:
+    """Bind the heartbeat port, trying again for a few seconds while it is taken. A restarted mesh listens where
+    the last one did, so that the amphorae it kept find it again; the port can still be held for a moment after
+    the previous replica stopped (a test run saw the new one fail to bind it about a second later)."""
+    deadline = time.monotonic() + HEARTBEAT_BIND_PATIENCE_S
+    while True:
+        try:
+            port = server.add_secure_port(address, credentials)
+        except RuntimeError:  # grpc's "Failed to bind": the address is in use
+            port = 0
+        if port:
+            return port
+        if time.monotonic() >= deadline:
+            raise OSError(f"cannot listen on {address} (still in use after {HEARTBEAT_BIND_PATIENCE_S:.0f}s)")
+        logger.warning("heartbeat port %s is in use; trying again", address)
+        time.sleep(0.25)
+
+
 def build(
     settings: HealthSettings,
     *,
@@ -95,9 +118,7 @@ def build(
             ("grpc.http2.bdp_probe", 0),
         ],
     )
-    port = server.add_secure_port(settings.heartbeat_listen, tls.server_credentials(identity))
-    if port == 0:
-        raise OSError(f"cannot listen on {settings.heartbeat_listen}")
+    port = _bind_heartbeats(server, settings.heartbeat_listen, tls.server_credentials(identity))
     reporter = settings.replica_name or f"{socket.gethostname()}:{port}"
     store = HealthStore(engine, reporter)
     if publisher is None:
