@@ -4,6 +4,7 @@ that cannot start, keeps ports; and services that cannot share a port."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from octavia_mesh.cli import processes
 from octavia_mesh.cli.processes import PortBook, Supervisor, listen_port
 from octavia_mesh.common.grpcserver import NO_PORT_SHARING
 
@@ -119,3 +121,18 @@ async def test_a_service_cannot_share_a_port_another_server_holds() -> None:
     finally:
         await first.stop(None)
         await asyncio.sleep(0)
+
+
+def test_a_port_handed_out_is_not_handed_out_again_while_its_claim_lasts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two meshes starting at once each check that a port is free; only the claim keeps the second off a port the
+    first has not bound yet."""
+    monkeypatch.setattr(processes, "PORT_CLAIMS", tmp_path / "claims")
+    handed = {listen_port() for _ in range(100)}
+    assert len(handed) == 100 and not any(processes.claim_port(port) for port in handed)
+    port = handed.pop()
+    old = time.time() - processes.PORT_CLAIM_TTL_S - 1
+    os.utime(tmp_path / "claims" / str(port), (old, old))
+    assert processes.claim_port(port), "a claim older than its time is taken over"
+    assert processes.claim_port(port, refresh=True), "a restarted mesh renews its own"

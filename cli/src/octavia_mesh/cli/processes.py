@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -77,19 +78,51 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+#: Ports that one of our processes on this host handed out lately, a marker file each: two meshes starting at
+#: once (a test run starts dozens side by side) must not both pick a port that is free until the first binds it.
+PORT_CLAIMS = Path(tempfile.gettempdir()) / "octavia-mesh-port-claims"
+#: How long a claim keeps other processes off a port: longer than any service takes to bind it.
+PORT_CLAIM_TTL_S = 120.0
+
+
+def claim_port(port: int, refresh: bool = False) -> bool:
+    """Claim ``port`` for this host's next few minutes; False if another process claimed it lately. ``refresh``
+    renews a claim that is ours (a restarted mesh binds its old ports again). Where the claims directory cannot
+    be written (another user's), no claim is kept and every port counts as unclaimed."""
+    marker = PORT_CLAIMS / str(port)
+    for _ in range(2):
+        try:
+            PORT_CLAIMS.mkdir(exist_ok=True)
+            if refresh:
+                marker.touch()
+                return True
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - marker.stat().st_mtime < PORT_CLAIM_TTL_S:
+                    return False
+                marker.unlink()  # a stale claim: take it over (O_EXCL decides between two that try at once)
+            except FileNotFoundError:
+                pass
+        except OSError:
+            return True
+    return False
+
+
 def listen_port(host: str = "127.0.0.1", avoid: set[int] | frozenset[int] = frozenset()) -> int:
     """A free port for a service to listen on, below the kernel's ephemeral range.
 
     A port the kernel hands out (``free_port``) is released before the service binds it, and meanwhile any
     outgoing connection may take it as its local port ("Address already in use" at the service's start). The
-    kernel never gives out ports below the ephemeral range, so only another listener could take one of these,
-    and a listener is seen by the check here (the services bind without SO_REUSEPORT, so a late collision
-    fails their start and the supervisor tries again).
+    kernel never gives out ports below the ephemeral range, so only another listener could take one of these:
+    a listener is seen by the check here, and one about to listen, started by another of our processes, by
+    its claim (:func:`claim_port`; a test run lost a mesh's start to two meshes picking the same port).
     """
     low = _ephemeral_low()
     for _ in range(200):
         port = random.randrange(max(1024, low - 20000), low)  # noqa: S311 - not a secret
-        if port not in avoid and port_is_free(host, port):
+        if port not in avoid and port_is_free(host, port) and claim_port(port):
             return port
     return free_port(host)
 
@@ -113,6 +146,7 @@ class PortBook:
         old = self.ports.get(name)
         if old is not None and old not in self._given and port_is_free(self.host, old):
             port = old
+            claim_port(port, refresh=True)  # ours from the last start: keep others off it again
         else:
             port = listen_port(self.host, avoid=self._given | set(self.ports.values()))
         self.ports[name] = port
