@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError
 
 from octavia_mesh.cli.processes import find_binary, free_port
 from octavia_mesh.common import commands
+from octavia_mesh.provider_sdk.stream import patiently
 
 # NATS only, no database: the PostgreSQL and MariaDB runs would start the same three servers again for nothing.
 _T = TypeVar("_T")
@@ -56,12 +57,7 @@ async def _connect(url: str) -> tuple[object, object]:
 async def _patiently(call: Callable[[], Awaitable[_T]]) -> _T:
     """A JetStream call, asked again while it times out (a busy three-server cluster can take over the client's
     5 s to answer one); what it answers is what the test checks."""
-    for _ in range(12):
-        try:
-            return await call()
-        except NatsTimeoutError:
-            await asyncio.sleep(0.5)
-    return await call()
+    return await patiently(call, time.monotonic() + 30)
 
 
 async def _until_meta_leader(js: object) -> None:

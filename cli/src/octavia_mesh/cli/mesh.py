@@ -35,6 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from octavia_mesh.cli.edge import descriptor_path, envoy_config, lua_source
 from octavia_mesh.cli.processes import (
+    Child,
     LaunchError,
     PortBook,
     Supervisor,
@@ -256,9 +257,12 @@ class Mesh:
         database_url = opts.database_url or f"sqlite:///{self.state / 'octavia-mesh.db'}"
         nats_url = opts.nats_url
         try:
+            nats: Child | None = None
+            nats_port = 0
             if nats_server is not None:
                 nats_port = self.ports.port("nats")
-                self.supervisor.start(
+                nats_url = f"nats://127.0.0.1:{nats_port}"
+                nats = self.supervisor.start(
                     "nats",
                     [
                         nats_server,
@@ -273,14 +277,9 @@ class Mesh:
                         "octavia-mesh",
                     ],
                 )
-                wait_until(
-                    tcp_ready("127.0.0.1", nats_port),
-                    opts.start_timeout,
-                    "NATS to accept connections",
-                    self.supervisor.children[-1],
-                )
-                nats_url = f"nats://127.0.0.1:{nats_port}"
-            migrate_database(database_url)
+            migrate_database(database_url)  # while NATS starts
+            if nats is not None:
+                wait_until(tcp_ready("127.0.0.1", nats_port), opts.start_timeout, "NATS to accept connections", nats)
             shared = {"OCTAVIA_MESH_DATABASE_URL": database_url, "OCTAVIA_MESH_NATS_URL": nats_url or ""}
             # One key file for the secret store: the API encrypts with it, the worker decrypts certificates.
             secret_key_file = str(self.state / "secret.key")

@@ -75,7 +75,7 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1, patience_s: flo
     """
     deadline = time.monotonic() + patience_s
     try:
-        info = await _patiently(lambda: js.stream_info(STREAM), deadline)
+        info = await patiently(lambda: js.stream_info(STREAM), deadline)
     except NotFoundError:
         config = StreamConfig(
             name=STREAM,
@@ -86,11 +86,11 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1, patience_s: flo
             num_replicas=replicas,
         )
         try:
-            await _patiently(lambda: js.add_stream(config), deadline)
+            await patiently(lambda: js.add_stream(config), deadline)
             return
         except APIError:
             try:  # another service (or our own call that timed out) created it: go on as if found
-                info = await _patiently(lambda: js.stream_info(STREAM), deadline)
+                info = await patiently(lambda: js.stream_info(STREAM), deadline)
             except NotFoundError:
                 pass
             else:
@@ -104,10 +104,10 @@ async def _raise_replicas(js: JetStreamContext, info: StreamInfo, replicas: int,
     if replicas > current:
         logger.info("raising stream %s from %d to %d replicas", STREAM, current, replicas)
         config = dataclasses.replace(info.config, num_replicas=replicas)
-        await _patiently(lambda: js.update_stream(config), deadline)
+        await patiently(lambda: js.update_stream(config), deadline)
 
 
-async def _patiently(call: Callable[[], Awaitable[_T]], deadline: float) -> _T:
+async def patiently(call: Callable[[], Awaitable[_T]], deadline: float) -> _T:
     """``call()``, asked again while it times out and ``deadline`` (monotonic) is not reached."""
     while True:
         try:
