@@ -68,6 +68,11 @@ from octavia_mesh.health.server import build
 from octavia_mesh.health.settings import HealthSettings
 from octavia_mesh.protos.health.v1 import health_pb2
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host_load import field as _field  # noqa: E402
+from host_load import host_call  # noqa: E402
+from host_load import varint as _varint  # noqa: E402
+
 #: Streams a load process opens at the same time (TLS handshakes are the expensive part of an opening).
 OPENING_AT_ONCE = 20
 #: Openings a simulated amphora tries before it counts as failed.
@@ -148,6 +153,8 @@ async def _service(conn: Connection, mode: str, database_url: str, ca_dir: str, 
         command = await loop.run_in_executor(None, conn.recv)
         if command == "snapshot":
             conn.send((plane.ingest.received, plane.ingest.written))
+        elif command == "backlog":
+            conn.send(plane.ingest.backlog_s())
         else:
             break
     await plane.stop()
@@ -157,20 +164,6 @@ async def _service(conn: Connection, mode: str, database_url: str, ca_dir: str, 
 # ----------------------------------------------------------------------------------------------- load
 
 METHOD = "/octavia_mesh.health.v1.AmphoraHealth/StreamHeartbeats"
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 class Beats:
@@ -219,15 +212,19 @@ class Clock:
         return self._stamp
 
 
-def load_process(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interval: float, traffic: float) -> None:
+def load_process(
+    conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interval: float, traffic: float, per_host: int
+) -> None:
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    asyncio.run(_load(conn, ca, amps, interval, traffic))
+    asyncio.run(_load(conn, ca, amps, interval, traffic, per_host))
 
 
-async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interval: float, traffic: float) -> None:
+async def _load(
+    conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interval: float, traffic: float, per_host: int
+) -> None:
     loop = asyncio.get_running_loop()
     stop, go, all_connected = asyncio.Event(), asyncio.Event(), asyncio.Event()
     counts = {"connected": 0, "acked": 0, "gave_up": 0}
@@ -298,8 +295,42 @@ async def _load(conn: Connection, ca: bytes, amps: list[tuple[Amp, str]], interv
         while await call.read() is not grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]
             counts["acked"] += 1
 
+    def connected(amphorae: int) -> None:
+        counts["connected"] += amphorae
+        if counts["connected"] + counts["gave_up"] == len(amps):
+            all_connected.set()
+
     busy_count = round(traffic * len(amps))
-    tasks = [asyncio.create_task(one(amp, endpoint, n < busy_count)) for n, (amp, endpoint) in enumerate(amps)]
+    if per_host > 1:  # amphora hosts: one batched call per ``per_host`` amphorae of the same replica
+        by_endpoint: dict[str, list[tuple[Amp, bool]]] = {}
+        for n, (amp, endpoint) in enumerate(amps):
+            by_endpoint.setdefault(endpoint, []).append((amp, n < busy_count))
+        hosts = [
+            (endpoint, members[i : i + per_host])
+            for endpoint, members in by_endpoint.items()
+            for i in range(0, len(members), per_host)
+        ]
+        tasks = [
+            asyncio.create_task(
+                host_call(
+                    [a for a, _ in members],
+                    [Beats(a, busy) for a, busy in members],
+                    endpoint,
+                    ca,
+                    interval,
+                    clock.stamp,
+                    opening,
+                    go,
+                    stop,
+                    counts,
+                    connected,
+                    rng,
+                )
+            )
+            for endpoint, members in hosts
+        ]
+    else:
+        tasks = [asyncio.create_task(one(amp, endpoint, n < busy_count)) for n, (amp, endpoint) in enumerate(amps)]
     waiter = asyncio.create_task(all_connected.wait())
     await asyncio.wait([waiter], timeout=600)  # every amphora connected, or given up after its attempts
     if all_connected.is_set():
@@ -403,7 +434,7 @@ def run(
         end, conn = ctx.Pipe()
         process = ctx.Process(
             target=load_process,
-            args=(conn, ca, assigned[i :: args.clients], args.interval, args.traffic),
+            args=(conn, ca, assigned[i :: args.clients], args.interval, args.traffic, args.per_host),
             daemon=True,
         )
         process.start()
@@ -439,7 +470,15 @@ def run(
         before = snapshot()
         if args.profile:
             spies = profile(args, mode, everyone)
-        time.sleep(args.seconds)
+        # How far behind the heartbeats it read each service's writes are (its flusher overtaken by the load
+        # coalesces more, which keeps the rate up and the rows older), sampled every second.
+        backlog = 0.0
+        measured_until = time.monotonic() + args.seconds
+        while (left := measured_until - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            for _, end in services:
+                end.send("backlog")
+                backlog = max(backlog, end.recv())
         after = snapshot()
         load_average = os.getloadavg()[0]
         for spy in spies:
@@ -481,6 +520,8 @@ def run(
         "loop_share": (after[5] - before[5]) / service_cpu if service_cpu else 0.0,
         "load_average": load_average,
         "unopened": gave_up,
+        "written_per_s": (after[2] - before[2]) / wall,
+        "backlog_s": backlog,
     }
 
 
@@ -526,6 +567,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--clients", type=int, default=2, help="load processes")
     parser.add_argument("--replicas", type=int, default=1, help="health service processes")
+    parser.add_argument(
+        "--per-host",
+        type=int,
+        default=100,
+        help="amphorae per amphora host, batched on one call each (1: a call per amphora, as agent processes)",
+    )
     parser.add_argument("--traffic", type=float, default=1.0, help="share of amphorae whose counters grow")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
     parser.add_argument("--modes", default=",".join(INGESTS), help="comma-separated: " + ", ".join(INGESTS))
@@ -567,7 +614,9 @@ def main() -> None:
                     f"service ({r['service_us']:.0f} us/heartbeat, {r['loop_share']:.0%} in the event loop's "
                     f"thread); service {r['service_cores']:.2f} cores, load generator {r['load_cores']:.2f} cores "
                     f"({r['load_us']:.0f} us/heartbeat); load average {r['load_average']:.1f} "
-                    f"({r['ingested']:.0f} in {r['wall']:.1f}s; {r['connect_s']:.0f}s to connect{unopened})",
+                    f"({r['ingested']:.0f} in {r['wall']:.1f}s; {r['connect_s']:.0f}s to connect{unopened}); "
+                    f"{r['written_per_s']:.0f} amphorae written/s, writes at most {r['backlog_s']:.1f}s behind "
+                    "the last heartbeat read beyond a flush interval",
                     flush=True,
                 )
         finally:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dataplane"))
@@ -152,6 +153,12 @@ def test_amphorae_share_one_host_each_with_its_own_identity(smesh: Mesh, api: Re
         assert int((home / "agent.pid").read_text()) == host
         haproxies = processes_mentioning(str(home))
         assert haproxies, f"amphora {amphora_id} has no HAProxy of its own"
+    # Their heartbeats travel in the host's one batched call (each amphora joined it with its own certificate),
+    # not on a connection each: the host is connected to the health replicas once, whatever its amphorae.
+    heartbeat_ports = {port for name, port in smesh.ports.ports.items() if name.endswith("-heartbeat")}
+    assert heartbeat_ports
+    to_health = [c for c in psutil.Process(host).net_connections("tcp") if c.raddr and c.raddr.port in heartbeat_ports]
+    assert len(to_health) == 1, f"the host should have one heartbeat connection: {to_health}"
     for amphora_id, address in addresses.items():
         # Each port answers as its own amphora, under its own certificate's name...
         assert get_info(smesh, address, amphora_identity(amphora_id)).amphora_id == amphora_id

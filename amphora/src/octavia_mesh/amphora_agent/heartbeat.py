@@ -38,16 +38,16 @@ from octavia_mesh.protos.health.v1 import health_pb2, health_pb2_grpc
 logger = logging.getLogger(__name__)
 
 #: Shortest and longest pause before reconnecting after a failed call.
-_BACKOFF_S = (0.05, 2.0)
+BACKOFF_S = (0.05, 2.0)
 #: A call that lived this long was healthy: the next failure starts the backoff from the shortest pause again.
-_STABLE_S = 10.0
+STABLE_S = 10.0
 #: No acknowledgement for this many intervals, this many ack intervals (the service acknowledges about once
-#: per ack interval) and at least ``_SILENCE_MIN_S`` means the replica is gone.
-_SILENCE_INTERVALS = 4
-_SILENCE_ACKS = 3
-_SILENCE_MIN_S = 3.0
+#: per ack interval) and at least ``SILENCE_MIN_S`` means the replica is gone.
+SILENCE_INTERVALS = 4
+SILENCE_ACKS = 3
+SILENCE_MIN_S = 3.0
 #: How long the agent tries to tell the service that it ends a call on purpose.
-_FAREWELL_S = 0.5
+FAREWELL_S = 0.5
 
 
 def _int(row: dict[str, str], key: str) -> int:
@@ -186,7 +186,7 @@ class HeartbeatSender:
     async def run(self) -> None:
         endpoints = self._settings.health_endpoints
         index = _first_endpoint(self._settings.amphora_id, len(endpoints))
-        backoff = _BACKOFF_S[0]
+        backoff = BACKOFF_S[0]
         while True:
             endpoint = endpoints[index % len(endpoints)]
             began = time.monotonic()
@@ -203,11 +203,11 @@ class HeartbeatSender:
                 # The sender must outlive any surprise: an agent that stops reporting gets failed over.
                 logger.exception("heartbeats to %s failed", endpoint)
             self.connected_to = ""
-            if time.monotonic() - began > _STABLE_S:
-                backoff = _BACKOFF_S[0]
+            if time.monotonic() - began > STABLE_S:
+                backoff = BACKOFF_S[0]
             index += 1
             await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, _BACKOFF_S[1])
+            backoff = min(backoff * 2, BACKOFF_S[1])
 
     async def _stream(self, endpoint: str) -> bool:
         """Stream to ``endpoint`` until the call ends (False) or the certificate was rotated (True)."""
@@ -253,7 +253,7 @@ class HeartbeatSender:
                     sequence += 1
                     await call.write(await self._heartbeat(sequence))
                     silence = max(
-                        _SILENCE_INTERVALS * self.interval_s, _SILENCE_ACKS * self.ack_interval_s, _SILENCE_MIN_S
+                        SILENCE_INTERVALS * self.interval_s, SILENCE_ACKS * self.ack_interval_s, SILENCE_MIN_S
                     )
                     if time.monotonic() - last_ack > silence:
                         await self._farewell(call, sequence + 1)
@@ -275,8 +275,8 @@ class HeartbeatSender:
             farewell = health_pb2.StreamHeartbeatsRequest(
                 amphora_id=self._settings.amphora_id, sequence=sequence, closing=True
             )
-            await asyncio.wait_for(call.write(farewell), _FAREWELL_S)
-            await asyncio.wait_for(call.done_writing(), _FAREWELL_S)
+            await asyncio.wait_for(call.write(farewell), FAREWELL_S)
+            await asyncio.wait_for(call.done_writing(), FAREWELL_S)
 
     async def _heartbeat(self, sequence: int) -> health_pb2.StreamHeartbeatsRequest:
         self._sampler.timeout_s = max(0.25, min(2.0, 1.5 * self.interval_s))

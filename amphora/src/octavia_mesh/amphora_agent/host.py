@@ -7,7 +7,10 @@ worker and the health service can see or that isolates tenants:
 
 * its own mutual-TLS gRPC server on its own port, presenting its own certificate (``amphora-<id>``, which the
   worker verifies), with its own ``grpc.health.v1`` and its own certificate rotation;
-* its own heartbeat stream to the health service, presented with its own certificate;
+* its own heartbeats to the health service: by default in the host's batched call (``hostbeats.py``: one
+  message per interval for all amphorae, which is what a health replica's rate is bounded by), where it joins
+  with its own certificate and a proof signed with its own key; with ``--heartbeats per-amphora``, a call of
+  its own presented with its own certificate;
 * its own state directory (configurations, certificates, sockets) and its own HAProxy processes, each in a
   process group of its own, supervised (restarted, reloaded) by the unit's own :class:`Agent`.
 
@@ -48,6 +51,7 @@ from octavia_mesh.amphora_agent import settings as agent_settings
 from octavia_mesh.amphora_agent.agent import Agent
 from octavia_mesh.amphora_agent.counters import CounterLedger
 from octavia_mesh.amphora_agent.heartbeat import HeartbeatSender, Sampler
+from octavia_mesh.amphora_agent.hostbeats import HostHeartbeats, Target
 from octavia_mesh.amphora_agent.reaper import ChildReaper
 from octavia_mesh.amphora_agent.server import SERVICE_NAME, create_server, haproxy_options, identity_of
 from octavia_mesh.amphora_agent.settings import AgentSettings
@@ -68,13 +72,15 @@ class ControlError(Exception):
 class Unit:
     """One amphora inside the host: an :class:`Agent`, its gRPC server and its heartbeat stream."""
 
-    def __init__(self, settings: AgentSettings, reaper: ChildReaper) -> None:
+    def __init__(self, settings: AgentSettings, reaper: ChildReaper, batches: HostHeartbeats | None = None) -> None:
         self.settings = settings
         self.agent = Agent(Store(settings.state_path), reaper, haproxy_options(settings))
         self.port = 0
         self._server: Any = None
         self._health: Any = None
         self._heartbeats: asyncio.Task[None] | None = None
+        #: The host's batched call this amphora reports on (None: a call of its own).
+        self._batches = batches
 
     async def start(self) -> None:
         """Resume what ran before (as an agent does at start-up), then serve and stream heartbeats."""
@@ -85,8 +91,11 @@ class Unit:
         if settings.health_endpoints:
             sampler = Sampler(self.agent, CounterLedger(settings.state_path / "counters.json"))
             self.agent.before_reset, self.agent.forgotten = sampler.before_reset, sampler.forget
-            sender = HeartbeatSender(settings, sampler, identity)
-            self._heartbeats = asyncio.create_task(sender.run(), name=f"heartbeats-{settings.amphora_id}")
+            if self._batches is not None:
+                self._batches.add(settings.amphora_id, sampler, identity)
+            else:
+                sender = HeartbeatSender(settings, sampler, identity)
+                self._heartbeats = asyncio.create_task(sender.run(), name=f"heartbeats-{settings.amphora_id}")
         # No keepalived: a unit is a SINGLE amphora (its VRRP calls answer that it has none).
         self._server, self.port, self._health = create_server(settings, self.agent, identity, None)
         await self._server.start()
@@ -100,7 +109,9 @@ class Unit:
 
     async def _end_heartbeats(self) -> None:
         # Cancelled, the call ends without a "closing" message: the health service takes the amphora for
-        # dead, exactly as when an agent process exits or is killed.
+        # dead, exactly as when an agent process exits or is killed (on a batched call: named lost at once).
+        if self._batches is not None:
+            self._batches.remove(self.settings.amphora_id)
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -130,15 +141,20 @@ class HostSettings:
 
     home: Path
     log_level: str = "INFO"
+    #: ``batched`` (one call for all amphorae) or ``per-amphora`` (a call each, as agent processes have).
+    heartbeats: str = "batched"
 
 
 class AmphoraHost:
     """The units of this process, by amphora id, and the control socket that starts and stops them."""
 
-    def __init__(self, home: Path, reaper: ChildReaper) -> None:
+    def __init__(self, home: Path, reaper: ChildReaper, batched: bool = True) -> None:
         self._home = home
         self._reaper = reaper
         self._units: dict[str, Unit] = {}
+        # One batched heartbeat call per place the amphorae report to (all of them, from one worker).
+        self._batched = batched
+        self._batches: dict[Target, HostHeartbeats] = {}
         # One lock per amphora id: a kill never interleaves with the same amphora's start.
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -185,7 +201,7 @@ class AmphoraHost:
         async with self._lock(settings.amphora_id):
             unit = self._units.get(settings.amphora_id)
             if unit is None:
-                unit = Unit(settings, self._reaper)
+                unit = Unit(settings, self._reaper, self._batches_for(settings))
                 try:
                     await unit.start()
                 except Exception as exc:
@@ -193,6 +209,20 @@ class AmphoraHost:
                     raise ControlError(f"amphora {settings.amphora_id} did not start: {exc}") from None
                 self._units[settings.amphora_id] = unit
             return {"ok": True, "port": unit.port}
+
+    def _batches_for(self, settings: AgentSettings) -> HostHeartbeats | None:
+        if not self._batched or not settings.health_endpoints:
+            return None
+        target = Target(
+            settings.health_endpoints,
+            Path(settings.health_ca or settings.client_ca).read_bytes(),
+            settings.health_identity,
+            settings.heartbeat_interval_s,
+        )
+        batches = self._batches.get(target)
+        if batches is None:
+            batches = self._batches[target] = HostHeartbeats(target, f"{self._home}:{len(self._batches)}")
+        return batches
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -229,6 +259,7 @@ class AmphoraHost:
             logger.info("stopping %d amphorae", len(self._units))
             await asyncio.gather(*(unit.stop() for unit in self._units.values()), return_exceptions=True)
             self._units.clear()
+            await asyncio.gather(*(batches.stop() for batches in self._batches.values()), return_exceptions=True)
             self.socket_path.unlink(missing_ok=True)
         logger.info("stopped")
 
@@ -238,7 +269,7 @@ async def run(settings: HostSettings) -> None:
     reaper = ChildReaper()
     reaper.install()
     try:
-        await AmphoraHost(settings.home, reaper).serve()
+        await AmphoraHost(settings.home, reaper, batched=settings.heartbeats == "batched").serve()
         if not await reaper.wait_all(5.0):
             logger.warning("children still running after shutdown")
     finally:
@@ -249,8 +280,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="octavia-mesh-amphora-host", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--home", required=True, help="the host's directory (its control socket lives there)")
     parser.add_argument("--log-level", default="INFO", help="logging level")
+    parser.add_argument(
+        "--heartbeats",
+        choices=("batched", "per-amphora"),
+        default="batched",
+        help="one batched call for every amphora of the host (default), or a call per amphora",
+    )
     args = parser.parse_args(argv)
-    settings = HostSettings(home=Path(args.home).resolve(), log_level=args.log_level)
+    settings = HostSettings(home=Path(args.home).resolve(), log_level=args.log_level, heartbeats=args.heartbeats)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

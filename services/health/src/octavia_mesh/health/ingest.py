@@ -117,28 +117,35 @@ def to_item(pending: _Pending, record: AmphoraRecord) -> Item:
         allocated=record.status == AmphoraStatus.ALLOCATED,
         received_at=pending.received_at,
     )
-    if pending.heartbeat.HasField("sample_time"):
-        sampled = pending.heartbeat.sample_time.ToDatetime()  # naive UTC, as the database keeps times
+    heartbeat = pending.heartbeat
+    if heartbeat.HasField("sample_time"):
+        stamp = heartbeat.sample_time  # naive UTC, as the database keeps times (cheaper than ToDatetime())
+        sampled = _EPOCH + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
         item.sampled_at = min(sampled, pending.received_at)
-    for lb in pending.heartbeat.load_balancers:
+    # Plain loops rather than generators: this runs for every amphora of every flush.
+    for lb in heartbeat.load_balancers:
         if lb.load_balancer_id != record.load_balancer_id:
             continue  # files of another load balancer left on the amphora: not its to report
-        item.report = st.Report.of(
-            lb.running,
-            ((li.name, li.status) for li in lb.listeners),
-            ((p.name, p.status, {m.name: m.status for m in p.members}) for p in lb.pools),
-        )
-        item.counters = {
-            li.name: Counters(
-                li.counters.bytes_in,
-                li.counters.bytes_out,
-                li.counters.active_connections,
-                li.counters.total_connections,
-                li.counters.request_errors,
+        listeners: list[tuple[str, str]] = []
+        counters: dict[str, Counters] = {}
+        for li in lb.listeners:
+            name, c = li.name, li.counters
+            listeners.append((name, li.status))
+            counters[name] = Counters(
+                c.bytes_in, c.bytes_out, c.active_connections, c.total_connections, c.request_errors
             )
-            for li in lb.listeners
-        }
+        backends = []
+        for p in lb.pools:
+            members = {}
+            for m in p.members:
+                members[m.name] = m.status
+            backends.append((p.name, p.status, members))
+        item.report = st.Report.of(lb.running, listeners, backends)
+        item.counters = counters
     return item
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
 
 
 class Ingest:
@@ -205,12 +212,16 @@ class Ingest:
     def open_streams(self) -> list[Stream]:
         return list(self._streams)
 
-    def offer(self, stream: Stream, heartbeat: health_pb2.StreamHeartbeatsRequest) -> None:
+    def offer(
+        self, stream: Stream, heartbeat: health_pb2.StreamHeartbeatsRequest, received_at: dt.datetime | None = None
+    ) -> None:
+        """Take ``heartbeat`` (``received_at``: when, if the caller read the clock for a batch of them)."""
         self.received += 1
+        now = time.monotonic()
         if not self._pending:
-            self._pending_since = time.monotonic()
-        self._pending[stream.amphora_id] = _Pending(stream, heartbeat, utcnow())
-        stream.last_seen = time.monotonic()
+            self._pending_since = now
+        self._pending[stream.amphora_id] = _Pending(stream, heartbeat, received_at or utcnow())
+        stream.last_seen = now
         stream.heard += 1
         if stream.quiet or stream.heard == 1:
             # Marked lost for its silence, or a new stream (maybe an amphora whose previous call broke, marked

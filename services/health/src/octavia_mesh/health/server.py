@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
+from cryptography import x509
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from octavia_mesh.common.db.engine import make_engine
@@ -140,7 +141,12 @@ def build(
     lag = LagMeter(settings.heartbeat_timeout_s, ingest.backlog_s)
     loss = LossMonitor(engine, ingest.open_streams, settings.stream_silence_s, lag=lag.recent)
     servicer = AmphoraHealthServicer(
-        ingest, AmphoraDirectory(store), settings.heartbeat_interval_s, loss, settings.ack_interval_s
+        ingest,
+        AmphoraDirectory(store),
+        settings.heartbeat_interval_s,
+        loss,
+        settings.ack_interval_s,
+        x509.load_pem_x509_certificates(identity.client_ca),
     )
     health_pb2_grpc.add_AmphoraHealthServicer_to_server(servicer, server)
     health = ServiceHealth(server, [SERVICE_NAME])  # on the mutual-TLS port too, for agents that probe it

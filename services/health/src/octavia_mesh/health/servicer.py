@@ -23,9 +23,12 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import duration_pb2
 
 from octavia_mesh.common import pki
+from octavia_mesh.health.hosted import HostCall
 from octavia_mesh.health.ingest import AmphoraDirectory, Ingest
 from octavia_mesh.health.loss import LossMonitor
 from octavia_mesh.health.store import refusal
@@ -47,8 +50,11 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
         interval_s: float,
         loss: LossMonitor | None = None,
         ack_interval_s: float = 0.0,
+        authorities: list[x509.Certificate] | None = None,
     ) -> None:
         self._ingest = ingest
+        #: The controller CA's certificates: what an amphora joining a host call must be issued by.
+        self._authorities = authorities or []
         self._loss = loss
         self._directory = directory
         self._interval = duration_pb2.Duration()
@@ -121,6 +127,53 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
                 self._loss.lost(amphora_id, "broke (connection closed with no farewell)")
         finally:
             self._ingest.close(stream)
+
+    async def StreamHostHeartbeats(  # pyright: ignore[reportIncompatibleMethodOverride]
+        self,
+        request_iterator: AsyncIterator[health_pb2.StreamHostHeartbeatsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        certificate = peer_certificate(context)
+        if certificate is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+        assert certificate is not None
+        call = HostCall(
+            self._ingest,
+            self._directory,
+            self._loss,
+            self._authorities,
+            certificate.public_bytes(Encoding.DER),
+            context.peer(),
+        )
+        farewell = False
+        ack = health_pb2.StreamHostHeartbeatsResponse(interval=self._interval, ack_interval=self._ack_interval)
+        ack_after_s, acked_at = self._ack_after_s, -float("inf")
+        try:
+            while True:
+                batch = await context.read()
+                if batch is grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]  # grpc's stubs lack EOF
+                    break
+                if batch.closing:  # the host ends this call on purpose: no member is lost
+                    farewell = True
+                    break
+                if self.closing:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "this health replica is stopping")
+                if batch.joins:
+                    await call.join(list(batch.joins))
+                call.lost(list(batch.lost_amphora_ids), "died (its host says)")
+                call.beat(list(batch.heartbeats))
+                if ack_after_s > 0 and not call.refusals:
+                    now = time.monotonic()
+                    if now - acked_at < ack_after_s:
+                        continue
+                    acked_at = now
+                ack.sequence = batch.sequence
+                ack.refusals.extend(call.refusals)
+                call.refusals.clear()
+                await context.write(ack)
+                del ack.refusals[:]
+        finally:
+            call.close(broken=not farewell and not self.closing)
 
 
 async def _refuse(context: grpc.aio.ServicerContext, details: str) -> None:

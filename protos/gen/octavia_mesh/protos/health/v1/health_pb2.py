@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#octavia_mesh/health/v1/health.proto\x12\x16octavia_mesh.health.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n\x17StreamHeartbeatsRequest\x12\x18\n\namphora_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\x0bsample_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x0eload_balancers\x18\x04 \x03(\x0b\x32*.octavia_mesh.health.v1.LoadBalancerReport\x12\x0f\n\x07\x63losing\x18\x05 \x01(\x08\"\xad\x01\n\x12LoadBalancerReport\x12\x18\n\x10load_balancer_id\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x39\n\tlisteners\x18\x03 \x03(\x0b\x32&.octavia_mesh.health.v1.ListenerReport\x12\x31\n\x05pools\x18\x04 \x03(\x0b\x32\".octavia_mesh.health.v1.PoolReport\"j\n\x0eListenerReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12:\n\x08\x63ounters\x18\x03 \x01(\x0b\x32(.octavia_mesh.health.v1.ListenerCounters\"\x86\x01\n\x10ListenerCounters\x12\x10\n\x08\x62ytes_in\x18\x01 \x01(\x03\x12\x11\n\tbytes_out\x18\x02 \x01(\x03\x12\x1a\n\x12\x61\x63tive_connections\x18\x03 \x01(\x03\x12\x19\n\x11total_connections\x18\x04 \x01(\x03\x12\x16\n\x0erequest_errors\x18\x05 \x01(\x03\"a\n\nPoolReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32$.octavia_mesh.health.v1.MemberReport\",\n\x0cMemberReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"\x8a\x01\n\x18StreamHeartbeatsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x61\x63k_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration2\x8a\x01\n\rAmphoraHealth\x12y\n\x10StreamHeartbeats\x12/.octavia_mesh.health.v1.StreamHeartbeatsRequest\x1a\x30.octavia_mesh.health.v1.StreamHeartbeatsResponse(\x01\x30\x01\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#octavia_mesh/health/v1/health.proto\x12\x16octavia_mesh.health.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x01\n\x1bStreamHostHeartbeatsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x34\n\x05joins\x18\x02 \x03(\x0b\x32%.octavia_mesh.health.v1.HostedAmphora\x12\x43\n\nheartbeats\x18\x03 \x03(\x0b\x32/.octavia_mesh.health.v1.StreamHeartbeatsRequest\x12\x18\n\x10lost_amphora_ids\x18\x04 \x03(\t\x12\x0f\n\x07\x63losing\x18\x05 \x01(\x08\"3\n\rHostedAmphora\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\"\xc8\x01\n\x1cStreamHostHeartbeatsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x61\x63k_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x08refusals\x18\x04 \x03(\x0b\x32&.octavia_mesh.health.v1.AmphoraRefusal\"4\n\x0e\x41mphoraRefusal\x12\x12\n\namphora_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xcb\x01\n\x17StreamHeartbeatsRequest\x12\x18\n\namphora_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\x0bsample_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x0eload_balancers\x18\x04 \x03(\x0b\x32*.octavia_mesh.health.v1.LoadBalancerReport\x12\x0f\n\x07\x63losing\x18\x05 \x01(\x08\"\xad\x01\n\x12LoadBalancerReport\x12\x18\n\x10load_balancer_id\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x39\n\tlisteners\x18\x03 \x03(\x0b\x32&.octavia_mesh.health.v1.ListenerReport\x12\x31\n\x05pools\x18\x04 \x03(\x0b\x32\".octavia_mesh.health.v1.PoolReport\"j\n\x0eListenerReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12:\n\x08\x63ounters\x18\x03 \x01(\x0b\x32(.octavia_mesh.health.v1.ListenerCounters\"\x86\x01\n\x10ListenerCounters\x12\x10\n\x08\x62ytes_in\x18\x01 \x01(\x03\x12\x11\n\tbytes_out\x18\x02 \x01(\x03\x12\x1a\n\x12\x61\x63tive_connections\x18\x03 \x01(\x03\x12\x19\n\x11total_connections\x18\x04 \x01(\x03\x12\x16\n\x0erequest_errors\x18\x05 \x01(\x03\"a\n\nPoolReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32$.octavia_mesh.health.v1.MemberReport\",\n\x0cMemberReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"\x8a\x01\n\x18StreamHeartbeatsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x61\x63k_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration2\x92\x02\n\rAmphoraHealth\x12y\n\x10StreamHeartbeats\x12/.octavia_mesh.health.v1.StreamHeartbeatsRequest\x1a\x30.octavia_mesh.health.v1.StreamHeartbeatsResponse(\x01\x30\x01\x12\x85\x01\n\x14StreamHostHeartbeats\x12\x33.octavia_mesh.health.v1.StreamHostHeartbeatsRequest\x1a\x34.octavia_mesh.health.v1.StreamHostHeartbeatsResponse(\x01\x30\x01\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,20 +37,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
   _globals['_STREAMHEARTBEATSREQUEST'].fields_by_name['amphora_id']._loaded_options = None
   _globals['_STREAMHEARTBEATSREQUEST'].fields_by_name['amphora_id']._serialized_options = b'\342A\001\002'
-  _globals['_STREAMHEARTBEATSREQUEST']._serialized_start=162
-  _globals['_STREAMHEARTBEATSREQUEST']._serialized_end=365
-  _globals['_LOADBALANCERREPORT']._serialized_start=368
-  _globals['_LOADBALANCERREPORT']._serialized_end=541
-  _globals['_LISTENERREPORT']._serialized_start=543
-  _globals['_LISTENERREPORT']._serialized_end=649
-  _globals['_LISTENERCOUNTERS']._serialized_start=652
-  _globals['_LISTENERCOUNTERS']._serialized_end=786
-  _globals['_POOLREPORT']._serialized_start=788
-  _globals['_POOLREPORT']._serialized_end=885
-  _globals['_MEMBERREPORT']._serialized_start=887
-  _globals['_MEMBERREPORT']._serialized_end=931
-  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_start=934
-  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_end=1072
-  _globals['_AMPHORAHEALTH']._serialized_start=1075
-  _globals['_AMPHORAHEALTH']._serialized_end=1213
+  _globals['_STREAMHOSTHEARTBEATSREQUEST']._serialized_start=162
+  _globals['_STREAMHOSTHEARTBEATSREQUEST']._serialized_end=375
+  _globals['_HOSTEDAMPHORA']._serialized_start=377
+  _globals['_HOSTEDAMPHORA']._serialized_end=428
+  _globals['_STREAMHOSTHEARTBEATSRESPONSE']._serialized_start=431
+  _globals['_STREAMHOSTHEARTBEATSRESPONSE']._serialized_end=631
+  _globals['_AMPHORAREFUSAL']._serialized_start=633
+  _globals['_AMPHORAREFUSAL']._serialized_end=685
+  _globals['_STREAMHEARTBEATSREQUEST']._serialized_start=688
+  _globals['_STREAMHEARTBEATSREQUEST']._serialized_end=891
+  _globals['_LOADBALANCERREPORT']._serialized_start=894
+  _globals['_LOADBALANCERREPORT']._serialized_end=1067
+  _globals['_LISTENERREPORT']._serialized_start=1069
+  _globals['_LISTENERREPORT']._serialized_end=1175
+  _globals['_LISTENERCOUNTERS']._serialized_start=1178
+  _globals['_LISTENERCOUNTERS']._serialized_end=1312
+  _globals['_POOLREPORT']._serialized_start=1314
+  _globals['_POOLREPORT']._serialized_end=1411
+  _globals['_MEMBERREPORT']._serialized_start=1413
+  _globals['_MEMBERREPORT']._serialized_end=1457
+  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_start=1460
+  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_end=1598
+  _globals['_AMPHORAHEALTH']._serialized_start=1601
+  _globals['_AMPHORAHEALTH']._serialized_end=1875
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,48 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class StreamHostHeartbeatsRequest(_message.Message):
+    __slots__ = ("sequence", "joins", "heartbeats", "lost_amphora_ids", "closing")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    JOINS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    LOST_AMPHORA_IDS_FIELD_NUMBER: _ClassVar[int]
+    CLOSING_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    joins: _containers.RepeatedCompositeFieldContainer[HostedAmphora]
+    heartbeats: _containers.RepeatedCompositeFieldContainer[StreamHeartbeatsRequest]
+    lost_amphora_ids: _containers.RepeatedScalarFieldContainer[str]
+    closing: bool
+    def __init__(self, sequence: _Optional[int] = ..., joins: _Optional[_Iterable[_Union[HostedAmphora, _Mapping]]] = ..., heartbeats: _Optional[_Iterable[_Union[StreamHeartbeatsRequest, _Mapping]]] = ..., lost_amphora_ids: _Optional[_Iterable[str]] = ..., closing: _Optional[bool] = ...) -> None: ...
+
+class HostedAmphora(_message.Message):
+    __slots__ = ("certificate", "proof")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    proof: bytes
+    def __init__(self, certificate: _Optional[bytes] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class StreamHostHeartbeatsResponse(_message.Message):
+    __slots__ = ("sequence", "interval", "ack_interval", "refusals")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    ACK_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    interval: _duration_pb2.Duration
+    ack_interval: _duration_pb2.Duration
+    refusals: _containers.RepeatedCompositeFieldContainer[AmphoraRefusal]
+    def __init__(self, sequence: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ack_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., refusals: _Optional[_Iterable[_Union[AmphoraRefusal, _Mapping]]] = ...) -> None: ...
+
+class AmphoraRefusal(_message.Message):
+    __slots__ = ("amphora_id", "reason")
+    AMPHORA_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    amphora_id: str
+    reason: str
+    def __init__(self, amphora_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class StreamHeartbeatsRequest(_message.Message):
     __slots__ = ("amphora_id", "sequence", "sample_time", "load_balancers", "closing")
     AMPHORA_ID_FIELD_NUMBER: _ClassVar[int]

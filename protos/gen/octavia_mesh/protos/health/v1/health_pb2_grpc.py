@@ -65,6 +65,11 @@ class AmphoraHealthStub:
                 request_serializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHeartbeatsRequest.SerializeToString,
                 response_deserializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHeartbeatsResponse.FromString,
                 _registered_method=True)
+        self.StreamHostHeartbeats = channel.stream_stream(
+                '/octavia_mesh.health.v1.AmphoraHealth/StreamHostHeartbeats',
+                request_serializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHostHeartbeatsRequest.SerializeToString,
+                response_deserializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHostHeartbeatsResponse.FromString,
+                _registered_method=True)
 
 
 class AmphoraHealthServicer:
@@ -107,6 +112,29 @@ class AmphoraHealthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamHostHeartbeats(self, request_iterator, context):
+        """Streams the heartbeats of many amphorae served by one amphora host (one
+        process serving many local amphorae), batched: one message per interval
+        carries a heartbeat of every amphora of the call. A message read costs the
+        service far more than the heartbeat in it, so a host's amphorae share
+        messages instead of each having a call.
+
+        Every amphora keeps its own identity: it joins the call with its own
+        certificate and a proof signed with its own private key, bound to the
+        call's client certificate (any certificate of the controller CA: the
+        call's certificate authorizes nothing by itself). The service checks each
+        joining certificate exactly as it checks a `StreamHeartbeats` call's, and
+        accepts heartbeats only of amphorae that joined. A heartbeat with
+        `closing` set ends that amphora's membership on purpose; an amphora named
+        in `lost_amphora_ids`, or every member of a call that breaks with no
+        farewell, is taken for dead, as a broken `StreamHeartbeats` call is.
+        Acknowledgements are coalesced as on `StreamHeartbeats`, except that an
+        answer carrying refusals is written at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AmphoraHealthServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +142,11 @@ def add_AmphoraHealthServicer_to_server(servicer, server):
                     servicer.StreamHeartbeats,
                     request_deserializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHeartbeatsRequest.FromString,
                     response_serializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHeartbeatsResponse.SerializeToString,
+            ),
+            'StreamHostHeartbeats': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamHostHeartbeats,
+                    request_deserializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHostHeartbeatsRequest.FromString,
+                    response_serializer=octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHostHeartbeatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -169,6 +202,33 @@ class AmphoraHealth:
             '/octavia_mesh.health.v1.AmphoraHealth/StreamHeartbeats',
             octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHeartbeatsRequest.SerializeToString,
             octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHeartbeatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamHostHeartbeats(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/octavia_mesh.health.v1.AmphoraHealth/StreamHostHeartbeats',
+            octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHostHeartbeatsRequest.SerializeToString,
+            octavia__mesh_dot_health_dot_v1_dot_health__pb2.StreamHostHeartbeatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
