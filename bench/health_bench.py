@@ -117,7 +117,7 @@ class UnbatchedIngest(Ingest):
 class ReceiveOnlyIngest(Ingest):
     """The ceiling: heartbeats are received, checked and acknowledged; nothing is written."""
 
-    def offer(self, stream: Any, heartbeat: health_pb2.StreamHeartbeatsRequest) -> None:
+    def offer(self, stream: Any, heartbeat: health_pb2.StreamHeartbeatsRequest, received_at: Any = None) -> None:
         self.received += 1
 
     async def flush(self) -> int:
@@ -412,7 +412,13 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
 
 
 def run(
-    mode: str, ack_interval: float, args: argparse.Namespace, database_url: str, ca_dir: Path, amps: list[Amp]
+    mode: str,
+    ack_interval: float,
+    per_host: int,
+    args: argparse.Namespace,
+    database_url: str,
+    ca_dir: Path,
+    amps: list[Amp],
 ) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     services = []
@@ -434,7 +440,7 @@ def run(
         end, conn = ctx.Pipe()
         process = ctx.Process(
             target=load_process,
-            args=(conn, ca, assigned[i :: args.clients], args.interval, args.traffic, args.per_host),
+            args=(conn, ca, assigned[i :: args.clients], args.interval, args.traffic, per_host),
             daemon=True,
         )
         process.start()
@@ -569,9 +575,9 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="health service processes")
     parser.add_argument(
         "--per-host",
-        type=int,
-        default=100,
-        help="amphorae per amphora host, batched on one call each (1: a call per amphora, as agent processes)",
+        default="100,1",
+        help="comma-separated, each a set of runs: amphorae per amphora host, batched on one call each (1: a call "
+        "per amphora, as agent processes have: the baseline)",
     )
     parser.add_argument("--traffic", type=float, default=1.0, help="share of amphorae whose counters grow")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
@@ -586,6 +592,7 @@ def main() -> None:
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     ack_intervals = [float(a) for a in args.ack_intervals.split(",") if a.strip()]
+    hostings = [max(1, int(h)) for h in args.per_host.split(",") if h.strip()]
     if unknown := set(modes) - set(INGESTS):
         parser.error(f"unknown modes {sorted(unknown)}")
     with tempfile.TemporaryDirectory(prefix="health-bench-") as tmp:
@@ -603,10 +610,15 @@ def main() -> None:
                 f"processes, {os.cpu_count()} CPUs",
                 flush=True,
             )
-            results = {}
-            # The summary below compares the runs of the last ack interval.
-            for ack_interval, mode in ((a, m) for a in ack_intervals for m in modes):
-                r = results[mode] = run(mode, ack_interval, args, database_url, ca_dir, amps)
+            runs: dict[int, dict[str, dict[str, float]]] = {}
+            # The summaries below compare the runs of the last ack interval.
+            for per_host, ack_interval, mode in ((h, a, m) for h in hostings for a in ack_intervals for m in modes):
+                if per_host not in runs:
+                    calls = f"{per_host} amphorae per host call" if per_host > 1 else "a call per amphora"
+                    print(f"-- {calls}", flush=True)
+                r = runs.setdefault(per_host, {})[mode] = run(
+                    mode, ack_interval, per_host, args, database_url, ca_dir, amps
+                )
                 unopened = f", {r['unopened']:.0f} amphorae could not" if r["unopened"] else ""
                 print(
                     f"{mode:>12} (ack {ack_interval:g}s): {r['per_s']:7.0f} heartbeats/s, {r['per_cpu_s']:7.0f} per "
@@ -621,21 +633,36 @@ def main() -> None:
                 )
         finally:
             drop()
-        if "batched" in results and "unbatched" in results:
-            ratio = results["batched"]["per_cpu_s"] / results["unbatched"]["per_cpu_s"]
-            print(f"batched / unbatched (per CPU-second of the service): {ratio:.1f}x")
-        if "batched" in results and "no database" in results:
-            ceiling = results["batched"]["per_cpu_s"] / results["no database"]["per_cpu_s"]
-            print(f"batched / no database (per CPU-second): {ceiling:.2f}")
-        if "batched" in results:
-            b = results["batched"]
-            both = b["service_cores"] + b["load_cores"]
+        for per_host, results in runs.items():
+            print(f"-- {per_host} amphorae per call:")
+            summarize(results)
+        hosted, single = runs.get(max(hostings), {}).get("batched"), runs.get(1, {}).get("batched")
+        if hosted and single and max(hostings) > 1:
             print(
-                f"=> batched: {b['per_cpu_s']:.0f} heartbeats per CPU-second of the service; service and load "
-                f"generator together {1e6 * both / b['per_s']:.0f} us of CPU per heartbeat, so "
-                f"{os.cpu_count()} cores to themselves would carry about "
-                f"{(os.cpu_count() or 1) * b['per_s'] / both:.0f} heartbeats/s"
+                f"=> host calls ({max(hostings)} amphorae each) / a call per amphora: "
+                f"x{hosted['per_s'] / single['per_s']:.2f} heartbeats/s, "
+                f"x{hosted['per_cpu_s'] / single['per_cpu_s']:.2f} per CPU-second of the service, "
+                f"x{hosted['written_per_s'] / max(1.0, single['written_per_s']):.2f} amphorae written/s"
             )
+
+
+def summarize(results: dict[str, dict[str, float]]) -> None:
+    """What the runs of one hosting say against each other."""
+    if "batched" in results and "unbatched" in results:
+        ratio = results["batched"]["per_cpu_s"] / results["unbatched"]["per_cpu_s"]
+        print(f"batched / unbatched (per CPU-second of the service): {ratio:.1f}x")
+    if "batched" in results and "no database" in results:
+        ceiling = results["batched"]["per_cpu_s"] / results["no database"]["per_cpu_s"]
+        print(f"batched / no database (per CPU-second): {ceiling:.2f}")
+    if "batched" in results:
+        b = results["batched"]
+        both = b["service_cores"] + b["load_cores"]
+        print(
+            f"=> batched: {b['per_cpu_s']:.0f} heartbeats per CPU-second of the service; service and load "
+            f"generator together {1e6 * both / b['per_s']:.0f} us of CPU per heartbeat, so "
+            f"{os.cpu_count()} cores to themselves would carry about "
+            f"{(os.cpu_count() or 1) * b['per_s'] / both:.0f} heartbeats/s"
+        )
 
 
 if __name__ == "__main__":

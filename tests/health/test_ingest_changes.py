@@ -151,6 +151,38 @@ async def test_a_status_written_by_someone_else_is_corrected_once_the_evaluation
     assert (await lb.statuses(engine))[lb.m2] == "ONLINE"
 
 
+async def test_a_flush_rechecks_at_most_a_transaction_of_unchanged_reports_the_oldest_first(
+    engine: AsyncEngine,
+) -> None:
+    lbs = [await Lb().plant(engine) for _ in range(5)]
+    store = HealthStore(engine, "r")
+    recheck_s = 1.0
+    ingest = Ingest(
+        store, InMemoryEventPublisher(), flush_max_amphorae=2, status_recheck_s=recheck_s, identity_recheck_s=60
+    )
+    streams = await opened(ingest, store, lbs)
+    for stream, lb in zip(streams, lbs, strict=True):
+        ingest.offer(stream, beat(lb))
+    await ingest.flush()  # every report evaluated once (first seen): no budget for those
+    _, write = session_factories(engine)
+    async with write() as session, session.begin():  # statuses someone else wrote, the reports unchanged
+        for lb in lbs:
+            await session.execute(text("UPDATE member SET operating_status = 'OFFLINE' WHERE id = :i"), {"i": lb.m2})
+    await asyncio.sleep(recheck_s + 0.1)
+
+    async def corrected() -> int:
+        return sum([(await lb.statuses(engine))[lb.m2] == "ONLINE" for lb in lbs])
+
+    seen = []
+    for _ in range(3):
+        for stream, lb in zip(streams, lbs, strict=True):
+            ingest.offer(stream, beat(lb))
+        await ingest.flush()
+        seen.append(await corrected())
+    # Two re-checks per flush (a transaction's worth); the ones left over are the oldest at the next flush.
+    assert seen == [2, 4, 5]
+
+
 async def test_a_rotated_certificate_is_found_by_the_next_identity_recheck(engine: AsyncEngine) -> None:
     lb = await Lb().plant(engine)
     store = HealthStore(engine, "r")

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: What a join's proof signs, before the hexadecimal SHA-256 of the call's certificate (see health.proto).
 PROOF_PREFIX = b"octavia-mesh-host-heartbeats:"
+#: Joins checked between two yields to the event loop (a host joining thousands of amphorae at once).
+JOINS_PER_YIELD = 50
 
 
 def proof_message(call_certificate_der: bytes) -> bytes:
@@ -126,7 +128,9 @@ class HostCall:
 
     async def join(self, joins: list[health_pb2.HostedAmphora]) -> None:
         proven: dict[str, str] = {}
-        for join in joins:
+        for n, join in enumerate(joins, 1):
+            if n % JOINS_PER_YIELD == 0:
+                await asyncio.sleep(0)  # two signature checks each: other calls' heartbeats are read meanwhile
             try:
                 amphora_id, serial = verify_join(join, self._authorities, self._message)
             except Refused as exc:
