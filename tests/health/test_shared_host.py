@@ -3,7 +3,7 @@ mesh: real host, real HAProxy, real heartbeat streams, traffic through the VIPs.
 
 * three load balancers' amphorae run in one host process (no agent process of their own), each serving its own
   VIP, each on its own port with its own certificate: the controller's client reaches an amphora only under that
-  amphora's own name, and the host answers as that amphora;
+  amphora's own name, and the host answers as that amphora; their heartbeats share one batched call;
 * killing one amphora (fenced through the host, as a dead VM) takes down exactly its HAProxy, server and
   heartbeat stream: the other load balancers serve on without a failed request, the host keeps running, and the
   killed one is failed over (to an amphora of the same host) and serves again;
