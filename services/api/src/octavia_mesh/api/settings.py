@@ -155,6 +155,7 @@ class ApiSettings:
     quota_member: int = field(default=-1, metadata={"help": "default member quota"})
     quota_l7policy: int = field(default=-1, metadata={"help": "default L7-policy quota"})
     quota_l7rule: int = field(default=-1, metadata={"help": "default L7-rule quota"})
+    uvloop: bool = field(default=True, metadata={"help": "run on uvloop's event loop (cheaper per call)"})
 
     log_format: str = log_format_field()
     log_level: str = log_level_field()
