@@ -84,10 +84,14 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A handler's answer: the REST status and the JSON document (``None`` for 204)."""
+    """A handler's answer: the REST status and the JSON document (``None`` for 204), or that document already
+    encoded (``raw``: a list put together from its items' cached encodings)."""
 
     status: int
     body: Any = None
+    raw: bytes | None = None
 
     def encode(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return b"" if self.body is None else json.dumps(self.body).encode()

@@ -30,6 +30,8 @@ from octavia_mesh.common.db.models import Tag
 #: Views of many rows, built with the session (bulk queries for their relations): an ``AsyncSession`` and ORM
 #: instances, or a :class:`~octavia_mesh.api.reads.ReadConnection` and Core rows (``ProjectCollection.core_rows``).
 Views = Callable[[Any, list[Any]], Awaitable[list[dict[str, Any]]]]
+#: Like :data:`Views`, each view already encoded (``json.dumps(view).encode()``).
+Documents = Callable[[Any, list[Any]], Awaitable[list[bytes]]]
 
 PAGINATION_KEYS = {"limit", "marker", "page_reverse", "sort", "sort_key", "sort_dir", "fields"}
 TAG_KEYS = {"tags", "tags-any", "not-tags", "not-tags-any"}
@@ -427,16 +429,23 @@ async def page_reply(
     key: str | None = None,
     links_key: str | None = None,
     rows: bool = False,
+    documents: Documents | None = None,
 ) -> Reply:
     """Run a list and answer Octavia's ``{"<collection>": [...], "<collection>_links": [...]}``.
 
     ``session``: an ``AsyncSession``, or with ``rows`` a :class:`~octavia_mesh.api.reads.ReadConnection` and a
-    Core ``statement``.
+    Core ``statement``. ``documents``: the items already encoded (each as ``json.dumps`` of its view), used
+    when no ``fields`` are asked for; the answer is then the same bytes ``json.dumps`` gives for the whole.
     """
     page = await listing.page(session, statement, call.base_url, rows=rows)
-    items = await views(session, page.rows)
     key = key or listing.spec.collection
-    return Reply(200, {key: [select_fields(v, page.fields) for v in items], links_key or f"{key}_links": page.links})
+    links_key = links_key or f"{key}_links"
+    if documents is not None and not page.fields:
+        items = b", ".join(await documents(session, page.rows))
+        head, links = json.dumps(key).encode(), json.dumps({links_key: page.links}).encode()
+        return Reply(200, raw=b"{" + head + b": [" + items + b"], " + links[1:])
+    views_ = await views(session, page.rows)
+    return Reply(200, {key: [select_fields(v, page.fields) for v in views_], links_key: page.links})
 
 
 def views_of(view: Callable[[Any], dict[str, Any]]) -> Views:

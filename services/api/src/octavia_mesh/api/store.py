@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from octavia_mesh.api.app import App, Call, Reply
 from octavia_mesh.api.errors import Conflict, Immutable, NotFound, PendingState, QuotaExceeded
 from octavia_mesh.api.policy import Rule
-from octavia_mesh.api.query import ListSpec, Views, list_query, page_reply, select_fields, show_fields
+from octavia_mesh.api.query import Documents, ListSpec, Views, list_query, page_reply, select_fields, show_fields
 from octavia_mesh.api.reads import ReadConnection, records
 from octavia_mesh.common import commands
 from octavia_mesh.common.db import quota
@@ -104,6 +104,8 @@ class ProjectCollection:
     #: Read through ``app.reader`` (:mod:`octavia_mesh.api.reads`): ``views`` then gets Core rows and a
     #: :class:`ReadConnection`, so it must run Core statements only and read rows by attribute.
     core_rows: bool = False
+    #: With ``core_rows``: the listed objects' documents already encoded, for lists that ask for no ``fields``.
+    documents: Documents | None = None
 
     async def list_(self, app: App, call: Call) -> Reply:
         """Callers see their own project's objects; admins and global observers see every project's."""
@@ -116,7 +118,9 @@ class ProjectCollection:
         if project is not None:
             statement = statement.where(self.model.project_id == project)
         if reader is not None:
-            return await reader.run(lambda conn: page_reply(conn, call, listing, statement, self.views, rows=True))
+            return await reader.run(
+                lambda conn: page_reply(conn, call, listing, statement, self.views, rows=True, documents=self.documents)
+            )
         async with app.read() as session:
             return await page_reply(session, call, listing, statement, self.views)
 

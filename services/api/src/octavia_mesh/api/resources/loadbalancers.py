@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import uuid
 from typing import Any, cast
 
+from cachetools import LRUCache
 from sqlalchemy import CompoundSelect, Table, bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,9 +122,10 @@ def _children() -> CompoundSelect:
     )
 
 
-async def views(session: AsyncSession | ReadConnection, lbs: list[Any]) -> list[dict[str, Any]]:
-    """Views of many load balancers; their listeners, pools and tags come in one query."""
-    ids = [lb.id for lb in lbs]
+async def _children_of(
+    session: AsyncSession | ReadConnection, ids: list[str]
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
+    """The listener ids, pool ids and tags of the load balancers ``ids``, in one query (per 500)."""
     listeners: dict[str, list[str]] = {i: [] for i in ids}
     pools: dict[str, list[str]] = {i: [] for i in ids}
     tags: dict[str, list[str]] = {i: [] for i in ids}
@@ -133,7 +136,39 @@ async def views(session: AsyncSession | ReadConnection, lbs: list[Any]) -> list[
         rows = sorted(found, key=lambda r: (r[0], r[3] or dt.datetime.min, r[2]))
         for kind, lb_id, value, _ in rows:
             into[kind][lb_id].append(value)
+    return listeners, pools, tags
+
+
+async def views(session: AsyncSession | ReadConnection, lbs: list[Any]) -> list[dict[str, Any]]:
+    """Views of many load balancers; their listeners, pools and tags come in one query."""
+    listeners, pools, tags = await _children_of(session, [lb.id for lb in lbs])
     return [view(lb, tags[lb.id], listeners[lb.id], pools[lb.id]) for lb in lbs]
+
+
+#: Encoded documents by everything :func:`view` reads (the row's values and its children): a list shows the
+#: same unchanged load balancers again and again, and building and encoding their documents was most of its
+#: cost. Any change to a row or its children is a new key; old keys age out.
+_DOCUMENTS: LRUCache[tuple[Any, ...], bytes] = LRUCache(maxsize=4096)
+
+
+async def documents(conn: ReadConnection, lbs: list[Any]) -> list[bytes]:
+    """:func:`views` encoded (``json.dumps``), from :data:`_DOCUMENTS` where the same inputs were seen."""
+    listeners, pools, tags = await _children_of(conn, [lb.id for lb in lbs])
+    out = []
+    for lb in lbs:
+        lb_tags, lb_listeners, lb_pools = tags[lb.id], listeners[lb.id], pools[lb.id]
+        # JSON columns come as lists: as tuples they hash; one holding dicts does not, and is not cached.
+        key = (tuple(tuple(v) if type(v) is list else v for v in lb), *map(tuple, (lb_tags, lb_listeners, lb_pools)))
+        try:
+            document = _DOCUMENTS.get(key)
+        except TypeError:
+            key, document = None, None
+        if document is None:
+            document = json.dumps(view(lb, lb_tags, lb_listeners, lb_pools)).encode()
+            if key is not None:
+                _DOCUMENTS[key] = document
+        out.append(document)
+    return out
 
 
 async def load_visible(call: Call, session: AsyncSession, rule: Rule = Rule.READ) -> LoadBalancer:
@@ -142,7 +177,7 @@ async def load_visible(call: Call, session: AsyncSession, rule: Rule = Rule.READ
 
 
 COLLECTION = store.ProjectCollection(
-    LoadBalancer, LABEL, "loadbalancer", SPEC, views, hide_deleted=True, core_rows=True
+    LoadBalancer, LABEL, "loadbalancer", SPEC, views, hide_deleted=True, core_rows=True, documents=documents
 )
 
 
