@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -196,6 +198,33 @@ def test_killing_one_amphora_leaves_the_others_serving_and_fails_it_over(
     assert int((amphora_home(smesh, new) / "agent.pid").read_text()) == host, "the new amphora is the host's"
     assert ask_host(smesh, {"op": "status", "amphora_id": old})["running"] is False
     assert ask_host(smesh, {"op": "status", "amphora_id": new})["running"] is True
+
+
+def test_a_hung_haproxy_holds_back_only_its_own_amphoras_heartbeats(smesh: Mesh, api: Rest, three: list[dict]) -> None:
+    """The host reads every amphora's stats socket for one batch: a HAProxy that stopped answering (SIGSTOP) must
+    not delay the others' heartbeats. Its own amphora goes quiet, is failed over and serves again; the others
+    keep their amphorae and serve on."""
+    victim, *others = three
+    hung = allocated(api, victim["id"])
+    kept = {lb["id"]: allocated(api, lb["id"]) for lb in others}
+    wait_armed(smesh, hung, *kept.values())
+    stopped = list(processes_mentioning(str(amphora_home(smesh, hung))))
+    assert stopped
+    with Traffic(others[0]["vip_address"], 80) as first, Traffic(others[1]["vip_address"], 80) as second:
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: hung not in allocated_ids(api, victim["id"]), 60, "the hung amphora's failover")
+            wait_lb(api, victim["id"], timeout=60)
+            wait_until(lambda: serves(victim), 10, "the failed-over load balancer to serve")
+        finally:
+            for pid in stopped:  # fenced already (SIGKILL reaches a stopped process); never leave one stopped
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+    for traffic in (first, second):
+        outcomes = [ok for _, ok, _ in traffic.results]
+        assert outcomes and all(outcomes), f"requests to another load balancer failed: {traffic.results[-5:]}"
+    assert {lb_id: allocated(api, lb_id) for lb_id in kept} == kept, "another amphora was failed over"
 
 
 def test_deleting_a_load_balancer_retires_only_its_amphora(smesh: Mesh, api: Rest, three: list[dict]) -> None:

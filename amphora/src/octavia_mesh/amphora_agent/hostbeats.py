@@ -264,13 +264,20 @@ class HostHeartbeats:
                 member.refusals = 0  # joined, and not refused since
                 beating.append(member)
         if beating:
-            stamp = timestamp_pb2.Timestamp()
-            stamp.GetCurrentTime()
-            reports = await asyncio.gather(*(m.sampler.reports() for m in beating), return_exceptions=True)
-            for member, report in zip(beating, reports, strict=True):
-                if isinstance(report, BaseException):
-                    logger.warning("amphora %s: no report: %s", member.amphora_id, report)
-                    report = []
+            # One amphora's slow stats socket must not hold the others' heartbeats back: what is not read within
+            # half an interval is left out of this batch (an amphora that stays that slow goes quiet alone).
+            reads = {asyncio.ensure_future(_sample(m)): m for m in beating}
+            done, late = await asyncio.wait(reads, timeout=max(0.1, self.interval_s / 2))
+            for task in late:
+                task.cancel()
+                logger.warning("amphora %s: its report took too long: left out of this batch", reads[task].amphora_id)
+            for task, member in reads.items():
+                if task not in done:
+                    continue
+                if task.exception() is not None:
+                    logger.warning("amphora %s: no report: %s", member.amphora_id, task.exception())
+                    continue  # no heartbeat this time: a report that says nothing would read as HAProxy down
+                stamp, report = task.result()
                 member.sequence += 1
                 batch.heartbeats.add(
                     amphora_id=member.amphora_id, sequence=member.sequence, sample_time=stamp, load_balancers=report
@@ -278,6 +285,13 @@ class HostHeartbeats:
         if not (full or batch.heartbeats or batch.joins or batch.lost_amphora_ids):
             return None
         return batch
+
+
+async def _sample(member: Member) -> tuple[timestamp_pb2.Timestamp, list[health_pb2.LoadBalancerReport]]:
+    """A member's report, and when it was read (the service compares it with the last configuration change)."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.GetCurrentTime()
+    return stamp, await member.sampler.reports()
 
 
 async def _farewell(call: grpc.aio.StreamStreamCall, sequence: int) -> None:

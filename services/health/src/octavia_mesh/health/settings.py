@@ -65,7 +65,8 @@ class HealthSettings:
         default=2.0,
         metadata={
             "help": "an amphora's report equal to the one last evaluated is evaluated against the database again "
-            "after this long (until then only its liveness and changed counters are written)"
+            "after this long (until then only its liveness and changed counters are written); a flush makes at "
+            "most flush_max_amphorae such re-checks, the oldest first"
         },
     )
     identity_recheck_s: float = field(
