@@ -157,6 +157,52 @@ class Sampler:
         return reports
 
 
+def channel_options(target_name: str) -> list[tuple[str, str | int]]:
+    """The options of a heartbeat call's channel to a replica that presents ``target_name``."""
+    return [
+        ("grpc.ssl_target_name_override", target_name),
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        # A subchannel of our own: the process-wide pool would keep the failed one's reconnect backoff (up to
+        # two minutes), so a restarted health replica would not hear from us for that long.
+        ("grpc.use_local_subchannel_pool", 1),
+        # Heartbeats are small: no bandwidth-delay probing pings (each costs both ends a frame written).
+        ("grpc.http2.bdp_probe", 0),
+    ]
+
+
+class Pace:
+    """What a heartbeat call's acknowledgements said (the interval the service wants, how often it
+    acknowledges) and when the last one came: a replica silent for :meth:`silence_s` is taken for gone."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.ack_interval_s = 0.0  # as the last acknowledgement said (0: every heartbeat is acknowledged)
+        self.last_ack = time.monotonic()
+        self.connected_to = ""  # the replica of the open call, for logs and tests
+
+    def opened(self) -> None:
+        self.last_ack, self.connected_to = time.monotonic(), ""
+
+    def heard(
+        self, ack: health_pb2.StreamHeartbeatsResponse | health_pb2.StreamHostHeartbeatsResponse, endpoint: str
+    ) -> None:
+        self.last_ack = time.monotonic()
+        if not self.connected_to:
+            self.connected_to = endpoint
+            logger.info("streaming heartbeats to %s", endpoint)
+        wanted = ack.interval.ToTimedelta().total_seconds()
+        if wanted > 0:
+            self.interval_s = wanted
+        self.ack_interval_s = max(0.0, ack.ack_interval.ToTimedelta().total_seconds())
+
+    def silence_s(self) -> float:
+        return max(SILENCE_INTERVALS * self.interval_s, SILENCE_ACKS * self.ack_interval_s, SILENCE_MIN_S)
+
+    def silent(self) -> bool:
+        return time.monotonic() - self.last_ack > self.silence_s()
+
+
 def _first_endpoint(amphora_id: str, count: int) -> int:
     # Spread amphorae over the replicas, the same way at every start.
     return int(hashlib.sha256(amphora_id.encode()).hexdigest()[:8], 16) % count
@@ -171,9 +217,7 @@ class HeartbeatSender:
         self._identity = identity
         self._rotated = asyncio.Event()
         identity.on_change(self._rotated.set)
-        self.interval_s = settings.heartbeat_interval_s
-        self.ack_interval_s = 0.0  # as the last acknowledgement said (0: every heartbeat is acknowledged)
-        self.connected_to = ""  # the replica of the open call, for logs and tests
+        self.pace = Pace(settings.heartbeat_interval_s)
 
     def _credentials(self) -> grpc.ChannelCredentials:
         s = self._settings
@@ -202,7 +246,7 @@ class HeartbeatSender:
             except Exception:
                 # The sender must outlive any surprise: an agent that stops reporting gets failed over.
                 logger.exception("heartbeats to %s failed", endpoint)
-            self.connected_to = ""
+            self.pace.connected_to = ""
             if time.monotonic() - began > STABLE_S:
                 backoff = BACKOFF_S[0]
             index += 1
@@ -212,34 +256,15 @@ class HeartbeatSender:
     async def _stream(self, endpoint: str) -> bool:
         """Stream to ``endpoint`` until the call ends (False) or the certificate was rotated (True)."""
         self._rotated.clear()
-        options = [
-            ("grpc.ssl_target_name_override", self._settings.health_identity),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            # A subchannel of our own: the process-wide pool would keep the failed one's reconnect backoff (up to
-            # two minutes), so a restarted health replica would not hear from us for that long.
-            ("grpc.use_local_subchannel_pool", 1),
-            # Heartbeats are small: no bandwidth-delay probing pings (each costs both ends a frame written).
-            ("grpc.http2.bdp_probe", 0),
-        ]
+        options = channel_options(self._settings.health_identity)
         async with grpc.aio.secure_channel(endpoint, self._credentials(), options=options) as channel:
             call = health_pb2_grpc.AmphoraHealthStub(channel).StreamHeartbeats()
-            last_ack = time.monotonic()
+            pace = self.pace
+            pace.opened()
 
             async def read_acks() -> None:
-                nonlocal last_ack
-                while True:
-                    ack = await call.read()
-                    if ack is grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]  # grpc's stubs lack EOF
-                        return
-                    last_ack = time.monotonic()
-                    if not self.connected_to:
-                        self.connected_to = endpoint
-                        logger.info("streaming heartbeats to %s", endpoint)
-                    wanted = ack.interval.ToTimedelta().total_seconds()
-                    if wanted > 0:
-                        self.interval_s = wanted
-                    self.ack_interval_s = max(0.0, ack.ack_interval.ToTimedelta().total_seconds())
+                while (ack := await call.read()) is not grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]
+                    pace.heard(ack, endpoint)
 
             reader = asyncio.create_task(read_acks())
             rotated = asyncio.create_task(self._rotated.wait())
@@ -252,13 +277,10 @@ class HeartbeatSender:
                         return True
                     sequence += 1
                     await call.write(await self._heartbeat(sequence))
-                    silence = max(
-                        SILENCE_INTERVALS * self.interval_s, SILENCE_ACKS * self.ack_interval_s, SILENCE_MIN_S
-                    )
-                    if time.monotonic() - last_ack > silence:
+                    if pace.silent():
                         await self._farewell(call, sequence + 1)
-                        raise TimeoutError(f"no acknowledgement for {silence:g}s")
-                    await asyncio.wait([reader, rotated], timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
+                        raise TimeoutError(f"no acknowledgement for {pace.silence_s():g}s")
+                    await asyncio.wait([reader, rotated], timeout=pace.interval_s, return_when=asyncio.FIRST_COMPLETED)
                 await reader  # raises the call's error, if it ended with one
                 return False
             finally:
@@ -279,7 +301,7 @@ class HeartbeatSender:
             await asyncio.wait_for(call.done_writing(), FAREWELL_S)
 
     async def _heartbeat(self, sequence: int) -> health_pb2.StreamHeartbeatsRequest:
-        self._sampler.timeout_s = max(0.25, min(2.0, 1.5 * self.interval_s))
+        self._sampler.timeout_s = max(0.25, min(2.0, 1.5 * self.pace.interval_s))
         stamp = timestamp_pb2.Timestamp()
         stamp.GetCurrentTime()
         return health_pb2.StreamHeartbeatsRequest(

@@ -33,15 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import timestamp_pb2
 
-from octavia_mesh.amphora_agent.heartbeat import (
-    BACKOFF_S,
-    FAREWELL_S,
-    SILENCE_ACKS,
-    SILENCE_INTERVALS,
-    SILENCE_MIN_S,
-    STABLE_S,
-    Sampler,
-)
+from octavia_mesh.amphora_agent.heartbeat import BACKOFF_S, FAREWELL_S, STABLE_S, Pace, Sampler, channel_options
 from octavia_mesh.amphora_agent.identity import AgentIdentity
 from octavia_mesh.protos.health.v1 import health_pb2, health_pb2_grpc
 
@@ -103,9 +95,7 @@ class HostHeartbeats:
         self._lost: set[str] = set()  # died since the last batch (and joined on the open call)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.interval_s = target.interval_s
-        self.ack_interval_s = 0.0
-        self.connected_to = ""
+        self.pace = Pace(target.interval_s)
 
     def add(self, amphora_id: str, sampler: Sampler, identity: AgentIdentity) -> None:
         self._members[amphora_id] = Member(amphora_id, sampler, identity)
@@ -148,7 +138,7 @@ class HostHeartbeats:
             except Exception:
                 # The sender must outlive any surprise: amphorae that stop reporting get failed over.
                 logger.exception("host heartbeats to %s failed", endpoint)
-            self.connected_to = ""
+            self.pace.connected_to = ""
             self._lost.clear()  # the service saw the call end: every member is rejoined on the next
             for member in self._members.values():
                 member.joined_with = None
@@ -169,52 +159,33 @@ class HostHeartbeats:
         """Stream batches to ``endpoint`` until the call ends or no member is left."""
         identity = next(iter(self._members.values())).identity
         message = proof_message(certificate_der(identity.certificate))
-        options = [
-            ("grpc.ssl_target_name_override", self._target.identity),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.http2.bdp_probe", 0),
-        ]
+        options = channel_options(self._target.identity)
         async with grpc.aio.secure_channel(endpoint, self._credentials(identity), options=options) as channel:
             call = health_pb2_grpc.AmphoraHealthStub(channel).StreamHostHeartbeats()
-            last_ack = time.monotonic()
+            pace = self.pace
+            pace.opened()
 
             async def read_acks() -> None:
-                nonlocal last_ack
-                while True:
-                    ack = await call.read()
-                    if ack is grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]  # grpc's stubs lack EOF
-                        return
-                    last_ack = time.monotonic()
-                    if not self.connected_to:
-                        self.connected_to = endpoint
-                        logger.info("streaming %d amphorae's heartbeats to %s", len(self._members), endpoint)
-                    wanted = ack.interval.ToTimedelta().total_seconds()
-                    if wanted > 0:
-                        self.interval_s = wanted
-                    self.ack_interval_s = max(0.0, ack.ack_interval.ToTimedelta().total_seconds())
+                while (ack := await call.read()) is not grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]
+                    pace.heard(ack, endpoint)
                     self._refused(ack.refusals)
 
             reader = asyncio.create_task(read_acks())
             try:
                 sequence, next_full = 0, 0.0
                 while not reader.done() and (self._members or self._lost):
+                    self._wake.clear()  # before the batch: a join or a death noted while it is built wakes the next
                     now = time.monotonic()
                     full = now >= next_full
                     if full:
-                        next_full = now + self.interval_s
+                        next_full = now + pace.interval_s
                     sequence += 1
                     batch = await self._batch(sequence, message, full)
                     if batch is not None:
                         await call.write(batch)
-                    silence = max(
-                        SILENCE_INTERVALS * self.interval_s, SILENCE_ACKS * self.ack_interval_s, SILENCE_MIN_S
-                    )
-                    if time.monotonic() - last_ack > silence:
+                    if pace.silent():
                         await _farewell(call, sequence + 1)
-                        raise TimeoutError(f"no acknowledgement for {silence:g}s")
-                    self._wake.clear()
+                        raise TimeoutError(f"no acknowledgement for {pace.silence_s():g}s")
                     waker = asyncio.create_task(self._wake.wait())
                     await asyncio.wait(
                         [reader, waker], timeout=max(0.0, next_full - time.monotonic()), return_when="FIRST_COMPLETED"
@@ -267,7 +238,7 @@ class HostHeartbeats:
             # One amphora's slow stats socket must not hold the others' heartbeats back: what is not read within
             # half an interval is left out of this batch (an amphora that stays that slow goes quiet alone).
             reads = {asyncio.ensure_future(_sample(m)): m for m in beating}
-            done, late = await asyncio.wait(reads, timeout=max(0.1, self.interval_s / 2))
+            done, late = await asyncio.wait(reads, timeout=max(0.1, self.pace.interval_s / 2))
             for task in late:
                 task.cancel()
                 logger.warning("amphora %s: its report took too long: left out of this batch", reads[task].amphora_id)
