@@ -75,10 +75,7 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
     ) -> None:
         # Messages are read and acknowledged with context.read()/write() rather than through the request
         # iterator and a generator: one layer less per heartbeat, the cost that bounds a replica's rate.
-        certificate = peer_certificate(context)
-        if certificate is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
-        assert certificate is not None
+        certificate = await _client_certificate(context)
         amphora_id = pki.amphora_id_of(pki.common_name(certificate))
         serial = pki.serial_hex(certificate)
         if amphora_id is None:
@@ -94,7 +91,7 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
         stream = self._ingest.open(amphora_id, serial, context.peer(), record)
         farewell = False
         ack = health_pb2.StreamHeartbeatsResponse(interval=self._interval, ack_interval=self._ack_interval)
-        ack_after_s, acked_at = self._ack_after_s, -float("inf")
+        pacer = _AckPacer(self._ack_after_s)
         try:
             while True:
                 heartbeat = await context.read()
@@ -114,11 +111,8 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
                         f"the certificate is amphora {amphora_id}'s, not {heartbeat.amphora_id or 'empty'}'s",
                     )
                 await self._ingest.admit(stream, heartbeat)
-                if ack_after_s > 0:
-                    now = time.monotonic()
-                    if now - acked_at < ack_after_s:
-                        continue
-                    acked_at = now
+                if not pacer.due():
+                    continue
                 ack.sequence = heartbeat.sequence  # serialized by the write
                 await context.write(ack)
             # The requests ended with no farewell: gRPC shows a broken connection (the agent's process died)
@@ -133,10 +127,7 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
         request_iterator: AsyncIterator[health_pb2.StreamHostHeartbeatsRequest],
         context: grpc.aio.ServicerContext,
     ) -> None:
-        certificate = peer_certificate(context)
-        if certificate is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
-        assert certificate is not None
+        certificate = await _client_certificate(context)
         call = HostCall(
             self._ingest,
             self._directory,
@@ -147,7 +138,7 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
         )
         farewell = False
         ack = health_pb2.StreamHostHeartbeatsResponse(interval=self._interval, ack_interval=self._ack_interval)
-        ack_after_s, acked_at = self._ack_after_s, -float("inf")
+        pacer = _AckPacer(self._ack_after_s)
         try:
             while True:
                 batch = await context.read()
@@ -162,11 +153,8 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
                     await call.join(list(batch.joins))
                 call.lost(list(batch.lost_amphora_ids), "died (its host says)")
                 call.beat(list(batch.heartbeats))
-                if ack_after_s > 0 and not call.refusals:
-                    now = time.monotonic()
-                    if now - acked_at < ack_after_s:
-                        continue
-                    acked_at = now
+                if not pacer.due(now=bool(call.refusals)):  # refusals are told at once
+                    continue
                 ack.sequence = batch.sequence
                 ack.refusals.extend(call.refusals)
                 call.refusals.clear()
@@ -174,6 +162,35 @@ class AmphoraHealthServicer(health_pb2_grpc.AmphoraHealthServicer):
                 del ack.refusals[:]
         finally:
             call.close(broken=not farewell and not self.closing)
+
+
+class _AckPacer:
+    """When a call's next acknowledgement is due: the first message at once, then once ``after_s`` passed since
+    the last one (every message when ``after_s`` is not positive)."""
+
+    __slots__ = ("_after_s", "_acked_at")
+
+    def __init__(self, after_s: float) -> None:
+        self._after_s = after_s
+        self._acked_at = -float("inf")
+
+    def due(self, now: bool = False) -> bool:
+        if self._after_s <= 0:
+            return True
+        clock = time.monotonic()
+        if not now and clock - self._acked_at < self._after_s:
+            return False
+        self._acked_at = clock
+        return True
+
+
+async def _client_certificate(context: grpc.aio.ServicerContext) -> x509.Certificate:
+    """The call's verified client certificate; the call is aborted without one."""
+    certificate = peer_certificate(context)
+    if certificate is None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+    assert certificate is not None
+    return certificate
 
 
 async def _refuse(context: grpc.aio.ServicerContext, details: str) -> None:
