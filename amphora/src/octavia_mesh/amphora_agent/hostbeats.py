@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 from cryptography import x509
@@ -72,7 +72,6 @@ class Member:
     refusals: int = 0  # refused in a row
     joined_with: bytes | None = None  # the certificate (PEM) it joined the open call with; None: not joined
     sequence: int = 0
-    added_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +109,6 @@ class HostHeartbeats:
         if member is not None and member.joined_with is not None:
             self._lost.add(amphora_id)
             self._wake.set()
-
-    @property
-    def members(self) -> int:
-        return len(self._members)
 
     async def stop(self) -> None:
         """End the call as a dying host would: every member still on it is taken for dead."""

@@ -7,6 +7,10 @@ stream whose certificate stops being current while it is open (a rotation, a del
 ``PERMISSION_DENIED`` at its next heartbeat; a stream open while the service stops is ended with
 ``UNAVAILABLE``, which sends the agent to another replica.
 
+An amphora host's batched call (``StreamHostHeartbeats``) carries many amphorae's heartbeats; each amphora
+joins it with its own certificate and proof, checked by :mod:`octavia_mesh.health.hosted`, and is then a
+stream of its own in the ingest.
+
 Acknowledgements are coalesced (``ack_interval_s``): the first heartbeat of a stream is acknowledged at once,
 then one heartbeat about every ack interval, each acknowledgement carrying the highest sequence received. An
 acknowledgement is a message written, which costs a replica more CPU than reading a heartbeat: one per
