@@ -193,7 +193,7 @@ class OutboxRelay:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        last_redrive = 0.0
+        last_redrive = last_measure = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -205,7 +205,11 @@ class OutboxRelay:
                 if not self._owner:
                     await self.publish_own()
                     continue
-                await self.measure()
+                # Counted once a sweep interval, not after every commit that wakes the relay: two counts per
+                # create were most of what the relay cost the API.
+                if loop.time() - last_measure >= self._sweep_interval_s:
+                    last_measure = loop.time()
+                    await self.measure()
                 await self.publish_pending()
                 if loop.time() - last_redrive >= self._redrive_after_s:
                     last_redrive = loop.time()
@@ -258,10 +262,11 @@ class OutboxRelay:
                         .limit(batch)
                     )
                 ).all()
-            if not rows:
+            if rows:
+                await self._publish(rows)
+                published += len(rows)
+            if len(rows) < batch:  # that was all of them: no query to find nothing
                 return published
-            await self._publish(rows)
-            published += len(rows)
 
     async def redrive_stale(self) -> None:
         """Publish again the commands no provider completed in time."""
