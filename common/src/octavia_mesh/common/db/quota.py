@@ -62,7 +62,11 @@ async def reserve(
         parameters[f"default_{resource}"] = defaults.get(resource, UNLIMITED)
     if rowcount(await session.execute(_take(tuple(amounts)), parameters)) == 1:
         return
-    locked = select(Quota).where(Quota.project_id == project_id).with_for_update()
+    # populate_existing: a row this session loaded before would keep the counters it had then, not what an
+    # UPDATE above bumped since, and the check and the write below would go by those.
+    locked = (
+        select(Quota).where(Quota.project_id == project_id).with_for_update().execution_options(populate_existing=True)
+    )
     row = (await session.execute(locked)).scalar_one_or_none()
     if row is None:  # the project's first object: its row, then the lock (one query less on every later create)
         await ensure_row(session, project_id)
