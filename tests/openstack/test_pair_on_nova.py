@@ -13,6 +13,8 @@ leaving a server, a port or a server group behind.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -138,7 +140,26 @@ def _assert_only_the_vip_left(cloud: FakeCloud, lb: LoadBalancer) -> None:
     assert [p["id"] for p in cloud.neutron.ports()] == [lb.vip_port_id], "leaked ports"
 
 
-async def test_pair_boots_anti_affine_and_keepalived_moves_the_vip(cloud: FakeCloud, pair: Any) -> None:
+class _SlowVrrpStarts:
+    """The agents' driver with every keepalived start a second late (a loaded worker, slow agents): longer than
+    a fresh keepalived's master-down interval (three 0.1 s advertisements), so a replacement started before the
+    survivor lists it as a peer would elect itself and take the VIP."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def start_vrrp(self, endpoint: Any) -> Any:
+        await asyncio.sleep(1.0)
+        return await self._inner.start_vrrp(endpoint)
+
+
+@pytest.mark.parametrize("slow_agents", [False, True], ids=["prompt", "slow-vrrp-starts"])
+async def test_pair_boots_anti_affine_and_keepalived_moves_the_vip(
+    cloud: FakeCloud, pair: Any, slow_agents: bool
+) -> None:
     deps, sessions = pair
     lb = await _new_lb(deps, sessions)
     await _create(deps, sessions, lb)
@@ -172,7 +193,10 @@ async def test_pair_boots_anti_affine_and_keepalived_moves_the_vip(cloud: FakeCl
 
     # The dead amphora's failover: a replacement in the group (a third host is free), the old server fenced.
     cloud.nova.hosts = ("compute-1", "compute-2", "compute-3")
-    await AmphoraProvider(deps).apply(_command(lb.id, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, master.id))
+    failing_over = dataclasses.replace(deps, amphora=_SlowVrrpStarts(deps.amphora)) if slow_agents else deps
+    await AmphoraProvider(failing_over).apply(
+        _command(lb.id, Kind.RESOURCE_KIND_AMPHORA, Op.OPERATION_FAILOVER, master.id)
+    )
     assert master.compute_id not in {s["id"] for s in cloud.nova._visible()}
     (group,) = cloud.nova.groups.values()
     async with sessions() as session:

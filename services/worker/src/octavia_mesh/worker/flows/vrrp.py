@@ -23,6 +23,7 @@ with the last one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -302,6 +303,11 @@ class ConfigureVrrp:
 
     An amphora whose instance is gone (the one a failover is about to replace) is skipped; its address stays
     a peer of the others until it is retired, which does no harm.
+
+    The one holding the VIP is reconfigured first: advertisements go unicast to the peers its configuration
+    lists, so a replacement started before the survivor lists it hears nothing, and past the master-down
+    interval it elects itself and takes the VIP with its higher priority (``nopreempt`` only holds for an
+    amphora that hears the master). A loaded test run saw exactly that, with the replacement started first.
     """
 
     name = "configure-vrrp"
@@ -315,8 +321,15 @@ class ConfigureVrrp:
             lb = await session.get(LoadBalancer, ctx.load_balancer_id)
         assert lb is not None and lb.vip_address
         pair = await _pair(self.deps, lb.id)
+        endpoints = {amphora.id: await _endpoint(self.deps, amphora) for amphora in pair}
+        serving = set()
         for amphora in pair:
-            endpoint = await _endpoint(self.deps, amphora)
+            endpoint = endpoints[amphora.id]
+            with contextlib.suppress(Exception):  # not answering, or no keepalived yet: not the one serving
+                if endpoint is not None and await self.deps.amphora.vrrp_state(endpoint) == "MASTER":
+                    serving.add(amphora.id)
+        for amphora in sorted(pair, key=lambda a: a.id not in serving):  # stable: priority order otherwise
+            endpoint = endpoints[amphora.id]
             if endpoint is None or not amphora.vrrp_ip:
                 continue
             view = VrrpView(
