@@ -9,7 +9,6 @@ heartbeats of ``health_bench.Beats``: a batch is its sequence (field 1) followed
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -20,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from octavia_mesh.common import pki
+from octavia_mesh.health.hosted import proof_message
 from octavia_mesh.protos.health.v1 import health_pb2
 
 METHOD = "/octavia_mesh.health.v1.AmphoraHealth/StreamHostHeartbeats"
-PROOF_PREFIX = b"octavia-mesh-host-heartbeats:"
 CLOSING = b"\x28\x01"  # field 5 (closing) = true
 
 
@@ -55,7 +54,7 @@ def joins(amps: list[Any]) -> bytes:
     """Field 2 of a first batch: every amphora joining, its proof bound to the call's (first amphora's)
     certificate."""
     ders = [x509.load_pem_x509_certificate(a.certificate).public_bytes(serialization.Encoding.DER) for a in amps]
-    message = PROOF_PREFIX + hashlib.sha256(ders[0]).hexdigest().encode()
+    message = proof_message(ders[0])
     out = []
     for amp, der in zip(amps, ders, strict=True):
         key = serialization.load_pem_private_key(amp.key, password=None)
