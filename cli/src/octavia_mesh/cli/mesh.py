@@ -224,7 +224,7 @@ class Mesh:
         return self.options.service_env.get(name, os.environ.get(name, ""))
 
     def _api_env(
-        self, name: str, shared: Mapping[str, str], secret_key_file: str, port: int, *, owner: bool
+        self, name: str, shared: Mapping[str, str], secret_key_file: str, port: int, bridge_port: int, *, owner: bool
     ) -> dict[str, str]:
         """One API process's environment: the first owns the outbox (its relay sweeps and re-drives), the
         others publish what they commit themselves."""
@@ -232,6 +232,8 @@ class Mesh:
         return {
             **shared,
             "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{port}",
+            # Envoy carries REST calls here over HTTP/1.1 (its gRPC reverse bridge); native gRPC keeps the port above.
+            "OCTAVIA_MESH_API_BRIDGE_LISTEN": f"127.0.0.1:{bridge_port}",
             "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
             **({"OCTAVIA_MESH_API_KEYSTONE_AUTH_URL": opts.keystone_url} if opts.keystone_url else {}),
             "OCTAVIA_MESH_API_NOAUTH_DEFAULT_PROJECT": opts.default_project,
@@ -290,13 +292,14 @@ class Mesh:
             heartbeat_ports = [self.ports.port(f"health-{n}-heartbeat") for n in replicas]
             api_names = ["api", *(f"api-{n}" for n in range(2, max(1, opts.api_processes) + 1))]
             api_ports = [api_port, *(self.ports.port(name) for name in api_names[1:])]
+            bridge_ports = [self.ports.port(f"{name}-bridge") for name in api_names]
             apis = [
                 self.supervisor.start(
                     name,
                     [sys.executable, "-m", "octavia_mesh.api"],
-                    self._api_env(name, shared, secret_key_file, port, owner=name == "api"),
+                    self._api_env(name, shared, secret_key_file, port, bridge, owner=name == "api"),
                 )
-                for name, port in zip(api_names, api_ports, strict=True)
+                for name, port, bridge in zip(api_names, api_ports, bridge_ports, strict=True)
             ]
             api = apis[0]
             worker = self.supervisor.start(
@@ -395,6 +398,7 @@ class Mesh:
                         metrics_port=edge_metrics_port,
                         access_log=str(self.logs / "envoy-access.log"),
                         otlp_endpoint=self._otlp_endpoint(),
+                        bridge_port=bridge_ports,
                     ),
                     indent=1,
                 )

@@ -116,6 +116,7 @@ def envoy_config(
     metrics_port: int | None = None,
     access_log: str = "/dev/stdout",
     otlp_endpoint: str = "",
+    bridge_port: int | Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Envoy's bootstrap: REST and native gRPC on one port, transcoded onto the API service.
 
@@ -128,8 +129,13 @@ def envoy_config(
     ``otlp_endpoint`` Envoy also opens the first span of each request's trace (:func:`tracing_config`).
     Several ``api_port``: one API process each, the requests spread by least outstanding requests (a process
     busy with a long list gets the next call last).
+
+    With ``bridge_port`` (each API process's ``BRIDGE_LISTEN`` port, in ``api_port``'s order), a transcoded REST
+    call goes on as HTTP/1.1 through Envoy's gRPC reverse bridge (:func:`_bridged`); native gRPC calls and the
+    secret store's REST calls keep the gRPC port.
     """
     api_ports = [api_port] if isinstance(api_port, int) else list(api_port)
+    bridge_ports = [] if bridge_port is None else [bridge_port] if isinstance(bridge_port, int) else list(bridge_port)
     fault = {"faultcode": "Client", "faultstring": "%LOCAL_REPLY_BODY%", "debuginfo": None}
     http_filters = [
         # A body larger than the limit is a 413 before it is read (Lua answers when Content-Length says so;
@@ -286,6 +292,8 @@ def envoy_config(
         "access_log": [access_log_config(access_log)],
     }
     clusters = [_api_cluster(api_host, api_ports)]
+    if bridge_ports:
+        _bridged(manager, api_host, bridge_ports, clusters)
     if otlp_endpoint:
         manager["tracing"] = tracing_config()
         clusters.append(_otlp_cluster(otlp_endpoint))
@@ -319,13 +327,67 @@ def envoy_config(
     return config
 
 
-def _api_cluster(api_host: str, api_ports: list[int]) -> dict[str, Any]:
+REVERSE_BRIDGE = "envoy.filters.http.grpc_http1_reverse_bridge"
+#: What the reverse bridge sends the API instead of ``application/grpc`` (the API's bridge answers with it too).
+BRIDGE_CONTENT_TYPE = "application/x-protobuf"
+#: The header in which the API's bridge tells the reply message's size (the reverse bridge frames it from that).
+BRIDGE_SIZE_HEADER = "x-message-size"
+
+
+def _bridged(manager: dict[str, Any], api_host: str, bridge_ports: list[int], clusters: list[dict[str, Any]]) -> None:
+    """Carry transcoded REST calls to the API's HTTP/1.1 bridge listener instead of its gRPC port.
+
+    The reverse bridge, after the transcoder, turns the unary gRPC call into ``POST /<service>/<method>`` with the
+    bare message as body, and the API's answer back into a gRPC reply for the transcoder: Python's gRPC server
+    costs more per call than the handlers behind it (docs/architecture.md, "API speed"). It rewrites the
+    content type and re-selects the route, so the native gRPC route matches only ``application/grpc`` content
+    (a bridged call falls through to the REST route and its ``api_bridge`` cluster). Native gRPC keeps the gRPC
+    port (the bridge carries no status message); so does the secret store, whose payloads depend on ``Accept``,
+    which the bridge overwrites.
+    """
+    bridge_type = "type.googleapis.com/envoy.extensions.filters.http.grpc_http1_reverse_bridge.v3"
+    filters = manager["http_filters"]
+    filters.insert(
+        len(filters) - 1,  # right before the router, after the transcoder
+        _typed(
+            REVERSE_BRIDGE,
+            f"{bridge_type}.FilterConfig",
+            {
+                "content_type": BRIDGE_CONTENT_TYPE,
+                "withhold_grpc_frames": True,
+                "response_size_header": BRIDGE_SIZE_HEADER,
+            },
+        ),
+    )
+    bridge_off = {REVERSE_BRIDGE: {"@type": f"{bridge_type}.FilterConfigPerRoute", "disabled": True}}
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    rest = routes[-1]
+    for route in routes[:-1]:
+        route["typed_per_filter_config"] = {**route.get("typed_per_filter_config", {}), **bridge_off}
+    routes[0]["match"]["headers"] = [{"name": "content-type", "string_match": {"prefix": "application/grpc"}}]
+    secret_store = [
+        {**rest, "match": {"prefix": prefix}, "typed_per_filter_config": bridge_off} for prefix in BARBICAN_PREFIXES
+    ]
+    rest["route"] = {**rest["route"], "cluster": "api_bridge"}
+    routes[-1:] = [*secret_store, rest]
+    bridge_cluster = _api_cluster(api_host, bridge_ports, name="api_bridge")
+    # HTTP/1.1 with trailers: the bridge ends each reply with a ``grpc-status`` trailer, so that the gRPC trailers
+    # reach the transcoder as they do from a gRPC server (trailers the reverse bridge adds itself never get past
+    # a transcoder that buffers the reply: Envoy stops there, and the reply hangs).
+    options = bridge_cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    options["explicit_http_config"] = {"http_protocol_options": {"enable_trailers": True}}
+    clusters.append(bridge_cluster)
+
+
+def _api_cluster(api_host: str, api_ports: list[int], name: str = "api") -> dict[str, Any]:
     """The API processes (one endpoint each; least outstanding requests first when there are several)."""
     endpoints = [
         {"endpoint": {"address": {"socket_address": {"address": api_host, "port_value": port}}}} for port in api_ports
     ]
     return {
-        "name": "api",
+        "name": name,
         "type": "STRICT_DNS",
         **({"lb_policy": "LEAST_REQUEST"} if len(api_ports) > 1 else {}),
         "connect_timeout": "2s",
@@ -339,7 +401,7 @@ def _api_cluster(api_host: str, api_ports: list[int]) -> dict[str, Any]:
                 },
             }
         },
-        "load_assignment": {"cluster_name": "api", "endpoints": [{"lb_endpoints": endpoints}]},
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
     }
 
 

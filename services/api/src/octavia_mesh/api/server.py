@@ -11,6 +11,7 @@ import grpc
 
 from octavia_mesh.api import edge
 from octavia_mesh.api.app import App
+from octavia_mesh.api.bridge import Bridge
 from octavia_mesh.api.identity import Authenticator
 from octavia_mesh.api.reads import Reader
 from octavia_mesh.api.resources import (
@@ -63,6 +64,8 @@ from octavia_mesh.protos.neutron.v2 import networking_pb2
 logger = logging.getLogger(__name__)
 #: Request metadata the API takes (bytes).
 METADATA_LIMIT = 128 * 1024
+#: The largest request or reply message (bytes).
+MESSAGE_LIMIT = 64 * 1024 * 1024
 
 
 def services(app: App) -> list[tuple[ModuleType, str, Mapping[str, edge.Handler]]]:
@@ -93,20 +96,39 @@ def services(app: App) -> list[tuple[ModuleType, str, Mapping[str, edge.Handler]
     ]
 
 
+def interceptors(app: App) -> list[grpc.aio.ServerInterceptor]:
+    """Counts and latencies (when metrics are on), then OpenTelemetry's span (when tracing is on) around the
+    request id and the access line of each call: the gRPC server's and the bridge's, in that order."""
+    return [
+        *metrics.interceptors(app.settings.metrics_listen),
+        *tracing.grpc_server_interceptors(),
+        RequestContextInterceptor(generate=True, access_logger=logging.getLogger("octavia_mesh.api.access")),
+    ]
+
+
+def handlers(app: App) -> list[tuple[grpc.GenericRpcHandler, str]]:
+    """Every edge service's generic handler with the service's full name."""
+    bound = []
+    for module, service, service_handlers in services(app):
+        public = module is versions_pb2
+        bound.append(
+            (
+                edge.bind(app, module, service, service_handlers, public),
+                module.DESCRIPTOR.services_by_name[service].full_name,
+            )
+        )
+    bound.extend(secrets.bindings(app))  # Barbican-shaped faults and raw payloads: their own adapter
+    return bound
+
+
 def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth, int]:
     """Build the server (not started) and return it with its health switch and bound port."""
     server = grpc.aio.server(
-        # Counts and latencies (when metrics are on), then OpenTelemetry's span (when tracing is on) around the
-        # request id and the access line of each call.
-        interceptors=[
-            *metrics.interceptors(app.settings.metrics_listen),
-            *tracing.grpc_server_interceptors(),
-            RequestContextInterceptor(generate=True, access_logger=logging.getLogger("octavia_mesh.api.access")),
-        ],
+        interceptors=interceptors(app),
         options=[
             NO_PORT_SHARING,
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+            ("grpc.max_send_message_length", MESSAGE_LIMIT),
             # Above Envoy's own 60 KiB request-header limit, so that no header a client can send reaches
             # gRPC's default 8 KiB soft limit (which answered long paths with RESOURCE_EXHAUSTED, a 429).
             ("grpc.max_metadata_size", METADATA_LIMIT),
@@ -114,11 +136,7 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
         ],
     )
     names = []
-    for module, service, handlers in services(app):
-        public = module is versions_pb2
-        server.add_generic_rpc_handlers((edge.bind(app, module, service, handlers, public),))
-        names.append(module.DESCRIPTOR.services_by_name[service].full_name)
-    for handler, name in secrets.bindings(app):  # Barbican-shaped faults and raw payloads: their own adapter
+    for handler, name in handlers(app):
         server.add_generic_rpc_handlers((handler,))
         names.append(name)
     health = ServiceHealth(server, names)
@@ -127,6 +145,13 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, health, port
+
+
+async def start_bridge(app: App, listen: str) -> tuple[Bridge, int]:
+    """The HTTP/1.1 listener for Envoy's reverse bridge (:mod:`octavia_mesh.api.bridge`), listening."""
+    bridge = Bridge([h for h, _ in handlers(app)], interceptors(app), METADATA_LIMIT, MESSAGE_LIMIT)
+    host, _, port = listen.rpartition(":")
+    return bridge, await bridge.start(host.strip("[]") or "127.0.0.1", int(port))
 
 
 async def serve(settings: ApiSettings) -> None:
@@ -149,11 +174,17 @@ async def serve(settings: ApiSettings) -> None:
         facts = capabilities.FactsReader(js)
         facts.start()
         app.provider_facts = facts
+    bridge = None
+    if settings.bridge_listen:  # listening before the gRPC server reports SERVING
+        bridge, bridge_port = await start_bridge(app, settings.bridge_listen)
+        logger.info("API bridge (REST edge, HTTP/1.1) listening on %s (port %d)", settings.bridge_listen, bridge_port)
     server, health, port = create_server(app, settings.grpc_listen)
     logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
     exposition = metrics.serve(settings.metrics_listen)
 
     async def on_stop() -> None:
+        if bridge is not None:
+            await bridge.close(grace=5.0)
         if app.relay is not None:
             await app.relay.stop()
         if isinstance(app.provider_facts, capabilities.FactsReader):

@@ -19,6 +19,13 @@ class ApiSettings:
     """Settings of the API service."""
 
     grpc_listen: str = field(default="127.0.0.1:50051", metadata={"help": "host:port the gRPC API listens on"})
+    bridge_listen: str = field(
+        default="",
+        metadata={
+            "help": "host:port of the HTTP/1.1 listener that Envoy's gRPC reverse bridge carries REST calls to "
+            "(the edge's --api-bridge-port); empty: none, the edge sends REST calls to the gRPC port"
+        },
+    )
     metrics_listen: str = field(default="", metadata={"help": METRICS_LISTEN_HELP})
     database_url: str = field(
         default="sqlite:///octavia-mesh.db", metadata={"help": "SQLAlchemy URL (OCTAVIA_MESH_DATABASE_URL)"}
