@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     edge.add_argument("--host", default="0.0.0.0")
     edge.add_argument("--api-host", default="api")
     edge.add_argument("--api-port", type=int, default=50051)
+    edge.add_argument(
+        "--api-bridge-port",
+        type=int,
+        default=None,
+        help="the API's BRIDGE_LISTEN port: REST calls go there over HTTP/1.1 (default: none, to the gRPC port)",
+    )
     edge.add_argument("--admin-port", type=int, default=9901)
     edge.add_argument(
         "--metrics-port", type=int, default=None, help="serve Envoy's /stats/prometheus (only) on --host at this port"
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_port=args.metrics_port,
         access_log=args.access_log,
         otlp_endpoint=args.otlp_endpoint,
+        bridge_port=args.api_bridge_port,
     )
     json.dump(config, sys.stdout, indent=1)
     print()

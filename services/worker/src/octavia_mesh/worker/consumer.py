@@ -3,10 +3,11 @@
 Delivery is at least once: JetStream redelivers a command until it is acknowledged, and the outbox relay
 re-publishes one nobody completed. A command's flow commits its progress step by step and settles (or
 fails) its load balancer in its own transactions; its outbox row is stamped ``completed_at`` afterwards, in
-a separate transaction. A command delivered again before that stamp runs again, which is harmless because
-every step is idempotent (the flow engine resumes from its stored progress, settling twice is a no-op); one
-delivered after the stamp is just acknowledged. A command that fails is negatively acknowledged and
-redelivered after a back-off, so a database outage delays changes but never loses one.
+a separate transaction (the noop provider settles in one transaction and stamps the command in it). A
+command delivered again before that stamp runs again, which is harmless because every step is idempotent
+(the flow engine resumes from its stored progress, settling twice is a no-op); one delivered after the stamp
+is just acknowledged. A command that fails is negatively acknowledged and redelivered after a back-off, so a
+database outage delays changes but never loses one.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ class Provider(Protocol):
         """What this worker can build for the provider (announced in :mod:`octavia_mesh.common.capabilities`)."""
         ...
 
-    async def apply(self, command: commands_pb2.ProviderCommand) -> None:
+    async def apply(self, command: commands_pb2.ProviderCommand) -> bool:
         """Apply ``command`` to completion: its objects end ACTIVE, removed or in ERROR, never PENDING_*.
 
         It may run again for the same command (after a crash, before the command was stamped completed),
-        so it must be idempotent.
+        so it must be idempotent. Returns whether it stamped the command completed itself, in the transaction
+        that settled it (else the consumer does, in one of its own).
         """
         ...
 
@@ -116,9 +118,9 @@ class CommandConsumer:
                 logger.debug("command %s already applied (or unknown)", command.command_id)
                 metrics.COMMANDS.labels(self._provider.name, kind, op, "skipped").inc()
                 return False
-            await self._provider.apply(command)
-            async with self._sessions() as session, session.begin():
-                await complete_commands(session, done.load_balancer_id, [command.command_id], utcnow())
+            if not await self._provider.apply(command):
+                async with self._sessions() as session, session.begin():
+                    await complete_commands(session, done.load_balancer_id, [command.command_id], utcnow())
         metrics.COMMANDS.labels(self._provider.name, kind, op, "applied").inc()
         logger.info("applied %s %s %s", kind, op, command.resource_id)
         return True

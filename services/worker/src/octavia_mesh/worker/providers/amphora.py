@@ -122,7 +122,12 @@ class AmphoraProvider:
             return Flow("delete-amphora", [RetireAmphorae(d, only_key="old_amphora_id"), Settle(d)])
         return Flow("configure", [PlugMemberSubnets(d), PlugInterfaces(d), Configure(d), Settle(d)])
 
-    async def apply(self, command: commands_pb2.ProviderCommand) -> None:
+    async def apply(self, command: commands_pb2.ProviderCommand) -> bool:
+        """Run the command's flow; the consumer stamps it completed afterwards (the flow commits step by step)."""
+        await self._apply(command)
+        return False
+
+    async def _apply(self, command: commands_pb2.ProviderCommand) -> None:
         if command.operation in maintenance.OPERATIONS:  # no PENDING_* state to settle or fail
             await maintenance.run(self.engine, self.flow_for(command), command)
             return

@@ -10,7 +10,7 @@ from octavia_mesh.common.capabilities import ACTIVE_STANDBY, SINGLE, Capabilitie
 from octavia_mesh.common.commands import Kind, Op
 from octavia_mesh.common.db.models import Amphora, utcnow
 from octavia_mesh.common.lifecycle import AmphoraStatus
-from octavia_mesh.common.lifecycle.transitions import settle
+from octavia_mesh.common.lifecycle.transitions import complete_commands, settle
 from octavia_mesh.protos.provider.v1 import commands_pb2
 
 
@@ -35,7 +35,8 @@ class NoopProvider:
         """Like Octavia's no-op driver, it accepts any topology (and builds nothing)."""
         return Capabilities(frozenset({SINGLE, ACTIVE_STANDBY}))
 
-    async def apply(self, command: commands_pb2.ProviderCommand) -> None:
+    async def apply(self, command: commands_pb2.ProviderCommand) -> bool:
+        """Settle and stamp the command completed in one transaction (one write, where a flow takes several)."""
         async with self._sessions() as session, session.begin():
             if command.kind == Kind.RESOURCE_KIND_AMPHORA and command.operation == Op.OPERATION_DELETE:
                 await session.execute(
@@ -45,3 +46,6 @@ class NoopProvider:
                 )
             if command.load_balancer_id:
                 await settle(session, command.load_balancer_id, noop=True)
+                await complete_commands(session, command.load_balancer_id, [command.command_id], utcnow())
+                return True
+        return False
