@@ -1,9 +1,9 @@
-"""The REST edge's HTTP/1.1 bridge to the API (``octavia_mesh.api.bridge``), on the real Envoy and mesh.
+"""The API's unary gRPC calls over HTTP/1.1 (``octavia_mesh.api.bridge``), on the real Envoy and mesh.
 
-Envoy carries transcoded REST calls to each API process's bridge listener; native gRPC calls and the secret
-store keep the gRPC port. The answers are pinned elsewhere (every test through ``envoy_rest``, and
-``test_fast_edge.py`` compares them with the gRPC path's); here: which way each call goes, and what the bridge
-listener does with what Envoy would never send.
+Envoy sends every unary call of the edge services, REST (transcoded) and native gRPC, to each API process's
+bridge listener; health and reflection keep the gRPC port. The answers are pinned elsewhere (every test through
+``envoy_rest``, and ``test_fast_edge.py`` compares them with the gRPC server's); here: which way calls go, the
+bridge's gRPC framing and trailers, and what it does with what Envoy would never send.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import httptools
 import pytest
 import requests
 from google.api import httpbody_pb2
-from support import PROJECT, Rest, assert_fault
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import Rest, assert_fault
 
 from octavia_mesh.cli.mesh import Mesh
 from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2
@@ -33,45 +34,28 @@ def _envoy_count(mesh: Mesh, cluster: str) -> int:
     return int(stats.split(":")[1]) if stats.strip() else 0
 
 
-def test_rest_goes_over_the_bridge_and_native_grpc_keeps_its_port(envoy_mesh: Mesh, envoy_rest: Rest) -> None:
+def test_rest_and_native_grpc_go_over_the_bridge(envoy_mesh: Mesh, envoy_rest: Rest) -> None:
     bridged, native = _envoy_count(envoy_mesh, "api_bridge"), _envoy_count(envoy_mesh, "api")
     lb = envoy_rest.create_lb(name="bridge-way")
     assert envoy_rest.get(f"{LBS}/{lb['id']}").json()["loadbalancer"]["name"] == "bridge-way"
     assert_fault(envoy_rest.get(f"{LBS}/{uuid.uuid4()}"), 404)  # a fault comes back in Octavia's shape
-    assert _envoy_count(envoy_mesh, "api_bridge") >= bridged + 3
-    assert _envoy_count(envoy_mesh, "api") == native
 
     host = envoy_rest.base_url.removeprefix("http://")
     with grpc.insecure_channel(host) as channel:
         stub = loadbalancers_pb2_grpc.LoadBalancersStub(channel)
         reply = stub.GetLoadBalancer(requests_pb2.ResourceRequest(id=lb["id"]), timeout=10)
         assert json.loads(reply.data)["loadbalancer"]["id"] == lb["id"]
+        missing_id = str(uuid.uuid4())
         with pytest.raises(grpc.RpcError) as missing:
-            stub.GetLoadBalancer(requests_pb2.ResourceRequest(id=str(uuid.uuid4())), timeout=10)
-    # A native client still gets a gRPC status with Octavia's message, which the bridge could not carry.
-    assert missing.value.code() == grpc.StatusCode.NOT_FOUND and missing.value.details().endswith(" not found.")
-    assert _envoy_count(envoy_mesh, "api") == native + 2
-
-
-def test_secret_store_keeps_the_grpc_port_for_accept(envoy_mesh: Mesh, envoy_rest: Rest) -> None:
-    """The reverse bridge overwrites ``Accept``, by which a secret's payload is chosen: those calls stay on gRPC."""
-    native = _envoy_count(envoy_mesh, "api")
-    store = Rest(envoy_rest.base_url, {"X-Project-Id": PROJECT})
-    created = store.post(
-        "/v1/secrets",
-        {
-            "name": "bridge-accept",
-            "payload": "AAFiaW5hcnk=",
-            "payload_content_type": "application/octet-stream",
-            "payload_content_encoding": "base64",
-        },
-    )
-    assert created.status_code == 201, created.text
-    ref = created.json()["secret_ref"]
-    payload = store.session.get(ref + "/payload", headers={"Accept": "application/octet-stream"}, timeout=10)
-    assert payload.status_code == 200 and payload.content == b"\x00\x01binary"
-    assert payload.headers["content-type"] == "application/octet-stream"
-    assert _envoy_count(envoy_mesh, "api") >= native + 2
+            stub.GetLoadBalancer(requests_pb2.ResourceRequest(id=missing_id), timeout=10)
+        # Health (a stream's home) stays on the gRPC server.
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    # A native client gets its gRPC status with Octavia's message, from the bridge's trailers.
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert missing.value.details() == f"Load Balancer {missing_id} not found."
+    assert _envoy_count(envoy_mesh, "api_bridge") >= bridged + 5
+    assert _envoy_count(envoy_mesh, "api") == native + 1
 
 
 class _Responses:
@@ -114,29 +98,34 @@ def _exchange(port: int, raw: bytes, count: int = 1) -> list[tuple[int, dict[str
     return responses.done
 
 
+def _framed(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
 def _post(method: str, body: bytes, extra: str = "") -> bytes:
     return (
-        f"POST {method} HTTP/1.1\r\nhost: api\r\ncontent-type: application/x-protobuf\r\n"
+        f"POST {method} HTTP/1.1\r\nhost: api\r\ncontent-type: application/grpc\r\nte: trailers\r\n"
         f"content-length: {len(body)}\r\nx-octavia-path: /v2/lbaas/loadbalancers\r\n{extra}\r\n"
     ).encode() + body
 
 
 def _answer(body: bytes) -> object:
-    reply = httpbody_pb2.HttpBody.FromString(body)
+    assert body[0] == 0 and int.from_bytes(body[1:5], "big") == len(body) - 5
+    reply = httpbody_pb2.HttpBody.FromString(body[5:])
     assert reply.content_type == "application/json"
     return json.loads(reply.data)
 
 
-def test_bridge_listener_answers_statuses_in_order_and_refuses_what_envoy_never_sends(
+def test_bridge_listener_answers_grpc_in_order_and_refuses_what_envoy_never_sends(
     envoy_mesh: Mesh, envoy_rest: Rest
 ) -> None:
     port = envoy_mesh.ports.ports["api-bridge"]
     lb = envoy_rest.create_lb(name="bridge-direct")
-    found = requests_pb2.ResourceRequest(id=lb["id"]).SerializeToString()
+    found = _framed(requests_pb2.ResourceRequest(id=lb["id"]).SerializeToString())
     missing_id = str(uuid.uuid4())
-    missing = requests_pb2.ResourceRequest(id=missing_id).SerializeToString()
-    # Pipelined: a list (slower) then a show, answered in the order asked, each with its REST status.
-    listing = requests_pb2.CollectionRequest().SerializeToString()
+    missing = _framed(requests_pb2.ResourceRequest(id=missing_id).SerializeToString())
+    listing = _framed(requests_pb2.CollectionRequest().SerializeToString())
+    # Pipelined: a list (slower) then two shows, answered in the order asked.
     answers = _exchange(
         port,
         _post("/octavia_mesh.lbaas.v2.LoadBalancers/ListLoadBalancers", listing)
@@ -144,27 +133,27 @@ def test_bridge_listener_answers_statuses_in_order_and_refuses_what_envoy_never_
         + _post(GET_LB, missing),
         count=3,
     )
-    assert [(status, headers["x-http-code"]) for status, headers, _, _ in answers] == [
-        (200, "200"),
-        (200, "200"),
-        (200, "404"),
+    assert [(status, headers["x-http-code"], trailers) for status, headers, _, trailers in answers] == [
+        (200, "200", {"grpc-status": "0"}),
+        (200, "200", {"grpc-status": "0"}),
+        (200, "404", {"grpc-status": "5", "grpc-message": f"Load Balancer {missing_id} not found."}),
     ]
-    # The reply's size for the reverse bridge's framing, and gRPC's status as a trailer for the transcoder.
-    for _, headers, body, trailers in answers:
-        assert headers["content-type"] == "application/x-protobuf" and int(headers["x-message-size"]) == len(body)
-        assert trailers == {"grpc-status": "0"}
+    assert all(headers["content-type"] == "application/grpc" for _, headers, _, _ in answers)
     listed = _answer(answers[0][2])
     assert isinstance(listed, dict) and lb["id"] in [x["id"] for x in listed["loadbalancers"]]
     shown = _answer(answers[1][2])
     assert isinstance(shown, dict) and shown["loadbalancer"]["id"] == lb["id"]
-    # An error is the body the transcoder makes of a gRPC status, which the edge's Lua turns into a fault.
-    fault = _answer(answers[2][2])
-    assert isinstance(fault, dict) and fault["code"] == grpc.StatusCode.NOT_FOUND.value[0]
-    assert fault["message"] == f"Load Balancer {missing_id} not found."
+    assert answers[2][2] == b""  # an error carries no message, only its status
 
-    [(status, headers, body, _)] = _exchange(port, _post("/octavia_mesh.lbaas.v2.LoadBalancers/Nothing", b""))
-    assert (status, headers["x-http-code"]) == (200, "501")
-    assert _answer(body) == {"code": grpc.StatusCode.UNIMPLEMENTED.value[0], "message": "Method not found!"}
+    # An unknown method, and a body that is not one uncompressed message: gRPC's statuses.
+    answers = _exchange(
+        port,
+        _post("/octavia_mesh.lbaas.v2.LoadBalancers/Nothing", _framed(b""))
+        + _post(GET_LB, found[:-1])
+        + _post(GET_LB, b"\x01" + found[1:]),
+        count=3,
+    )
+    assert [trailers["grpc-status"] for _, _, _, trailers in answers] == ["12", "13", "13"]
 
     # Not HTTP, and headers beyond the API's metadata limit: a 400, and the connection closed.
     assert [a[0] for a in _exchange(port, b"\x16\x03\x01 not http\r\n\r\n", count=2)] == [400]

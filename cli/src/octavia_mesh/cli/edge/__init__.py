@@ -130,9 +130,8 @@ def envoy_config(
     Several ``api_port``: one API process each, the requests spread by least outstanding requests (a process
     busy with a long list gets the next call last).
 
-    With ``bridge_port`` (each API process's ``BRIDGE_LISTEN`` port, in ``api_port``'s order), a transcoded REST
-    call goes on as HTTP/1.1 through Envoy's gRPC reverse bridge (:func:`_bridged`); native gRPC calls and the
-    secret store's REST calls keep the gRPC port.
+    With ``bridge_port`` (each API process's ``BRIDGE_LISTEN`` port, in ``api_port``'s order), the unary calls
+    of the edge services go there over HTTP/1.1 (:func:`_bridged`); health and reflection keep the gRPC port.
     """
     api_ports = [api_port] if isinstance(api_port, int) else list(api_port)
     bridge_ports = [] if bridge_port is None else [bridge_port] if isinstance(bridge_port, int) else list(bridge_port)
@@ -327,53 +326,20 @@ def envoy_config(
     return config
 
 
-REVERSE_BRIDGE = "envoy.filters.http.grpc_http1_reverse_bridge"
-#: What the reverse bridge sends the API instead of ``application/grpc`` (the API's bridge answers with it too).
-BRIDGE_CONTENT_TYPE = "application/x-protobuf"
-#: The header in which the API's bridge tells the reply message's size (the reverse bridge frames it from that).
-BRIDGE_SIZE_HEADER = "x-message-size"
-
-
 def _bridged(manager: dict[str, Any], api_host: str, bridge_ports: list[int], clusters: list[dict[str, Any]]) -> None:
-    """Carry transcoded REST calls to the API's HTTP/1.1 bridge listener instead of its gRPC port.
+    """Send the edge services' unary calls, REST (once transcoded) and native gRPC, to the API's bridge listeners.
 
-    The reverse bridge, after the transcoder, turns the unary gRPC call into ``POST /<service>/<method>`` with the
-    bare message as body, and the API's answer back into a gRPC reply for the transcoder: Python's gRPC server
-    costs more per call than the handlers behind it (docs/architecture.md, "API speed"). It rewrites the
-    content type and re-selects the route, so the native gRPC route matches only ``application/grpc`` content
-    (a bridged call falls through to the REST route and its ``api_bridge`` cluster). Native gRPC keeps the gRPC
-    port (the bridge carries no status message); so does the secret store, whose payloads depend on ``Accept``,
-    which the bridge overwrites.
+    Those take gRPC's unary calls on HTTP/1.1 (gRPC framing, ``grpc-status`` as a trailer) because Python's gRPC
+    server costs more per call than the handlers behind it (docs/architecture.md, "API speed"). Envoy speaks
+    HTTP/2 gRPC to native clients and hands the transcoder the same reply and trailers as from a gRPC server,
+    so nothing else changes. ``/grpc.`` (health ``Watch``, reflection: streaming) keeps the gRPC port.
     """
-    bridge_type = "type.googleapis.com/envoy.extensions.filters.http.grpc_http1_reverse_bridge.v3"
-    filters = manager["http_filters"]
-    filters.insert(
-        len(filters) - 1,  # right before the router, after the transcoder
-        _typed(
-            REVERSE_BRIDGE,
-            f"{bridge_type}.FilterConfig",
-            {
-                "content_type": BRIDGE_CONTENT_TYPE,
-                "withhold_grpc_frames": True,
-                "response_size_header": BRIDGE_SIZE_HEADER,
-            },
-        ),
-    )
-    bridge_off = {REVERSE_BRIDGE: {"@type": f"{bridge_type}.FilterConfigPerRoute", "disabled": True}}
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
-    rest = routes[-1]
-    for route in routes[:-1]:
-        route["typed_per_filter_config"] = {**route.get("typed_per_filter_config", {}), **bridge_off}
-    routes[0]["match"]["headers"] = [{"name": "content-type", "string_match": {"prefix": "application/grpc"}}]
-    secret_store = [
-        {**rest, "match": {"prefix": prefix}, "typed_per_filter_config": bridge_off} for prefix in BARBICAN_PREFIXES
-    ]
-    rest["route"] = {**rest["route"], "cluster": "api_bridge"}
-    routes[-1:] = [*secret_store, rest]
+    for route in routes:
+        if route["match"]["prefix"] != "/grpc.":
+            route["route"] = {**route["route"], "cluster": "api_bridge"}
     bridge_cluster = _api_cluster(api_host, bridge_ports, name="api_bridge")
-    # HTTP/1.1 with trailers: the bridge ends each reply with a ``grpc-status`` trailer, so that the gRPC trailers
-    # reach the transcoder as they do from a gRPC server (trailers the reverse bridge adds itself never get past
-    # a transcoder that buffers the reply: Envoy stops there, and the reply hangs).
+    # HTTP/1.1 with trailers: a gRPC status arrives as a trailer, as from an HTTP/2 gRPC server.
     options = bridge_cluster["typed_extension_protocol_options"][
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     ]

@@ -1,25 +1,22 @@
-"""The API's HTTP/1.1 listener for the REST edge: unary gRPC calls that Envoy carries over HTTP/1.1.
+"""The API's unary gRPC calls over HTTP/1.1, for the Envoy edge.
 
-Envoy transcodes a REST request into a unary call of an edge service, then its ``grpc_http1_reverse_bridge``
-filter sends that call upstream as ``POST /<service>/<method>``: the serialized request message is the body
-(gRPC's frame withheld) and the call's metadata are the headers. This listener runs the very handlers the gRPC
-server runs, through the same interceptors (metrics, tracing, request id and access line), and answers ``200``
-with the serialized reply and the handler's initial metadata (the REST status in ``x-http-code``) as headers.
+Envoy sends every unary call of the edge services here, REST calls once transcoded and native gRPC calls as
+they come: ``POST /<service>/<method>`` with the gRPC-framed request as the (chunked) body and the call's
+metadata as headers, on keep-alive HTTP/1.1 connections. The answer is what a gRPC server sends, on HTTP/1.1:
+``200``, ``application/grpc``, the handler's initial metadata as headers (the REST status in ``x-http-code``),
+the framed reply as a chunk, and ``grpc-status`` and ``grpc-message`` as trailers (the edge's cluster enables
+HTTP/1.1 trailers). Envoy hands that on unchanged in meaning: as HTTP/2 to a native client, and to the transcoder
+for a REST one, which makes Octavia's answer or fault of it exactly as from the gRPC server.
 
-Why a second listener: ``grpc.aio`` costs about 0.4 ms of CPU per unary call, more than most handlers; a
-keep-alive HTTP/1.1 exchange parsed by httptools costs a small fraction of that (docs/architecture.md, "API
-speed"). The contract is unchanged: the same protobuf messages and methods, only the framing differs.
-
-A call that ends in a gRPC error (the handler's ``abort``) is answered with the body Envoy's transcoder makes of
-a gRPC status, ``{"code", "message"}``, which the edge's Lua turns into Octavia's fault as before. That is why
-only transcoded REST calls come here: the bridge has no way to carry a status message to a native gRPC client,
-which keeps the gRPC server.
+This listener runs the very handlers the gRPC server runs, through the same interceptors (metrics, tracing,
+request id and access line). Why it exists: ``grpc.aio`` costs about 0.4 ms of CPU per unary call, more than
+most handlers; a keep-alive HTTP/1.1 exchange parsed by httptools costs a small fraction of that
+(docs/architecture.md, "API speed"). Streaming calls (health ``Watch``, reflection) stay on the gRPC server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -27,35 +24,13 @@ from typing import Any, NamedTuple, cast
 
 import grpc
 import httptools
-from google.api import httpbody_pb2
 
 logger = logging.getLogger(__name__)
 
-#: The content type Envoy's reverse bridge sends and expects back (its ``content_type`` setting).
-CONTENT_TYPE = "application/x-protobuf"
-#: The header that tells the reverse bridge the reply message's size (its ``response_size_header``).
-SIZE_HEADER = "x-message-size"
 #: Headers of the HTTP exchange itself, not metadata of the call (gRPC keeps these out of its metadata too).
 _NOT_METADATA = frozenset(
-    {"host", "connection", "keep-alive", "content-length", "content-type", "accept", "te", "transfer-encoding"}
+    {"host", "connection", "keep-alive", "content-length", "content-type", "te", "transfer-encoding", "grpc-timeout"}
 )
-#: gRPC status -> HTTP status, as Envoy's transcoder maps a status that came without ``x-http-code``.
-_HTTP_OF_GRPC = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-}
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -142,16 +117,21 @@ def _deadline(timeout: str | None) -> float | None:
     return time.monotonic() + int(timeout[:-1]) * _TIMEOUT_UNITS[timeout[-1]]
 
 
-def _status_reply(context: BridgeContext) -> tuple[bytes, int]:
-    """What the transcoder makes of a gRPC error (a JSON ``google.rpc.Status``), as the reply's ``HttpBody``."""
-    code = context.code() or grpc.StatusCode.UNKNOWN
-    body = json.dumps({"code": code.value[0], "message": context.details()}).encode()
-    reply = httpbody_pb2.HttpBody(content_type="application/json", data=body).SerializeToString()
-    return reply, _HTTP_OF_GRPC.get(code, 500)
+def _request_message(body: bytes) -> bytes | None:
+    """The one message of a unary call's gRPC-framed body; None when the framing is wrong or compressed (this
+    server accepts no compression, and says so by never sending ``grpc-accept-encoding``)."""
+    if len(body) < 5 or body[0] != 0 or int.from_bytes(body[1:5], "big") != len(body) - 5:
+        return None
+    return body[5:]
+
+
+def _percent_encoded(message: str) -> str:
+    """``grpc-message``'s encoding: UTF-8, with ``%`` and bytes outside printable ASCII percent-encoded."""
+    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in message.encode())
 
 
 class Bridge:
-    """Serves the methods of ``generic_handlers`` through ``interceptors`` to Envoy's reverse bridge."""
+    """Serves the unary methods of ``generic_handlers``, through ``interceptors``, over HTTP/1.1."""
 
     def __init__(
         self,
@@ -199,42 +179,47 @@ class Bridge:
         metadata = tuple((k, v) for k, v in headers if k not in _NOT_METADATA)
         timeout = next((v for k, v in headers if k == "grpc-timeout"), None)
         context = BridgeContext(metadata, _deadline(timeout), peer)
-        http_code: int | None = None
+        reply = None
         try:
             handler = await self._resolve(_CallDetails(method, metadata))
+            message = _request_message(body)
             if handler is None or handler.unary_unary is None:  # pyright: ignore[reportAttributeAccessIssue]
                 context.set_code(grpc.StatusCode.UNIMPLEMENTED)
                 context.set_details("Method not found!")
-                reply, http_code = _status_reply(context)
+            elif message is None:
+                context.set_code(grpc.StatusCode.INTERNAL)
+                context.set_details("A unary call's body is one uncompressed gRPC message.")
             else:
                 behavior: Any = handler  # a grpc RpcMethodHandler: the edge sets both (de)serializers
-                answer = await behavior.unary_unary(behavior.request_deserializer(body), context)
+                answer = await behavior.unary_unary(behavior.request_deserializer(message), context)
                 reply = behavior.response_serializer(answer)
         except grpc.aio.AbortError:
-            reply, http_code = _status_reply(context)
+            pass  # the handler set the status and its message
         except Exception:
             logger.exception("%s failed", method)
             context.set_code(grpc.StatusCode.INTERNAL)
             context.set_details("An unknown exception occurred.")
-            reply, http_code = _status_reply(context)
-        return _response(context.initial_metadata, http_code, reply)
+        code = grpc.StatusCode.OK if reply is not None else (context.code() or grpc.StatusCode.UNKNOWN)
+        return _response(context.initial_metadata, reply, code, context.details())
 
 
-def _response(initial_metadata: tuple[tuple[str, str], ...], http_code: int | None, reply: bytes) -> bytes:
-    """``200`` with the reply, chunked and ending in a ``grpc-status`` trailer (the edge's cluster takes
-    trailers), and the handler's initial metadata as headers (the REST status in ``x-http-code``)."""
-    lines = [b"HTTP/1.1 200 OK", b"content-type: " + CONTENT_TYPE.encode(), b"transfer-encoding: chunked"]
-    lines.append(b"%s: %d" % (SIZE_HEADER.encode(), len(reply)))
-    sent_code = False
+def _response(
+    initial_metadata: tuple[tuple[str, str], ...], reply: bytes | None, code: grpc.StatusCode, message: str
+) -> bytes:
+    """A gRPC answer on HTTP/1.1: the initial metadata as headers, the framed reply as a chunk, the status as
+    trailers."""
+    lines = [b"HTTP/1.1 200 OK", b"content-type: application/grpc", b"transfer-encoding: chunked"]
     for key, value in initial_metadata:
-        if not isinstance(value, str) or "\r" in value or "\n" in value:
-            continue  # nothing a handler writes may split the response
-        sent_code = sent_code or key == "x-http-code"
-        lines.append(f"{key}: {value}".encode("latin-1", "replace"))
-    if not sent_code and http_code is not None:
-        lines.append(b"x-http-code: %d" % http_code)
-    chunk = b"%x\r\n%s\r\n" % (len(reply), reply) if reply else b""
-    return b"\r\n".join(lines) + b"\r\n\r\n" + chunk + b"0\r\ngrpc-status: 0\r\n\r\n"
+        if isinstance(value, str) and "\r" not in value and "\n" not in value:  # nothing may split the response
+            lines.append(f"{key}: {value}".encode("latin-1", "replace"))
+    chunk = b""
+    if reply is not None:
+        framed = b"\x00" + len(reply).to_bytes(4, "big") + reply
+        chunk = b"%x\r\n%s\r\n" % (len(framed), framed)
+    trailers = b"0\r\ngrpc-status: %d\r\n" % code.value[0]
+    if message:
+        trailers += b"grpc-message: " + _percent_encoded(message).encode() + b"\r\n"
+    return b"\r\n".join(lines) + b"\r\n\r\n" + chunk + trailers + b"\r\n"
 
 
 class _Connection(asyncio.Protocol):
