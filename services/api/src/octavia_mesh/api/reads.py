@@ -7,9 +7,9 @@ each one a queue put, a thread wake-up, a GIL hand-over and a self-pipe write to
 :class:`Reader` runs Core statements and hands back ``Row`` objects, which the views read by attribute like
 the ORM's instances (the models map every attribute to a column of the same name).
 
-* SQLite (a file): statements run on the event loop's thread through the standard library's driver. A read
-  in WAL mode never waits for a writer, so it costs what the statement costs, with no hop; the connections
-  are ``query_only``, so nothing can write through them.
+* SQLite (a file): statements run on the event loop's thread through the standard library's driver, on one
+  connection kept open. A read in WAL mode never waits for a writer, so it costs what the statement costs,
+  with no hop; the connection is ``query_only``, so nothing can write through it.
 * PostgreSQL and MariaDB: Core over the service's async driver, in autocommit (no BEGIN/ROLLBACK round trips
   around a read; each statement of a list sees committed data, as under READ COMMITTED before), on a pool of
   its own without the per-checkout ping: a connection the server dropped is replaced and the read run again.
@@ -24,7 +24,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, Executable, Result, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -69,6 +69,7 @@ class Reader:
         url = make_url(database_url)
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
+        self._shared: tuple[Connection, _SyncConnection] | None = None
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self._sync = create_engine(
                 url.set(drivername="sqlite"), pool_size=8, max_overflow=8, json_deserializer=_json_loads
@@ -84,14 +85,32 @@ class Reader:
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[ReadConnection]:
-        """A connection for one call's reads."""
+        """A connection for one call's reads.
+
+        SQLite: one connection for every call, kept open. Its statements run on the event loop's thread and each
+        is whole (run and fetched) before anything else runs, so calls never share a cursor; in autocommit each
+        statement reads its own snapshot, as a connection of its own would. A pool's checkout and return (with
+        its reset) cost a quarter of a GET of one load balancer.
+        """
         if self._sync is not None:
-            with self._sync.connect() as conn:
-                yield _SyncConnection(conn)
+            if self._shared is None:
+                conn = self._sync.connect()
+                self._shared = (conn, _SyncConnection(conn))
+            try:
+                yield self._shared[1]
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    self._close_shared()
+                raise
             return
         assert self._async is not None
         async with self._async.connect() as conn:
             yield _AsyncConnection(conn)
+
+    def _close_shared(self) -> None:
+        if self._shared is not None:
+            conn, self._shared = self._shared[0], None
+            conn.close()
 
     async def run(self, work: Callable[[ReadConnection], Awaitable[T]]) -> T:
         """``work(connection)``, once more on a fresh connection if the server had dropped the pooled one."""
@@ -105,6 +124,7 @@ class Reader:
         raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
+        self._close_shared()
         if self._sync is not None:
             self._sync.dispose()
         if self._async is not None:

@@ -109,16 +109,20 @@ def view(lb: Any, tags: list[str], listener_ids: list[str], pool_ids: list[str])
 
 
 @functools.cache
-def _children() -> CompoundSelect:
+def _children(one: bool = False) -> CompoundSelect:
     """Listener and pool ids and tags of the load balancers ``:ids``: one statement, built once (a list of 100
-    spent more on building it, 300 IN values coerced one by one, than the database spent running it)."""
-    ids = bindparam("ids", expanding=True)
+    spent more on building it, 300 IN values coerced one by one, than the database spent running it). ``one``:
+    of the load balancer ``:id`` (a show), without the expanding ``IN`` that is rendered anew each time."""
+
+    def of(column: Any) -> Any:
+        return column == bindparam("id") if one else column.in_(bindparam("ids", expanding=True))
+
     return union_all(
         select(literal("l"), Listener.load_balancer_id, Listener.id, Listener.created_at).where(
-            Listener.load_balancer_id.in_(ids)
+            of(Listener.load_balancer_id)
         ),
-        select(literal("p"), Pool.load_balancer_id, Pool.id, Pool.created_at).where(Pool.load_balancer_id.in_(ids)),
-        select(literal("t"), Tag.resource_id, Tag.tag, literal(None)).where(Tag.resource_id.in_(ids)),
+        select(literal("p"), Pool.load_balancer_id, Pool.id, Pool.created_at).where(of(Pool.load_balancer_id)),
+        select(literal("t"), Tag.resource_id, Tag.tag, literal(None)).where(of(Tag.resource_id)),
     )
 
 
@@ -132,7 +136,9 @@ async def _children_of(
     into = {"l": listeners, "p": pools, "t": tags}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        found: list[Any] = list((await session.execute(_children(), {"ids": chunk})).all())
+        one = len(chunk) == 1
+        statement, parameters = (_children(one=True), {"id": chunk[0]}) if one else (_children(), {"ids": chunk})
+        found: list[Any] = list((await session.execute(statement, parameters)).all())
         rows = sorted(found, key=lambda r: (r[0], r[3] or dt.datetime.min, r[2]))
         for kind, lb_id, value, _ in rows:
             into[kind][lb_id].append(value)
