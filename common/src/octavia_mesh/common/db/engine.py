@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -58,13 +61,55 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    gate = _WriteGate()
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         kind = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        if kind == "IMMEDIATE":
+            gate.enter(conn)
         if kind != "NONE":
-            conn.exec_driver_sql(f"BEGIN {kind}")
+            try:
+                conn.exec_driver_sql(f"BEGIN {kind}")
+            except BaseException:
+                gate.leave(conn)
+                raise
+
+    @event.listens_for(engine.sync_engine, "commit")
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _on_end(conn: Any) -> None:
+        gate.leave(conn)
 
     return engine
+
+
+class _WriteGate:
+    """One SQLite write transaction of this process at a time; the others wait their turn here, in order.
+
+    SQLite has one write lock per database. Write transactions of one process that ask for it together (the
+    worker applies its commands side by side) each poll it from their connection's thread with SQLite's busy
+    handler, whose sleeps grow from 1 to 100 ms: under load they slept most of the time, and the API's writes,
+    polling among them, waited up to half a second. Queued here they wake the moment the one before them ends,
+    and each process has at most one writer polling the file lock against the others.
+    """
+
+    #: How long a transaction waits for its turn (SQLite's own ``busy_timeout``, which then applies as well).
+    TIMEOUT_S = 30.0
+
+    def __init__(self) -> None:
+        # A lock per event loop: an engine may outlive a loop (a test's asyncio.run), and a lock is bound to one.
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+    def enter(self, conn: Any) -> None:
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        # SQLAlchemy runs this hook in its greenlet on the event loop: await_only suspends it there.
+        await_only(asyncio.wait_for(lock.acquire(), self.TIMEOUT_S))
+        conn.info["octavia_mesh_write_gate"] = lock
+
+    def leave(self, conn: Any) -> None:
+        lock = conn.info.pop("octavia_mesh_write_gate", None)
+        if lock is not None:
+            lock.release()
 
 
 def session_factories(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]]:
