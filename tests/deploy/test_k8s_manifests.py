@@ -109,6 +109,9 @@ def test_service_settings_are_accepted_and_ports_line_up(module: str) -> None:
     ports = [port]
     if module == "octavia_mesh.health":  # amphorae stream heartbeats to a second, mutual-TLS port
         ports.append(int(settings.heartbeat_listen.rsplit(":", 1)[1]))
+    if module == "octavia_mesh.api":  # the edge's unary calls on HTTP/1.1, a port of their own
+        assert settings.bridge_listen.startswith("0.0.0.0:")
+        ports.append(int(settings.bridge_listen.rsplit(":", 1)[1]))
     # Prometheus metrics on a port of their own, scraped from the pod (named by its annotations), not the Service.
     assert settings.metrics_listen.startswith("0.0.0.0:")
     metrics_port = int(settings.metrics_listen.rsplit(":", 1)[1])
@@ -161,6 +164,11 @@ def test_edge_init_container_renders_an_envoy_config_for_the_api_service() -> No
     api = _named("Service")["octavia-mesh-api"]
     assert f"{api['metadata']['name']}.octavia-mesh.svc" in text
     assert str(api["spec"]["ports"][0]["port"]) in text
+    # The edge services' unary calls go to the API's bridge port (the Service's "bridge"), on HTTP/1.1.
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    (bridge_port,) = [p["port"] for p in api["spec"]["ports"] if p["name"] == "bridge"]
+    endpoint = clusters["api_bridge"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"]["port_value"] == bridge_port
     listener = config["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["port_value"] == edge["containers"][0]["ports"][0]["containerPort"]
     edge_service = _named("Service")["octavia-mesh-edge"]

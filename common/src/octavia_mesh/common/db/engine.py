@@ -80,6 +80,13 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     def _on_end(conn: Any) -> None:
         gate.leave(conn)
 
+    # A connection that ends otherwise (invalidated mid-transaction, returned to the pool) opens the gate too.
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    @event.listens_for(engine.sync_engine.pool, "invalidate")
+    @event.listens_for(engine.sync_engine.pool, "soft_invalidate")
+    def _on_release(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        gate.leave(record)
+
     return engine
 
 
@@ -89,8 +96,9 @@ class _WriteGate:
     SQLite has one write lock per database. Write transactions of one process that ask for it together (the
     worker applies its commands side by side) each poll it from their connection's thread with SQLite's busy
     handler, whose sleeps grow from 1 to 100 ms: under load they slept most of the time, and the API's writes,
-    polling among them, waited up to half a second. Queued here they wake the moment the one before them ends,
-    and each process has at most one writer polling the file lock against the others.
+    polling among them, waited up to half a second. Queued here they wake as the one before them sends its
+    COMMIT or ROLLBACK (the events SQLAlchemy has; the next may find the lock held that long, a busy-handler
+    sleep of a millisecond), and each process has at most one writer polling the file lock against the others.
     """
 
     #: How long a transaction waits for its turn (SQLite's own ``busy_timeout``, which then applies as well).
@@ -101,13 +109,19 @@ class _WriteGate:
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     def enter(self, conn: Any) -> None:
+        """Wait for this connection's turn (``conn.info`` is its pool record's, which the release events see)."""
         lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
         # SQLAlchemy runs this hook in its greenlet on the event loop: await_only suspends it there.
-        await_only(asyncio.wait_for(lock.acquire(), self.TIMEOUT_S))
+        await_only(self._acquire(lock))
         conn.info["octavia_mesh_write_gate"] = lock
 
-    def leave(self, conn: Any) -> None:
-        lock = conn.info.pop("octavia_mesh_write_gate", None)
+    async def _acquire(self, lock: asyncio.Lock) -> None:
+        async with asyncio.timeout(self.TIMEOUT_S):  # unlike wait_for, never leaves the lock taken by nobody
+            await lock.acquire()
+
+    def leave(self, holder: Any) -> None:
+        """Open the gate if ``holder`` (a connection, or its pool record) holds it."""
+        lock = holder.info.pop("octavia_mesh_write_gate", None)
         if lock is not None:
             lock.release()
 

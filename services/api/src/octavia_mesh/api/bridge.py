@@ -34,6 +34,14 @@ _NOT_METADATA = frozenset(
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
+class _Metadatum(NamedTuple):
+    """One metadata entry, as ``grpc.aio`` gives them: a ``(key, value)`` pair with names (OpenTelemetry's
+    interceptor reads ``.key`` and ``.value``)."""
+
+    key: str
+    value: str
+
+
 class _CallDetails(NamedTuple):
     """What gRPC gives interceptors about a call (``grpc.HandlerCallDetails``)."""
 
@@ -176,7 +184,7 @@ class Bridge:
 
     async def call(self, method: str, headers: list[tuple[str, str]], body: bytes, peer: str) -> bytes:
         """Run one call; the HTTP/1.1 response that answers it."""
-        metadata = tuple((k, v) for k, v in headers if k not in _NOT_METADATA)
+        metadata = tuple(_Metadatum(k, v) for k, v in headers if k not in _NOT_METADATA)
         timeout = next((v for k, v in headers if k == "grpc-timeout"), None)
         context = BridgeContext(metadata, _deadline(timeout), peer)
         reply = None
