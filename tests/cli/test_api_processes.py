@@ -59,11 +59,15 @@ def test_both_serve_and_every_create_is_published(mesh: Mesh) -> None:
     ports = json.loads((mesh.state / "ports.json").read_text())
     assert grpc_serving(f"127.0.0.1:{ports['api']}") and grpc_serving(f"127.0.0.1:{ports['api-2']}")
     envoy = json.loads((mesh.state / "envoy.json").read_text())
-    (cluster,) = [c for c in envoy["static_resources"]["clusters"] if c["name"] == "api"]  # (and the admin's)
-    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    assert sorted(e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints) == sorted(
-        [ports["api"], ports["api-2"]]
-    )
+    clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+    for cluster, names in (("api", ("api", "api-2")), ("api_bridge", ("api-bridge", "api-2-bridge"))):
+        endpoints = clusters[cluster]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        assert sorted(e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints) == sorted(
+            ports[name] for name in names
+        )
+    # Envoy runs a worker thread per API process (one thread carried every call in turn).
+    argv = Path(f"/proc/{mesh.supervisor.child('envoy').process.pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[argv.index(b"--concurrency") + 1] == b"2"
     ids = []
     for _ in range(8):  # spread over both processes: each one's relay publishes what it commits
         status, body = _call(mesh, "POST", "/v2/lbaas/loadbalancers", {"loadbalancer": {"vip_subnet_id": SUBNET}})
