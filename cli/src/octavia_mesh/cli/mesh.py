@@ -232,7 +232,7 @@ class Mesh:
         return {
             **shared,
             "OCTAVIA_MESH_API_GRPC_LISTEN": f"127.0.0.1:{port}",
-            # Envoy carries REST calls here over HTTP/1.1 (its gRPC reverse bridge); native gRPC keeps the port above.
+            # Envoy sends the edge's unary calls here, as gRPC on HTTP/1.1 (health and reflection: the port above).
             "OCTAVIA_MESH_API_BRIDGE_LISTEN": f"127.0.0.1:{bridge_port}",
             "OCTAVIA_MESH_API_AUTH_STRATEGY": opts.auth_strategy,
             **({"OCTAVIA_MESH_API_KEYSTONE_AUTH_URL": opts.keystone_url} if opts.keystone_url else {}),

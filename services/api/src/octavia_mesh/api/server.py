@@ -148,7 +148,7 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
 
 
 async def start_bridge(app: App, listen: str) -> tuple[Bridge, int]:
-    """The HTTP/1.1 listener for Envoy's reverse bridge (:mod:`octavia_mesh.api.bridge`), listening."""
+    """The listener for the edge's unary calls on HTTP/1.1 (:mod:`octavia_mesh.api.bridge`), listening."""
     bridge = Bridge([h for h, _ in handlers(app)], interceptors(app), METADATA_LIMIT, MESSAGE_LIMIT)
     host, _, port = listen.rpartition(":")
     return bridge, await bridge.start(host.strip("[]") or "127.0.0.1", int(port))
@@ -177,7 +177,7 @@ async def serve(settings: ApiSettings) -> None:
     bridge = None
     if settings.bridge_listen:  # listening before the gRPC server reports SERVING
         bridge, bridge_port = await start_bridge(app, settings.bridge_listen)
-        logger.info("API bridge (REST edge, HTTP/1.1) listening on %s (port %d)", settings.bridge_listen, bridge_port)
+        logger.info("API unary calls on HTTP/1.1 listening on %s (port %d)", settings.bridge_listen, bridge_port)
     server, health, port = create_server(app, settings.grpc_listen)
     logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
     exposition = metrics.serve(settings.metrics_listen)

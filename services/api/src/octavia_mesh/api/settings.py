@@ -22,8 +22,8 @@ class ApiSettings:
     bridge_listen: str = field(
         default="",
         metadata={
-            "help": "host:port of the HTTP/1.1 listener that Envoy's gRPC reverse bridge carries REST calls to "
-            "(the edge's --api-bridge-port); empty: none, the edge sends REST calls to the gRPC port"
+            "help": "host:port where the API takes unary gRPC calls on HTTP/1.1, which the edge sends there (its "
+            "--api-bridge-port); empty: none, the edge calls the gRPC port"
         },
     )
     metrics_listen: str = field(default="", metadata={"help": METRICS_LISTEN_HELP})
