@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_only
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -61,69 +58,13 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    gate = _WriteGate()
-
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         kind = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        if kind == "IMMEDIATE":
-            gate.enter(conn)
         if kind != "NONE":
-            try:
-                conn.exec_driver_sql(f"BEGIN {kind}")
-            except BaseException:
-                gate.leave(conn)
-                raise
-
-    @event.listens_for(engine.sync_engine, "commit")
-    @event.listens_for(engine.sync_engine, "rollback")
-    def _on_end(conn: Any) -> None:
-        gate.leave(conn)
-
-    # A connection that ends otherwise (invalidated mid-transaction, returned to the pool) opens the gate too.
-    @event.listens_for(engine.sync_engine.pool, "checkin")
-    @event.listens_for(engine.sync_engine.pool, "invalidate")
-    @event.listens_for(engine.sync_engine.pool, "soft_invalidate")
-    def _on_release(_dbapi_connection: Any, record: Any, *_: Any) -> None:
-        gate.leave(record)
+            conn.exec_driver_sql(f"BEGIN {kind}")
 
     return engine
-
-
-class _WriteGate:
-    """One SQLite write transaction of this process at a time; the others wait their turn here, in order.
-
-    SQLite has one write lock per database. Write transactions of one process that ask for it together (the
-    worker applies its commands side by side) each poll it from their connection's thread with SQLite's busy
-    handler, whose sleeps grow from 1 to 100 ms: under load they slept most of the time, and the API's writes,
-    polling among them, waited up to half a second. Queued here they wake as the one before them sends its
-    COMMIT or ROLLBACK (the events SQLAlchemy has; the next may find the lock held that long, a busy-handler
-    sleep of a millisecond), and each process has at most one writer polling the file lock against the others.
-    """
-
-    #: How long a transaction waits for its turn (SQLite's own ``busy_timeout``, which then applies as well).
-    TIMEOUT_S = 30.0
-
-    def __init__(self) -> None:
-        # A lock per event loop: an engine may outlive a loop (a test's asyncio.run), and a lock is bound to one.
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-    def enter(self, conn: Any) -> None:
-        """Wait for this connection's turn (``conn.info`` is its pool record's, which the release events see)."""
-        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        # SQLAlchemy runs this hook in its greenlet on the event loop: await_only suspends it there.
-        await_only(self._acquire(lock))
-        conn.info["octavia_mesh_write_gate"] = lock
-
-    async def _acquire(self, lock: asyncio.Lock) -> None:
-        async with asyncio.timeout(self.TIMEOUT_S):  # unlike wait_for, never leaves the lock taken by nobody
-            await lock.acquire()
-
-    def leave(self, holder: Any) -> None:
-        """Open the gate if ``holder`` (a connection, or its pool record) holds it."""
-        lock = holder.info.pop("octavia_mesh_write_gate", None)
-        if lock is not None:
-            lock.release()
 
 
 def session_factories(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]]:
