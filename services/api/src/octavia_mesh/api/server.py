@@ -121,10 +121,13 @@ def handlers(app: App) -> list[tuple[grpc.GenericRpcHandler, str]]:
     return bound
 
 
-def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth, int]:
-    """Build the server (not started) and return it with its health switch and bound port."""
+def create_server(
+    listen: str, bound: list[tuple[grpc.GenericRpcHandler, str]], chain: list[grpc.aio.ServerInterceptor]
+) -> tuple[grpc.aio.Server, ServiceHealth, int]:
+    """Build the server (not started) for the ``bound`` handlers (:func:`handlers`) behind the interceptors
+    ``chain`` (:func:`interceptors`); return it with its health switch and bound port."""
     server = grpc.aio.server(
-        interceptors=interceptors(app),
+        interceptors=chain,
         options=[
             NO_PORT_SHARING,
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
@@ -136,7 +139,7 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
         ],
     )
     names = []
-    for handler, name in handlers(app):
+    for handler, name in bound:
         server.add_generic_rpc_handlers((handler,))
         names.append(name)
     health = ServiceHealth(server, names)
@@ -147,9 +150,12 @@ def create_server(app: App, listen: str) -> tuple[grpc.aio.Server, ServiceHealth
     return server, health, port
 
 
-async def start_bridge(app: App, listen: str) -> tuple[Bridge, int]:
-    """The listener for the edge's unary calls on HTTP/1.1 (:mod:`octavia_mesh.api.bridge`), listening."""
-    bridge = Bridge([h for h, _ in handlers(app)], interceptors(app), METADATA_LIMIT, MESSAGE_LIMIT)
+async def start_bridge(
+    listen: str, bound: list[tuple[grpc.GenericRpcHandler, str]], chain: list[grpc.aio.ServerInterceptor]
+) -> tuple[Bridge, int]:
+    """The listener for the edge's unary calls on HTTP/1.1 (:mod:`octavia_mesh.api.bridge`), listening: the
+    gRPC server's own handlers and interceptors."""
+    bridge = Bridge([h for h, _ in bound], chain, METADATA_LIMIT, MESSAGE_LIMIT)
     host, _, port = listen.rpartition(":")
     return bridge, await bridge.start(host.strip("[]") or "127.0.0.1", int(port))
 
@@ -174,11 +180,12 @@ async def serve(settings: ApiSettings) -> None:
         facts = capabilities.FactsReader(js)
         facts.start()
         app.provider_facts = facts
+    bound, chain = handlers(app), interceptors(app)  # built once, served on both listeners
     bridge = None
     if settings.bridge_listen:  # listening before the gRPC server reports SERVING
-        bridge, bridge_port = await start_bridge(app, settings.bridge_listen)
+        bridge, bridge_port = await start_bridge(settings.bridge_listen, bound, chain)
         logger.info("API unary calls on HTTP/1.1 listening on %s (port %d)", settings.bridge_listen, bridge_port)
-    server, health, port = create_server(app, settings.grpc_listen)
+    server, health, port = create_server(settings.grpc_listen, bound, chain)
     logger.info("API service listening on %s (port %d)", settings.grpc_listen, port)
     exposition = metrics.serve(settings.metrics_listen)
 
