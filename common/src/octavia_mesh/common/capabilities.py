@@ -42,7 +42,7 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ class FactsReader:
                 self._kv = await facts_bucket(self._js)
             entry = await self._kv.get(provider)
             facts = Facts.decode(entry.value or b"{}")
-        except KeyNotFoundError:  # also a deleted entry
+        except (KeyNotFoundError, KeyDeletedError):  # none written, or deleted since
             facts = None
         except Exception:
             if last is None:
@@ -340,16 +340,24 @@ class Announcer:
 async def of_provider(js: JetStreamContext, provider: str) -> Capabilities | None:
     """What every live worker of ``provider`` can build; None when none announced itself."""
     kv = await bucket(js)
-    try:
-        keys = [key for key in await kv.keys() if key.startswith(f"{provider}.")]  # a handful of workers
-    except NoKeysError:
-        return None
     found: Capabilities | None = None
-    for key in keys:
+    for key in await _keys_of(js, provider):
         try:
             entry = await kv.get(key)
-        except Exception:  # deleted or expired since the listing
+        except (KeyNotFoundError, KeyDeletedError):  # expired or deleted since the listing
             continue
         own = Capabilities.decode(entry.value)
         found = own if found is None else Capabilities(found.topologies & own.topologies, found.why_not | own.why_not)
     return found
+
+
+async def _keys_of(js: JetStreamContext, provider: str) -> list[str]:
+    """The keys of ``provider``'s entries (a handful of workers), from one stream-info request.
+
+    Not ``KeyValue.keys()``: its watcher can signal "no more keys" before the keys already on their way are
+    handed over (nats.py issue #842: it trusts the consumer's pending count), and then answers that there
+    are none. Under CI's load the API took a provider's announced workers for absent that way.
+    """
+    prefix = f"$KV.{BUCKET}."
+    info = await js.stream_info(f"KV_{BUCKET}", subjects_filter=f"{prefix}{provider}.>")
+    return [subject[len(prefix) :] for subject in sorted(info.state.subjects or {})]
