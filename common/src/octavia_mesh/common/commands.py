@@ -153,7 +153,17 @@ class OutboxRelay:
     committed, right after the commit, and retry those until published: their commands do not wait for the
     owner's sweep, and do not depend on the API being up. Completed rows are deleted by housekeeping's purge
     alone.
+
+    A row is stamped ``published_at`` a little after its message went out (:data:`MARK_AFTER_S`), with the
+    others sent meanwhile, in one write: on SQLite every write transaction takes the database's one write lock,
+    and a stamp per create was a third of the lock's takers on the create path. Until it is stamped the relay
+    knows the row as sent and does not publish it again; a relay that dies first leaves it unstamped, and the
+    owner's sweep publishes it again (JetStream drops the copy within its duplicate window, and a provider
+    skips a command it completed).
     """
+
+    #: How long a sent row may wait for its ``published_at`` stamp (the stamps of a second's creates: one write).
+    MARK_AFTER_S = 0.25
 
     def __init__(
         self,
@@ -170,6 +180,7 @@ class OutboxRelay:
         self._redrive_after_s = redrive_after_s
         self._owner = owner
         self._own: set[str] = set()  # committed here, not yet seen published (owner=False)
+        self._sent: dict[str, float] = {}  # published, not yet stamped: id -> when it went out (monotonic)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         if not owner:
@@ -191,6 +202,10 @@ class OutboxRelay:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self.mark_sent()
+        except Exception:  # the database is away: the owner's sweep publishes them again
+            logger.warning("outbox relay: could not stamp %d published commands", len(self._sent))
 
     async def _run(self) -> None:
         last_redrive = last_measure = 0.0
@@ -202,6 +217,8 @@ class OutboxRelay:
                 pass
             self._wakeup.clear()
             try:
+                if self._sent and loop.time() - min(self._sent.values()) >= self.MARK_AFTER_S:
+                    await self.mark_sent()
                 if not self._owner:
                     await self.publish_own()
                     continue
@@ -228,7 +245,7 @@ class OutboxRelay:
             uncompleted = await session.scalar(
                 select(func.count()).select_from(ProviderCommand).where(ProviderCommand.completed_at.is_(None))
             )
-        OUTBOX_UNPUBLISHED.set(unpublished or 0)
+        OUTBOX_UNPUBLISHED.set(max(0, (unpublished or 0) - len(self._sent)))
         OUTBOX_UNCOMPLETED.set(uncompleted or 0)
 
     async def publish_own(self) -> int:
@@ -244,6 +261,7 @@ class OutboxRelay:
                     )
                 )
             ).all()
+        rows = [row for row in rows if row.id not in self._sent]
         if rows:
             await self._publish(rows)
         self._own.difference_update(wanted)  # published now, or already (or purged): done either way
@@ -262,11 +280,13 @@ class OutboxRelay:
                         .limit(batch)
                     )
                 ).all()
-            if rows:
-                await self._publish(rows)
-                published += len(rows)
+            new = [row for row in rows if row.id not in self._sent]  # sent, not yet stamped
+            if new:
+                await self._publish(new)
+                published += len(new)
             if len(rows) < batch:  # that was all of them: no query to find nothing
                 return published
+            await self.mark_sent()  # a full page: stamp it, or the next query finds the same rows
 
     async def redrive_stale(self) -> None:
         """Publish again the commands no provider completed in time."""
@@ -292,11 +312,23 @@ class OutboxRelay:
             OUTBOX_REDRIVEN.inc(len(stale))
 
     async def _publish(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
-        acks = [await self._js.publish(subj, payload, headers=_headers(cid, payload)) for cid, subj, payload in rows]
-        ids = [cid for cid, _, _ in rows]
+        """Publish ``rows`` (each acknowledged by JetStream); :meth:`mark_sent` stamps them soon after."""
+        now = asyncio.get_running_loop().time()
+        last = None
+        for cid, subj, payload in rows:
+            last = await self._js.publish(subj, payload, headers=_headers(cid, payload))
+            self._sent[cid] = now
+            OUTBOX_PUBLISHED.inc()
+        logger.debug("published commands (last seq %s)", last.seq if last else None)
+
+    async def mark_sent(self) -> None:
+        """Stamp ``published_at`` on every row sent and not yet stamped, in one write."""
+        if not self._sent:
+            return
+        ids = list(self._sent)
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(ProviderCommand).where(ProviderCommand.id.in_(ids)).values(published_at=utcnow())
             )
-        OUTBOX_PUBLISHED.inc(len(ids))
-        logger.debug("published %d commands (last seq %s)", len(acks), acks[-1].seq if acks else None)
+        for cid in ids:
+            self._sent.pop(cid, None)

@@ -8,8 +8,10 @@ from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from octavia_mesh.common.db import sqlite_inline  # registers sqlite+inline
+
 _ASYNC_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
+    "sqlite": f"sqlite+{sqlite_inline.InlineSQLiteDialect.driver}",
     "postgresql": "postgresql+asyncpg",
     "mysql": "mysql+asyncmy",
     "mariadb": "mysql+asyncmy",
@@ -45,7 +47,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # services lock the rows they depend on explicitly, so READ COMMITTED is all they need.
             kwargs.setdefault("isolation_level", "READ COMMITTED")
         return create_async_engine(url, **kwargs)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+    engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -54,7 +56,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        if make_url(url).get_driver_name() != sqlite_inline.InlineSQLiteDialect.driver:
+            cursor.execute("PRAGMA busy_timeout=30000")  # aiosqlite's thread may wait; the inline driver never
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

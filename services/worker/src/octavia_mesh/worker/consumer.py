@@ -69,8 +69,12 @@ class CommandConsumer:
         provider: Provider,
         batch_size: int = 64,
         ack_wait_s: float = 60.0,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Whether a command was applied before is a read: on SQLite a write session would take the database's
+        # one write lock for it (BEGIN IMMEDIATE), as long as a create takes it.
+        self._reads = reads or sessions
         self._provider = provider
         self._consumer = Consumer(
             js, provider.name, self.apply, batch_size=batch_size, ack_wait_s=ack_wait_s, fetch_wait_s=self.FETCH_WAIT_S
@@ -112,7 +116,7 @@ class CommandConsumer:
         counted = metrics.COMMANDS.labels(self._provider.name, kind, op, "failed")
         in_flight = metrics.COMMANDS_IN_FLIGHT.labels(self._provider.name)
         with in_flight.track_inprogress(), counted.count_exceptions():
-            async with self._sessions() as session:
+            async with self._reads() as session:
                 done = await session.get(ProviderCommand, command.command_id)
             if done is None or done.completed_at is not None:
                 logger.debug("command %s already applied (or unknown)", command.command_id)

@@ -149,11 +149,11 @@ def _pause_on_signals(consumers: list[CommandConsumer], health: ServiceHealth) -
 async def serve(settings: WorkerSettings) -> None:
     """Run the worker until SIGTERM/SIGINT."""
     engine = make_engine(settings.database_url)
-    _, write = session_factories(engine)
+    read, write = session_factories(engine)
     nats_client, js = await commands.connect(settings.nats_url, "octavia-mesh-worker")
     await commands.ensure_stream(js, settings.stream_replicas)
     providers = build_providers(settings, write)
-    consumers = [CommandConsumer(js, write, p, settings.batch_size, settings.ack_wait_s) for p in providers]
+    consumers = [CommandConsumer(js, write, p, settings.batch_size, settings.ack_wait_s, read) for p in providers]
     for consumer in consumers:
         await consumer.start()
     pools = []

@@ -1,0 +1,152 @@
+"""SQLite for the services' async engines, run on the event loop's thread (``sqlite+inline://``).
+
+aiosqlite runs every call on a thread of its own: a cursor, an execute, a fetch and a close are each a queue
+put, a thread wake-up, a GIL hand-over and a self-pipe write to wake the event loop. On this project's
+machines that is ~100 µs of CPU per hop and ~500 µs per statement, for statements SQLite runs in 10 to 50 µs:
+a noop create's settle (seven statements) cost the worker ~9 ms of CPU, and held SQLite's one write lock all
+that time, which is what limited creates on SQLite (issue 12). This dialect is the standard library's driver
+called directly from SQLAlchemy's greenlet, as the API's read path already does.
+
+**Nothing waits on the event loop.** Connections run with no busy timeout, so a statement that finds the
+database locked fails at once instead of sleeping on the loop; :class:`Cursor` then runs that one statement
+again on a thread with SQLite's busy timeout (:data:`BUSY_TIMEOUT_MS`), and the greenlet awaits it, so the
+loop serves other calls meanwhile. Only the statements that would have waited go to a thread: a write
+transaction's ``BEGIN IMMEDIATE`` while another process writes, mostly. A failed (busy) statement has no
+effect, so running it again is what SQLite's busy handler does too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import pool
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.util.concurrency import await_, in_greenlet
+
+T = TypeVar("T")
+
+#: How long a statement that found the database locked waits for it, on its thread (the services' former
+#: ``busy_timeout``).
+BUSY_TIMEOUT_MS = 30_000
+#: The first pause between two tries of a statement that found the database locked, and the longest.
+RETRY_S, MAX_RETRY_S = 0.0002, 0.005
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY ("database is locked"), the one error that waiting can clear."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_BUSY if code is not None else "locked" in str(exc)
+
+
+def _waiting(conn: sqlite3.Connection, call: Callable[..., T], *args: Any) -> T:
+    """Run ``call`` on the calling (executor) thread until it finds the database free, for at most
+    :data:`BUSY_TIMEOUT_MS`.
+
+    Not SQLite's busy timeout: its handler sleeps 1, 2, 5, 10, 15, 20, 25 ms… between tries, so a writer that
+    finds the lock taken for a millisecond sleeps for several, while the transactions it waits for now take
+    one or two. Trying again every :data:`RETRY_S` costs a failed lock attempt (microseconds) each time.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = RETRY_S
+    while True:
+        try:
+            return call(*args)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 1.1, MAX_RETRY_S)  # a long wait (a migration, a checkpoint) polls less often
+
+
+def _retry_off_loop(conn: sqlite3.Connection, call: Callable[..., T], *args: Any) -> T:
+    """``call`` found the database locked: run it again where waiting blocks no event loop."""
+    if not in_greenlet():  # a plain synchronous caller: it may wait where it is
+        return _waiting(conn, call, *args)
+    return await_(asyncio.get_running_loop().run_in_executor(None, _waiting, conn, call, *args))
+
+
+async def _done() -> None:
+    """An awaitable that never suspends."""
+
+
+def _awaited() -> None:
+    """Pass through SQLAlchemy's greenlet once: ``AsyncConnection.execute`` refuses a driver that never awaits
+    (it takes one for a sync driver by mistake). A coroutine that does not suspend costs a greenlet switch,
+    not a turn of the loop."""
+    if in_greenlet():
+        await_(_done())
+
+
+class Cursor(sqlite3.Cursor):
+    """A cursor whose statements run inline, and off the loop only when they have to wait for the lock."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:  # type: ignore[override]
+        try:
+            super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            _retry_off_loop(self.connection, super().execute, sql, parameters)
+            return self
+        _awaited()
+        return self
+
+    async def _async_soft_close(self) -> None:
+        """What SQLAlchemy's async layer asks of an async driver's cursor before handing a result to sync code
+        (aiosqlite's must buffer its rows then); this one is read on the same thread, as it is."""
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Cursor:  # type: ignore[override]
+        rows = list(seq_of_parameters)  # an iterator could not be run twice
+        try:
+            super().executemany(sql, rows)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            _retry_off_loop(self.connection, super().executemany, sql, rows)
+            return self
+        _awaited()
+        return self
+
+
+class Connection(sqlite3.Connection):
+    """A connection handing out :class:`Cursor` s (SQLAlchemy makes every statement through ``cursor()``)."""
+
+    def cursor(self, factory: Any = Cursor) -> Any:  # type: ignore[override]
+        return super().cursor(factory)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.OperationalError as exc:  # not in WAL mode, with readers: wait for them off the loop
+            if not _busy(exc):
+                raise
+            _retry_off_loop(self, super().commit)
+
+
+class InlineSQLiteDialect(SQLiteDialect_pysqlite):
+    """pysqlite, declared async: SQLAlchemy's async engine runs it in its greenlet, on the loop's thread."""
+
+    driver = "inline"
+    supports_statement_cache = True
+    is_async = True
+
+    def create_connect_args(self, url: URL) -> Any:
+        args, kwargs = super().create_connect_args(url)
+        # No busy timeout on the loop (see the module's docstring); a pooled connection may serve the executor
+        # thread for one statement, never two threads at once.
+        kwargs.update(timeout=0, check_same_thread=False, factory=Connection)
+        return args, kwargs
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        return pool.AsyncAdaptedQueuePool if cls._is_url_file_db(url) else pool.StaticPool
+
+
+registry.register("sqlite.inline", __name__, "InlineSQLiteDialect")
+dialect = InlineSQLiteDialect

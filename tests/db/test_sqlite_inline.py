@@ -1,0 +1,93 @@
+"""The services' SQLite driver runs statements on the event loop's thread, and waits for the write lock off it.
+
+Two engines on one file stand for two processes (the API and the worker): each has its own connections, and
+SQLite's lock is all they share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from octavia_mesh.common.db import sqlite_inline
+from octavia_mesh.common.db.engine import make_engine, session_factories
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("OCTAVIA_MESH_TEST_DATABASE_URL")), reason="SQLite's driver: run once, in the SQLite tier"
+)
+
+
+async def _ticks_while(coro_done: asyncio.Future[object], seconds: float) -> int:
+    """How often a 10 ms timer fired on the loop within ``seconds`` (or until ``coro_done``)."""
+    ticks = 0
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline and not coro_done.done():
+        await asyncio.sleep(0.01)
+        ticks += 1
+    return ticks
+
+
+async def test_a_writer_waits_for_another_processes_lock_without_stopping_the_loop(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    holder, waiter = make_engine(url), make_engine(url)
+    try:
+        async with holder.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE item (name TEXT)")
+        _, write = session_factories(waiter)
+
+        async def insert(name: str) -> None:
+            async with write() as session, session.begin():  # BEGIN IMMEDIATE: finds the lock taken
+                await session.execute(text("INSERT INTO item VALUES (:n)"), {"n": name})
+
+        _, hold = session_factories(holder)
+        async with hold() as held, held.begin():  # BEGIN IMMEDIATE: takes the lock
+            await held.execute(text("INSERT INTO item VALUES ('first')"))
+            second = asyncio.ensure_future(insert("second"))
+            ticks = await _ticks_while(second, 0.5)
+            assert not second.done(), "the second writer did not wait for the lock"
+            assert ticks >= 25, f"the event loop stalled while a writer waited ({ticks} ticks of 10 ms in 0.5 s)"
+        await asyncio.wait_for(second, 5)  # the lock is free: it goes on at once
+
+        async with waiter.connect() as conn:
+            rows = (await conn.execute(text("SELECT name FROM item ORDER BY rowid"))).scalars().all()
+        assert rows == ["first", "second"]
+    finally:
+        await holder.dispose()
+        await waiter.dispose()
+
+
+async def test_a_writer_gives_up_after_the_busy_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock never released is an error for the waiting call (as SQLite's busy timeout was), not a hang."""
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 300)
+    url = f"sqlite:///{tmp_path / 'stuck.db'}"
+    holder, waiter = make_engine(url), make_engine(url)
+    try:
+        _, write = session_factories(waiter)
+        _, hold = session_factories(holder)
+        async with hold() as held, held.begin():
+            await held.execute(text("SELECT 1"))
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(OperationalError, match="locked"):
+                async with write() as session, session.begin():
+                    await session.execute(text("SELECT 1"))
+            assert 0.25 < asyncio.get_running_loop().time() - started < 5
+        async with write() as session, session.begin():  # the same pool works again once the lock is free
+            assert (await session.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await holder.dispose()
+        await waiter.dispose()
+
+
+async def test_errors_other_than_a_busy_database_are_raised_at_once(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(OperationalError, match="no such table"):
+                await conn.execute(text("SELECT * FROM missing"))
+    finally:
+        await engine.dispose()
