@@ -91,3 +91,34 @@ async def test_errors_other_than_a_busy_database_are_raised_at_once(tmp_path: Pa
                 await conn.execute(text("SELECT * FROM missing"))
     finally:
         await engine.dispose()
+
+
+async def test_a_cancelled_waiter_leaves_no_lock_behind(tmp_path: Path) -> None:
+    """A service stopping cancels a call that waits for the lock: the lock is not taken afterwards by the
+    cancelled call's connection (a connection back in the pool holding it would stop every other writer)."""
+    url = f"sqlite:///{tmp_path / 'cancel.db'}"
+    holder, waiter = make_engine(url), make_engine(url)
+    try:
+        async with holder.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE item (name TEXT)")
+        _, write = session_factories(waiter)
+        _, hold = session_factories(holder)
+
+        async def insert(name: str) -> None:
+            async with write() as session, session.begin():
+                await session.execute(text("INSERT INTO item VALUES (:n)"), {"n": name})
+
+        async with hold() as held, held.begin():
+            await held.execute(text("SELECT 1"))
+            cancelled = asyncio.ensure_future(insert("cancelled"))
+            await asyncio.sleep(0.2)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+        await asyncio.sleep(0.1)  # a thread still trying would have the lock by now
+        await asyncio.wait_for(insert("after"), 3)
+        async with holder.connect() as conn:
+            assert (await conn.execute(text("SELECT name FROM item"))).scalars().all() == ["after"]
+    finally:
+        await holder.dispose()
+        await waiter.dispose()

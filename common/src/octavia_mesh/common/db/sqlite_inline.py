@@ -9,8 +9,8 @@ called directly from SQLAlchemy's greenlet, as the API's read path already does.
 
 **Nothing waits on the event loop.** Connections run with no busy timeout, so a statement that finds the
 database locked fails at once instead of sleeping on the loop; :class:`Cursor` then runs that one statement
-again on a thread with SQLite's busy timeout (:data:`BUSY_TIMEOUT_MS`), and the greenlet awaits it, so the
-loop serves other calls meanwhile. Only the statements that would have waited go to a thread: a write
+again and again on a thread until the lock is free (for :data:`BUSY_TIMEOUT_MS` at most), and the greenlet
+awaits it, so the loop serves other calls meanwhile. Only the statements that would have waited go to a thread: a write
 transaction's ``BEGIN IMMEDIATE`` while another process writes, mostly. A failed (busy) statement has no
 effect, so running it again is what SQLite's busy handler does too.
 """
@@ -18,7 +18,9 @@ effect, so running it again is what SQLite's busy handler does too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -44,9 +46,8 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return code == sqlite3.SQLITE_BUSY if code is not None else "locked" in str(exc)
 
 
-def _waiting(conn: sqlite3.Connection, call: Callable[..., T], *args: Any) -> T:
-    """Run ``call`` on the calling (executor) thread until it finds the database free, for at most
-    :data:`BUSY_TIMEOUT_MS`.
+def _waiting(call: Callable[..., T], args: tuple[Any, ...], stop: threading.Event | None = None) -> T:
+    """Run ``call`` until it finds the database free, for at most :data:`BUSY_TIMEOUT_MS` (or until ``stop``).
 
     Not SQLite's busy timeout: its handler sleeps 1, 2, 5, 10, 15, 20, 25 ms… between tries, so a writer that
     finds the lock taken for a millisecond sleeps for several, while the transactions it waits for now take
@@ -58,17 +59,43 @@ def _waiting(conn: sqlite3.Connection, call: Callable[..., T], *args: Any) -> T:
         try:
             return call(*args)
         except sqlite3.OperationalError as exc:
-            if not _busy(exc) or time.monotonic() >= deadline:
+            if not _busy(exc) or time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 raise
         time.sleep(delay)
         delay = min(delay * 1.1, MAX_RETRY_S)  # a long wait (a migration, a checkpoint) polls less often
 
 
-def _retry_off_loop(conn: sqlite3.Connection, call: Callable[..., T], *args: Any) -> T:
-    """``call`` found the database locked: run it again where waiting blocks no event loop."""
+def _retry_off_loop(call: Callable[..., T], *args: Any) -> T:
+    """``call`` found the database locked: run it again where waiting blocks no event loop.
+
+    On a thread of its own, a daemon: a process that stops does not wait for it. A caller cancelled meanwhile
+    (a service stopping its tasks) stops the tries and waits for the one under way before it goes on: the
+    connection must not roll back while its thread may still be taking the lock, or it would go back to the
+    pool holding it.
+    """
     if not in_greenlet():  # a plain synchronous caller: it may wait where it is
-        return _waiting(conn, call, *args)
-    return await_(asyncio.get_running_loop().run_in_executor(None, _waiting, conn, call, *args))
+        return _waiting(call, args)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            result: Any = _waiting(call, args, stop)
+            outcome = future.set_result
+        except BaseException as exc:  # handed to the caller
+            result, outcome = exc, future.set_exception
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+            loop.call_soon_threadsafe(lambda: future.done() or outcome(result))
+
+    threading.Thread(target=run, name="sqlite-lock-wait", daemon=True).start()
+    try:
+        return await_(asyncio.shield(future))
+    except BaseException:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await_(future)  # within one pause
+        raise
 
 
 async def _done() -> None:
@@ -92,7 +119,7 @@ class Cursor(sqlite3.Cursor):
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
-            _retry_off_loop(self.connection, super().execute, sql, parameters)
+            _retry_off_loop(super().execute, sql, parameters)
             return self
         _awaited()
         return self
@@ -108,7 +135,7 @@ class Cursor(sqlite3.Cursor):
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
-            _retry_off_loop(self.connection, super().executemany, sql, rows)
+            _retry_off_loop(super().executemany, sql, rows)
             return self
         _awaited()
         return self
@@ -126,7 +153,7 @@ class Connection(sqlite3.Connection):
         except sqlite3.OperationalError as exc:  # not in WAL mode, with readers: wait for them off the loop
             if not _busy(exc):
                 raise
-            _retry_off_loop(self, super().commit)
+            _retry_off_loop(super().commit)
 
 
 class InlineSQLiteDialect(SQLiteDialect_pysqlite):
