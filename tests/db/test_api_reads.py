@@ -89,10 +89,18 @@ async def test_core_rows_give_the_documents_the_orm_gave(engine: AsyncEngine, da
             found = {row.id: row for row in records(result)}
             return await loadbalancers.views(conn, [found[i] for i in ids])
 
+        async def shown(conn: ReadConnection) -> list[dict[str, Any] | None]:  # a show: row and children at once
+            return [
+                found[1] if (found := await loadbalancers.show_one(conn, i)) else None
+                for i in [*ids, str(uuid.uuid4())]
+            ]
+
         got = await reader.run(core)
+        shows = await reader.run(shown)
     finally:
         await reader.dispose()
     assert got == expected
+    assert shows == [*expected, None]  # each with its own children only; an unknown id has no row
     assert [d["listeners"] for d in got][0] and got[1]["pools"] and got[2]["tags"] == ["a", "z"]
     assert got[2]["created_at"] == "2026-01-02T03:04:05" and got[0]["created_at"] == "2026-01-02T03:04:05.678901"
 

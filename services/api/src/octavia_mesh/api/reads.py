@@ -134,12 +134,13 @@ class Reader:
 def records(result: Result[Any]) -> list[Any]:
     """A result's rows as named tuples: read by attribute, as the views read the ORM's instances, at the cost
     of a tuple index (a ``Row``'s attribute access costs microseconds, and a view reads 25 of them)."""
-    make = _record_type(tuple(result.keys()))
+    make = record_type(tuple(result.keys()))
     return [make(*row) for row in result.all()]
 
 
 @functools.lru_cache(maxsize=256)
-def _record_type(keys: tuple[str, ...]) -> Any:
+def record_type(keys: tuple[str, ...]) -> Any:
+    """The named-tuple type of rows with these columns (built once per set of columns)."""
     return collections.namedtuple("Record", keys, rename=True)  # noqa: PYI024 - its fields are a result's columns
 
 
