@@ -90,7 +90,8 @@ def new_command(
         created_at=now,
     )
     session.add(row)
-    session.info.setdefault(_WRITTEN, []).append(command_id)  # for a relay of this process, once committed
+    # For the relays of this process, once committed: the message as written, so that publishing it reads nothing.
+    session.info.setdefault(_WRITTEN, []).append((command_id, row.subject, row.payload))
     return row
 
 
@@ -105,18 +106,19 @@ def _headers(command_id: str, payload: bytes) -> dict[str, str]:
     return headers
 
 
-#: Key in a session's ``info`` under which :func:`new_command` lists the command ids the session adds.
+#: Key in a session's ``info`` under which :func:`new_command` lists the commands the session adds (id,
+#: subject, payload).
 _WRITTEN = "octavia_mesh.outbox.written"
-#: Relays that publish only the rows their own process commits (``OutboxRelay(owner=False)``).
+#: The relays of this process: each publishes the rows its process commits as soon as they are committed.
 _LOCAL_RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 
 
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
-    ids = session.info.pop(_WRITTEN, None)
-    if ids:
+    written = session.info.pop(_WRITTEN, None)
+    if written:
         for relay in list(_LOCAL_RELAYS):
-            relay.committed(ids)
+            relay.committed(written)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -144,15 +146,15 @@ OUTBOX_UNCOMPLETED = Gauge(
 class OutboxRelay:
     """Publishes committed outbox rows to JetStream.
 
-    One relay owns the outbox (``owner=True``: the API service's): ``wake()`` after a commit publishes at
-    once, a periodic sweep picks up rows left by any process that died between its commit and its publish (or
-    written by one with no relay, such as the worker's rebuild after a restart), and commands that no provider
-    completed within ``redrive_after_s`` are published again (the provider skips the ones it has completed,
-    so a re-publish is harmless; JetStream drops one inside its duplicate window). The other writers (the
-    health service, housekeeping) run ``owner=False`` relays, which publish only the rows their own process
-    committed, right after the commit, and retry those until published: their commands do not wait for the
-    owner's sweep, and do not depend on the API being up. Completed rows are deleted by housekeeping's purge
-    alone.
+    Every relay publishes the rows its own process commits right after the commit, from the messages the
+    transaction wrote (no read), and retries those until published: a command does not wait for a sweep, and
+    the health service's and housekeeping's do not depend on the API being up. One relay owns the outbox
+    (``owner=True``: the API service's): its sweep, every ``sweep_interval_s``, picks up rows left by any
+    process that died between its commit and its publish (or written by one with no relay, such as the
+    worker's rebuild after a restart), and publishes again the commands that no provider completed within
+    ``redrive_after_s`` (the provider skips the ones it has completed, so a re-publish is harmless; JetStream
+    drops one inside its duplicate window, as it drops a row two relays publish). Completed rows are deleted by
+    housekeeping's purge alone.
 
     A row is stamped ``published_at`` a little after its message went out (:data:`MARK_AFTER_S`), with the
     others sent meanwhile, in one write: on SQLite every write transaction takes the database's one write lock,
@@ -179,19 +181,18 @@ class OutboxRelay:
         self._sweep_interval_s = sweep_interval_s
         self._redrive_after_s = redrive_after_s
         self._owner = owner
-        self._own: set[str] = set()  # committed here, not yet seen published (owner=False)
+        self._own: dict[str, tuple[str, bytes]] = {}  # committed here, not published yet: id -> subject, payload
         self._sent: dict[str, float] = {}  # published, not yet stamped: id -> when it went out (monotonic)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        if not owner:
-            _LOCAL_RELAYS.add(self)
+        _LOCAL_RELAYS.add(self)
 
     def wake(self) -> None:
         self._wakeup.set()
 
-    def committed(self, ids: Iterable[str]) -> None:
+    def committed(self, written: Iterable[tuple[str, str, bytes]]) -> None:
         """A transaction of this process committed these outbox rows (called by the session event)."""
-        self._own.update(ids)
+        self._own.update((cid, (subj, payload)) for cid, subj, payload in written)
         self._wakeup.set()
 
     def start(self) -> None:
@@ -208,7 +209,7 @@ class OutboxRelay:
             logger.warning("outbox relay: could not stamp %d published commands", len(self._sent))
 
     async def _run(self) -> None:
-        last_redrive = last_measure = 0.0
+        last_redrive = last_sweep = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -219,14 +220,13 @@ class OutboxRelay:
             try:
                 if self._sent and loop.time() - min(self._sent.values()) >= self.MARK_AFTER_S:
                     await self.mark_sent()
-                if not self._owner:
-                    await self.publish_own()
+                await self.publish_own()
+                # The sweep runs once a sweep interval, not after every commit that wakes the relay: a count and a
+                # query per create were most of what the relay cost the API.
+                if not self._owner or loop.time() - last_sweep < self._sweep_interval_s:
                     continue
-                # Counted once a sweep interval, not after every commit that wakes the relay: two counts per
-                # create were most of what the relay cost the API.
-                if loop.time() - last_measure >= self._sweep_interval_s:
-                    last_measure = loop.time()
-                    await self.measure()
+                last_sweep = loop.time()
+                await self.measure()
                 await self.publish_pending()
                 if loop.time() - last_redrive >= self._redrive_after_s:
                     last_redrive = loop.time()
@@ -249,22 +249,12 @@ class OutboxRelay:
         OUTBOX_UNCOMPLETED.set(uncompleted or 0)
 
     async def publish_own(self) -> int:
-        """Publish the rows this process committed that nobody published yet; returns how many went out."""
+        """Publish the rows this process committed; returns how many went out (a row another relay published
+        already goes again, and JetStream drops the copy)."""
         if not self._own:
             return 0
-        wanted = sorted(self._own)
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(ProviderCommand.id, ProviderCommand.subject, ProviderCommand.payload).where(
-                        ProviderCommand.id.in_(wanted), ProviderCommand.published_at.is_(None)
-                    )
-                )
-            ).all()
-        rows = [row for row in rows if row.id not in self._sent]
-        if rows:
-            await self._publish(rows)
-        self._own.difference_update(wanted)  # published now, or already (or purged): done either way
+        rows = [(cid, subj, payload) for cid, (subj, payload) in self._own.items() if cid not in self._sent]
+        await self._publish(rows)
         return len(rows)
 
     async def publish_pending(self, batch: int = 200) -> int:
@@ -318,6 +308,7 @@ class OutboxRelay:
         for cid, subj, payload in rows:
             last = await self._js.publish(subj, payload, headers=_headers(cid, payload))
             self._sent[cid] = now
+            self._own.pop(cid, None)
             OUTBOX_PUBLISHED.inc()
         logger.debug("published commands (last seq %s)", last.seq if last else None)
 
