@@ -7,7 +7,9 @@ The three calls of issue 12, over ``--lbs`` load balancers on each side:
 
 * ``list``: ``GET /v2/lbaas/loadbalancers`` (every load balancer: a list of 100);
 * ``get``: ``GET /v2/lbaas/loadbalancers/{id}``;
-* ``create``: ``POST /v2/lbaas/loadbalancers``, sequential, timed to the 201.
+* ``create``: ``POST /v2/lbaas/loadbalancers``, sequential, timed to the 201; before the next side's turn,
+  the side waits until its provider has settled every create (none left PENDING_*), so that no side is
+  measured while the other's back end still works on its creates.
 
 ``list`` and ``get`` run sequentially (one connection) and with ``--concurrency`` connections. The concurrent
 REST calls (ours and Octavia's) are made by wrk, as in the issue's measurement, when it is installed
@@ -108,6 +110,7 @@ class Target:
     create: Callable[[], str]  # the new load balancer's id
     created: list[str] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)  # REST: the URL of each call, for wrk
+    settle: Callable[[], None] = lambda: None  # returns once no load balancer of its side is pending
 
 
 def rest_target(name: str, base: str, lb_id: str) -> Target:
@@ -128,10 +131,10 @@ def rest_target(name: str, base: str, lb_id: str) -> Target:
         return json.loads(raw)["loadbalancer"]["id"]
 
     urls = {"list": base.rstrip("/") + LIST_PATH, "get": f"{base.rstrip('/')}{LIST_PATH}/{lb_id}"}
-    return Target(name, list_, get, create, urls=urls)
+    return Target(name, list_, get, create, urls=urls, settle=lambda: wait_quiet(base))
 
 
-def grpc_target(name: str, address: str, lb_id: str) -> Target:
+def grpc_target(name: str, address: str, lb_id: str, base: str) -> Target:
     local = threading.local()  # one channel (one HTTP/2 connection) per client thread, as one wrk connection
 
     def stub() -> loadbalancers_pb2_grpc.LoadBalancersStub:
@@ -151,7 +154,7 @@ def grpc_target(name: str, address: str, lb_id: str) -> Target:
         reply = stub().CreateLoadBalancer(requests_pb2.CollectionRequest(body=body))
         return json.loads(reply.data)["loadbalancer"]["id"]
 
-    return Target(name, list_, get, create)
+    return Target(name, list_, get, create, settle=lambda: wait_quiet(base))
 
 
 def seed(base: str, count: int) -> str:
@@ -180,6 +183,20 @@ def wait_settled(base: str, count: int) -> str:
             return lbs[len(lbs) // 2]["id"]
         time.sleep(0.5)
     raise AssertionError(f"{base}: load balancers did not settle at {count}")
+
+
+def wait_quiet(base: str) -> None:
+    """Wait (bounded) until no load balancer of ``base`` is PENDING_*: a side's provider settles its creates
+    after the 201, and a measurement taken meanwhile would pay for the other side's work (Octavia's worker
+    takes about a second a create, on the same two cores; ours a few milliseconds)."""
+    http = Http(base)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        _, raw = http.call("GET", LIST_PATH + "?fields=provisioning_status")
+        if b"PENDING_" not in raw:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{base}: load balancers still pending after 300 s")
 
 
 def delete_all(base: str, ids: list[str]) -> None:
@@ -314,6 +331,7 @@ def run_rounds(targets: list[Target], args: argparse.Namespace) -> dict[str, dic
         for target in rotate(targets, round_):
             ids = measure(target.create, 1, args.seconds, figures[target.name]["create seq"])
             target.created.extend(str(i) for i in ids)
+            target.settle()
     return figures
 
 
@@ -430,7 +448,7 @@ def main() -> None:
             ids = dict(zip(bases, pool.map(lambda b: seed(b, args.lbs), bases.values()), strict=True))
         targets = [
             rest_target("mesh REST", mesh.endpoint, ids["mesh"]),
-            grpc_target("mesh gRPC", mesh.endpoint.removeprefix("http://"), ids["mesh"]),
+            grpc_target("mesh gRPC", mesh.endpoint.removeprefix("http://"), ids["mesh"], mesh.endpoint),
         ]
         if peer:
             targets.append(rest_target("Octavia", bases["Octavia"], ids["Octavia"]))
