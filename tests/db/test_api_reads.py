@@ -4,6 +4,7 @@ OCTAVIA_MESH_TEST_DATABASE_URL."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
@@ -117,17 +118,18 @@ async def test_sqlite_reads_cannot_write(database_url: str) -> None:
 
 
 async def test_a_connection_the_server_dropped_is_replaced(engine: AsyncEngine, database_url: str) -> None:
-    """PostgreSQL: the server ends the reader's pooled connection (as a restart or an idle timeout would); the
-    next read opens a new one and answers, not a 500."""
+    """PostgreSQL: the server ends the reader's kept connections (as a restart or an idle timeout would); the
+    next read opens a new one and answers, not a 500, however many dead ones the reader kept."""
     if make_url(database_url).get_backend_name() != "postgresql":
         pytest.skip("needs a server that can end a session: PostgreSQL")
     reader = Reader(database_url)
     try:
-        backend_pid = await reader.run(
-            lambda conn: _scalar(conn, "SELECT pg_backend_pid()")
-        )  # the pool keeps this connection
+        slow = "SELECT pg_backend_pid() FROM pg_sleep(0.2)"  # side by side: two connections, both kept
+        backend_pids = await asyncio.gather(*(reader.run(lambda conn: _scalar(conn, slow)) for _ in range(2)))
+        assert len(set(backend_pids)) == 2
         async with engine.connect() as admin:
-            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend_pid})
+            for pid in backend_pids:
+                await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             await admin.commit()
         assert await reader.run(lambda conn: _scalar(conn, "SELECT 1")) == 1
     finally:
