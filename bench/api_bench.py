@@ -14,8 +14,11 @@ The three calls of issue 12, over ``--lbs`` load balancers on each side:
 ``list`` and ``get`` run sequentially (one connection) and with ``--concurrency`` connections. The concurrent
 REST calls (ours and Octavia's) are made by wrk, as in the issue's measurement, when it is installed
 (``--client``): Python's client threads cost the two cores about as much per request as the API does, and
-capped our figures, not Octavia's. The others are made by Python threads (keep-alive HTTP/1.1; a gRPC channel
-per thread), each latency kept; every figure comes with p50/p99. Targets: our REST
+capped our figures, not Octavia's. With wrk, the concurrent native gRPC calls are made by h2load
+(``apt install nghttp2-client``), HTTP/2 with the framed request as body: each answer must be a 200 carrying
+exactly the bytes of the reply a Python client got for the same call (an error's answer carries none). The
+others are made by Python threads (keep-alive HTTP/1.1; a gRPC channel per thread), each latency kept; every
+figure comes with p50/p99. Targets: our REST
 through Envoy, our native gRPC (same Envoy port, HTTP/2) and real Octavia 19.0.0 (``../shared/tools/octavia-peer``,
 API and worker in one process, no-op drivers, its own SQLite: the tool knows no other database). All three run
 at once and the rounds interleave them (rotating who goes first), so load from other users of the machine hits
@@ -50,7 +53,7 @@ from google.api import httpbody_pb2
 
 from octavia_mesh.cli.mesh import Mesh, MeshOptions
 from octavia_mesh.cli.processes import free_port
-from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2_grpc, requests_pb2
+from octavia_mesh.protos.lbaas.v2 import loadbalancers_pb2, loadbalancers_pb2_grpc, requests_pb2
 
 PROJECT = "e3cd678b11784734bc366148aa37580e"
 SUBNET = "11111111-1111-1111-1111-111111111111"
@@ -111,6 +114,8 @@ class Target:
     created: list[str] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)  # REST: the URL of each call, for wrk
     settle: Callable[[], None] = lambda: None  # returns once no load balancer of its side is pending
+    #: Native gRPC: each call's URL, framed request and the length of its framed reply, for h2load.
+    grpc_calls: dict[str, tuple[str, bytes, int]] = field(default_factory=dict)
 
 
 def rest_target(name: str, base: str, lb_id: str) -> Target:
@@ -154,7 +159,23 @@ def grpc_target(name: str, address: str, lb_id: str, base: str) -> Target:
         reply = stub().CreateLoadBalancer(requests_pb2.CollectionRequest(body=body))
         return json.loads(reply.data)["loadbalancer"]["id"]
 
-    return Target(name, list_, get, create, settle=lambda: wait_quiet(base))
+    service = loadbalancers_pb2.DESCRIPTOR.services_by_name["LoadBalancers"].full_name
+    calls = {
+        "list": ("ListLoadBalancers", requests_pb2.CollectionRequest()),
+        "get": ("GetLoadBalancer", requests_pb2.ResourceRequest(id=lb_id)),
+    }
+    channel = grpc.insecure_channel(address)
+    grpc_calls = {}
+    for op, (method, request) in calls.items():
+        reply = channel.unary_unary(f"/{service}/{method}")(request.SerializeToString())  # raw bytes both ways
+        grpc_calls[op] = (f"http://{address}/{service}/{method}", _framed(request.SerializeToString()), len(reply) + 5)
+    channel.close()
+    return Target(name, list_, get, create, settle=lambda: wait_quiet(base), grpc_calls=grpc_calls)
+
+
+def _framed(message: bytes) -> bytes:
+    """A gRPC message as it goes on the wire: uncompressed flag, length, bytes."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
 def seed(base: str, count: int) -> str:
@@ -306,6 +327,43 @@ def measure_wrk(url: str, connections: int, seconds: float, into: Figures) -> No
     )
 
 
+def measure_h2load(call: tuple[str, bytes, int], connections: int, seconds: float, into: Figures) -> None:
+    """``h2load`` making native gRPC calls (``call``: URL, framed request, framed reply's length) on
+    ``connections`` HTTP/2 connections, one call at a time on each, for ``seconds``. Every answer must be a 200
+    with the reply's bytes: a gRPC error comes as a 200 too, with its status in the trailers and no message."""
+    url, body, reply_length = call
+    with tempfile.TemporaryDirectory() as tmp:
+        request, log = Path(tmp, "request"), Path(tmp, "log")
+        request.write_bytes(body)
+        into.loads.append(os.getloadavg()[0])
+        out = subprocess.run(
+            ["h2load", f"-c{connections}", f"-t{min(connections, 2)}", "-m1", f"-D{max(1, round(seconds))}"]
+            + ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(request)]
+            + ["--log-file", str(log), url],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=True,
+        ).stdout
+        into.loads.append(os.getloadavg()[0])
+        entries = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    done = [e for e in entries if e[1] == "200"]
+    assert entries and len(done) == len(entries), out
+    data = next(line for line in out.splitlines() if line.startswith("traffic:"))  # "... 123 (123) data, ..."
+    data_bytes = int(data.split(" data")[0].rsplit("(", 1)[1].rstrip(")"))
+    assert data_bytes == reply_length * len(entries), f"not every answer was the reply ({data_bytes} bytes)\n{out}"
+    finished = next(line for line in out.splitlines() if line.startswith("finished in"))
+    ordered = sorted(int(e[2]) / 1000 for e in entries)  # microseconds to the end of the answer
+    into.wrk.append(
+        {
+            "n": float(len(entries)),
+            "seconds": len(entries) / float(finished.split(",")[1].split()[0]),  # from its req/s
+            "p50_ms": ordered[len(ordered) // 2],
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        }
+    )
+
+
 def rotate(items: list[Target], by: int) -> Iterator[Target]:
     by %= len(items)
     yield from items[by:] + items[:by]
@@ -323,6 +381,9 @@ def run_rounds(targets: list[Target], args: argparse.Namespace) -> dict[str, dic
                     into = figures[target.name][f"{op} {mode}"]
                     if threads > 1 and args.client == "wrk" and op in target.urls:
                         measure_wrk(target.urls[op], threads, args.seconds, into)
+                        continue
+                    if threads > 1 and args.client == "wrk" and op in target.grpc_calls and shutil.which("h2load"):
+                        measure_h2load(target.grpc_calls[op], threads, args.seconds, into)
                         continue
                     results = measure(fn, threads, args.seconds, into)
                     if op == "list":
@@ -379,7 +440,9 @@ def report(results: dict[str, dict[str, dict[str, float]]], args: argparse.Names
         f"{args.api_processes or 'default'} API process(es), {args.rounds} rounds of {args.seconds:g} s per call "
         f"and side, interleaved\n"
         "cells: p50/p99 latency, requests/s (1-minute load average while measured); "
-        f"c{args.concurrency} REST calls by {args.client}, the rest by Python client threads\n"
+        f"c{args.concurrency} REST calls by {args.client}"
+        + (f", c{args.concurrency} gRPC calls by h2load" if args.client == "wrk" and shutil.which("h2load") else "")
+        + ", the rest by Python client threads\n"
     )
     names = [n for n in ("mesh REST", "mesh gRPC", "Octavia") if n in results]
     calls = [c for c in results[names[0]] if results[names[0]][c]]
