@@ -10,9 +10,9 @@ called directly from SQLAlchemy's greenlet, as the API's read path already does.
 **Nothing waits on the event loop.** Connections run with no busy timeout, so a statement that finds the
 database locked fails at once instead of sleeping on the loop; :class:`Cursor` then runs that one statement
 again and again on a thread until the lock is free (for :data:`BUSY_TIMEOUT_MS` at most), and the greenlet
-awaits it, so the loop serves other calls meanwhile. Only the statements that would have waited go to a thread: a write
-transaction's ``BEGIN IMMEDIATE`` while another process writes, mostly. A failed (busy) statement has no
-effect, so running it again is what SQLite's busy handler does too.
+awaits it, so the loop serves other calls meanwhile. Only the statements that would have waited go to a
+thread: a write transaction's ``BEGIN IMMEDIATE`` while another process writes, mostly. A failed (busy)
+statement has no effect, so running it again is what SQLite's busy handler does too.
 """
 
 from __future__ import annotations
@@ -41,9 +41,12 @@ RETRY_S, MAX_RETRY_S = 0.0002, 0.005
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
-    """SQLITE_BUSY ("database is locked"), the one error that waiting can clear."""
+    """SQLITE_BUSY ("database is locked") and its extended codes, which waiting can clear; not
+    SQLITE_BUSY_SNAPSHOT (a read transaction that may not write any more: only a new transaction can)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_BUSY if code is not None else "locked" in str(exc)
+    if code is None:
+        return "locked" in str(exc)
+    return code & 0xFF == sqlite3.SQLITE_BUSY and code != sqlite3.SQLITE_BUSY_SNAPSHOT
 
 
 def _waiting(call: Callable[..., T], args: tuple[Any, ...], stop: threading.Event | None = None) -> T:
@@ -165,8 +168,8 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
 
     def create_connect_args(self, url: URL) -> Any:
         args, kwargs = super().create_connect_args(url)
-        # No busy timeout on the loop (see the module's docstring); a pooled connection may serve the executor
-        # thread for one statement, never two threads at once.
+        # No busy timeout on the loop (see the module's docstring); a connection may serve a waiting thread for
+        # one statement, never two threads at once.
         kwargs.update(timeout=0, check_same_thread=False, factory=Connection)
         return args, kwargs
 
