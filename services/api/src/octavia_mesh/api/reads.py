@@ -64,7 +64,7 @@ class _AsyncConnection:
 
 
 class Reader:
-    """Read-only Core connections to the service's database (one per call, from a pool)."""
+    """Read-only Core connections to the service's database, one per call (SQLite: one shared; else kept ones)."""
 
     #: PostgreSQL and MariaDB: connections kept open between calls, in autocommit, so nothing is left to reset.
     #: Taken from a list of this reader's rather than checked out of the engine's pool and returned with its
