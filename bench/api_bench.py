@@ -300,19 +300,20 @@ def _wrk_ms(text: str) -> float:
     raise ValueError(f"not a wrk latency: {text}")
 
 
+def _load_tool(argv: list[str], seconds: float, into: Figures) -> str:
+    """Run a load generator for about ``seconds``, the load average sampled around it; its output."""
+    into.loads.append(os.getloadavg()[0])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    into.loads.append(os.getloadavg()[0])
+    return out
+
+
 def measure_wrk(url: str, connections: int, seconds: float, into: Figures) -> None:
     """``wrk`` on ``url`` with ``connections`` connections for ``seconds`` (the issue's own load generator: it
     costs the machine far less per request than Python's client threads, which share the two cores with the
     servers). Every answer must be a 2xx."""
-    into.loads.append(os.getloadavg()[0])
-    out = subprocess.run(
-        ["wrk", f"-c{connections}", f"-t{min(connections, 2)}", f"-d{max(1, round(seconds))}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=True,
-    ).stdout
-    into.loads.append(os.getloadavg()[0])
+    argv = ["wrk", f"-c{connections}", f"-t{min(connections, 2)}", f"-d{max(1, round(seconds))}s", "--latency", url]
+    out = _load_tool(argv, seconds, into)
     assert "Non-2xx" not in out and "Socket errors" not in out, out
     lines = out.splitlines()
     done = next(line.split() for line in lines if " requests in " in line)  # "1234 requests in 3.00s, ..."
@@ -335,17 +336,9 @@ def measure_h2load(call: tuple[str, bytes, int], connections: int, seconds: floa
     with tempfile.TemporaryDirectory() as tmp:
         request, log = Path(tmp, "request"), Path(tmp, "log")
         request.write_bytes(body)
-        into.loads.append(os.getloadavg()[0])
-        out = subprocess.run(
-            ["h2load", f"-c{connections}", f"-t{min(connections, 2)}", "-m1", f"-D{max(1, round(seconds))}"]
-            + ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(request)]
-            + ["--log-file", str(log), url],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 30,
-            check=True,
-        ).stdout
-        into.loads.append(os.getloadavg()[0])
+        argv = ["h2load", f"-c{connections}", f"-t{min(connections, 2)}", "-m1", f"-D{max(1, round(seconds))}"]
+        argv += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(request)]
+        out = _load_tool([*argv, "--log-file", str(log), url], seconds, into)
         entries = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
     done = [e for e in entries if e[1] == "200"]
     assert entries and len(done) == len(entries), out

@@ -117,12 +117,18 @@ class Cursor(sqlite3.Cursor):
     """A cursor whose statements run inline, and off the loop only when they have to wait for the lock."""
 
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:  # type: ignore[override]
+        return self._run(super().execute, sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Cursor:  # type: ignore[override]
+        return self._run(super().executemany, sql, list(seq_of_parameters))  # a list: it may run twice
+
+    def _run(self, call: Callable[[str, Any], object], sql: str, parameters: Any) -> Cursor:
         try:
-            super().execute(sql, parameters)
+            call(sql, parameters)
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
-            _retry_off_loop(super().execute, sql, parameters)
+            _retry_off_loop(call, sql, parameters)
             return self
         _awaited()
         return self
@@ -130,18 +136,6 @@ class Cursor(sqlite3.Cursor):
     async def _async_soft_close(self) -> None:
         """What SQLAlchemy's async layer asks of an async driver's cursor before handing a result to sync code
         (aiosqlite's must buffer its rows then); this one is read on the same thread, as it is."""
-
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Cursor:  # type: ignore[override]
-        rows = list(seq_of_parameters)  # an iterator could not be run twice
-        try:
-            super().executemany(sql, rows)
-        except sqlite3.OperationalError as exc:
-            if not _busy(exc):
-                raise
-            _retry_off_loop(super().executemany, sql, rows)
-            return self
-        _awaited()
-        return self
 
 
 class Connection(sqlite3.Connection):
