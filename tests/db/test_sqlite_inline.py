@@ -10,6 +10,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def _longest_stall(done: asyncio.Future[object], seconds: float) -> float:
+async def _longest_stall(done: asyncio.Future[Any], seconds: float) -> float:
     """The longest the loop went without running a 10 ms timer within ``seconds`` (or until ``done``)."""
     loop = asyncio.get_running_loop()
     deadline = last = loop.time()
