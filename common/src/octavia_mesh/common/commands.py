@@ -253,7 +253,7 @@ class OutboxRelay:
         already goes again, and JetStream drops the copy)."""
         if not self._own:
             return 0
-        rows = [(cid, subj, payload) for cid, (subj, payload) in self._own.items() if cid not in self._sent]
+        rows = [(cid, subj, payload) for cid, (subj, payload) in self._own.items()]  # _publish takes sent ones out
         await self._publish(rows)
         return len(rows)
 

@@ -48,6 +48,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             kwargs.setdefault("isolation_level", "READ COMMITTED")
         return create_async_engine(url, **kwargs)
     engine = create_async_engine(url, **kwargs)
+    # aiosqlite (a URL that asks for it) waits for the lock on its own thread; the inline driver never waits.
+    busy_timeout = make_url(url).get_driver_name() != sqlite_inline.InlineSQLiteDialect.driver
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -56,8 +58,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        if make_url(url).get_driver_name() != sqlite_inline.InlineSQLiteDialect.driver:
-            cursor.execute("PRAGMA busy_timeout=30000")  # aiosqlite's thread may wait; the inline driver never
+        if busy_timeout:
+            cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

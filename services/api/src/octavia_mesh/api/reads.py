@@ -88,7 +88,7 @@ class Reader:
             is_sqlite = url.get_backend_name() == "sqlite"
             options: dict[str, Any] = {"json_deserializer": _json_loads}
             if not is_sqlite:
-                options.update(pool_size=10, isolation_level="AUTOCOMMIT")
+                options.update(pool_size=self.KEEP, isolation_level="AUTOCOMMIT")
             self._async = create_async_engine(async_url(database_url), **options)
 
     @contextlib.asynccontextmanager
