@@ -13,6 +13,7 @@ They need root (namespaces, veths, VRRP); keepalived comes from the distribution
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,6 +79,14 @@ def holds(amphora_id: str, address: str) -> bool:
 
 def namespace_pids(amphora_id: str) -> list[int]:
     return [int(p) for p in ip("netns", "pids", netns(amphora_id)).split()]
+
+
+def kill_amphora(amphora_id: str) -> None:
+    """SIGKILL everything in the amphora's namespace (its agent, HAProxy, keepalived and their children) at once.
+    A process that ended between the listing and its kill (a keepalived check script) is gone as wanted."""
+    for pid in namespace_pids(amphora_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def live(pids: list[int]) -> list[int]:
@@ -299,8 +308,7 @@ def test_master_killed_under_load_the_backup_takes_over(pair: Pair) -> None:
         time.sleep(1.0)
         assert load.failed_share() <= 0.01, f"requests failed before anything was killed: {load.errors}"
         killed = time.monotonic()
-        for pid in namespace_pids(master["id"]):  # the amphora dies: its agent, HAProxy and keepalived at once
-            os.kill(pid, signal.SIGKILL)
+        kill_amphora(master["id"])  # the amphora dies: its agent, HAProxy and keepalived at once
         wait_until(lambda: holds(backup["id"], pair.vip), TAKEOVER_BOUND_S, "the BACKUP to take the VIP")
         took_over = time.monotonic()
         wait_until(pair.serves, 2.0, "the VIP to answer from the BACKUP")
@@ -359,8 +367,7 @@ def test_load_balancer_failover_rebuilds_both_one_at_a_time(pair: Pair) -> None:
 def test_whole_pair_lost_is_rebuilt_by_a_load_balancer_failover(pair: Pair) -> None:
     lost = pair.amphorae()
     for amphora in lost:  # both amphorae die: nothing answers the VIP any more
-        for pid in namespace_pids(amphora["id"]):
-            os.kill(pid, signal.SIGKILL)
+        kill_amphora(amphora["id"])
     wait_until(lambda: not pair.serves(), 5.0, "the VIP to go unanswered")
     response = pair.api.call("PUT", f"{LBS}/{pair.lb['id']}/failover")
     assert response.status_code in (202, 409), response.text  # 409: the health service got there first
