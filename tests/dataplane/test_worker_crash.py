@@ -195,14 +195,17 @@ def test_resumed_after_its_amphora_was_lost_too(crash_mesh: Mesh, crash_api: Res
 
     def booted() -> str | None:
         """The amphora, once the flow's progress says it is booted (take-spare, a no-op here, create-amphora and
-        boot-amphora done)."""
+        boot-amphora done). From the database alone: the flow goes on in about a second (wait-for-agent, then
+        configuration), and a poll through the API as well made this test miss that window under CI's load."""
         with engine.connect() as conn:
             rows = conn.execute(
                 select(models.FlowProgress.store).where(
                     models.FlowProgress.flow == "create-load-balancer", models.FlowProgress.done_steps >= 3
                 )
             ).scalars()
-            ids = {a["id"] for a in amphorae_of(crash_api, lb["id"])}
+            ids = set(
+                conn.execute(select(models.Amphora.id).where(models.Amphora.load_balancer_id == lb["id"])).scalars()
+            )
             return next((store["amphora_id"] for store in rows if store.get("amphora_id") in ids), None)
 
     try:
